@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Set up this machine for dockext: Docker engine + local registry, Chromium, the `docker` group, and .venv
+# with dockext installed (editable, with the test extras). Meant for a fresh Debian 12 machine, run as root;
+# idempotent (a second run takes about a second) and quiet: one line per step, or the failing step's log.
+#
+#   bash scripts/setup.sh [--no-browser]
+#
+# As an ordinary user it works when nothing needs root any more (everything installed, engine running).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+
+BROWSER=1
+for arg in "$@"; do
+  case $arg in
+    --no-browser) BROWSER=0 ;;
+    -h | --help) sed -n '2,8p' "$0" | cut -c3-; exit 0 ;;
+    *) echo "setup: unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+ENGINE_SOCKET=${ENGINE_SOCKET:-/var/run/docker.sock}
+VENV=.venv
+STAMP=$VENV/.dockext-setup-stamp
+LOGDIR=$(mktemp -d)
+trap 'rm -rf "$LOGDIR"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+
+now_ms() { date +%s%3N; }
+say() { echo "$*" >&3; }  # the step's summary (its last call wins)
+
+# step NAME FUNCTION: runs FUNCTION with `set -e` in a subshell, output to a log; prints one line, or the
+# log's tail and exits 1 when it fails.
+step() {
+  local name=$1 log=$LOGDIR/$1.log sum=$LOGDIR/$1.sum t0 rc
+  shift
+  t0=$(now_ms)
+  (set -euo pipefail; "$@") 3>"$sum" >"$log" 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "setup: $name: FAILED (exit $rc); last lines of its log:" >&2
+    tail -n 30 "$log" | sed 's/^/    /' >&2
+    exit 1
+  fi
+  printf 'setup: %-14s %s (%d ms)\n' "$name:" "$(tail -n 1 "$sum")" $(($(now_ms) - t0))
+}
+
+need_root() {
+  [ "$(id -u)" -eq 0 ] || { echo "needs root to $*: run 'sudo bash scripts/setup.sh'"; return 1; }
+}
+
+apt_install() {  # apt_install PACKAGE...: installs what is missing; says what it did
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then say "$* already installed"; return 0; fi
+  need_root "apt-get install ${missing[*]}"
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}"
+  say "installed ${missing[*]}"
+}
+
+engine() {
+  local out
+  out=$(ENGINE_SOCKET=$ENGINE_SOCKET bash .ci/setup-engine.sh)
+  echo "$out"
+  out=${out#setup-engine: }
+  say "${out%; * ms}"
+}
+
+browser() { apt_install chromium; }
+pyvenv() { apt_install python3-venv; }
+
+docker_group() {
+  if ! getent group docker >/dev/null; then
+    need_root "create the docker group"
+    groupadd --system docker
+  fi
+  local owner
+  owner=$(stat -c '%G %a' "$ENGINE_SOCKET")
+  if [ "$owner" != "docker 660" ]; then
+    need_root "give $ENGINE_SOCKET to the docker group"
+    chgrp docker "$ENGINE_SOCKET"
+    chmod 660 "$ENGINE_SOCKET"
+  fi
+  say "$ENGINE_SOCKET is root:docker 660 (members: $(getent group docker | cut -d: -f4))"
+}
+
+find_python() {  # the first python3 on PATH that is >= 3.11
+  local dir
+  local IFS=:
+  for dir in $PATH; do
+    [ -x "$dir/python3" ] || continue
+    if "$dir/python3" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$dir/python3"
+      return 0
+    fi
+  done
+  echo "no python3 >= 3.11 on PATH ($PATH)" >&2
+  return 1
+}
+
+venv() {
+  local py want
+  if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    py=$(find_python)
+    rm -rf "$VENV"
+    "$py" -m venv "$VENV"
+  fi
+  want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
+  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/dockext" ]; then
+    say "$VENV up to date ($("$VENV/bin/python" -V 2>&1))"
+    return 0
+  fi
+  rm -f "$STAMP"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+  echo "$want" >"$STAMP"
+  say "installed dockext (editable, [test]) into $VENV ($("$VENV/bin/python" -V 2>&1))"
+}
+
+step engine engine
+if [ $BROWSER -eq 1 ]; then step chromium browser; fi
+step python3-venv pyvenv
+step docker-group docker_group
+step venv venv

@@ -1,0 +1,199 @@
+"""``dockext``: install, list and remove extensions; serve the dashboard."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from . import API_VERSION, __version__
+from .engine import Engine, PullEvent
+from .errors import DockextError
+from .installer import Installer
+from .paths import layout
+from .store import Record, Store
+
+__all__ = ["main"]
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliReporter:
+    """Prints install steps like ``docker extension install`` does, and a progress bar for pulls."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+
+    def step(self, message: str) -> None:
+        self._stop()
+        self.console.print(message, soft_wrap=True)
+
+    def pull(self, event: PullEvent) -> None:
+        layer = event.get("id")
+        detail = event.get("progressDetail") or {}
+        if not layer or "total" not in detail:
+            return
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                console=self.console, transient=True,
+            )
+            self.progress.start()
+        if layer not in self.tasks:
+            self.tasks[layer] = self.progress.add_task(f"{layer} {event.get('status', '')}", total=detail["total"])
+        self.progress.update(
+            self.tasks[layer], completed=detail.get("current", 0), total=detail["total"],
+            description=f"{layer} {event.get('status', '')}",
+        )
+
+    def _stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+            self.tasks.clear()
+
+
+def handle_errors(fn: F) -> F:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DockextError as exc:
+            err.print(f"[bold red]Error:[/] {exc.message}", markup=True, soft_wrap=True)
+            if exc.hint:
+                err.print(exc.hint, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("Interrupted.")
+            sys.exit(130)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dockext")
+def cli() -> None:
+    """Run Docker Desktop extensions on any Docker engine."""
+
+
+@cli.command()
+@click.argument("image")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def install(image: str, force: bool) -> None:
+    """Install the extension IMAGE[:TAG] (pulled if it is not local)."""
+    if not force and sys.stdin.isatty():
+        click.confirm(
+            "Extensions can install binaries, invoke commands and access files on your machine.\n"
+            "Are you sure you want to continue?",
+            abort=True,
+        )
+    Installer(layout(), reporter=CliReporter(out)).install(image)
+
+
+@cli.command(name="ls")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@handle_errors
+def list_(fmt: str) -> None:
+    """List installed extensions."""
+    records = Store(layout()).records()
+    states = _vm_states(records)
+    rows = [_row(r, states) for r in records]
+    if fmt == "json":
+        out.print_json(json.dumps(rows)) if sys.stdout.isatty() else print(json.dumps(rows, indent=2))
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for col in ("ID", "PROVIDER", "VERSION", "UI", "VM", "HOST"):
+        table.add_column(col, no_wrap=True)
+    for row in rows:
+        table.add_row(row["id"], row["provider"], row["version"], row["ui"], row["vm"], row["host"])
+    out.print(table, soft_wrap=True, crop=False)
+
+
+@cli.command()
+@click.argument("image")
+@handle_errors
+def rm(image: str) -> None:
+    """Remove the extension IMAGE (its named volumes are kept)."""
+    Installer(layout(), reporter=CliReporter(out)).remove(image)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", default=7683, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.option("--allow-host", multiple=True, help="Extra host name the dashboard answers to (with --host).")
+@handle_errors
+def serve(host: str, port: int, no_browser: bool, allow_host: tuple[str, ...]) -> None:
+    """Serve the dashboard. Prints a URL that carries the login token."""
+    from .server.run import serve as run
+
+    lay = layout()
+    try:
+        Installer(lay).recover()
+    except DockextError as exc:
+        err.print(f"Warning: could not finish interrupted operations: {exc.message}")
+    run(lay, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host, echo=out.print)
+
+
+@cli.command()
+def version() -> None:
+    """Print the client and server API versions."""
+    print(f"Client Version: v{__version__}\nServer API Version: {API_VERSION}")
+
+
+def _vm_states(records: list[Record]) -> dict[str, list[str]] | None:
+    if not any(r.vm for r in records):
+        return {}
+    try:
+        containers = Engine().client.api.containers(all=True, filters={"label": "com.docker.desktop.extension=true"})
+    except Exception:  # noqa: BLE001 - the list still prints when the engine is down
+        return None
+    states: dict[str, list[str]] = {}
+    for c in containers:
+        project = (c.get("Labels") or {}).get("com.docker.compose.project", "")
+        states.setdefault(project, []).append(str(c.get("State", "unknown")))
+    return states
+
+
+def _row(r: Record, states: dict[str, list[str]] | None) -> dict[str, Any]:
+    if r.vm is None:
+        vm = "-"
+    elif states is None:
+        vm = "Unknown(engine unreachable)"
+    else:
+        found = states.get(r.vm.project, [])
+        if not found:
+            vm = "Missing(0)"
+        else:
+            state = max(set(found), key=found.count)
+            vm = f"{state.capitalize()}({len(found)})"
+    return {
+        "id": r.id,
+        "provider": r.provider,
+        "version": r.version,
+        "ui": f"1 tab({r.ui.title})" if r.ui else "-",
+        "vm": vm,
+        "host": f"{len(r.host_binaries)} binarie(s)" if r.host_binaries else "-",
+        "image": r.image,
+        "title": r.title,
+    }
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

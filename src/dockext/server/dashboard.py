@@ -1,0 +1,254 @@
+"""The dashboard origin: login, the dashboard page and its JSON API."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from ..store import Record
+from .security import DASHBOARD_CSP, error_response, harden, token_ok
+from .state import HostState
+
+__all__ = ["STATIC", "create"]
+
+STATIC = Path(str(resources.files("dockext") / "static"))
+PUBLIC_PATHS = {"/login", "/static/login.css", "/favicon.ico"}
+ICON_TYPES = {
+    ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+    ".gif": "image/gif", ".webp": "image/webp", ".ico": "image/x-icon",
+}
+QUERY_RE = re.compile(r"^\?[^#\s]*$")
+
+
+def cookie_name(state: HostState) -> str:
+    return f"dockext-{state.port}"
+
+
+class AuthGate:
+    """Every dashboard route needs the session cookie (or the token) except the login page.
+
+    ``?token=`` on a GET logs in: the cookie is set and the browser is sent to the same URL without the
+    token, so it does not stay in the address bar or the history. Mutating API calls also need the
+    ``X-Dockext`` header and, when the browser sends one, a same-origin ``Origin`` (CSRF).
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Any], state: HostState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        path = request.url.path
+        token = request.query_params.get("token")
+        if token is not None and request.method == "GET":
+            if token_ok(token, self.state.token):
+                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                target = path + ("?" + urlencode(rest) if rest else "")
+                response: Response = RedirectResponse(target, status_code=303)
+                self._login(response)
+            else:
+                response = login_page("That token is not valid.", status=401)
+            await harden(response)(scope, receive, send)
+            return
+        if path in PUBLIC_PATHS or self._authenticated(request):
+            if request.method not in ("GET", "HEAD") and path.startswith("/api/") and not self._csrf_ok(request):
+                response = error_response(status=403, type_="Forbidden", message="cross-site request refused")
+                await harden(response)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if path.startswith("/api/"):
+            response = error_response(status=401, type_="Unauthorized", message="log in first")
+        else:
+            response = RedirectResponse("/login", status_code=303)
+        await harden(response)(scope, receive, send)
+
+    def _authenticated(self, request: Request) -> bool:
+        session = request.cookies.get(cookie_name(self.state))
+        if session and any(token_ok(session, s) for s in self.state.sessions):
+            return True
+        auth = request.headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        return scheme.lower() in ("bearer", "token") and token_ok(value.strip(), self.state.token)
+
+    def _csrf_ok(self, request: Request) -> bool:
+        if request.url.path.endswith("/close") and request.method == "POST":
+            # navigator.sendBeacon cannot set headers: the Origin check alone guards this idempotent call
+            origin = request.headers.get("origin")
+            return origin is None or origin in self.state.dashboard_origins()
+        if request.headers.get("x-dockext") != "1":
+            return False
+        origin = request.headers.get("origin")
+        return origin is None or origin in self.state.dashboard_origins()
+
+    def _login(self, response: Response) -> None:
+        session = secrets.token_urlsafe(32)
+        self.state.sessions.add(session)
+        response.set_cookie(
+            cookie_name(self.state), session, httponly=True, samesite="strict", path="/", max_age=30 * 86400
+        )
+
+
+def login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
+    text = (STATIC / "login.html").read_text()
+    message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    return harden(HTMLResponse(text.replace("<!--ERROR-->", message), status_code=status), csp=DASHBOARD_CSP)
+
+
+def create(
+    state: HostState, lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]]
+) -> Callable[[Scope, Receive, Send], Any]:
+    async def index(request: Request) -> Response:
+        return harden(FileResponse(STATIC / "dashboard" / "index.html"), csp=DASHBOARD_CSP)
+
+    async def login_get(request: Request) -> Response:
+        return login_page()
+
+    async def login_post(request: Request) -> Response:
+        body = (await request.body())[:4096].decode(errors="replace")
+        token = (parse_qs(body).get("token") or [""])[0].strip()
+        if not token_ok(token, state.token):
+            return login_page("That token is not valid.", status=401)
+        response = RedirectResponse("/", status_code=303)
+        gate._login(response)
+        return harden(response)
+
+    async def static(request: Request) -> Response:
+        rel = request.path_params["path"]
+        parts = rel.split("/")
+        if any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+            return harden(Response("Not found", status_code=404))
+        path = STATIC.joinpath(*parts)
+        if not path.is_file():
+            return harden(Response("Not found", status_code=404))
+        response = FileResponse(path)
+        response.headers["Cache-Control"] = "no-cache"
+        return harden(response, csp=DASHBOARD_CSP)
+
+    async def list_extensions(request: Request) -> Response:
+        states = await asyncio.to_thread(_backend_states, state)
+        return harden(JSONResponse([_extension_json(state, r, states) for r in state.records()]))
+
+    async def icon(request: Request) -> Response:
+        record = state.record(request.path_params["key"])
+        if record is None or not record.icon:
+            return harden(Response("Not found", status_code=404))
+        path = state.layout.extension_dir(record.key) / record.icon
+        media = ICON_TYPES.get(path.suffix, "application/octet-stream")
+        response = FileResponse(path, media_type=media)
+        # an SVG icon is extension content: never let it run script, even when opened directly
+        return harden(response, csp="default-src 'none'; style-src 'unsafe-inline'; sandbox")
+
+    async def events(request: Request) -> Response:
+        async def stream() -> AsyncIterator[bytes]:
+            seen = -1
+            while True:
+                if state.generation != seen:
+                    seen = state.generation
+                    yield f"event: extensions\ndata: {json.dumps({'generation': seen})}\n\n".encode()
+                try:
+                    await asyncio.wait_for(state.changed.wait(), timeout=15)
+                except TimeoutError:
+                    yield b": ping\n\n"
+
+        response = StreamingResponse(stream(), media_type="text/event-stream")
+        response.headers["Cache-Control"] = "no-store"
+        return harden(response)
+
+    async def open_instance(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return error_response(status=400, type_="BadRequest", message="expected a JSON body")
+        key = body.get("extension") if isinstance(body, dict) else None
+        record = state.record(str(key)) if key else None
+        if record is None or record.ui is None:
+            return error_response(status=404, type_="NotInstalled", message=f"no extension UI {key!r}")
+        query = body.get("query") or ""
+        if not isinstance(query, str) or (query and not QUERY_RE.match(query)):
+            return error_response(status=400, type_="BadRequest", message="query must look like ?a=b")
+        inst = state.open_instance(record, request.scope["dockext.origin"])
+        origin = state.extension_origin(record)
+        url = f"{origin}/i/{inst.cap}/{record.ui.src}{query}"
+        return harden(JSONResponse({"instance": inst.id, "url": url, "origin": origin}, status_code=201))
+
+    async def close_instance(request: Request) -> Response:
+        inst = state.instance_ids.get(request.path_params["id"])
+        if inst is not None:
+            await state.close_instance(inst)
+        return harden(Response(status_code=204))
+
+    async def favicon(request: Request) -> Response:
+        return harden(Response(status_code=204))
+
+    routes = [
+        Route("/", index),
+        Route("/login", login_get, methods=["GET"]),
+        Route("/login", login_post, methods=["POST"]),
+        Route("/favicon.ico", favicon),
+        Route("/static/{path:path}", static),
+        Route("/api/extensions", list_extensions),
+        Route("/api/extensions/{key}/icon", icon),
+        Route("/api/events", events),
+        Route("/api/ui-instances", open_instance, methods=["POST"]),
+        Route("/api/ui-instances/{id}", close_instance, methods=["DELETE"]),
+        Route("/api/ui-instances/{id}/close", close_instance, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    gate = AuthGate(app, state)
+    return gate
+
+
+def _backend_states(state: HostState) -> dict[str, tuple[int, int]]:
+    """(running, total) containers per compose project of extension backends; empty if the engine is down."""
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        containers = state.engine.client.api.containers(
+            all=True, filters={"label": "com.docker.desktop.extension=true"}
+        )
+    except Exception:  # noqa: BLE001 - the list must render even when the engine is gone
+        return out
+    for c in containers:
+        project = (c.get("Labels") or {}).get("com.docker.compose.project", "")
+        running, total = out.get(project, (0, 0))
+        out[project] = (running + (c.get("State") == "running"), total + 1)
+    return out
+
+
+def _extension_json(state: HostState, r: Record, backends: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    vm = None
+    if r.vm is not None:
+        running, total = backends.get(r.vm.project, (0, 0))
+        vm = {"running": running, "total": total}
+    return {
+        "id": r.id,
+        "key": r.key,
+        "title": r.title,
+        "provider": r.provider,
+        "version": r.version,
+        "image": r.image,
+        "icon": f"/api/extensions/{r.key}/icon" if r.icon else None,
+        "ui": {"title": r.ui.title} if r.ui else None,
+        "vm": vm,
+        "host": {"binaries": list(r.host_binaries)},
+    }
+
+

@@ -1,0 +1,91 @@
+"""Start the server: bind, print the login URL (the token in it), open a browser, run uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import secrets
+import socket
+import tempfile
+import webbrowser
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from ..errors import DockextError
+from ..paths import Layout
+from ..store import atomic_write
+from .app import create_app
+from .state import HostState
+
+__all__ = ["serve"]
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    addr = "127.0.0.1" if host == "localhost" else host
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((addr, port))
+    except OSError as exc:
+        sock.close()
+        raise DockextError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="Choose another port with --port (0 picks a free one).",
+        ) from None
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    layout: Layout,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7683,
+    open_browser: bool = True,
+    allow_hosts: tuple[str, ...] = (),
+    echo: Callable[[str], None] = print,
+) -> None:
+    layout.ensure()
+    sock = bind(host, port)
+    port = sock.getsockname()[1]
+    token = os.environ.get("DOCKEXT_TOKEN") or secrets.token_hex(24)
+    state = HostState(layout, port=port, token=token)
+    for name in allow_hosts:
+        state.dashboard_hosts.add(f"{name.lower()}:{port}")
+    url = f"http://localhost:{port}/?token={token}"
+    info = layout.root / "server.json"
+    atomic_write(info, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode(), mode=0o600)
+    echo(f"dockext dashboard: {url}")
+    if host not in LOOPBACK:
+        echo(f"Listening on {host}:{port}: anyone who can reach it still needs the token.")
+    if open_browser:
+        _open_browser(layout.root, url)
+    config = uvicorn.Config(
+        create_app(state), log_level="warning", access_log=False, server_header=False,
+        proxy_headers=False, lifespan="on", timeout_graceful_shutdown=5,
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            info.unlink()
+
+
+def _open_browser(root: Path, url: str) -> None:
+    """Open the dashboard through a 0600 redirect file, so the token is not on a browser's command line."""
+    fd, name = tempfile.mkstemp(prefix="dockext-open-", suffix=".html", dir=root)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(
+            f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(url)}">'
+            f'<a href="{html.escape(url)}">Open the dockext dashboard</a>'
+        )
+    with contextlib.suppress(webbrowser.Error):
+        webbrowser.open(Path(name).as_uri())

@@ -1,0 +1,163 @@
+"""In-memory state of a running server: installed extensions by origin, and live UI instances."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import platform
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..engine import Engine
+from ..errors import DockextError
+from ..execution import ProcessGroup
+from ..paths import Layout
+from ..store import Record, Store
+
+__all__ = ["HostState", "Instance", "host_info"]
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+@dataclass
+class Instance:
+    """One opened extension UI (one iframe life). Its ``cap`` is the capability in its URLs."""
+
+    id: str
+    cap: str
+    record: Record
+    ext_dir: Path
+    dashboard_origin: str
+    created: float = field(default_factory=time.time)
+    processes: ProcessGroup = field(default_factory=ProcessGroup)
+
+
+def host_info() -> dict[str, str]:
+    """``ddClient.host``: the values Node's ``os`` module would give."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i686": "ia32"}.get(
+        machine, machine
+    )
+    plat = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}.get(platform.system(), platform.system())
+    return {"platform": plat, "arch": arch, "hostname": socket.gethostname()}
+
+
+class HostState:
+    def __init__(self, layout: Layout, *, port: int, token: str, engine: Engine | None = None) -> None:
+        self.layout = layout
+        self.store = Store(layout)
+        self.port = port
+        self.token = token
+        self.engine = engine or Engine()
+        self.sessions: set[str] = set()
+        self.dashboard_hosts = {f"{name}:{port}" for name in LOOPBACK_NAMES}
+        self.by_slug: dict[str, Record] = {}
+        self.generation = 0
+        self._signature: tuple[tuple[str, int], ...] | None = None
+        self.instances: dict[str, Instance] = {}  # by cap
+        self.instance_ids: dict[str, Instance] = {}
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self.changed = asyncio.Event()
+        self.refresh()
+
+    # -- installed extensions ------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Re-read the records if the installed set changed on disk (by this process or a CLI)."""
+        sig = self.store.signature()
+        if sig == self._signature:
+            return False
+        self._signature = sig
+        self.by_slug = {r.origin_slug: r for r in self.store.records()}
+        for inst in list(self.instances.values()):
+            current = self.by_slug.get(inst.record.origin_slug)
+            if current is None or current.image_id != inst.record.image_id:
+                self._forget(inst)
+        self.generation += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+        return True
+
+    def records(self) -> list[Record]:
+        return sorted(self.by_slug.values(), key=lambda r: (r.title.lower(), r.key))
+
+    def record(self, key: str) -> Record | None:
+        return next((r for r in self.by_slug.values() if r.key == key), None)
+
+    def extension_origin(self, record: Record) -> str:
+        return f"http://{record.origin_slug}.localhost:{self.port}"
+
+    def dashboard_origins(self) -> list[str]:
+        return [f"http://{h}" for h in sorted(self.dashboard_hosts)]
+
+    async def watch(self, interval: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(OSError, DockextError):
+                self.refresh()
+
+    # -- UI instances --------------------------------------------------------------------------------
+    def open_instance(self, record: Record, dashboard_origin: str) -> Instance:
+        inst = Instance(
+            id=secrets.token_hex(8),
+            cap=secrets.token_urlsafe(24),
+            record=record,
+            ext_dir=self.layout.extension_dir(record.key),
+            dashboard_origin=dashboard_origin,
+        )
+        self.instances[inst.cap] = inst
+        self.instance_ids[inst.id] = inst
+        return inst
+
+    async def close_instance(self, inst: Instance) -> None:
+        self._forget(inst)
+        await inst.processes.close()
+
+    def _forget(self, inst: Instance) -> None:
+        self.instances.pop(inst.cap, None)
+        self.instance_ids.pop(inst.id, None)
+        if not inst.processes.closed:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(inst.processes.close())
+
+    # -- backend connections -------------------------------------------------------------------------
+    def backend_socket(self, record: Record) -> Path | None:
+        if record.vm is None or record.vm.socket is None:
+            return None
+        return self.layout.guest_services / record.vm.gs_key / record.vm.socket
+
+    def backend_client(self, path: Path) -> httpx.AsyncClient:
+        key = str(path)
+        client = self._clients.get(key)
+        if client is None:
+            transport = httpx.AsyncHTTPTransport(uds=key, retries=0)
+            client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(300.0, connect=5.0))
+            self._clients[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(self.close_instance(i) for i in list(self.instances.values())))
+        await asyncio.gather(*(c.aclose() for c in self._clients.values()))
+        self._clients.clear()
+
+    def config_for(self, inst: Instance) -> dict[str, Any]:
+        r = inst.record
+        return {
+            "api": f"/i/{inst.cap}/__dockext__",
+            "dashboardOrigin": inst.dashboard_origin,
+            "extension": {
+                "id": r.id,
+                "image": r.image,
+                "hasVm": r.vm is not None,
+                "hasService": self.backend_socket(r) is not None,
+                "hasHost": bool(r.host_binaries),
+            },
+            "host": host_info(),
+        }
+
+

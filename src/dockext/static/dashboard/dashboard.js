@@ -1,0 +1,703 @@
+/*
+ * dockext dashboard: the sidebar of extension tabs, the home table, the extension frame and toasts.
+ *
+ * Loaded synchronously from <head>: the theme is applied right away (no flash of the wrong theme), the rest
+ * starts on DOMContentLoaded. Everything that comes from the server or from an extension is untrusted and is
+ * only ever put into the page as text (textContent, attributes), never as HTML.
+ *
+ * Server API used (docs/design.md, "HTTP contract"): GET /api/extensions, GET /api/events (SSE),
+ * POST /api/ui-instances, DELETE /api/ui-instances/{id}, POST /api/ui-instances/{id}/close (sendBeacon).
+ * Routes: "#/" is home, "#/extensions/<key>[?query]" opens that extension's UI (the query reaches the page).
+ */
+(function () {
+  "use strict";
+
+  // ------------------------------------------------------------------------------------------ theme
+
+  const THEME_KEY = "dockext-theme";
+  const THEME_MODES = ["system", "light", "dark"];
+
+  function storedThemeMode() {
+    try {
+      const mode = window.localStorage.getItem(THEME_KEY);
+      return THEME_MODES.includes(mode) ? mode : "system";
+    } catch (_) {
+      return "system";
+    }
+  }
+
+  function applyThemeMode(mode) {
+    const root = document.documentElement;
+    if (mode === "system") delete root.dataset.theme;
+    else root.dataset.theme = mode;
+    const button = document.getElementById("theme-toggle");
+    if (button) {
+      const next = THEME_MODES[(THEME_MODES.indexOf(mode) + 1) % THEME_MODES.length];
+      const label = `Theme: ${mode}. Switch to ${next}`;
+      button.dataset.mode = mode;
+      button.setAttribute("aria-label", label);
+      button.title = label;
+    }
+  }
+
+  applyThemeMode(storedThemeMode());
+
+  // ------------------------------------------------------------------------------------- constants
+
+  const TOAST_LEVELS = new Set(["success", "warning", "error"]);
+  const TOAST_TIMEOUT = { success: 6000, warning: 6000, error: 10000 };
+  const MAX_TOASTS = 5;
+  const MAX_TOAST_TEXT = 2000;
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  const state = {
+    extensions: [], // last GET /api/extensions answer
+    loaded: false,
+    open: null, // {key, title, instance, origin, frame}
+    opening: null, // key being opened (POST /api/ui-instances in flight)
+    seq: 0, // bumped on every navigation; stale async work compares against it
+  };
+
+  let els = {};
+
+  // ------------------------------------------------------------------------------------------- api
+
+  async function api(method, path, body) {
+    const init = { method, headers: { "X-Dockext": "1" }, credentials: "same-origin", cache: "no-store" };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    if (method === "DELETE") init.keepalive = true;
+    const response = await fetch(path, init);
+    if (response.status === 401) {
+      window.location.assign("/login");
+      throw new Error("your dockext session has ended");
+    }
+    const text = await response.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (_) {
+      data = null;
+    }
+    if (!response.ok) {
+      const message = data && data.error && data.error.message;
+      throw new Error(message ? String(message) : `HTTP ${response.status}`);
+    }
+    return data;
+  }
+
+  function instancePath(id) {
+    return `/api/ui-instances/${encodeURIComponent(id)}`;
+  }
+
+  function destroyInstance(id) {
+    api("DELETE", instancePath(id)).catch((e) => console.warn("dockext: closing UI instance failed:", e));
+  }
+
+  // --------------------------------------------------------------------------------------- helpers
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function svg(paths, size) {
+    const node = document.createElementNS(SVG_NS, "svg");
+    node.setAttribute("viewBox", "0 0 24 24");
+    node.setAttribute("width", String(size));
+    node.setAttribute("height", String(size));
+    node.setAttribute("fill", "none");
+    node.setAttribute("stroke", "currentColor");
+    node.setAttribute("stroke-width", "2");
+    node.setAttribute("stroke-linecap", "round");
+    node.setAttribute("stroke-linejoin", "round");
+    node.setAttribute("aria-hidden", "true");
+    node.setAttribute("focusable", "false");
+    for (const d of paths) {
+      const path = document.createElementNS(SVG_NS, "path");
+      path.setAttribute("d", d);
+      node.appendChild(path);
+    }
+    return node;
+  }
+
+  function extTitle(ext) {
+    return String((ext && (ext.title || ext.id || ext.key)) || "Extension");
+  }
+
+  function hasUi(ext) {
+    return Boolean(ext && ext.ui);
+  }
+
+  function findExtension(key) {
+    return state.extensions.find((ext) => ext.key === key) || null;
+  }
+
+  function hue(key) {
+    let h = 0;
+    for (const ch of String(key)) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+    return h % 8;
+  }
+
+  function letterIcon(ext, large) {
+    const first = Array.from(extTitle(ext).trim())[0] || "?";
+    const node = el("span", `ext-icon ext-icon-letter hue-${hue(ext.key)}${large ? " ext-icon-lg" : ""}`, first.toUpperCase());
+    node.setAttribute("aria-hidden", "true");
+    return node;
+  }
+
+  // <img src=icon alt=""> with the first letter of the title as fallback (no icon, or it fails to load).
+  function extIcon(ext, large) {
+    if (typeof ext.icon !== "string" || ext.icon === "") return letterIcon(ext, large);
+    const img = el("img", `ext-icon${large ? " ext-icon-lg" : ""}`);
+    img.alt = "";
+    img.decoding = "async";
+    img.draggable = false;
+    img.dataset.src = ext.icon;
+    img.addEventListener("error", () => img.replaceWith(letterIcon(ext, large)), { once: true });
+    img.src = ext.icon;
+    return img;
+  }
+
+  function iconMatches(node, ext) {
+    if (typeof ext.icon === "string" && ext.icon !== "") return node.tagName === "IMG" && node.dataset.src === ext.icon;
+    return node.tagName !== "IMG" && node.textContent === (Array.from(extTitle(ext).trim())[0] || "?").toUpperCase();
+  }
+
+  // ---------------------------------------------------------------------------------------- toasts
+
+  const TOAST_ICONS = {
+    success: ["M20 6 9 17l-5-5"],
+    warning: ["M12 3 2 20h20L12 3z", "M12 10v4", "M12 17h.01"],
+    error: ["M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z", "M15 9l-6 6", "M9 9l6 6"],
+  };
+
+  function dismissToast(toast) {
+    if (toast.classList.contains("leaving")) return;
+    clearTimeout(toast._timer);
+    toast.classList.add("leaving");
+    const remove = () => toast.remove();
+    toast.addEventListener("animationend", remove, { once: true });
+    setTimeout(remove, 400); // when animations are off
+  }
+
+  function showToast(level, message, source) {
+    if (!TOAST_LEVELS.has(level)) return;
+    let text = String(message);
+    if (text.length > MAX_TOAST_TEXT) text = `${text.slice(0, MAX_TOAST_TEXT)}…`;
+
+    const toast = el("div", `toast toast-${level}`);
+    const icon = el("span", "toast-icon");
+    icon.appendChild(svg(TOAST_ICONS[level], 18));
+    const body = el("div", "toast-body");
+    if (source) body.appendChild(el("div", "toast-source", source));
+    body.appendChild(el("div", "toast-message", text));
+    const close = el("button", "icon-button toast-close");
+    close.type = "button";
+    close.setAttribute("aria-label", "Dismiss notification");
+    close.title = "Dismiss";
+    close.appendChild(svg(["M6 6l12 12", "M18 6 6 18"], 16));
+    close.addEventListener("click", () => dismissToast(toast));
+    toast.append(icon, body, close);
+
+    // Auto-dismiss, paused while the pointer or the focus is on the toast.
+    let remaining = TOAST_TIMEOUT[level];
+    let startedAt = 0;
+    const start = () => {
+      startedAt = Date.now();
+      toast._timer = setTimeout(() => dismissToast(toast), remaining);
+    };
+    const pause = () => {
+      clearTimeout(toast._timer);
+      remaining = Math.max(1500, remaining - (Date.now() - startedAt));
+    };
+    toast.addEventListener("mouseenter", pause);
+    toast.addEventListener("mouseleave", start);
+    toast.addEventListener("focusin", pause);
+    toast.addEventListener("focusout", start);
+
+    const live = Array.from(els.toasts.children).filter((t) => !t.classList.contains("leaving"));
+    for (const old of live.slice(0, Math.max(0, live.length - MAX_TOASTS + 1))) dismissToast(old);
+    els.toasts.appendChild(toast);
+    start();
+  }
+
+  // ----------------------------------------------------------------------------------------- tabs
+
+  function tabButtons() {
+    return Array.from(els.tabs.querySelectorAll('[role="tab"]'));
+  }
+
+  function createTab(ext) {
+    const tab = el("button", "tab");
+    tab.type = "button";
+    tab.setAttribute("role", "tab");
+    tab.setAttribute("aria-selected", "false");
+    tab.setAttribute("aria-controls", "frame-host");
+    tab.id = `tab-${ext.key}`;
+    tab.dataset.key = ext.key;
+    tab.tabIndex = -1;
+    tab.append(letterIcon(ext), el("span", "tab-label"));
+    tab.addEventListener("click", () => navigate(extensionHash(ext.key)));
+    return tab;
+  }
+
+  function updateTab(tab, ext) {
+    const title = extTitle(ext);
+    const label = tab.querySelector(".tab-label");
+    if (label.textContent !== title) label.textContent = title;
+    if (!iconMatches(tab.firstElementChild, ext)) tab.firstElementChild.replaceWith(extIcon(ext));
+
+    let tip = title;
+    let status = tab.querySelector(".tab-status");
+    const vm = ext.vm;
+    const degraded = vm && vm.total > 0 && vm.running < vm.total;
+    if (degraded) {
+      tip += ` (backend: ${vm.running} of ${vm.total} running)`;
+      if (!status) {
+        status = el("span", "tab-status");
+        status.setAttribute("aria-hidden", "true");
+        tab.appendChild(status);
+      }
+    } else if (status) {
+      status.remove();
+    }
+    tab.title = tip;
+  }
+
+  function renderTabs() {
+    const withUi = state.extensions.filter(hasUi);
+    const existing = new Map(tabButtons().map((tab) => [tab.dataset.key, tab]));
+    withUi.forEach((ext, index) => {
+      const tab = existing.get(ext.key) || createTab(ext);
+      existing.delete(ext.key);
+      updateTab(tab, ext);
+      // Only move nodes that are out of place, so a focused tab keeps its focus.
+      if (els.tabs.children[index] !== tab) els.tabs.insertBefore(tab, els.tabs.children[index] || null);
+    });
+    for (const tab of existing.values()) tab.remove();
+    els.tabsEmpty.hidden = !state.loaded || withUi.length > 0;
+    syncSelection();
+  }
+
+  // aria-selected on the open (or opening) tab; roving tabindex: one tab in the Tab order.
+  function syncSelection() {
+    const selectedKey = state.opening || (state.open && state.open.key);
+    const tabs = tabButtons();
+    const focused = tabs.find((tab) => tab === document.activeElement);
+    let rover = focused || tabs.find((tab) => tab.dataset.key === selectedKey) || tabs[0];
+    for (const tab of tabs) {
+      const selected = tab.dataset.key === selectedKey;
+      tab.setAttribute("aria-selected", selected ? "true" : "false");
+      tab.tabIndex = tab === rover ? 0 : -1;
+    }
+    if (selectedKey) els.homeButton.removeAttribute("aria-current");
+    else els.homeButton.setAttribute("aria-current", "page");
+    const selectedTab = tabs.find((tab) => tab.dataset.key === selectedKey);
+    if (selectedTab) els.frameHost.setAttribute("aria-labelledby", selectedTab.id);
+    else els.frameHost.removeAttribute("aria-labelledby");
+  }
+
+  function onTabKeydown(event) {
+    const tabs = tabButtons();
+    const index = tabs.indexOf(document.activeElement);
+    if (index < 0) return;
+    let next = null;
+    switch (event.key) {
+      case "ArrowDown":
+      case "ArrowRight":
+        next = tabs[(index + 1) % tabs.length];
+        break;
+      case "ArrowUp":
+      case "ArrowLeft":
+        next = tabs[(index - 1 + tabs.length) % tabs.length];
+        break;
+      case "Home":
+        next = tabs[0];
+        break;
+      case "End":
+        next = tabs[tabs.length - 1];
+        break;
+      default:
+        return; // Enter and Space activate the focused tab (a <button>).
+    }
+    event.preventDefault();
+    for (const tab of tabs) tab.tabIndex = tab === next ? 0 : -1;
+    next.focus();
+  }
+
+  // ------------------------------------------------------------------------------------------ home
+
+  function cell(className, content) {
+    const td = el("td", className);
+    if (content instanceof Node) td.appendChild(content);
+    else if (content === null || content === undefined || content === "") td.appendChild(el("span", "none", "—"));
+    else td.textContent = String(content);
+    return td;
+  }
+
+  function backendPill(vm) {
+    if (!vm) return null;
+    const running = Number(vm.running) || 0;
+    const total = Number(vm.total) || 0;
+    let kind = "pill-ok";
+    let text = total === 1 ? "Running" : `Running ${running}/${total}`;
+    if (running === 0) {
+      kind = "pill-stopped";
+      text = total > 1 ? `Stopped 0/${total}` : "Stopped";
+    } else if (running < total) {
+      kind = "pill-partial";
+      text = `Running ${running}/${total}`;
+    }
+    const pill = el("span", `pill ${kind}`, text);
+    pill.title = `${running} of ${total} backend container${total === 1 ? "" : "s"} running`;
+    return pill;
+  }
+
+  function binaryChips(host) {
+    const names = host && Array.isArray(host.binaries) ? host.binaries : [];
+    if (names.length === 0) return null;
+    const chips = el("div", "chips");
+    for (const name of names) chips.appendChild(el("span", "chip", name));
+    return chips;
+  }
+
+  // The image ID, breakable after each "/" (registry/namespace/name) rather than anywhere.
+  function idNode(id) {
+    if (!id) return null;
+    const node = el("span", "ext-id");
+    String(id)
+      .split("/")
+      .forEach((part, index) => {
+        if (index > 0) node.append("/", document.createElement("wbr"));
+        node.appendChild(el("span", "nowrap", part));
+      });
+    return node;
+  }
+
+  function extensionRow(ext) {
+    const tr = el("tr");
+    const who = el("div", "ext-cell");
+    who.appendChild(extIcon(ext, true));
+    if (hasUi(ext)) {
+      const open = el("button", "link-button", extTitle(ext));
+      open.type = "button";
+      open.title = `Open ${extTitle(ext)}`;
+      open.addEventListener("click", () => navigate(extensionHash(ext.key)));
+      who.appendChild(open);
+    } else {
+      who.appendChild(el("span", "ext-title", extTitle(ext)));
+    }
+    tr.append(
+      cell("", who),
+      cell("", idNode(ext.id)),
+      cell("", ext.provider),
+      cell("nowrap", ext.version),
+      cell("", ext.ui && ext.ui.title ? ext.ui.title : null),
+      cell("", backendPill(ext.vm)),
+      cell("", binaryChips(ext.host)),
+    );
+    return tr;
+  }
+
+  function renderHome() {
+    els.homeLoading.hidden = state.loaded;
+    if (!state.loaded) return;
+    els.homeError.hidden = true;
+    const count = state.extensions.length;
+    els.homeSummary.textContent = count === 0 ? "" : `${count} installed`;
+    els.homeEmpty.hidden = count > 0;
+    els.homeTable.hidden = count === 0;
+    els.rows.replaceChildren(...state.extensions.map(extensionRow));
+  }
+
+  function showLoadError(error) {
+    els.homeLoading.hidden = true;
+    els.homeError.hidden = false;
+    els.homeErrorText.textContent = String(error && error.message ? error.message : error);
+  }
+
+  // -------------------------------------------------------------------------------- routing, frame
+
+  function extensionHash(key, query) {
+    return `#/extensions/${encodeURIComponent(key)}${query || ""}`;
+  }
+
+  function parseHash() {
+    const match = /^#\/extensions\/([^/?]+)(\?.*)?$/.exec(window.location.hash);
+    if (!match) return null;
+    try {
+      return { key: decodeURIComponent(match[1]), query: match[2] || "" };
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function navigate(hash) {
+    if (window.location.hash === hash) route();
+    else window.location.hash = hash; // -> hashchange -> route()
+  }
+
+  function setHashQuietly(hash) {
+    if (window.location.hash !== hash) history.replaceState(null, "", hash);
+  }
+
+  function route() {
+    if (!state.loaded) return; // routed again once the list has arrived
+    const target = parseHash();
+    if (!target) {
+      showHome();
+      return;
+    }
+    const current = state.opening || (state.open && state.open.key);
+    if (current === target.key) return;
+    openExtension(target.key, target.query);
+  }
+
+  function closeFrame() {
+    const open = state.open;
+    state.open = null;
+    state.opening = null;
+    if (open) {
+      open.frame.remove();
+      destroyInstance(open.instance);
+    }
+    els.frameLoading.hidden = true;
+  }
+
+  function showHome() {
+    state.seq += 1;
+    closeFrame();
+    els.frameHost.hidden = true;
+    els.home.hidden = false;
+    document.title = "dockext";
+    setHashQuietly(window.location.hash === "" ? "" : "#/");
+    syncSelection();
+  }
+
+  async function openExtension(key, query) {
+    const ext = findExtension(key);
+    if (!hasUi(ext)) {
+      showHome();
+      showToast("warning", `No installed extension with a UI has the key “${key}”.`, "dockext");
+      return;
+    }
+    const title = extTitle(ext);
+    const seq = ++state.seq;
+    closeFrame();
+    state.opening = key;
+    els.home.hidden = true;
+    els.frameHost.hidden = false;
+    els.frameLoadingText.textContent = `Starting ${title}…`;
+    els.frameLoading.hidden = false;
+    document.title = `${title} · dockext`;
+    syncSelection();
+
+    let instance;
+    try {
+      instance = await api("POST", "/api/ui-instances", { extension: key, query: query || "" });
+      const url = new URL(instance.url);
+      if (!/^https?:$/.test(url.protocol) || url.origin !== instance.origin) throw new Error("unexpected instance URL");
+    } catch (error) {
+      if (seq !== state.seq) return;
+      showHome();
+      showToast("error", `Could not open ${title}: ${error.message}`, "dockext");
+      return;
+    }
+    if (seq !== state.seq) {
+      destroyInstance(instance.instance); // the user went elsewhere meanwhile
+      return;
+    }
+
+    const frame = document.createElement("iframe");
+    frame.id = "extension-frame";
+    frame.className = "extension-frame loading";
+    frame.dataset.key = key;
+    frame.title = ext.ui.title || title;
+    frame.setAttribute("allow", "clipboard-read; clipboard-write");
+    frame.addEventListener(
+      "load",
+      () => {
+        frame.classList.remove("loading");
+        els.frameLoading.hidden = true;
+      },
+      { once: true },
+    );
+    frame.src = instance.url;
+    state.opening = null;
+    state.open = { key, title, instance: instance.instance, origin: instance.origin, frame };
+    els.frameHost.appendChild(frame);
+    syncSelection();
+  }
+
+  // Messages from the open extension: only from its frame's window and its origin.
+  function onMessage(event) {
+    const open = state.open;
+    if (!open || event.source !== open.frame.contentWindow || event.origin !== open.origin) return;
+    const data = event.data;
+    if (!data || typeof data !== "object" || typeof data.dockext !== "string") return;
+    if (data.dockext === "toast") {
+      if (TOAST_LEVELS.has(data.level)) showToast(data.level, String(data.message ?? ""), open.title);
+    } else if (data.dockext === "openExternal") {
+      let url;
+      try {
+        url = new URL(String(data.url));
+      } catch (_) {
+        return;
+      }
+      if (url.protocol === "http:" || url.protocol === "https:") window.open(url.href, "_blank", "noopener,noreferrer");
+    }
+  }
+
+  // ------------------------------------------------------------------------------ list, live updates
+
+  let refreshing = false;
+  let refreshAgain = false;
+
+  async function refresh() {
+    if (refreshing) {
+      refreshAgain = true;
+      return;
+    }
+    refreshing = true;
+    try {
+      do {
+        refreshAgain = false;
+        const list = await api("GET", "/api/extensions");
+        applyExtensions(Array.isArray(list) ? list : []);
+      } while (refreshAgain);
+    } catch (error) {
+      if (!state.loaded) showLoadError(error);
+      else console.warn("dockext: refreshing the extension list failed:", error);
+    } finally {
+      refreshing = false;
+    }
+  }
+
+  function applyExtensions(list) {
+    const firstLoad = !state.loaded;
+    state.extensions = list.filter((ext) => ext && typeof ext.key === "string");
+    state.loaded = true;
+    renderTabs();
+    renderHome();
+    const current = state.opening || (state.open && state.open.key);
+    if (current && !hasUi(findExtension(current))) {
+      const title = state.open ? state.open.title : current;
+      showHome();
+      showToast("warning", `${title} was removed, so its tab was closed.`, "dockext");
+    }
+    if (firstLoad) route();
+  }
+
+  function connectEvents() {
+    const source = new EventSource("/api/events");
+    let wasDown = false;
+    source.addEventListener("extensions", () => refresh());
+    source.addEventListener("open", () => {
+      els.connection.hidden = true;
+      if (wasDown) refresh(); // changes may have happened while disconnected
+      wasDown = false;
+    });
+    source.addEventListener("error", () => {
+      wasDown = true;
+      els.connection.hidden = false;
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser gave up (e.g. the server answered 401 or went away for good): retry ourselves;
+        // refresh() sends the user to the login page if the session has ended.
+        setTimeout(() => {
+          refresh();
+          connectEvents();
+        }, 5000);
+      }
+    });
+  }
+
+  // ----------------------------------------------------------------------------------------- start
+
+  function start() {
+    els = {
+      tabs: document.getElementById("tabs"),
+      tabsEmpty: document.getElementById("tabs-empty"),
+      homeButton: document.getElementById("home-button"),
+      home: document.getElementById("home"),
+      homeLoading: document.getElementById("home-loading"),
+      homeError: document.getElementById("home-error"),
+      homeErrorText: document.getElementById("home-error-text"),
+      homeEmpty: document.getElementById("home-empty"),
+      homeTable: document.getElementById("home-table"),
+      homeSummary: document.getElementById("home-summary"),
+      rows: document.getElementById("ext-rows"),
+      frameHost: document.getElementById("frame-host"),
+      frameLoading: document.getElementById("frame-loading"),
+      frameLoadingText: document.getElementById("frame-loading-text"),
+      toasts: document.getElementById("toasts"),
+      connection: document.getElementById("connection"),
+    };
+
+    const themeButton = document.getElementById("theme-toggle");
+    applyThemeMode(storedThemeMode());
+    themeButton.addEventListener("click", () => {
+      const mode = THEME_MODES[(THEME_MODES.indexOf(storedThemeMode()) + 1) % THEME_MODES.length];
+      try {
+        window.localStorage.setItem(THEME_KEY, mode);
+      } catch (_) {
+        /* storage disabled: the choice lasts for this page only */
+      }
+      applyThemeMode(mode);
+    });
+    window.addEventListener("storage", (event) => {
+      if (event.key === THEME_KEY) applyThemeMode(storedThemeMode());
+    });
+
+    els.homeButton.addEventListener("click", () => navigate("#/"));
+    els.tabs.addEventListener("keydown", onTabKeydown);
+    els.tabs.addEventListener("focusin", (event) => {
+      if (event.target.getAttribute("role") === "tab") {
+        for (const tab of tabButtons()) tab.tabIndex = tab === event.target ? 0 : -1;
+      }
+    });
+    document.getElementById("home-retry").addEventListener("click", () => {
+      els.homeError.hidden = true;
+      els.homeLoading.hidden = false;
+      refresh();
+    });
+    const copyButton = document.getElementById("copy-command");
+    copyButton.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(document.getElementById("install-command").textContent);
+        copyButton.classList.add("copied");
+        copyButton.title = "Copied";
+        setTimeout(() => {
+          copyButton.classList.remove("copied");
+          copyButton.title = "Copy";
+        }, 1500);
+      } catch (_) {
+        /* clipboard unavailable */
+      }
+    });
+
+    window.addEventListener("hashchange", route);
+    window.addEventListener("message", onMessage);
+    window.addEventListener("pagehide", () => {
+      if (state.open) navigator.sendBeacon(`${instancePath(state.open.instance)}/close`);
+    });
+    window.addEventListener("pageshow", (event) => {
+      // Back from the back/forward cache: the instance was closed on pagehide; open a fresh one.
+      if (event.persisted && state.open) {
+        state.open.frame.remove();
+        state.open = null;
+        route();
+      }
+    });
+
+    refresh();
+    connectEvents();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start, { once: true });
+  else start();
+})();

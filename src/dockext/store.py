@@ -1,0 +1,197 @@
+"""Installed-extension records on disk: one ``extension.json`` per extension, written atomically and last.
+
+The presence of ``extensions/<key>/extension.json`` is what "installed" means. A directory without it is an
+install that never finished (or a removal that was interrupted) and is cleaned up by the installer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import Busy, NotInstalled, StateError
+from .paths import Layout
+
+__all__ = ["RECORD_FILE", "SCHEMA_VERSION", "Record", "Store", "UiInfo", "VmInfo", "atomic_write"]
+
+SCHEMA_VERSION = 1
+RECORD_FILE = "extension.json"
+
+
+@dataclass(frozen=True)
+class UiInfo:
+    title: str
+    src: str
+
+
+@dataclass(frozen=True)
+class VmInfo:
+    project: str
+    first_service: str
+    container: str  # container name of the first service: where vm.cli.exec runs
+    socket: str | None
+    gs_key: str
+    sockperm: bool = False
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str
+    id: str  # image reference without tag: the ID column of `ls`
+    image: str  # the reference installed, with tag (what `extension.image` returns)
+    image_id: str
+    version: str
+    title: str
+    provider: str
+    origin_slug: str
+    installed_at: float
+    ui: UiInfo | None = None
+    vm: VmInfo | None = None
+    icon: str | None = None  # file name inside the extension dir
+    host_binaries: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["host_binaries"] = list(self.host_binaries)
+        return {"schema": SCHEMA_VERSION, **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        schema = data.get("schema")
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise StateError(
+                f"extension record has schema {schema!r}, this dockext understands up to {SCHEMA_VERSION}",
+                hint="It was probably written by a newer dockext: upgrade dockext.",
+            )
+        body = {k: v for k, v in data.items() if k != "schema"}
+        ui = body.pop("ui", None)
+        vm = body.pop("vm", None)
+        body["host_binaries"] = tuple(body.get("host_binaries", ()))
+        return cls(**body, ui=UiInfo(**ui) if ui else None, vm=VmInfo(**vm) if vm else None)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new content, never a torn file.
+
+    temp file in the same directory → fsync → rename → fsync of the directory (rename alone is atomic but
+    not durable).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class Store:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    # -- records ---------------------------------------------------------------------------------------
+    def record_path(self, key: str) -> Path:
+        return self.layout.extension_dir(key) / RECORD_FILE
+
+    def write(self, record: Record) -> None:
+        data = json.dumps(record.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+        atomic_write(self.record_path(record.key), data)
+
+    def read(self, key: str) -> Record:
+        path = self.record_path(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise NotInstalled(f"no extension {key!r} is installed") from None
+        try:
+            return Record.from_json(json.loads(raw))
+        except StateError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StateError(f"the record {path} is unreadable: {exc}") from exc
+
+    def records(self) -> list[Record]:
+        """Every installed extension, sorted by title. Unreadable records are skipped."""
+        out: list[Record] = []
+        for key in self.keys():
+            try:
+                out.append(self.read(key))
+            except (NotInstalled, StateError):
+                continue
+        return sorted(out, key=lambda r: (r.title.lower(), r.key))
+
+    def keys(self) -> list[str]:
+        try:
+            entries = sorted(os.listdir(self.layout.extensions))
+        except FileNotFoundError:
+            return []
+        return [e for e in entries if not e.startswith(".") and (self.layout.extensions / e / RECORD_FILE).is_file()]
+
+    def incomplete(self) -> list[str]:
+        """Extension dirs without a record: interrupted installs or removals."""
+        try:
+            entries = sorted(os.listdir(self.layout.extensions))
+        except FileNotFoundError:
+            return []
+        return [
+            e for e in entries
+            if not e.startswith(".") and (self.layout.extensions / e).is_dir()
+            and not (self.layout.extensions / e / RECORD_FILE).exists()
+        ]
+
+    def signature(self) -> tuple[tuple[str, int], ...]:
+        """Cheap fingerprint of the installed set; changes whenever a record is written or removed."""
+        sig: list[tuple[str, int]] = []
+        for key in self.keys():
+            try:
+                sig.append((key, self.record_path(key).stat().st_mtime_ns))
+            except FileNotFoundError:
+                continue
+        return tuple(sig)
+
+    # -- locking ---------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 120.0) -> Iterator[None]:
+        """Exclusive lock for mutations. The kernel drops it if the holder dies, even with kill -9."""
+        self.layout.ensure()
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.layout.lock_file, flags, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise Busy(
+                            "another dockext operation is in progress",
+                            hint="Wait for it to finish, then try again.",
+                        ) from None
+                    time.sleep(0.1)
+            yield
+        finally:
+            os.close(fd)

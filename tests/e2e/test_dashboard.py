@@ -1,0 +1,156 @@
+"""The whole slice in a real browser: log in, install from the CLI while the dashboard is open, use each
+extension's UI (its calls go to the real engine, backend and host binaries), leave, remove."""
+
+from __future__ import annotations
+
+import http.client
+import platform
+import time
+import urllib.parse
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.support.cli import run_dockext
+
+pytestmark = [pytest.mark.engine, pytest.mark.browser]
+
+ARCH = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
+def status_of(url: str) -> int:
+    """GET ``url`` from outside the browser; ``*.localhost`` names are sent to 127.0.0.1 as browsers do."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=5)
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers={"Host": parts.netloc})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def wait_for(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return bool(check())
+
+
+def tab(page: Page, key: str):
+    return page.locator(f'[role="tab"][data-key="{key}"]')
+
+
+def open_tab(page: Page, key: str):
+    tab(page, key).click()
+    frame = page.locator("#extension-frame")
+    expect(frame).to_have_attribute("data-key", key)
+    return page.frame_locator("#extension-frame")
+
+
+def test_without_the_token_only_the_login_page_answers(page: Page, server):
+    page.goto(server.url + "/")
+    expect(page).to_have_url(server.url + "/login")
+    expect(page.locator("input[name=token]")).to_be_visible()
+    assert status_of(server.url.replace("localhost", "127.0.0.1") + "/api/extensions") == 401
+    page.fill("input[name=token]", "wrong")
+    page.keyboard.press("Enter")
+    expect(page.locator("text=That token is not valid.")).to_be_visible()
+    page.fill("input[name=token]", server.token)
+    page.keyboard.press("Enter")
+    expect(page.locator("#home-title")).to_have_text("Installed extensions")
+
+
+def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, fixture_image):
+    ref = fixture_image("ui-only")
+    key = "dockext-test_ui-only"
+    page.goto(server.login_url)
+    expect(page).to_have_url(server.url + "/")  # the token left the address bar
+    expect(page.locator("#home-empty")).to_be_visible()
+
+    run_dockext("install", "-f", ref, home=server.home)
+    expect(tab(page, key)).to_be_visible(timeout=15_000)  # no reload: pushed by the server
+    expect(tab(page, key)).to_contain_text("UI Only")
+    expect(tab(page, key).locator("img")).to_have_attribute("src", f"/api/extensions/{key}/icon")
+
+    ui = open_tab(page, key)
+    expect(ui.locator("#has-ddclient")).to_have_text("yes")
+    expect(ui.locator("#themes")).to_have_text("dark,light|dark,light")
+    expect(ui.locator("#platform")).to_have_text(f"linux/{ARCH}")
+    expect(ui.locator("#image")).to_have_text(ref)
+    expect(ui.locator("#docker-format")).to_have_text("UI Only")  # quoted --format with inner quotes
+    expect(ui.locator("#docker-json")).to_have_text("dockext tests")
+    expect(ui.locator("#docker-error")).to_have_text("code=1 stderr-has-no-such=true")
+    ui.locator("#toast").click()
+    expect(page.locator("#toasts .toast-success")).to_contain_text("Hello from UI Only")
+
+    # each extension UI lives on its own origin, never the dashboard's
+    src = page.locator("#extension-frame").get_attribute("src")
+    assert src.startswith("http://dockext-test-ui-only-") and f".localhost:{server.port}/i/" in src
+    assert status_of(src) == 200
+
+    # leaving the tab destroys the UI: the frame is gone and its URL no longer answers
+    page.locator("#home-button").click()
+    expect(page.locator("#extension-frame")).to_have_count(0)
+    assert wait_for(lambda: status_of(src) == 404), "the closed UI's URL still answers"
+
+    run_dockext("rm", ref, home=server.home)
+    expect(tab(page, key)).to_have_count(0, timeout=15_000)
+
+
+def test_query_string_reaches_the_extension_page(page: Page, server, fixture_image):
+    ref = fixture_image("ui-only")
+    run_dockext("install", "-f", ref, home=server.home)
+    page.goto(server.login_url)
+    expect(page.locator("#home-title")).to_be_visible()
+    page.goto("about:blank")
+    # a deep link, loaded fresh (as an OAuth redirect would): the query reaches the extension's page
+    page.goto(f"{server.url}/#/extensions/dockext-test_ui-only?code=abc&state=xyz")
+    ui = page.frame_locator("#extension-frame")
+    expect(ui.locator("#query")).to_have_text("?code=abc&state=xyz")
+    run_dockext("rm", ref, home=server.home)
+
+
+def test_vm_image_backend_answers_through_vm_service(page: Page, server, fixture_image):
+    ref = fixture_image("vm-image")
+    run_dockext("install", "-f", ref, home=server.home)
+    try:
+        page.goto(server.login_url)
+        ui = open_tab(page, "dockext-test_vm-image")
+        expect(ui.locator("#get")).to_have_text("hello from vm-image")
+        expect(ui.locator("#post")).to_have_text("42")
+        expect(ui.locator("#error")).to_have_text("status=404 message=no such thing")
+        expect(ui.locator("#vm-exec")).to_have_text("hello from inside the backend")
+    finally:
+        run_dockext("rm", ref, home=server.home)
+
+
+def test_compose_backend_reaches_the_engine_and_its_second_service(page: Page, server, fixture_image,
+                                                                   docker_client):
+    ref = fixture_image("compose")
+    run_dockext("install", "-f", ref, home=server.home)
+    try:
+        page.goto(server.login_url)
+        ui = open_tab(page, "dockext-test_compose")
+        expect(ui.locator("#engine")).to_have_text(docker_client.version()["ApiVersion"])
+        expect(ui.locator("#peer")).to_have_text("helper says hi")
+        api = docker_client.containers.get("dockext-test_compose-desktop-extension-service")
+        expect(ui.locator("#vm-exec")).to_have_text(api.attrs["Config"]["Hostname"])
+    finally:
+        run_dockext("rm", ref, home=server.home)
+        vol = "dockext-test_compose-desktop-extension_data"
+        for v in docker_client.volumes.list(filters={"name": vol}):
+            v.remove()
+
+
+def test_host_binary_runs_and_undeclared_commands_are_refused(page: Page, server, fixture_image):
+    ref = fixture_image("host-binary")
+    run_dockext("install", "-f", ref, home=server.home)
+    try:
+        page.goto(server.login_url)
+        ui = open_tab(page, "dockext-test_host-binary")
+        expect(ui.locator("#host")).to_have_text("Hello, John! (2 args)")
+        expect(ui.locator("#host-refused")).to_have_text("refused")
+    finally:
+        run_dockext("rm", ref, home=server.home)

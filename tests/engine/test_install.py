@@ -1,0 +1,238 @@
+"""Install, list and remove real extension images against the real engine, registry and Compose."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import stat
+
+import pytest
+
+from tests.support.cli import run_dockext
+
+pytestmark = pytest.mark.engine
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def get_over_socket(path, url):
+    conn = UnixHTTPConnection(str(path))
+    conn.request("GET", url)
+    resp = conn.getresponse()
+    return resp.status, resp.read().decode()
+
+
+def labelled(docker_client, label):
+    return docker_client.containers.list(all=True, filters={"label": label})
+
+
+def ls_json(home):
+    return json.loads(run_dockext("ls", "--format", "json", home=home).stdout)
+
+
+def record(home, key):
+    return json.loads((home / "extensions" / key / "extension.json").read_text())
+
+
+def assert_nothing_left(home, docker_client, key, project=None):
+    assert not (home / "extensions" / key).exists()
+    assert list((home / "staging").iterdir()) == [] if (home / "staging").exists() else True
+    assert labelled(docker_client, f"dockext.extension={key}") == []
+    assert labelled(docker_client, "dockext.copy") == []
+    if project:
+        assert labelled(docker_client, f"com.docker.compose.project={project}") == []
+    gs = home / "gs"
+    assert not gs.exists() or list(gs.iterdir()) == []
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+def test_ui_only_extension_installs_lists_and_leaves_nothing_on_rm(home, fixture_image, docker_client):
+    ref = fixture_image("ui-only")
+    out = run_dockext("install", "-f", ref, home=home)
+    assert 'Extracting metadata and files for the extension "dockext-test/ui-only:1.0.0"' in out.stdout
+    assert 'Extension UI tab "UI Only" added.' in out.stdout
+    assert "installed successfully" in out.stdout
+    d = home / "extensions" / "dockext-test_ui-only"
+    assert (d / "ui" / "index.html").is_file()
+    assert (d / "ui" / "app.js").is_file()
+    assert (d / "icon.svg").read_bytes().lstrip().startswith(b"<")
+    assert json.loads((d / "metadata.json").read_text())["ui"]["dashboard-tab"]["title"] == "UI Only"
+    rec = record(home, "dockext-test_ui-only")
+    assert rec["image"] == "dockext-test/ui-only:1.0.0" and rec["vm"] is None
+    assert ls_json(home) == [
+        {
+            "id": "dockext-test/ui-only",
+            "provider": "dockext tests",
+            "version": "1.0.0",
+            "ui": "1 tab(UI Only)",
+            "vm": "-",
+            "host": "-",
+            "image": "dockext-test/ui-only:1.0.0",
+            "title": rec["title"],
+        }
+    ]
+    table = run_dockext("ls", home=home).stdout.splitlines()
+    assert table[0].split() == ["ID", "PROVIDER", "VERSION", "UI", "VM", "HOST"]
+    assert table[1].split()[:3] == ["dockext-test/ui-only", "dockext", "tests"]
+    again = run_dockext("install", "-f", ref, home=home, check=False)
+    assert again.returncode == 1 and "already installed" in again.stderr
+    out = run_dockext("rm", "dockext-test/ui-only:1.0.0", home=home)
+    assert "removed" in out.stdout
+    assert ls_json(home) == []
+    assert_nothing_left(home, docker_client, "dockext-test_ui-only")
+
+
+def test_vm_image_backend_runs_with_the_rewritten_compose_and_answers_on_its_socket(
+    home, fixture_image, docker_client
+):
+    ref = fixture_image("vm-image")
+    key, project = "dockext-test_vm-image", "dockext-test_vm-image-desktop-extension"
+    out = run_dockext("install", "-f", ref, home=home)
+    assert "Starting service in Desktop VM" in out.stdout
+    try:
+        rec = record(home, key)
+        assert rec["vm"]["project"] == project
+        [ctr] = labelled(docker_client, f"com.docker.compose.project={project}")
+        assert ctr.name == f"{project}-service"
+        assert ctr.status == "running"
+        labels = ctr.labels
+        assert labels["com.docker.desktop.extension"] == "true"
+        assert labels["com.docker.desktop.extension.name"] == rec["title"]
+        assert ctr.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
+        assert ctr.image.tags == [ref]
+        gs = home / "gs" / rec["vm"]["gs_key"]
+        assert any(
+            m["Source"] == str(gs) and m["Destination"] == "/run/guest-services" for m in ctr.attrs["Mounts"]
+        )
+        status, body = get_over_socket(gs / "backend.sock", "/hello")
+        assert (status, json.loads(body)["message"]) == (200, "hello from vm-image")
+        [row] = ls_json(home)
+        assert row["vm"] == "Running(1)"
+    finally:
+        run_dockext("rm", ref, home=home)
+    assert_nothing_left(home, docker_client, key, project)
+
+
+def test_compose_backend_with_two_services_and_the_raw_engine_socket(home, fixture_image, docker_client):
+    ref = fixture_image("compose")
+    key, project = "dockext-test_compose", "dockext-test_compose-desktop-extension"
+    run_dockext("install", "-f", ref, home=home)
+    try:
+        ctrs = {
+            c.labels["com.docker.compose.service"]: c
+            for c in labelled(docker_client, f"com.docker.compose.project={project}")
+        }
+        assert set(ctrs) == {"api", "helper"}
+        assert ctrs["api"].name == f"{project}-service"  # the first service in the author's file
+        for c in ctrs.values():
+            assert c.labels["com.docker.desktop.extension"] == "true"
+            assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
+        mounts = {m["Destination"]: m for m in ctrs["api"].attrs["Mounts"]}
+        assert mounts["/var/run/docker.sock"]["Source"] == "/var/run/docker.sock"
+        assert mounts["/data"]["Type"] == "volume"
+        rec = record(home, key)
+        assert rec["vm"]["first_service"] == "api"
+        sock = home / "gs" / rec["vm"]["gs_key"] / "compose.sock"
+        status, body = get_over_socket(sock, "/engine")
+        assert status == 200 and json.loads(body)["apiVersion"] == docker_client.version()["ApiVersion"]
+        status, body = get_over_socket(sock, "/peer")
+        assert json.loads(body)["peer"].strip() == "helper says hi"
+    finally:
+        run_dockext("rm", ref, home=home)
+    assert_nothing_left(home, docker_client, key, project)
+    volume = f"{project}_data"
+    assert docker_client.volumes.get(volume)  # named volumes outlive rm, as in Docker Desktop
+    docker_client.volumes.get(volume).remove()
+
+
+def test_host_binaries_for_linux_are_copied_with_their_mode(home, fixture_image, docker_client):
+    ref = fixture_image("host-binary")
+    run_dockext("install", "-f", ref, home=home)
+    host = home / "extensions" / "dockext-test_host-binary" / "host"
+    assert sorted(p.name for p in host.iterdir()) == ["hello.sh"]
+    mode = (host / "hello.sh").stat().st_mode
+    assert mode & stat.S_IXUSR and not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_IWOTH)
+    assert ls_json(home)[0]["host"] == "1 binarie(s)"
+    run_dockext("rm", ref, home=home)
+    assert_nothing_left(home, docker_client, "dockext-test_host-binary")
+
+
+def test_install_pulls_from_a_registry_with_progress(home, fixture_image, push_fixture, docker_client):
+    remote = push_fixture(fixture_image("ui-only"))
+    assert remote.startswith("127.0.0.1:5000/")
+    out = run_dockext("install", "-f", remote, home=home)
+    assert f"Image not available locally, pulling {remote}" in out.stdout
+    [row] = ls_json(home)
+    assert row["id"] == remote.rsplit(":", 1)[0]
+    run_dockext("rm", remote, home=home)
+    assert ls_json(home) == []
+
+
+def test_unknown_image_and_unknown_extension_are_clear_errors(home):
+    out = run_dockext("install", "-f", "127.0.0.1:5000/dockext-test/nope:9.9.9", home=home, check=False)
+    assert out.returncode == 1
+    assert "Error: cannot pull 127.0.0.1:5000/dockext-test/nope:9.9.9" in out.stderr
+    out = run_dockext("rm", "dockext-test/never-installed", home=home, check=False)
+    assert out.returncode == 1
+    assert "extension dockext-test/never-installed is not installed" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "fixture, message",
+    [
+        ("bad-no-metadata", "metadata.json: the image has no /metadata.json"),
+        ("bad-json", "metadata.json: is not valid JSON"),
+        ("bad-missing-root", "ui.dashboard-tab.root: /ui does not exist in the image"),
+        ("bad-root-symlink", 'UI root /ui is a symlink to "/etc", which leaves it'),
+        ("bad-binary-dotdot", "host.binaries[0].linux[0].path"),
+    ],
+)
+def test_broken_extensions_are_refused_with_the_field_named_and_nothing_left(
+    home, fixture_image, docker_client, fixture, message
+):
+    ref = fixture_image(fixture)
+    out = run_dockext("install", "-f", ref, home=home, check=False)
+    assert out.returncode == 1, out.stdout
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert_nothing_left(home, docker_client, f"dockext-test_{fixture}")
+    assert ls_json(home) == []
+
+
+def test_compose_failure_rolls_back_every_container(home, fixture_image, docker_client):
+    ref = fixture_image("bad-compose")
+    project = "dockext-test_bad-compose-desktop-extension"
+    with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blocker.bind(("127.0.0.1", 47999))
+        blocker.listen()
+        out = run_dockext("install", "-f", ref, home=home, check=False)
+    assert out.returncode == 1
+    assert "starting the backend (docker compose up) failed" in out.stderr
+    assert "47999" in out.stderr
+    assert "Removing extension" in out.stdout
+    assert_nothing_left(home, docker_client, "dockext-test_bad-compose", project)
+    assert docker_client.volumes.list(filters={"label": f"com.docker.compose.project={project}"}) == []
+
+
+def test_backend_that_never_creates_its_socket_is_rolled_back(home, fixture_image, docker_client):
+    ref = fixture_image("bad-no-socket")
+    out = run_dockext("install", "-f", ref, home=home, check=False, env={"DOCKEXT_BACKEND_TIMEOUT": "4"})
+    assert out.returncode == 1
+    assert "did not expose its socket backend.sock within 4 s" in out.stderr
+    assert_nothing_left(
+        home, docker_client, "dockext-test_bad-no-socket", "dockext-test_bad-no-socket-desktop-extension"
+    )

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: fixture images (images.py), the unprivileged user (unpriv.py)."""

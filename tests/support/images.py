@@ -1,0 +1,166 @@
+"""Test images, built locally through the Engine API (no public registry is reachable).
+
+* ``dockext-test/pybase:latest``: Debian's python3.11 + trimmed stdlib + libs + busybox, FROM scratch
+  (``tests/fixtures/pybase/``).
+* ``dockext-test/<name>:<tag>``: the fixture extension ``tests/fixtures/extensions/<name>/``.
+
+Each image carries a label with the hash of its inputs; a build is skipped when an image with that tag and
+that hash exists, so only the first session after a change pays for it. Builds hold a file lock, so parallel
+test sessions do not build the same thing twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+
+FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "extensions"
+PYBASE_DIR = FIXTURES_DIR.parent / "pybase"
+PYBASE = "dockext-test/pybase:latest"
+HASH_LABEL = "dockext.test.input-hash"
+#: On every image built here (to list or remove them all: docker image prune -af --filter label=dockext.test)
+TEST_LABEL = "dockext.test"
+
+# Host files that go into pybase (mkroot.sh copies them): their size + mtime stand for the content.
+_PYBASE_HOST_FILES = (
+    "/usr/bin/python3.11",
+    "/usr/lib/python3.11/os.py",
+    "/usr/lib/python3.11/lib-dynload",
+    "/bin/busybox",
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib/aarch64-linux-gnu/libc.so.6",
+)
+_LOCK = Path(tempfile.gettempdir()) / "dockext-test-images.lock"
+
+
+def fixture_names() -> list[str]:
+    return sorted(p.name for p in FIXTURES_DIR.iterdir() if (p / "Dockerfile").is_file())
+
+
+def ensure_pybase(client: docker.DockerClient) -> str:
+    """Build ``dockext-test/pybase:latest`` unless it is up to date; return its tag."""
+    h = hashlib.sha256()
+    for name in ("mkroot.sh", "Dockerfile"):
+        h.update((PYBASE_DIR / name).read_bytes())
+    for f in _PYBASE_HOST_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(f)
+            h.update(f"{f} {st.st_size} {st.st_mtime_ns}\n".encode())
+    digest = h.hexdigest()
+    with _locked():
+        if _current_hash(client, PYBASE) == digest:
+            return PYBASE
+        with tempfile.TemporaryDirectory(prefix="dockext-pybase-") as tmp:
+            shutil.copy(PYBASE_DIR / "Dockerfile", tmp)
+            subprocess.run(
+                ["bash", str(PYBASE_DIR / "mkroot.sh"), f"{tmp}/rootfs"], check=True, capture_output=True
+            )
+            _build(client, Path(tmp), PYBASE, digest)
+    return PYBASE
+
+
+def build_fixture(
+    client: docker.DockerClient, name: str, *, tag: str = "1.0.0", repo_prefix: str = "dockext-test"
+) -> str:
+    """Build fixture ``name`` as ``<repo_prefix>/<name>:<tag>`` unless it is up to date; return the ref.
+
+    Different tags give different images (the tag is a label), as a new version of an extension would be.
+    """
+    context = FIXTURES_DIR / name
+    dockerfile = (context / "Dockerfile").read_text()
+    h = hashlib.sha256(f"tag={tag}\n".encode())
+    if re.search(rf"^FROM\s+{re.escape(PYBASE.split(':')[0])}\b", dockerfile, re.MULTILINE):
+        ensure_pybase(client)
+        h.update(f"base={client.images.get(PYBASE).id}\n".encode())
+    for path in sorted(p for p in context.rglob("*") if "__pycache__" not in p.parts):
+        rel = path.relative_to(context).as_posix()
+        if path.is_symlink():
+            h.update(f"L {rel} {os.readlink(path)}\n".encode())
+        elif path.is_file():
+            h.update(f"F {rel} {os.access(path, os.X_OK)} ".encode() + path.read_bytes() + b"\n")
+    ref = f"{repo_prefix}/{name}:{tag}"
+    with _locked():
+        if _current_hash(client, ref) != h.hexdigest():
+            _build(client, context, ref, h.hexdigest(), extra_labels={"dockext.test.tag": tag})
+    return ref
+
+
+def push_fixture(client: docker.DockerClient, ref: str, registry: str = "127.0.0.1:5000") -> str:
+    """Push the local image ``ref`` to ``registry``; return the registry ref.
+
+    The registry tag is removed locally afterwards, so that installing the registry ref must pull it.
+    """
+    remote = f"{registry}/{ref}"
+    repository, _, tag = remote.rpartition(":")
+    client.images.get(ref).tag(repository, tag)
+    try:
+        for event in client.images.push(repository, tag, stream=True, decode=True):
+            if "error" in event:
+                raise RuntimeError(f"push {remote}: {event['error']}")
+    finally:
+        client.images.remove(remote)
+    return remote
+
+
+def _current_hash(client: docker.DockerClient, ref: str) -> str | None:
+    try:
+        labels = client.images.get(ref).labels
+    except docker.errors.ImageNotFound:
+        return None
+    return labels.get(HASH_LABEL)
+
+
+def _build(
+    client: docker.DockerClient,
+    context: Path,
+    ref: str,
+    digest: str,
+    extra_labels: dict[str, str] | None = None,
+) -> None:
+    labels = {HASH_LABEL: digest, TEST_LABEL: "1", **(extra_labels or {})}
+    try:
+        client.images.build(path=str(context), tag=ref, labels=labels, rm=True, forcerm=True)
+    except docker.errors.BuildError as exc:
+        log = "".join(str(e.get("stream") or e.get("error") or "") for e in exc.build_log)
+        raise RuntimeError(f"building {ref} from {context} failed: {exc}\n{log[-3000:]}") from exc
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    with open(_LOCK, "a") as f:
+        with contextlib.suppress(PermissionError):
+            os.chmod(_LOCK, 0o666)
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def read_image_path(
+    client: docker.DockerClient, ref: str, path: str
+) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
+    """The tree at ``path`` in image ``ref``, as ``{name in the archive: (TarInfo, content)}``.
+
+    Works for FROM scratch images (create, never start, get_archive). Missing path: docker.errors.NotFound.
+    """
+    container = client.containers.create(ref, command=["/nonexistent"], labels={TEST_LABEL: "1"})
+    try:
+        chunks, _ = container.get_archive(path)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            return {m.name: (m, tar.extractfile(m).read() if m.isfile() else b"") for m in tar.getmembers()}
+    finally:
+        container.remove(force=True)

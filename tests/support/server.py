@@ -1,0 +1,75 @@
+"""Start a real ``dockext serve`` in a subprocess (optionally as another user) and wait until it answers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    home: Path
+    port: int
+    token: str
+    proc: subprocess.Popen[str]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    @property
+    def login_url(self) -> str:
+        return f"{self.url}/?token={self.token}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, int, list[int]] | None = None,
+                 extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    token = secrets.token_hex(24)
+    home.mkdir(parents=True, exist_ok=True)
+    log = home.parent / f"server-{port}.log"
+    env = {**os.environ, "DOCKEXT_HOME": str(home), "DOCKEXT_TOKEN": token, **(extra_env or {})}
+    cmd = (argv or [sys.executable, "-m", "dockext.cli"]) + ["serve", "--no-browser", "--port", str(port)]
+    kwargs: dict = {}
+    if user is not None:
+        uid, gid, groups = user
+        kwargs = {"user": uid, "group": gid, "extra_groups": groups}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True, **kwargs)
+    server = Server(home, port, token, proc, log, env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dockext serve exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2).read()
+            return server
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"dockext serve did not answer within 30 s:\n{log.read_text()}")

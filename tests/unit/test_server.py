@@ -1,0 +1,263 @@
+"""HTTP-level checks of the server against records on disk (no engine): auth, hosts, origins, files.
+
+The engine tests and the browser tests prove the same flows end to end; these pin the security rules
+(reference security-reliability.md S1-S19) one request at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from dockext.paths import Layout
+from dockext.server import HostState, create_app
+from dockext.store import Store
+
+from .test_store import make_record
+
+PORT = 7683
+TOKEN = "t0ken-" + "a" * 42
+DASH = f"http://localhost:{PORT}"
+
+
+def install_fake(root: Path, key: str, html: str = "<html><head><title>x</title></head><body>hi</body></html>"):
+    layout = Layout(root)
+    layout.ensure()
+    d = layout.extension_dir(key)
+    (d / "ui" / "assets").mkdir(parents=True)
+    (d / "ui" / "index.html").write_text(html)
+    (d / "ui" / "assets" / "app.js").write_text("console.log('app')")
+    (d / "host").mkdir()
+    (d / "host" / "kubectl").write_text("#!/bin/sh\necho hi\n")
+    (d / "host" / "kubectl").chmod(0o755)
+    rec = make_record(key)
+    Store(layout).write(rec)
+    return rec
+
+
+@pytest.fixture
+def env(tmp_path):
+    a = install_fake(tmp_path, "acme_a")
+    b = install_fake(tmp_path, "acme_b")
+    state = HostState(Layout(tmp_path), port=PORT, token=TOKEN)
+    with TestClient(create_app(state), base_url=DASH, follow_redirects=False) as client:
+        yield client, state, a, b
+
+
+def login(client):
+    r = client.get(f"/?token={TOKEN}")
+    assert r.status_code == 303
+    return r
+
+
+def ext_url(state, rec):
+    return f"http://{rec.origin_slug}.localhost:{PORT}"
+
+
+def open_ui(client, rec, query=""):
+    r = client.post("/api/ui-instances", json={"extension": rec.key, "query": query}, headers={"X-Dockext": "1"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize(
+    "host",
+    [f"evil.test:{PORT}", f"localhost.evil.test:{PORT}", f"127.0.0.1.nip.io:{PORT}", f"0.0.0.0:{PORT}",
+     f"unknownext.localhost:{PORT}", "", f"localhost:{PORT + 1}", "localhost"],
+)
+def test_unknown_host_names_are_refused_before_anything_runs(env, host):
+    client, *_ = env
+    login(client)
+    r = client.get("/api/extensions", headers={"Host": host})
+    assert r.status_code == 403
+
+
+def test_every_dashboard_route_needs_auth_except_login(env):
+    client, *_ = env
+    for path in ["/", "/static/dashboard/index.html"]:
+        r = client.get(path)
+        assert r.status_code == 303 and r.headers["location"] == "/login", path
+    for method, path in [("GET", "/api/extensions"), ("GET", "/api/events"), ("POST", "/api/ui-instances"),
+                         ("GET", "/api/extensions/acme_a/icon"),
+                         ("DELETE", "/api/ui-instances/x")]:
+        r = client.request(method, path, headers={"X-Dockext": "1"})
+        assert r.status_code == 401, path
+        assert r.json()["error"]["type"] == "Unauthorized"
+    assert client.get("/login").status_code == 200
+    assert client.get("/static/login.css").status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["", TOKEN[:-1], TOKEN + "x", "x" * len(TOKEN)])
+def test_wrong_tokens_are_rejected(env, bad):
+    client, *_ = env
+    r = client.get(f"/?token={bad}")
+    assert r.status_code == 401
+    assert "set-cookie" not in r.headers
+    r = client.post("/login", content=f"token={bad}", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 401
+
+
+def test_token_login_sets_a_strict_httponly_cookie_and_drops_the_token_from_the_url(env):
+    client, *_ = env
+    r = client.get(f"/?token={TOKEN}&x=1")
+    assert r.headers["location"] == "/?x=1"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"dockext-{PORT}=")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Domain" not in cookie
+    assert TOKEN not in cookie
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+
+
+def test_form_login(env):
+    client, *_ = env
+    r = client.post("/login", content=f"token={TOKEN}", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 303
+    assert client.get("/api/extensions").status_code == 200
+
+
+def test_mutations_need_the_csrf_header_and_a_same_origin(env):
+    client, state, a, _ = env
+    login(client)
+    assert client.post("/api/ui-instances", json={"extension": a.key}).status_code == 403
+    r = client.post("/api/ui-instances", json={"extension": a.key},
+                    headers={"X-Dockext": "1", "Origin": "http://evil.test"})
+    assert r.status_code == 403
+    r = client.post("/api/ui-instances", json={"extension": a.key},
+                    headers={"X-Dockext": "1", "Origin": ext_url(state, a)})
+    assert r.status_code == 403  # an extension origin cannot drive the dashboard API either
+    assert state.instances == {}
+
+
+def test_extension_list(env):
+    client, *_ = env
+    login(client)
+    data = client.get("/api/extensions").json()
+    assert [e["key"] for e in data] == ["acme_a", "acme_b"]
+    assert data[0]["ui"] == {"title": "Acme"} and data[0]["host"] == {"binaries": ["kubectl"]}
+
+
+def test_ui_instance_serves_files_on_its_own_origin_only(env):
+    client, state, a, b = env
+    login(client)
+    inst = open_ui(client, a, "?code=abc&state=1")
+    origin = ext_url(state, a)
+    assert inst["origin"] == origin
+    assert inst["url"].startswith(origin + "/i/") and inst["url"].endswith("/index.html?code=abc&state=1")
+    path = inst["url"][len(origin):]
+    page = client.get(origin + path)
+    assert page.status_code == 200
+    cap = path.split("/")[2]
+    # the SDK is injected first thing in <head>, before any page script
+    assert f'<head><script src="/i/{cap}/__dockext__/ddclient.js"></script><title>' in page.text
+    csp = page.headers["content-security-policy"]
+    assert csp.startswith("frame-ancestors ") and DASH in csp.split() and "*" not in csp
+    assert client.get(f"{origin}/i/{cap}/assets/app.js").text == "console.log('app')"
+    # the same capability on another extension's origin is worthless
+    assert client.get(f"{ext_url(state, b)}/i/{cap}/index.html").status_code == 404
+    # the dashboard cookie does not open extension files without a capability
+    assert client.get(f"{origin}/i/wrong/index.html").status_code == 404
+    # closing the instance kills the capability
+    assert client.delete(f"/api/ui-instances/{inst['instance']}", headers={"X-Dockext": "1"}).status_code == 204
+    assert client.get(origin + path).status_code == 404
+
+
+def test_sdk_config_is_chosen_by_the_server(env):
+    client, state, a, _ = env
+    login(client)
+    inst = open_ui(client, a)
+    origin = ext_url(state, a)
+    cap = inst["url"][len(origin):].split("/")[2]
+    js = client.get(f"{origin}/i/{cap}/__dockext__/ddclient.js")
+    assert js.headers["content-type"].startswith("text/javascript")
+    assert f'"image": "{a.image}"' in js.text
+    assert f'"dashboardOrigin": "{DASH}"' in js.text
+    assert "__ddMuiV5Themes" in js.text and "ddClient" in js.text
+
+
+@pytest.mark.parametrize(
+    "path", ["../extension.json", "%2e%2e/extension.json", "..%2fextension.json", "assets/../../extension.json",
+             "index.html%00", "assets%5c..%5c..%5cextension.json", "../ui-evil/x"],
+)
+def test_static_serving_never_leaves_the_ui_root(env, path):
+    client, state, a, _ = env
+    login(client)
+    inst = open_ui(client, a)
+    origin = ext_url(state, a)
+    cap = inst["url"][len(origin):].split("/")[2]
+    r = client.get(f"{origin}/i/{cap}/{path}")
+    assert r.status_code == 404
+    assert "schema" not in r.text
+
+
+def test_a_symlink_planted_after_install_is_not_followed(env, tmp_path):
+    client, state, a, _ = env
+    login(client)
+    os.symlink("/etc/passwd", tmp_path / "extensions" / a.key / "ui" / "passwd")
+    inst = open_ui(client, a)
+    origin = ext_url(state, a)
+    cap = inst["url"][len(origin):].split("/")[2]
+    assert client.get(f"{origin}/i/{cap}/passwd").status_code == 404
+
+
+def test_exec_policy_refusals_come_back_as_errors(env):
+    client, state, a, _ = env
+    login(client)
+    inst = open_ui(client, a)
+    origin = ext_url(state, a)
+    cap = inst["url"][len(origin):].split("/")[2]
+    url = f"{origin}/i/{cap}/__dockext__/exec"
+    for body in [
+        {"cli": "host", "cmd": "../../bin/sh", "args": ["-c", "id"]},
+        {"cli": "host", "cmd": "/bin/sh", "args": []},
+        {"cli": "host", "cmd": "sh", "args": []},
+        {"cli": "docker", "cmd": "-H", "args": ["unix:///tmp/evil.sock", "ps"]},
+        {"cli": "docker", "cmd": "--context", "args": ["x", "ps"]},
+        {"cli": "docker", "cmd": "ps", "args": [], "options": {"env": {"DOCKER_HOST": "unix:///tmp/evil"}}},
+        {"cli": "host", "cmd": "kubectl", "args": [], "options": {"env": {"LD_PRELOAD": "/tmp/evil.so"}}},
+    ]:
+        r = client.post(url, json=body, headers={"X-Dockext": "1"})
+        assert r.status_code == 403, body
+        assert r.json()["error"]["type"] == "ExecRefused"
+    assert client.post(url, json={"cli": "host", "cmd": "kubectl", "args": []}).status_code == 403  # no header
+
+
+def test_host_binary_runs_with_its_output(env):
+    client, state, a, _ = env
+    login(client)
+    inst = open_ui(client, a)
+    origin = ext_url(state, a)
+    cap = inst["url"][len(origin):].split("/")[2]
+    r = client.post(f"{origin}/i/{cap}/__dockext__/exec", json={"cli": "host", "cmd": "kubectl", "args": []},
+                    headers={"X-Dockext": "1"})
+    assert r.status_code == 200
+    assert r.json() == {"cmd": "kubectl", "code": 0, "stdout": "hi\n", "stderr": "", "killed": False,
+                        "signal": None}
+
+
+def test_proxy_to_a_dead_backend_is_a_clear_502(env):
+    client, state, a, _ = env
+    login(client)
+    inst = open_ui(client, a)
+    origin = ext_url(state, a)
+    cap = inst["url"][len(origin):].split("/")[2]
+    r = client.get(f"{origin}/i/{cap}/__dockext__/vm/hello")
+    assert r.status_code == 502
+    assert r.headers["x-dockext-proxy-error"] == "1"
+    assert "ENOENT" in r.json()["error"]["message"]
+
+
+def test_removed_extension_disappears_and_its_origin_closes(env, tmp_path):
+    client, state, a, _ = env
+    login(client)
+    inst = open_ui(client, a)
+    (tmp_path / "extensions" / a.key / "extension.json").unlink()
+    assert state.refresh()
+    assert [e["key"] for e in client.get("/api/extensions").json()] == ["acme_b"]
+    assert client.get(inst["url"]).status_code == 403  # the host name is no longer known
+    assert state.instances == {}
