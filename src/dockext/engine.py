@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import docker.errors
 import requests.exceptions
 
 from . import archive
-from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound, UnsafeArchive
+from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound
 from .model import ImageRef
 
 __all__ = ["Engine", "ImageFiles", "PullEvent"]
@@ -175,30 +174,12 @@ class ImageFiles:
         return chunks, stat
 
     def read(self, path: str, what: str, limit: int = 4 << 20) -> bytes | None:
-        """Content of one regular file, or None when the path does not exist."""
-        got = self._archive(path, what)
-        if got is None:
-            return None
-        chunks, _stat = got
-        buf = io.BytesIO()
-        total = 0
-        for chunk in chunks:
-            total += len(chunk)
-            if total > limit + 1024 * 1024:
-                raise UnsafeArchive(f"{what} is larger than {limit} bytes")
-            buf.write(chunk)
-        buf.seek(0)
-        with tarfile.open(fileobj=buf, mode="r:") as tar:
-            members = tar.getmembers()
-            if len(members) != 1 or not members[0].isfile():
-                kind = "a symlink" if members and members[0].issym() else "not a regular file"
-                raise UnsafeArchive(f"{what} ({path}) is {kind}")
-            member = members[0]
-            if member.size > limit:
-                raise UnsafeArchive(f"{what} is larger than {limit} bytes")
-            fh = tar.extractfile(member)
-            assert fh is not None
-            return fh.read()
+        """Content of one regular file (through the same checked extraction), or None if it does not exist."""
+        with tempfile.TemporaryDirectory(prefix="dockext-read-") as tmp:
+            dest = Path(tmp) / "file"
+            if not self.copy_file(path, dest, what, executable_ok=False, limits=archive.Limits(max_file=limit)):
+                return None
+            return dest.read_bytes()
 
     def copy_tree(self, path: str, dest: Path, what: str) -> bool:
         got = self._archive(path, what)
@@ -208,12 +189,14 @@ class ImageFiles:
         archive.extract_tree(chunks, dest, member=Path(path).name or "/", what=what)
         return True
 
-    def copy_file(self, path: str, dest: Path, what: str, *, executable_ok: bool = True) -> bool:
+    def copy_file(
+        self, path: str, dest: Path, what: str, *, executable_ok: bool = True, limits: archive.Limits | None = None
+    ) -> bool:
         got = self._archive(path, what)
         if got is None:
             return False
         chunks, _stat = got
-        archive.extract_file(chunks, dest, what=what, executable_ok=executable_ok)
+        archive.extract_file(chunks, dest, what=what, executable_ok=executable_ok, limits=limits or archive.Limits())
         return True
 
 

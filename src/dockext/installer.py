@@ -74,8 +74,14 @@ class Installer:
         with self.store.lock():
             self._recover_locked()
             if (self.layout.extension_dir(key) / RECORD_FILE).exists():
+                existing = self.store.read(key)
+                if existing.id != ref.name:
+                    raise AlreadyInstalled(
+                        f"extension {ref.name} cannot be installed beside {existing.id}: both map to {key}",
+                        hint=f"Remove {existing.id} first with: dockext rm {existing.id}",
+                    )
                 raise AlreadyInstalled(
-                    f"extension {ref.name} is already installed",
+                    f"extension {ref.name} is already installed ({existing.image})",
                     hint=f"Remove it first with: dockext rm {ref.name}",
                 )
             self.engine.ping()

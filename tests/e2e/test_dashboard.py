@@ -135,8 +135,7 @@ def test_compose_backend_reaches_the_engine_and_its_second_service(page: Page, s
         ui = open_tab(page, "dockext-test_compose")
         expect(ui.locator("#engine")).to_have_text(docker_client.version()["ApiVersion"])
         expect(ui.locator("#peer")).to_have_text("helper says hi")
-        api = docker_client.containers.get("dockext-test_compose-desktop-extension-service")
-        expect(ui.locator("#vm-exec")).to_have_text(api.attrs["Config"]["Hostname"])
+        expect(ui.locator("#vm-exec")).to_have_text("compose-api")  # the first service's hostname
     finally:
         run_dockext("rm", ref, home=server.home)
         vol = "dockext-test_compose-desktop-extension_data"

@@ -105,7 +105,7 @@ def test_compose_fixture_ships_its_compose_file(docker_client, fixture_image):
     assert meta["ui"]["dashboard-tab"]["backend"] == {"socket": "compose.sock"}
     ((_, data),) = read_image_path(docker_client, ref, "/docker-compose.yaml").values()
     text = data.decode()
-    assert text.index("  api:") < text.index("  helper:")  # api is the first service
+    assert text.index("  server:") < text.index("  helper:")  # server is the first service
     assert "/var/run/docker.sock.raw:/var/run/docker.sock" in text
 
 

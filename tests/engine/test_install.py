@@ -135,16 +135,16 @@ def test_compose_backend_with_two_services_and_the_raw_engine_socket(home, fixtu
             c.labels["com.docker.compose.service"]: c
             for c in labelled(docker_client, f"com.docker.compose.project={project}")
         }
-        assert set(ctrs) == {"api", "helper"}
-        assert ctrs["api"].name == f"{project}-service"  # the first service in the author's file
+        assert set(ctrs) == {"server", "helper"}
+        assert ctrs["server"].name == f"{project}-service"  # first in the file, though not alphabetically
         for c in ctrs.values():
             assert c.labels["com.docker.desktop.extension"] == "true"
             assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
-        mounts = {m["Destination"]: m for m in ctrs["api"].attrs["Mounts"]}
+        mounts = {m["Destination"]: m for m in ctrs["server"].attrs["Mounts"]}
         assert mounts["/var/run/docker.sock"]["Source"] == "/var/run/docker.sock"
         assert mounts["/data"]["Type"] == "volume"
         rec = record(home, key)
-        assert rec["vm"]["first_service"] == "api"
+        assert rec["vm"]["first_service"] == "server"
         sock = home / "gs" / rec["vm"]["gs_key"] / "compose.sock"
         status, body = get_over_socket(sock, "/engine")
         assert status == 200 and json.loads(body)["apiVersion"] == docker_client.version()["ApiVersion"]

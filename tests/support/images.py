@@ -65,9 +65,11 @@ def ensure_pybase(client: docker.DockerClient) -> str:
             return PYBASE
         with tempfile.TemporaryDirectory(prefix="dockext-pybase-") as tmp:
             shutil.copy(PYBASE_DIR / "Dockerfile", tmp)
-            subprocess.run(
-                ["bash", str(PYBASE_DIR / "mkroot.sh"), f"{tmp}/rootfs"], check=True, capture_output=True
+            mkroot = subprocess.run(
+                ["bash", str(PYBASE_DIR / "mkroot.sh"), f"{tmp}/rootfs"], capture_output=True, text=True
             )
+            if mkroot.returncode != 0:
+                raise RuntimeError(f"mkroot.sh failed ({mkroot.returncode}): {mkroot.stderr[-3000:]}")
             _build(client, Path(tmp), PYBASE, digest)
     return PYBASE
 
@@ -150,9 +152,7 @@ def _locked() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def read_image_path(
-    client: docker.DockerClient, ref: str, path: str
-) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
+def read_image_path(client: docker.DockerClient, ref: str, path: str) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
     """The tree at ``path`` in image ``ref``, as ``{name in the archive: (TarInfo, content)}``.
 
     Works for FROM scratch images (create, never start, get_archive). Missing path: docker.errors.NotFound.

@@ -144,6 +144,7 @@ def create(
         return harden(response, csp=DASHBOARD_CSP)
 
     async def list_extensions(request: Request) -> Response:
+        state.refresh()  # a CLI may have installed something a moment ago
         states = await asyncio.to_thread(_backend_states, state)
         return harden(JSONResponse([_extension_json(state, r, states) for r in state.records()]))
 
@@ -179,6 +180,7 @@ def create(
         except ValueError:
             return error_response(status=400, type_="BadRequest", message="expected a JSON body")
         key = body.get("extension") if isinstance(body, dict) else None
+        state.refresh()
         record = state.record(str(key)) if key else None
         if record is None or record.ui is None:
             return error_response(status=404, type_="NotInstalled", message=f"no extension UI {key!r}")
