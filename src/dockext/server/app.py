@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from . import dashboard, extension
 from .state import HostState
@@ -48,6 +49,9 @@ class HostRouter:
                 scope["dockext.record"] = record
                 await self.extension_app(scope, receive, send)
                 return
+        if scope["type"] == "websocket":
+            await WebSocket(scope, receive, send).close(code=1008)
+            return
         response = PlainTextResponse("Forbidden: unknown host name\n", status_code=403)
         await response(scope, receive, send)
 

@@ -15,12 +15,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from ..store import Record
+from . import docker_api, fsapi
 from .security import DASHBOARD_CSP, error_response, harden, token_ok
 from .state import HostState
 
@@ -52,6 +54,15 @@ class AuthGate:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # No header can be set on a browser WebSocket: the cookie and a same-origin Origin are required
+            ws = WebSocket(scope, receive, send)
+            origin = ws.headers.get("origin")
+            if not self._authenticated(ws) or origin not in self.state.dashboard_origins():
+                await ws.close(code=1008)
+                return
+            await self.app(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -81,7 +92,7 @@ class AuthGate:
             response = RedirectResponse("/login", status_code=303)
         await harden(response)(scope, receive, send)
 
-    def _authenticated(self, request: Request) -> bool:
+    def _authenticated(self, request: HTTPConnection) -> bool:
         session = request.cookies.get(cookie_name(self.state))
         if session and any(token_ok(session, s) for s in self.state.sessions):
             return True
@@ -213,6 +224,8 @@ def create(
         Route("/api/ui-instances", open_instance, methods=["POST"]),
         Route("/api/ui-instances/{id}", close_instance, methods=["DELETE"]),
         Route("/api/ui-instances/{id}/close", close_instance, methods=["POST"]),
+        *docker_api.routes(state),
+        *fsapi.routes(state),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     gate = AuthGate(app, state)

@@ -21,10 +21,12 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from .. import execution
 from ..errors import BackendNotReady, DockextError, ExecRefused
 from ..store import Record
+from . import docker_api, streams
 from .security import error_response, harden
 from .state import HostState, Instance
 
@@ -54,6 +56,9 @@ def _sdk_source() -> str:
 
 def create(state: HostState) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await _websocket(state, WebSocket(scope, receive, send))
+            return
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
@@ -68,24 +73,49 @@ def create(state: HostState) -> ASGIApp:
 
 
 async def _dispatch(state: HostState, record: Record, request: Request) -> Response:
-    parts = request.url.path.split("/", 3)  # ["", "i", cap, rest]
-    if len(parts) < 3 or parts[1] != "i":
-        return Response("Not found", status_code=404)
-    inst = state.instances.get(parts[2])
-    if inst is None or inst.record.origin_slug != record.origin_slug:
+    found = _instance(state, record, request.url.path)
+    if found is None:
         return Response("This extension view has been closed. Reopen the tab.", status_code=404)
-    rest = parts[3] if len(parts) > 3 else ""
+    inst, rest = found
     if rest == "__dockext__/ddclient.js":
         return _sdk(state, inst)
     if rest == "__dockext__/exec":
         return await _exec(state, inst, request)
     if rest == "__dockext__/vm" or rest.startswith("__dockext__/vm/"):
         return await _proxy(state, inst, request)
+    if rest.startswith("__dockext__/docker/"):
+        if request.headers.get("x-dockext") != "1":
+            return error_response(status=403, type_="Forbidden", message="missing X-Dockext header")
+        return await docker_api.for_extension(state, inst, request, rest[len("__dockext__/docker/"):])
     if rest.startswith("__dockext__/"):
         return Response("Not found", status_code=404)
     if request.method not in ("GET", "HEAD"):
         return Response("Method not allowed", status_code=405)
     return _static(inst, rest, request)
+
+
+def _instance(state: HostState, record: Record, path: str) -> tuple[Instance, str] | None:
+    parts = path.split("/", 3)  # ["", "i", cap, rest]
+    if len(parts) < 3 or parts[1] != "i":
+        return None
+    inst = state.instances.get(parts[2])
+    if inst is None or inst.record.origin_slug != record.origin_slug:
+        return None
+    return inst, parts[3] if len(parts) > 3 else ""
+
+
+async def _websocket(state: HostState, ws: WebSocket) -> None:
+    """WebSockets on an extension origin: the capability, and an Origin equal to this extension's own."""
+    record: Record = ws.scope["dockext.record"]
+    found = _instance(state, record, ws.url.path)
+    if found is None or ws.headers.get("origin") != state.extension_origin(record):
+        await ws.close(code=1008)
+        return
+    inst, rest = found
+    if rest == "__dockext__/stream":
+        await streams.handle(state, inst, ws)
+        return
+    await ws.close(code=1008)
 
 
 def _sdk(state: HostState, inst: Instance) -> Response:

@@ -448,6 +448,11 @@
 
   function route() {
     if (!state.loaded) return; // routed again once the list has arrived
+    const panel = findPanelRoute(window.location.hash);
+    if (panel) {
+      showPanel(panel);
+      return;
+    }
     const target = parseHash();
     if (!target) {
       showHome();
@@ -472,6 +477,7 @@
   function showHome() {
     state.seq += 1;
     closeFrame();
+    hidePanels();
     els.frameHost.hidden = true;
     els.home.hidden = false;
     document.title = "dockext";
@@ -489,6 +495,7 @@
     const title = extTitle(ext);
     const seq = ++state.seq;
     closeFrame();
+    hidePanels();
     state.opening = key;
     els.home.hidden = true;
     els.frameHost.hidden = false;
@@ -550,8 +557,64 @@
         return;
       }
       if (url.protocol === "http:" || url.protocol === "https:") window.open(url.href, "_blank", "noopener,noreferrer");
+    } else if (Object.prototype.hasOwnProperty.call(messageHandlers, data.dockext)) {
+      // Request/reply messages (navigate, dialog...): the answer goes back to that frame's origin only.
+      const frame = open.frame;
+      const reply = (result) => {
+        if (frame.contentWindow) {
+          frame.contentWindow.postMessage({ dockext: "reply", id: data.id, ...result }, open.origin);
+        }
+      };
+      Promise.resolve()
+        .then(() => messageHandlers[data.dockext](data, { key: open.key, title: open.title, origin: open.origin }))
+        .then((value) => reply({ ok: true, value: value === undefined ? null : value }))
+        .catch((error) => reply({ ok: false, error: { message: String(error && error.message ? error.message : error) } }));
     }
   }
+
+  // --------------------------------------------------- extension points for the other dashboard modules
+
+  const messageHandlers = Object.create(null); // dockext message type -> async (data, source) => value
+  const panelRoutes = []; // {prefix, element, show(hash)}
+
+  function findPanelRoute(hash) {
+    return panelRoutes.find((p) => hash === p.prefix || hash.startsWith(p.prefix + "/")) || null;
+  }
+
+  function hidePanels() {
+    for (const p of panelRoutes) p.element.hidden = true;
+    for (const b of document.querySelectorAll(".nav-item[data-panel]")) b.removeAttribute("aria-current");
+  }
+
+  function showPanel(panel) {
+    state.seq += 1;
+    closeFrame(); // leaving an extension tab destroys its UI, also when the extension asked to navigate
+    hidePanels();
+    els.home.hidden = true;
+    els.frameHost.hidden = true;
+    panel.element.hidden = false;
+    els.homeButton.removeAttribute("aria-current");
+    const nav = document.querySelector(`.nav-item[data-panel="${panel.prefix}"]`);
+    if (nav) nav.setAttribute("aria-current", "page");
+    syncSelection();
+    panel.show(window.location.hash);
+  }
+
+  /** The small API other dashboard scripts (views.js, dialog.js) build on. */
+  window.dockext = Object.freeze({
+    api: (method, path, body) => api(method, path, body),
+    toast: (level, message, source) => showToast(level, message, source || "dockext"),
+    navigate: (hash) => navigate(hash),
+    /** handle(type, async fn(data, source)): a request from the open extension frame; fn's value is the reply */
+    handle(type, fn) {
+      messageHandlers[type] = fn;
+    },
+    /** panel(prefix, element, show): hashes equal to prefix or under prefix + "/" show element */
+    panel(prefix, element, show) {
+      panelRoutes.push({ prefix, element, show });
+      if (state.loaded && findPanelRoute(window.location.hash)) route();
+    },
+  });
 
   // ------------------------------------------------------------------------------ list, live updates
 

@@ -1,0 +1,2 @@
+"use strict";
+// The dashboard file dialog behind ddClient.desktopUI.dialog.showOpenDialog: built on window.dockext.

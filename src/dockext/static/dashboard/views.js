@@ -1,0 +1,2 @@
+"use strict";
+// Docker views (containers, images, volumes) and ddClient.desktopUI.navigate: built on window.dockext.
