@@ -144,7 +144,12 @@ def serve(host: str, port: int, no_browser: bool, allow_host: tuple[str, ...]) -
         Installer(lay).recover()
     except DockextError as exc:
         err.print(f"Warning: could not finish interrupted operations: {exc.message}")
-    run(lay, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host, echo=out.print)
+    run(lay, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host, echo=_print_line)
+
+
+def _print_line(message: str) -> None:
+    """Plain output for lines people copy (the login URL must never be wrapped)."""
+    print(message, flush=True)
 
 
 @cli.command()

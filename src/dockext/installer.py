@@ -236,7 +236,10 @@ class Installer:
         assert record.vm
         gs_dir = self.layout.guest_services / record.vm.gs_key
         shutil.rmtree(gs_dir, ignore_errors=True)
-        gs_dir.mkdir(mode=0o755, parents=True)
+        gs_dir.mkdir(parents=True)
+        # Backends that run as a non-root user must be able to create their socket here too. Other host
+        # users cannot reach it: the dockext home above it is 0700.
+        gs_dir.chmod(0o1777)
         volumes_before = self.engine.project_volumes(record.vm.project)
         self.report.step("Starting service in Desktop VM...")
         try:

@@ -44,8 +44,11 @@ class Layout:
         return self.extensions / key
 
     def ensure(self) -> None:
+        """Create the layout; the home itself is private (it holds the server's token file)."""
         for d in (self.root, self.extensions, self.guest_services, self.staging):
             d.mkdir(mode=0o700 if d == self.root else 0o755, parents=True, exist_ok=True)
+        if self.root.stat().st_mode & 0o077:
+            self.root.chmod(0o700)
 
 
 def layout() -> Layout:

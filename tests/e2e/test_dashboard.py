@@ -49,6 +49,25 @@ def open_tab(page: Page, key: str):
     return page.frame_locator("#extension-frame")
 
 
+def listening_addresses(port: int) -> set[str]:
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, _, hexport = local.partition(":")
+            if state == "0A" and int(hexport, 16) == port:
+                found.add(addr)
+    return found
+
+
+def test_serve_prints_a_token_url_and_listens_on_loopback_only(server):
+    assert f"dockext dashboard: {server.login_url}" in server.log.read_text()
+    assert listening_addresses(server.port) == {"0100007F"}  # 127.0.0.1, nothing else
+    info = server.home / "server.json"
+    assert info.stat().st_mode & 0o777 == 0o600
+    assert server.home.stat().st_mode & 0o077 == 0  # the home directory is private
+
+
 def test_without_the_token_only_the_login_page_answers(page: Page, server):
     page.goto(server.url + "/")
     expect(page).to_have_url(server.url + "/login")
