@@ -141,6 +141,13 @@ def test_vm_image_backend_answers_through_vm_service(page: Page, server, fixture
         expect(ui.locator("#post")).to_have_text("42")
         expect(ui.locator("#error")).to_have_text("status=404 message=no such thing")
         expect(ui.locator("#vm-exec")).to_have_text("hello from inside the backend")
+        expect(ui.locator("#put")).to_have_text("PUT p")
+        expect(ui.locator("#patch")).to_have_text("PATCH q")
+        expect(ui.locator("#delete")).to_have_text("DELETE null")
+        expect(ui.locator("#head")).to_have_text('resolved ""')
+        expect(ui.locator("#query")).to_have_text("x=1&y=two")
+        expect(ui.locator("#request")).to_have_text("PATCH request")
+        expect(ui.locator("#v0-backend")).to_have_text("hello from vm-image")
     finally:
         run_dockext("rm", ref, home=server.home)
 
