@@ -6,6 +6,7 @@ The engine tests and the browser tests prove the same flows end to end; these pi
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -261,3 +262,113 @@ def test_removed_extension_disappears_and_its_origin_closes(env, tmp_path):
     assert [e["key"] for e in client.get("/api/extensions").json()] == ["acme_b"]
     assert client.get(inst["url"]).status_code == 403  # the host name is no longer known
     assert state.instances == {}
+
+
+class _Recorder:
+    """A real HTTP backend on the extension's socket that records what reaches it."""
+
+    def __init__(self, path: Path) -> None:
+        import http.server
+        import socketserver
+        import threading
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def address_string(self):
+                return "unix"
+
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                seen.append((self.command, self.path, dict(self.headers), body))
+                data = json.dumps({"path": self.path}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.server = Server(str(path), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def backend(env, tmp_path):
+    _, _, a, _ = env
+    rec = _Recorder(tmp_path / "gs" / a.vm.gs_key / a.vm.socket)
+    yield rec
+    rec.close()
+
+
+def cap_base(client, state, rec):
+    inst = open_ui(client, rec)
+    origin = ext_url(state, rec)
+    return origin + "/i/" + inst["url"][len(origin):].split("/")[2]
+
+
+def test_proxy_keeps_every_request_on_the_callers_own_socket(env, backend):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    for path in ["/hello?x=1", "//evil.test/x", "/http://127.0.0.1:22/", "/%2e%2e/other"]:
+        r = client.get(f"{base}/__dockext__/vm{path}")
+        assert r.status_code == 200
+    # all four reached this extension's own socket (http.server itself folds a leading "//" into "/")
+    assert [p for _, p, _, _ in backend.seen] == ["/hello?x=1", "/evil.test/x", "/http://127.0.0.1:22/",
+                                                  "/%2e%2e/other"]
+
+
+def test_proxy_never_forwards_the_dashboard_cookie_or_hop_by_hop_headers(env, backend):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = client.post(f"{base}/__dockext__/vm/echo", json={"n": 1},
+                    headers={"X-Custom": "kept", "Connection": "keep-alive, X-Custom2", "Referer": DASH})
+    assert r.status_code == 200
+    method, path, headers, body = backend.seen[-1]
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert (method, path, json.loads(body)) == ("POST", "/echo", {"n": 1})
+    assert lower["x-custom"] == "kept"
+    assert "cookie" not in lower and "referer" not in lower and "x-dockext" not in lower
+    assert TOKEN not in json.dumps(headers)
+
+
+def test_no_cors_for_foreign_origins(env):
+    client, state, a, _ = env
+    login(client)
+    for url in ["/api/extensions", f"{ext_url(state, a)}/i/x/__dockext__/exec"]:
+        r = client.options(url, headers={"Origin": "http://evil.test", "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in r.headers
+        assert "access-control-allow-credentials" not in r.headers
+
+
+def test_a_simple_cross_site_form_post_changes_nothing(env):
+    client, state, _, _ = env
+    login(client)
+    r = client.post("/api/ui-instances", content="extension=acme_a",
+                    headers={"Content-Type": "text/plain", "Origin": "http://evil.test"})
+    assert r.status_code == 403
+    assert state.instances == {}
+
+
+def test_errors_carry_no_traceback_or_host_paths(env, tmp_path):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = client.post(f"{base}/__dockext__/exec", content=b"{not json", headers={"X-Dockext": "1"})
+    assert r.status_code == 400
+    assert "Traceback" not in r.text and str(tmp_path) not in r.text
