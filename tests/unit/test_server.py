@@ -287,6 +287,9 @@ class _Recorder:
                 seen.append((self.command, self.path, dict(self.headers), body))
                 data = json.dumps({"path": self.path}).encode()
                 self.send_response(200)
+                if self.path == "/cookie":
+                    self.send_header("Set-Cookie", "a=1; Path=/")
+                    self.send_header("Set-Cookie", "b=2; Path=/")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -372,3 +375,16 @@ def test_errors_carry_no_traceback_or_host_paths(env, tmp_path):
     r = client.post(f"{base}/__dockext__/exec", content=b"{not json", headers={"X-Dockext": "1"})
     assert r.status_code == 400
     assert "Traceback" not in r.text and str(tmp_path) not in r.text
+
+
+def test_backend_cookies_reach_the_browser_intact_and_the_proxy_keeps_none(env, backend):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = client.get(f"{base}/__dockext__/vm/cookie")
+    assert r.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
+    client.cookies.clear()
+    login(client)
+    client.get(f"{base}/__dockext__/vm/after")
+    _, path, headers, _ = backend.seen[-1]
+    assert path == "/after" and "Cookie" not in headers and "cookie" not in headers

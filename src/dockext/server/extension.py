@@ -7,6 +7,8 @@ server's own records, never from anything the page sends.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import mimetypes
 import os
@@ -24,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .. import execution
-from ..errors import BackendNotReady, DockextError, ExecRefused
+from ..errors import BackendNotReady, DockextError
 from ..store import Record
 from . import docker_api, streams
 from .security import error_response, harden
@@ -42,6 +44,7 @@ HOP_BY_HOP = {
 }
 NOT_FORWARDED = HOP_BY_HOP | {"host", "cookie", "origin", "referer", "x-dockext", "content-length"}
 MAX_BODY = 64 << 20
+BUFFERED_RESPONSE = 256 << 10  # backend answers up to this size (with a Content-Length) are sent in one piece
 MAX_EXEC_REQUEST = 1 << 20
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
@@ -191,12 +194,31 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
             body.get("options") if isinstance(body.get("options"), dict) else None,
             docker_host=state.engine.host,
         )
-        result = await inst.processes.run(plan)
-    except ExecRefused as exc:
+    except DockextError as exc:
         return error_response(exc)
+    # The page may go away (reload, tab closed) before the command ends: then its process group ends too.
+    run = asyncio.ensure_future(inst.processes.run(plan))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not run.done():
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+    if run.cancelled():
+        return Response(status_code=499)
+    try:
+        result = run.result()
     except DockextError as exc:
         return error_response(exc)
     return JSONResponse(result.to_json())
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _proxy(state: HostState, inst: Instance, request: Request) -> Response:
@@ -223,11 +245,34 @@ async def _proxy(state: HostState, inst: Instance, request: Request) -> Response
         return _proxy_error(
             BackendNotReady(f"the backend of {inst.record.title} cannot be reached: {_transport(exc, sock)}")
         )
-    out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-    return StreamingResponse(
-        upstream.aiter_raw(), status_code=upstream.status_code, headers=out_headers,
-        background=BackgroundTask(upstream.aclose),
+    # multi_items: repeated headers (Set-Cookie) must stay separate lines, not be joined with commas
+    out_headers = [
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in upstream.headers.multi_items()
+        if k.lower() not in HOP_BY_HOP
+    ]
+    length = upstream.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= BUFFERED_RESPONSE:
+        # Most answers are small JSON: read them whole and send one plain Response, which saves the task
+        # group StreamingResponse starts per request (~0.1 ms of CPU each). Same status, headers, raw bytes.
+        try:
+            content = b"".join([chunk async for chunk in upstream.aiter_raw()])
+        except httpx.TransportError as exc:
+            return _proxy_error(
+                BackendNotReady(f"the backend of {inst.record.title} broke off its answer: {_transport(exc, sock)}")
+            )
+        finally:
+            await upstream.aclose()
+        response = Response(content, status_code=upstream.status_code)
+        response.raw_headers = [h for h in out_headers if h[0].lower() != b"content-length"] + [
+            (b"content-length", str(len(content)).encode())
+        ]
+        return response
+    streaming = StreamingResponse(
+        upstream.aiter_raw(), status_code=upstream.status_code, background=BackgroundTask(upstream.aclose)
     )
+    streaming.raw_headers = out_headers
+    return streaming
 
 
 def _proxy_error(exc: DockextError, status: int = 502) -> Response:

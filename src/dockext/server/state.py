@@ -9,6 +9,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,11 @@ class HostState:
         client = self._clients.get(key)
         if client is None:
             transport = httpx.AsyncHTTPTransport(uds=key, retries=0)
-            client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(300.0, connect=5.0))
+            # The proxy must not keep cookies of its own: a backend's Set-Cookie goes to the browser only
+            jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+            client = httpx.AsyncClient(
+                transport=transport, timeout=httpx.Timeout(300.0, connect=5.0), cookies=jar
+            )
             self._clients[key] = client
         return client
 

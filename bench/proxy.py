@@ -1,0 +1,199 @@
+"""Proxied ``vm.service`` requests against direct requests to the same backend socket, in one run.
+
+    .venv/bin/python bench/proxy.py [--quick] [--backend fast|slow|both] [--duration S] [--reps N]
+
+For each backend, an in-process asyncio client (httpx.AsyncClient) sends ``GET /hello`` over and over from
+1 and from 16 concurrent tasks, for ``--duration`` seconds per window:
+
+* direct: ``httpx.AsyncHTTPTransport(uds=<home>/gs/<gs_key>/backend.sock)``, path ``/hello``;
+* proxy: TCP to 127.0.0.1:<port> with ``Host: <slug>.localhost:<port>`` and the capability path
+  ``/i/<cap>/__dockext__/vm/hello``, which is what ``ddClient.extension.vm.service.get("/hello")`` sends.
+
+Backends: ``fast`` is ``bench/fixtures/bench-fast`` (a minimal asyncio HTTP/1.1 responder, so the ratio shows
+dockext's own cost); ``slow`` is the test fixture ``vm-image`` (Python's ``http.server``, threaded: the
+ratio there mostly shows that backend). Each window is repeated ``--reps`` times, direct and proxy
+alternating which goes first; the figures are medians over the repetitions, and the ratios are medians of
+the ratios paired within each repetition. ``srv CPU/req`` is the CPU time of the ``dockext serve`` process per
+proxied request (the proxy's own cost, whatever the other processes on the machine do); ``client CPU/req`` is
+this process's (the httpx client's): when it nears 1 s per second, the client, not the server, is the limit.
+
+Targets (the proxy issue): proxy rps / direct rps >= 0.70 and proxy p50 - direct p50 < 1 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import common  # first: re-runs this script under .venv/bin/python if needed
+import httpx
+
+CONCURRENCY = (1, 16)
+MAX_REQUESTS = 500_000  # per window: a bound in count on top of the bound in time
+TARGET_RPS_RATIO = 0.70
+TARGET_ADDED_P50_MS = 1.0
+
+
+@dataclass
+class Window:
+    requests: int
+    seconds: float
+    p50: float  # seconds
+    p99: float
+    client_cpu: float  # seconds of this process's CPU in the window (the httpx client)
+    server_cpu: float | None = None  # seconds of dockext serve CPU in the window (proxy windows)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass
+class Target:
+    name: str
+    client: httpx.AsyncClient
+    path: str
+
+
+async def window(target: Target, concurrency: int, duration: float, server_pid: int | None) -> Window:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline and len(latencies) < MAX_REQUESTS:
+            t0 = time.perf_counter()
+            r = await target.client.get(target.path)
+            t1 = time.perf_counter()
+            if r.status_code != 200:
+                raise RuntimeError(f"{target.name} GET {target.path}: {r.status_code} {r.text[:200]}")
+            latencies.append(t1 - t0)
+
+    cpu0 = common.process_cpu_seconds(server_pid) if server_pid else None
+    client0 = time.process_time()
+    start = time.perf_counter()
+    async with asyncio.timeout(duration + 60), asyncio.TaskGroup() as tg:
+        for _ in range(concurrency):
+            tg.create_task(worker())
+    elapsed = time.perf_counter() - start
+    client = time.process_time() - client0
+    cpu = common.process_cpu_seconds(server_pid) - cpu0 if server_pid and cpu0 is not None else None
+    return Window(
+        len(latencies), elapsed, common.percentile(latencies, 50), common.percentile(latencies, 99), client, cpu
+    )
+
+
+def clients(b: common.Bench, ui: common.Ui, sock: Path) -> tuple[Target, Target]:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    timeout = httpx.Timeout(30.0)
+    direct = httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=str(sock), retries=0, limits=limits),
+        base_url="http://localhost", timeout=timeout,
+    )
+    proxy = httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(retries=0, limits=limits),
+        base_url=f"http://127.0.0.1:{b.port}", headers={"Host": ui.host}, timeout=timeout,
+    )
+    return Target("direct", direct, "/hello"), Target("proxy", proxy, f"{ui.api}/vm/hello")
+
+
+async def measure_backend(
+    b: common.Bench, ui: common.Ui, sock: Path, *, duration: float, reps: int, warmup: float
+) -> dict[int, dict[str, list[Window]]]:
+    direct, proxy = clients(b, ui, sock)
+    results: dict[int, dict[str, list[Window]]] = {c: {"direct": [], "proxy": []} for c in CONCURRENCY}
+    try:
+        for c in CONCURRENCY:
+            for t in (direct, proxy):
+                await window(t, c, warmup, None)
+        for rep in range(reps):
+            for c in CONCURRENCY:
+                order = (direct, proxy) if rep % 2 == 0 else (proxy, direct)
+                for t in order:
+                    pid = b.server_pid if t is proxy else None
+                    results[c][t.name].append(await window(t, c, duration, pid))
+    finally:
+        await direct.client.aclose()
+        await proxy.client.aclose()
+    return results
+
+
+def report(name: str, results: dict[int, dict[str, list[Window]]]) -> list[bool]:
+    med = common.median
+    rows = []
+    verdicts = []
+    for c, by in results.items():
+        for mode in ("direct", "proxy"):
+            ws = by[mode]
+            cpu = [w.server_cpu / w.requests * 1e6 for w in ws if w.server_cpu is not None and w.requests]
+            client = [w.client_cpu / w.requests * 1e6 for w in ws if w.requests]
+            rows.append([
+                f"c={c}", mode, f"{med([w.rps for w in ws]):.0f}", f"{med([w.p50 for w in ws]) * 1e3:.3f}",
+                f"{med([w.p99 for w in ws]) * 1e3:.3f}", f"{med(client):.0f} us", f"{med(cpu):.0f} us" if cpu else "-",
+                f"{sum(w.requests for w in ws)}",
+            ])
+    print(f"\nbackend: {name}")
+    print(common.table(["conc", "mode", "rps", "p50 ms", "p99 ms", "client CPU/req", "srv CPU/req", "requests"], rows))
+    print()
+    ratio_rows = []
+    for c, by in results.items():
+        ratios = [p.rps / d.rps for d, p in zip(by["direct"], by["proxy"], strict=True)]
+        added = [(p.p50 - d.p50) * 1e3 for d, p in zip(by["direct"], by["proxy"], strict=True)]
+        ok_rps, ok_p50 = med(ratios) >= TARGET_RPS_RATIO, med(added) < TARGET_ADDED_P50_MS
+        verdicts += [ok_rps, ok_p50]
+        ratio_rows.append([
+            f"c={c}", f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+            "met" if ok_rps else "MISSED",
+            f"{med(added):+.3f} ({min(added):+.3f}..{max(added):+.3f})", "met" if ok_p50 else "MISSED",
+        ])
+    print(common.table(
+        ["conc", "proxy/direct rps (min-max)", f">={TARGET_RPS_RATIO:.2f}",
+         "proxy p50 - direct p50 ms (min..max)", f"<{TARGET_ADDED_P50_MS:g} ms"],
+        ratio_rows,
+    ))
+    return verdicts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="one short repetition (a smoke run, ~25 s)")
+    ap.add_argument("--backend", choices=("fast", "slow", "both"), default="both")
+    ap.add_argument("--duration", type=float, help="seconds per window (default 1.5, --quick 0.7)")
+    ap.add_argument("--reps", type=int, help="repetitions of every window (default 3, --quick 1)")
+    args = ap.parse_args()
+    duration = min(max(args.duration or (0.7 if args.quick else 1.5), 0.2), 30.0)
+    reps = min(max(args.reps or (1 if args.quick else 3), 1), 20)
+    warmup = 0.2 if args.quick else 0.5
+
+    client = common.require_engine()
+    wanted = ["fast", "slow"] if args.backend == "both" else [args.backend]
+    refs = {
+        "fast": lambda: common.build_bench_fixture(client, "bench-fast"),
+        "slow": lambda: common.build_test_fixture(client, "vm-image"),
+    }
+    labels = {"fast": "fast (bench-fast: asyncio responder)", "slow": "slow (vm-image: http.server)"}
+    print(f"dockext proxy bench, {time.strftime('%Y-%m-%d %H:%M')}, {common.machine()}")
+    print(f"{duration:g} s per window, {reps} repetition(s), concurrency {', '.join(map(str, CONCURRENCY))}")
+    verdicts: list[bool] = []
+    with common.Bench(client) as b:
+        setups = []
+        for name in wanted:
+            ext = b.install(refs[name]())
+            ui = b.open_ui(ext)
+            b.wait_backend(ui)
+            setups.append((name, ui, b.backend_socket(ext)))
+        for name, ui, sock in setups:
+            results = common.run_async(measure_backend(b, ui, sock, duration=duration, reps=reps, warmup=warmup))
+            verdicts += report(labels[name], results)
+    print("\ntargets:", "all met" if all(verdicts) else "not all met (see MISSED above)")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)  # cleaned up already; no traceback for a Ctrl-C
