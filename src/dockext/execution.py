@@ -3,28 +3,54 @@
 :func:`plan` turns a request into an argv under dockext's policy (pure, see :mod:`dockext.argv`);
 :class:`ProcessGroup` runs plans as process groups owned by one UI instance, so that closing the UI kills
 everything it started.
+
+How a process dies with its UI (security reference A4):
+
+* every command starts in a session and process group of its own (``start_new_session``), so that
+  :meth:`ProcessGroup.terminate` reaches its children too: ``SIGTERM`` to the group, ``SIGKILL`` after
+  :data:`KILL_GRACE` seconds. Closing a UI instance terminates every group it started, also the members
+  left behind by a leader that has already exited;
+* if dockext itself dies without cleaning up (``kill -9``), two things still end the processes: the
+  direct child gets ``SIGTERM`` from the kernel (``PR_SET_PDEATHSIG``, Linux), and a small guardian
+  process (:class:`_Guardian`, started on first use) sees its pipe from dockext close and terminates every
+  group dockext had registered with it, grandchildren included (the death signal reaches direct children
+  only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
-from collections.abc import Mapping
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import argv as policy
 from .errors import ExecRefused
 from .store import Record
 
-__all__ = ["ExecPlan", "ExecResult", "ProcessGroup", "docker_cli", "plan"]
+__all__ = [
+    "KILL_GRACE",
+    "MAX_PROCESSES",
+    "ExecPlan",
+    "ExecResult",
+    "ProcessGroup",
+    "docker_cli",
+    "exit_status",
+    "plan",
+    "spawn_failure",
+]
 
-OUTPUT_CAP = 32 << 20  # bytes kept per stream; the rest is read and dropped
-KILL_GRACE = 2.0
+OUTPUT_CAP = 32 << 20  # bytes kept per stream by run(); the rest is read and dropped
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+MAX_PROCESSES = 64  # commands running at once for one UI instance
 
 
 @dataclass(frozen=True)
@@ -74,15 +100,24 @@ def plan(
     options: Mapping[str, Any] | None,
     *,
     docker_host: str,
+    verbatim: bool = False,
 ) -> ExecPlan:
+    """The argv, cwd and environment of one exec request, or :class:`ExecRefused`.
+
+    ``verbatim=False`` (non-streaming exec): ``cmd`` and ``args`` are joined and split again like a POSIX
+    shell without expansion. ``verbatim=True`` (streaming exec, as in Docker Desktop): ``[cmd, *args]`` is the
+    argv as given; an argument with spaces stays one argument. The policy is the same in both modes.
+    """
     if not isinstance(cmd, str) or not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise ExecRefused("exec needs a command string and a list of string arguments")
     options = options or {}
     cwd = options.get("cwd")
     if cwd is not None and not isinstance(cwd, str):
         raise ExecRefused("options.cwd must be a string")
+    if cwd is not None and "\x00" in cwd:
+        raise ExecRefused("options.cwd contains a NUL character")
     user_env = policy.sanitize_env(options.get("env"))
-    tokens = policy.split_command_line(cmd, args)
+    tokens = _verbatim(cmd, args) if verbatim else policy.split_command_line(cmd, args)
     line = policy.joined(cmd, args)
     if cli == "docker":
         env = _base_env(docker_host)
@@ -114,64 +149,302 @@ def plan(
     raise ExecRefused(f"unknown cli {cli!r}: expected docker, vm or host")
 
 
-class ProcessGroup:
-    """The processes one UI instance started. :meth:`close` ends them all (SIGTERM, then SIGKILL)."""
+def _verbatim(cmd: str, args: list[str]) -> list[str]:
+    tokens = [cmd, *args]
+    if not cmd:
+        raise ExecRefused("no command given")
+    if any("\x00" in t for t in tokens):
+        raise ExecRefused("an argument contains a NUL character")
+    return tokens
+
+
+def exit_status(returncode: int) -> tuple[int, str | None]:
+    """``(status, signal name)`` of a finished process, as a shell reports it: killed by signal N is 128 + N."""
+    if returncode >= 0:
+        return returncode, None
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"SIG{-returncode}"
+    return 128 - returncode, name
+
+
+def spawn_failure(p: ExecPlan, exc: OSError) -> tuple[int, str]:
+    """``(exit status, message)`` for a command that could not start: 127 not found, 126 not executable."""
+    if isinstance(exc, FileNotFoundError):
+        if exc.filename is not None and exc.filename == p.cwd:
+            return 127, f"cwd {p.cwd}: no such directory"
+        return 127, f"{exc.filename or p.argv[0]}: not found"
+    if isinstance(exc, PermissionError):
+        return 126, f"{exc.filename or p.argv[0]}: permission denied"
+    if isinstance(exc, NotADirectoryError):
+        return 1, f"cwd {p.cwd}: not a directory"
+    return 126, f"{p.argv[0]}: cannot execute: {exc.strerror or exc}"
+
+
+# -- dying with dockext ------------------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_PRCTL = _load_prctl()
+
+
+def _child_setup() -> Callable[[], None] | None:
+    """Runs in the child between fork and exec: SIGTERM when the thread that forked it (dockext's event
+    loop) dies. The signal is tied to the parent *thread*; the event loop thread lives as long as the server."""
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    term = int(signal.SIGTERM)
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:  # dockext died before the death signal was armed
+            os._exit(1)
+
+    return setup
+
+
+# The guardian: reads "+<pgid>" / "-<pgid>" lines; at EOF (dockext exited, however it died) it terminates the
+# groups still registered (SIGTERM, then SIGKILL after the grace period) and exits. A PGID stays allocated
+# while any member of the group lives, so a registered group cannot be confused with another one.
+_GUARDIAN_SOURCE = f"""
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+groups = set()
+for line in sys.stdin.buffer:
+    try:
+        pgid = int(line[1:])
+    except ValueError:
+        continue
+    if line[:1] == b"+":
+        groups.add(pgid)
+    else:
+        groups.discard(pgid)
+def send(group, sig):
+    try:
+        os.killpg(group, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+groups = {{g for g in groups if send(g, signal.SIGTERM)}}
+deadline = time.monotonic() + {KILL_GRACE}
+while groups and time.monotonic() < deadline:
+    time.sleep(0.05)
+    groups = {{g for g in groups if send(g, 0)}}
+for g in groups:
+    send(g, signal.SIGKILL)
+"""
+
+
+class _Guardian:
+    """The process that ends dockext's process groups when dockext dies without doing it (one per server)."""
 
     def __init__(self) -> None:
-        self._procs: set[asyncio.subprocess.Process] = set()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._groups: set[int] = set()
+
+    def add(self, pgid: int) -> None:
+        self._groups.add(pgid)
+        self._send(f"+{pgid}\n")
+
+    def discard(self, pgid: int) -> None:
+        if pgid in self._groups:
+            self._groups.discard(pgid)
+            self._send(f"-{pgid}\n")
+
+    def _send(self, line: str) -> None:
+        for _ in range(2):
+            stdin = self._stdin()
+            if stdin is None:
+                return
+            try:
+                stdin.write(line.encode())
+                stdin.flush()
+                return
+            except OSError:  # the guardian is gone: start another one, which learns every group again
+                self._proc = None
+
+    def _stdin(self) -> IO[bytes] | None:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc.stdin
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _GUARDIAN_SOURCE],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,  # ^C in dockext's terminal does not reach it
+            )
+        except OSError:
+            self._proc = None
+            return None
+        stdin = self._proc.stdin
+        assert stdin is not None
+        with contextlib.suppress(OSError):
+            stdin.write("".join(f"+{g}\n" for g in sorted(self._groups)).encode())
+        return stdin
+
+
+_guardian = _Guardian()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process group still has a member that is not a zombie."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Members that died after their parent are zombies until PID 1 reaps them, which a container's PID 1
+    # may never do: they count as gone.
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+class ProcessGroup:
+    """The processes one UI instance started, each in a process group of its own.
+
+    :meth:`spawn` starts one; :meth:`reaped` is called once its leader has exited; :meth:`terminate` ends one
+    group; :meth:`close` ends them all and refuses new ones.
+    """
+
+    def __init__(self) -> None:
+        self._procs: set[asyncio.subprocess.Process] = set()  # leaders not known to have exited
+        self._leftover: set[int] = set()  # groups whose leader exited but some member did not
         self.closed = False
 
-    async def run(self, p: ExecPlan) -> ExecResult:
+    @property
+    def running(self) -> int:
+        return len(self._procs)
+
+    async def spawn(
+        self, p: ExecPlan, *, stdout: int = asyncio.subprocess.PIPE, stderr: int = asyncio.subprocess.PIPE,
+    ) -> asyncio.subprocess.Process:
+        """Start ``p``, stdin empty, stdout and stderr piped to ``proc.stdout``/``proc.stderr`` unless given as
+        file descriptors. ``OSError`` if it cannot start (see :func:`spawn_failure`); :class:`ExecRefused` when
+        the UI is closed or already runs :data:`MAX_PROCESSES` commands."""
         if self.closed:
             raise ExecRefused("this extension UI has been closed")
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *p.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=p.cwd,
-                env=p.env,
-                start_new_session=True,
+        self._prune()
+        if len(self._procs) >= MAX_PROCESSES:
+            raise ExecRefused(
+                f"this extension UI already runs {MAX_PROCESSES} commands: close some (ExecProcess.close()) first"
             )
-        except FileNotFoundError as exc:
-            return ExecResult(p.display, 127, "", f"{exc.filename or p.argv[0]}: not found\n", False, None)
-        except PermissionError as exc:
-            return ExecResult(p.display, 126, "", f"{exc.filename or p.argv[0]}: permission denied\n", False, None)
-        except NotADirectoryError:
-            return ExecResult(p.display, 1, "", f"cwd {p.cwd}: not a directory\n", False, None)
+        proc = await asyncio.create_subprocess_exec(
+            *p.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=p.cwd,
+            env=p.env,
+            start_new_session=True,
+            preexec_fn=_child_setup(),
+        )
         self._procs.add(proc)
+        _guardian.add(proc.pid)
+        return proc
+
+    async def run(self, p: ExecPlan) -> ExecResult:
+        """Run ``p`` to the end and collect its output (the non-streaming exec)."""
+        try:
+            proc = await self.spawn(p)
+        except OSError as exc:
+            code, message = spawn_failure(p, exc)
+            return ExecResult(p.display, code, "", message + "\n", False, None)
         try:
             assert proc.stdout and proc.stderr
             out, err = await asyncio.gather(_read_capped(proc.stdout), _read_capped(proc.stderr))
-            code = await proc.wait()
-        except asyncio.CancelledError:
-            await self._kill(proc)
+            returncode = await proc.wait()
+        except asyncio.CancelledError:  # the client went away, or the server stops
+            await self.terminate(proc)
             raise
-        finally:
-            self._procs.discard(proc)
-        sig = signal.Signals(-code).name if code < 0 else None
+        self.reaped(proc)
+        code, sig = exit_status(returncode)
         return ExecResult(
-            p.display, code if code >= 0 else None, out.decode(errors="replace"), err.decode(errors="replace"),
+            p.display, None if sig else code, out.decode(errors="replace"), err.decode(errors="replace"),
             sig is not None, sig,
         )
 
+    def reaped(self, proc: asyncio.subprocess.Process) -> None:
+        """The leader has exited: forget its group, unless members of it still run (they die with the UI)."""
+        self._procs.discard(proc)
+        if _group_alive(proc.pid):
+            self._leftover.add(proc.pid)
+        else:
+            _guardian.discard(proc.pid)
+
+    def _prune(self) -> None:
+        """Forget leftover groups whose members have all ended since. Once a group is empty its number can be
+        reused (after the PIDs wrap around, 32768 by default): a forgotten group is never signalled again."""
+        for pgid in [g for g in self._leftover if not _group_alive(g)]:
+            self._leftover.discard(pgid)
+            _guardian.discard(pgid)
+
+    async def terminate(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM to the group of ``proc``; SIGKILL to what is left after :data:`KILL_GRACE` seconds."""
+        await self._end_group(proc.pid, proc)
+        self._procs.discard(proc)
+
     async def close(self) -> None:
         self.closed = True
-        await asyncio.gather(*(self._kill(p) for p in list(self._procs)))
+        self._prune()
+        procs, leftover = list(self._procs), list(self._leftover)
+        self._procs.clear()
+        self._leftover.clear()
+        await asyncio.gather(
+            *(self._end_group(p.pid, p) for p in procs), *(self._end_group(g, None) for g in leftover)
+        )
 
-    @staticmethod
-    async def _kill(proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), KILL_GRACE)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+    async def _end_group(self, pgid: int, leader: asyncio.subprocess.Process | None) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + KILL_GRACE
+        _signal_group(pgid, signal.SIGTERM)
+        if leader is not None and leader.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leader.wait(), KILL_GRACE)
+        while _group_alive(pgid) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if _group_alive(pgid) or (leader is not None and leader.returncode is None):
+            _signal_group(pgid, signal.SIGKILL)
+            if leader is not None:
+                await leader.wait()
+        self._leftover.discard(pgid)
+        _guardian.discard(pgid)
 
 
 async def _read_capped(stream: asyncio.StreamReader) -> bytes:

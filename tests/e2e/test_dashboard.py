@@ -7,6 +7,7 @@ import http.client
 import platform
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -52,7 +53,7 @@ def open_tab(page: Page, key: str):
 def listening_addresses(port: int) -> set[str]:
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in open(table).read().splitlines()[1:]:
+        for line in Path(table).read_text().splitlines()[1:]:
             local, state = line.split()[1], line.split()[3]
             addr, _, hexport = local.partition(":")
             if state == "0A" and int(hexport, 16) == port:

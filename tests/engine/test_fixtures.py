@@ -31,7 +31,7 @@ from tests.support.images import (
 
 pytestmark = pytest.mark.engine
 
-GOOD = ["ui-only", "vm-image", "compose", "host-binary"]
+GOOD = ["ui-only", "vm-image", "compose", "host-binary", "streams"]
 BAD = [
     "bad-no-metadata",
     "bad-json",
@@ -43,11 +43,15 @@ BAD = [
 ]
 
 
+# UI compiled by tsc from tests/conformance (tests/support/images.py); exercised by tests/e2e/test_conformance.py
+COMPILED = ["conformance-v1", "conformance-v0"]
+
+
 def test_fixture_list_is_complete():
-    assert fixture_names() == sorted(GOOD + BAD)
+    assert fixture_names() == sorted(GOOD + BAD + COMPILED)
 
 
-@pytest.mark.parametrize("name", GOOD + BAD)
+@pytest.mark.parametrize("name", GOOD + BAD + COMPILED)
 def test_fixture_image_has_the_standard_labels(docker_client, fixture_image, name):
     labels = docker_client.images.get(fixture_image(name)).labels
     assert labels["org.opencontainers.image.title"]

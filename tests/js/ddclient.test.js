@@ -21,20 +21,75 @@ function json(body, status = 200, headers = {}) {
   });
 }
 
+const PAGE = "http://acme-ext-abc123.localhost:8765/i/0123456789abcdef/index.html";
+
+// A browser WebSocket as the SDK uses it; the test plays the server with open(), message(), drop().
+class FakeWebSocket {
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    this.closedWith = undefined;
+  }
+  send(data) {
+    if (this.readyState !== 1) throw new Error("send while not open");
+    this.sent.push(JSON.parse(data));
+  }
+  close(code) {
+    if (this.closedWith === undefined) this.closedWith = code;
+    if (this.readyState < 2) this.readyState = 2;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen({});
+  }
+  // {stdout: text} / {stderr: text} go out as dockext sends output (binary: a stream byte, then UTF-8);
+  // anything else as a JSON text message
+  message(body) {
+    if (typeof body.stdout === "string") this.bytes(1, new TextEncoder().encode(body.stdout));
+    else if (typeof body.stderr === "string") this.bytes(2, new TextEncoder().encode(body.stderr));
+    else this.onmessage({ data: JSON.stringify(body) });
+  }
+  bytes(stream, payload) {
+    const data = new Uint8Array(payload.length + 1);
+    data[0] = stream;
+    data.set(payload, 1);
+    this.onmessage({ data: data.buffer });
+  }
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose({ code });
+  }
+}
+
 // Loads the SDK the way the server serves it (config + themes.js + ddclient.js, one classic script) into a
-// fresh context whose global object is `window`. `respond(url, init)` answers the SDK's fetches.
-function load({ extension = {}, respond = () => json({}) } = {}) {
+// fresh context whose global object is `window`. `respond(url, init)` answers the SDK's fetches; `sockets`
+// are the WebSockets it opened; `window.deliver(data, {source, origin})` dispatches a message event to it.
+function load({ extension = {}, respond = () => json({}), timers = setTimeout } = {}) {
   const calls = [];
   const posted = [];
+  const listeners = [];
+  const sockets = [];
+  class WebSocket extends FakeWebSocket {
+    constructor(url) {
+      super(url);
+      sockets.push(this);
+    }
+  }
   const sandbox = {
     console,
-    setTimeout,
+    setTimeout: timers,
+    clearTimeout,
     URL,
     Headers,
     Blob,
     FormData,
     URLSearchParams,
     Response,
+    TextDecoder,
+    WebSocket,
+    location: { href: PAGE },
+    addEventListener: (type, fn) => listeners.push({ type, fn }),
     parent: { postMessage: (message, origin) => posted.push({ message, origin }) },
     fetch: async (url, init) => {
       calls.push({ url, init });
@@ -42,6 +97,9 @@ function load({ extension = {}, respond = () => json({}) } = {}) {
     },
   };
   sandbox.window = sandbox;
+  sandbox.deliver = (data, { source = sandbox.parent, origin = DASHBOARD } = {}) => {
+    for (const l of listeners) if (l.type === "message") l.fn({ data, source, origin });
+  };
   vm.createContext(sandbox);
   const cfg = {
     api: API,
@@ -50,7 +108,7 @@ function load({ extension = {}, respond = () => json({}) } = {}) {
     host: { platform: "linux", arch: "x64", hostname: "box" },
   };
   vm.runInContext(`window.__dockextConfig = ${JSON.stringify(cfg)};\n${THEMES}\n${DDCLIENT}`, sandbox);
-  return { ddClient: sandbox.ddClient, window: sandbox, calls, posted };
+  return { ddClient: sandbox.ddClient, window: sandbox, calls, posted, sockets };
 }
 
 // Values made inside the SDK's context have that realm's prototypes: compare their JSON form.
@@ -246,19 +304,6 @@ test("a refused exec rejects an exec-shaped error with the reason in message and
   assert.deepEqual(plain(err.lines()), []);
 });
 
-test("the streaming overload reports 'not supported yet' through onError", async () => {
-  const { ddClient, calls } = load();
-  let error;
-  const proc = ddClient.docker.cli.exec("logs", ["-f", "x"], { stream: { onError: (e) => (error = e) } });
-  assert.equal(typeof proc.close, "function");
-  assert.equal(typeof proc.then, "undefined");
-  assert.equal(error, undefined); // not before the caller has the handle
-  await new Promise((r) => setTimeout(r, 5));
-  assert.match(error.message, /streaming exec is not supported yet by dockext/);
-  proc.close();
-  assert.equal(calls.length, 0);
-});
-
 test("v0 exec members map onto the three CLIs", async () => {
   const { ddClient, calls } = load({ respond: execAnswer({}) });
   await ddClient.execDockerCmd("run", "--rm", "alpine", "echo", "hi");
@@ -272,23 +317,6 @@ test("v0 exec members map onto the three CLIs", async () => {
     ["vm", "ls -l /", []],
     ["docker", "exec", ["my-ctr", "cat /etc/hostname"]],
   ]);
-});
-
-test("unsupported members reject with a clear error", async () => {
-  const { ddClient } = load();
-  for (const fn of [
-    () => ddClient.desktopUI.dialog.showOpenDialog({}),
-    () => ddClient.desktopUI.navigate.viewContainers(),
-    () => ddClient.docker.listContainers({ all: true }),
-    () => ddClient.listImages(),
-    () => ddClient.navigateToImage("sha256:x", "latest"),
-  ]) {
-    await assert.rejects(fn(), /not supported yet by dockext/);
-  }
-  let seen;
-  ddClient.spawnDockerCmd("logs", ["-f", "x"], (data, error) => (seen = error));
-  await new Promise((r) => setTimeout(r, 5));
-  assert.match(seen.message, /not supported yet by dockext/);
 });
 
 test("toasts are posted to the dashboard origin", () => {
@@ -314,4 +342,309 @@ test("openExternal accepts http(s) only", () => {
     { dockext: "openExternal", url: "https://docs.docker.com/x?y=1" },
     { dockext: "openExternal", url: "http://example.com/" },
   ]);
+});
+
+// ------------------------------------------------------------------------------------------ streaming exec
+
+// Records every callback of a stream, in order.
+function recorder(extra = {}) {
+  const events = [];
+  return {
+    events,
+    stream: {
+      onOutput: (data) => events.push(["output", plain(data)]),
+      onError: (error) => events.push(["error", error.name, error.message]),
+      onClose: (code) => events.push(["close", code]),
+      ...extra,
+    },
+  };
+}
+
+test("the streaming overload returns an ExecProcess at once and sends the argv verbatim", () => {
+  const { ddClient, sockets, calls } = load();
+  const { events, stream } = recorder();
+  const proc = ddClient.docker.cli.exec("events", ["--format", "{{json .}}", "--filter", "name=a b"], {
+    stream, cwd: "/tmp", env: { A: 1, B: undefined },
+  });
+  assert.equal(typeof proc.close, "function");
+  assert.equal(typeof proc.then, "undefined");
+  assert.ok(Object.isFrozen(proc));
+  assert.equal(sockets.length, 1);
+  assert.equal(sockets[0].url, `ws://acme-ext-abc123.localhost:8765${API}/stream`);
+  assert.deepEqual(events, []);
+  sockets[0].open();
+  assert.deepEqual(sockets[0].sent, [{
+    cli: "docker", cmd: "events", args: ["--format", "{{json .}}", "--filter", "name=a b"],
+    options: { cwd: "/tmp", env: { A: "1" } },
+  }]);
+  assert.equal(calls.length, 0); // no HTTP exec
+});
+
+test("chunks reach onOutput one key at a time, in order, then onClose(exit) once", () => {
+  const { ddClient, sockets } = load();
+  const { events, stream } = recorder();
+  ddClient.extension.host.cli.exec("chatty.sh", ["3"], { stream });
+  const ws = sockets[0];
+  ws.open();
+  assert.equal(ws.sent[0].cli, "host");
+  ws.message({ stdout: "line 1\nli" });
+  ws.message({ stderr: "oops\n" });
+  ws.message({ stdout: "ne 2\n" });
+  assert.deepEqual(events, [
+    ["output", { stdout: "line 1\nli" }], ["output", { stderr: "oops\n" }], ["output", { stdout: "ne 2\n" }],
+  ]);
+  ws.message({ exit: 3, signal: null });
+  ws.drop(1000);
+  ws.message({ stdout: "late" });
+  assert.deepEqual(events.slice(3), [["close", 3]]);
+  assert.equal(ws.closedWith, 1000);
+});
+
+test("output is decoded per stream, so a character split between messages comes out whole", () => {
+  const { ddClient, sockets } = load();
+  const { events, stream } = recorder();
+  ddClient.docker.cli.exec("logs", ["x"], { stream });
+  const ws = sockets[0];
+  assert.equal(ws.binaryType, "arraybuffer");
+  ws.open();
+  const e = new TextEncoder().encode("é€"); // c3 a9 e2 82 ac
+  ws.bytes(1, new Uint8Array([0x63, 0x61, 0x66, e[0]])); // "caf" and the first byte of "é"
+  ws.bytes(2, new Uint8Array([e[2]])); // the start of "€" on stderr
+  ws.bytes(1, new Uint8Array([e[1], 0x0a]));
+  ws.bytes(2, new Uint8Array([e[3], e[4]]));
+  ws.bytes(1, new Uint8Array([0xff])); // invalid: U+FFFD, as TextDecoder does
+  ws.bytes(2, new Uint8Array([e[2]])); // cut short by the exit: flushed as U+FFFD
+  ws.message({ exit: 0, signal: null });
+  assert.deepEqual(events, [
+    ["output", { stdout: "caf" }], ["output", { stdout: "é\n" }], ["output", { stderr: "€" }],
+    ["output", { stdout: "\ufffd" }], ["output", { stderr: "\ufffd" }], ["close", 0],
+  ]);
+});
+
+test("splitOutputLines gives one call per line per stream and flushes the last partial lines at exit", () => {
+  const { ddClient, sockets } = load();
+  const { events, stream } = recorder({ splitOutputLines: true });
+  ddClient.extension.vm.cli.exec("tail", ["-f", "x"], { stream });
+  const ws = sockets[0];
+  ws.open();
+  ws.message({ stdout: "a\nb" });
+  ws.message({ stderr: "e1" });
+  ws.message({ stdout: "c\n\nd" });
+  ws.message({ stderr: "\ne2" });
+  ws.message({ exit: 0, signal: null });
+  assert.deepEqual(events, [
+    ["output", { stdout: "a" }], ["output", { stdout: "bc" }], ["output", { stdout: "" }],
+    ["output", { stderr: "e1" }], ["output", { stdout: "d" }], ["output", { stderr: "e2" }], ["close", 0],
+  ]);
+});
+
+test("a refusal calls onError, then onClose(126)", () => {
+  const { ddClient, sockets } = load();
+  const { events, stream } = recorder();
+  ddClient.docker.cli.exec("-H", ["tcp://evil", "ps"], { stream });
+  sockets[0].open();
+  sockets[0].message({ error: "global flags are not allowed", type: "ExecRefused", code: 126 });
+  sockets[0].drop(1008);
+  assert.deepEqual(events, [["error", "ExecRefused", "global flags are not allowed"], ["close", 126]]);
+});
+
+test("a command that cannot start calls onError, then onClose with its status", () => {
+  const { ddClient, sockets } = load();
+  const { events, stream } = recorder();
+  ddClient.extension.host.cli.exec("gone.sh", [], { stream });
+  sockets[0].open();
+  sockets[0].message({ error: "/x/gone.sh: not found", type: "ExecError", code: 127 });
+  assert.deepEqual(events, [["error", "ExecError", "/x/gone.sh: not found"], ["close", 127]]);
+});
+
+test("close() asks dockext to end the process, once, and onClose gets the status it ended with", () => {
+  const { ddClient, sockets } = load();
+  const { events, stream } = recorder({ splitOutputLines: true });
+  const proc = ddClient.docker.cli.exec("stats", [], { stream });
+  const ws = sockets[0];
+  ws.open();
+  ws.message({ stdout: "partial" });
+  proc.close();
+  proc.close();
+  assert.deepEqual(ws.sent.slice(1), [{ close: true }]);
+  assert.deepEqual(events, []);
+  ws.message({ exit: 143, signal: "SIGTERM" });
+  ws.drop(1000);
+  assert.deepEqual(events, [["output", { stdout: "partial" }], ["close", 143]]);
+  proc.close();
+  assert.equal(ws.sent.length, 2);
+});
+
+test("close() before the socket opens runs nothing and still calls onClose(143)", () => {
+  const { ddClient, sockets } = load();
+  const { events, stream } = recorder();
+  const proc = ddClient.docker.cli.exec("stats", [], { stream });
+  proc.close();
+  sockets[0].open();
+  assert.deepEqual(sockets[0].sent, []);
+  assert.equal(sockets[0].closedWith, 1000);
+  assert.deepEqual(events, [["close", 143]]);
+});
+
+test("a lost connection is an error with onClose(-1), but not after close()", () => {
+  let { ddClient, sockets } = load();
+  let { events, stream } = recorder();
+  ddClient.docker.cli.exec("logs", ["-f", "x"], { stream });
+  sockets[0].open();
+  sockets[0].drop(1012);
+  assert.deepEqual(events, [["error", "Error", "dockext connection lost (WebSocket closed, code 1012)"], ["close", -1]]);
+
+  ({ ddClient, sockets } = load());
+  ({ events, stream } = recorder());
+  const proc = ddClient.docker.cli.exec("logs", ["-f", "x"], { stream });
+  sockets[0].open();
+  proc.close();
+  sockets[0].drop(1006);
+  assert.deepEqual(events, [["close", 143]]);
+});
+
+test("a throwing callback does not stop the stream; the error is rethrown asynchronously", async () => {
+  const uncaught = [];
+  const timers = (fn, ms) =>
+    setTimeout(() => {
+      try {
+        fn();
+      } catch (e) {
+        uncaught.push(e.message);
+      }
+    }, ms);
+  const { ddClient, sockets } = load({ timers });
+  const seen = [];
+  ddClient.docker.cli.exec("logs", [], {
+    stream: {
+      onOutput: (data) => {
+        seen.push(data.stdout);
+        throw new Error("extension bug");
+      },
+      onClose: (code) => seen.push(code),
+    },
+  });
+  sockets[0].open();
+  sockets[0].message({ stdout: "a" });
+  sockets[0].message({ stdout: "b" });
+  sockets[0].message({ exit: 0, signal: null });
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(seen, ["a", "b", 0]);
+  assert.deepEqual(uncaught, ["extension bug", "extension bug"]);
+});
+
+test("bad arguments to the streaming overload throw at once", () => {
+  const { ddClient, sockets } = load();
+  const isTypeError = (e) => e.name === "TypeError";
+  assert.throws(() => ddClient.docker.cli.exec(42, [], { stream: {} }), isTypeError);
+  assert.throws(() => ddClient.docker.cli.exec("ps", "-a", { stream: {} }), isTypeError);
+  assert.equal(sockets.length, 0);
+});
+
+test("v0 spawn members stream through the callback: chunks, then {close, code}", () => {
+  const { ddClient, sockets } = load();
+  const seen = [];
+  const cb = (data, error) => seen.push([plain(data), error ? error.message : error]);
+  ddClient.spawnDockerCmd("logs", ["-f", "my ctr"], cb);
+  ddClient.spawnHostCmd("sleeper.sh", ["m"], cb);
+  ddClient.backend.spawnInVMExtension("ls", ["-l"], cb);
+  assert.deepEqual(sockets.map((ws) => (ws.open(), ws.sent[0])).map((b) => [b.cli, b.cmd, b.args]), [
+    ["docker", "logs", ["-f", "my ctr"]], ["host", "sleeper.sh", ["m"]], ["vm", "ls", ["-l"]],
+  ]);
+  sockets[0].message({ stdout: "hello\n" });
+  sockets[0].message({ stderr: "warn" });
+  sockets[0].message({ exit: 0, signal: null });
+  sockets[1].message({ error: "not declared", type: "ExecRefused", code: 126 });
+  assert.deepEqual(seen, [
+    [{ stdout: "hello\n" }, null], [{ stderr: "warn" }, null], [{ close: true, code: 0 }, null],
+    [{ error: "not declared" }, "not declared"], [{ close: true, code: 126 }, null],
+  ]);
+});
+
+// ------------------------------------------------------------------------------------ engine reads
+
+test("docker.listContainers / listImages GET the engine list with the options as JSON", async () => {
+  const { ddClient, calls } = load({ respond: (url) => json(url.includes("/containers") ? [{ Id: "c1" }] : [{ Id: "i1" }]) });
+  const options = { all: true, filters: JSON.stringify({ status: ["exited"] }) };
+  assert.deepEqual(plain(await ddClient.docker.listContainers(options)), [{ Id: "c1" }]);
+  assert.deepEqual(plain(await ddClient.docker.listImages()), [{ Id: "i1" }]);
+  assert.deepEqual(plain(await ddClient.listContainers({ limit: 1 })), [{ Id: "c1" }]);
+  assert.deepEqual(plain(await ddClient.listImages({ all: true })), [{ Id: "i1" }]);
+  assert.equal(calls[0].url, `${API}/docker/containers?options=${encodeURIComponent(JSON.stringify(options))}`);
+  assert.equal(calls[1].url, `${API}/docker/images?options=${encodeURIComponent("{}")}`);
+  assert.equal(new URL(calls[0].url, PAGE).searchParams.get("options"), JSON.stringify(options));
+  for (const c of calls) {
+    assert.equal(c.init.headers["X-Dockext"], "1");
+    assert.equal(c.init.method, undefined); // GET
+  }
+});
+
+test("a failed engine list rejects an Error with dockext's message", async () => {
+  const { ddClient } = load({
+    respond: () => json({ error: { type: "EngineUnavailable", message: "cannot reach the Docker engine" } }, 503),
+  });
+  const err = await ddClient.docker.listContainers({}).catch((e) => e);
+  assert.equal(err.message, "cannot reach the Docker engine");
+  assert.equal(err.statusCode, 503);
+  assert.equal(err.name, "Error");
+});
+
+// --------------------------------------------------------------------------- navigate, dialog (postMessage)
+
+test("navigate posts a request to the dashboard and resolves undefined on its reply", async () => {
+  const { ddClient, posted, window } = load();
+  const done = ddClient.desktopUI.navigate.viewImage("sha256:abc", "latest", "extra");
+  const other = ddClient.navigateToContainerLogs("c1");
+  assert.equal(posted.length, 2);
+  const [{ message, origin }, second] = plain(posted);
+  assert.equal(origin, DASHBOARD);
+  assert.equal(message.dockext, "navigate");
+  assert.equal(message.route, "viewImage");
+  assert.deepEqual(message.args, ["sha256:abc", "latest"]);
+  assert.deepEqual(second.message.args, ["c1"]);
+  assert.notEqual(message.id, second.message.id);
+  window.deliver({ dockext: "reply", id: message.id, ok: true, value: null });
+  assert.equal(await done, undefined);
+  window.deliver({ dockext: "reply", id: second.message.id, ok: false, error: { message: "no such container: c1" } });
+  await assert.rejects(other, (e) => e.message === "no such container: c1");
+});
+
+test("replies count only from window.parent with the dashboard origin", async () => {
+  const { ddClient, posted, window } = load();
+  const done = ddClient.desktopUI.navigate.viewContainers();
+  const { id } = posted[0].message;
+  assert.deepEqual(plain(posted[0].message.args), []);
+  let settled = false;
+  done.then(() => (settled = true), () => (settled = true));
+  window.deliver({ dockext: "reply", id, ok: false, error: { message: "forged" } }, { origin: "http://evil.localhost:8765" });
+  window.deliver({ dockext: "reply", id, ok: false, error: { message: "forged" } }, { source: {} });
+  window.deliver({ dockext: "reply", id: "other", ok: true, value: null });
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal(settled, false);
+  window.deliver({ dockext: "reply", id, ok: true, value: null });
+  assert.equal(await done, undefined);
+});
+
+test("viewDevEnvironments is a no-op; outside the dashboard navigation rejects", async () => {
+  let { ddClient, posted, window } = load();
+  assert.equal(await ddClient.desktopUI.navigate.viewDevEnvironments(), undefined);
+  assert.equal(await ddClient.navigateToDevEnvironments(), undefined);
+  assert.equal(posted.length, 0);
+  window.parent = window;
+  await assert.rejects(ddClient.desktopUI.navigate.viewVolumes(), /not inside the dockext dashboard/);
+});
+
+test("showOpenDialog sends the options and resolves {canceled, filePaths}", async () => {
+  const { ddClient, posted, window } = load();
+  const done = ddClient.desktopUI.dialog.showOpenDialog({ properties: ["openFile", "multiSelections"], filters: [] });
+  const { message, origin } = plain(posted[0]);
+  assert.equal(origin, DASHBOARD);
+  assert.deepEqual({ ...message, id: undefined }, {
+    dockext: "dialog", id: undefined, options: { properties: ["openFile", "multiSelections"], filters: [] },
+  });
+  window.deliver({ dockext: "reply", id: message.id, ok: true, value: { canceled: false, filePaths: ["/tmp/a b.txt"] } });
+  assert.deepEqual(plain(await done), { canceled: false, filePaths: ["/tmp/a b.txt"] });
+  const cyclic = {};
+  cyclic.self = cyclic;
+  await assert.rejects(ddClient.desktopUI.dialog.showOpenDialog(cyclic), (e) => e.name === "TypeError");
 });

@@ -295,7 +295,8 @@
       tab.setAttribute("aria-selected", selected ? "true" : "false");
       tab.tabIndex = tab === rover ? 0 : -1;
     }
-    if (selectedKey) els.homeButton.removeAttribute("aria-current");
+    const panelShown = panelRoutes.some((p) => !p.element.hidden);
+    if (selectedKey || panelShown) els.homeButton.removeAttribute("aria-current");
     else els.homeButton.setAttribute("aria-current", "page");
     const selectedTab = tabs.find((tab) => tab.dataset.key === selectedKey);
     if (selectedTab) els.frameHost.setAttribute("aria-labelledby", selectedTab.id);

@@ -29,8 +29,26 @@
  *                                    show e.stderr and in message for those that show e.message)
  *    All three carry non-enumerable lines(), parseJsonLines(), parseJsonObject(); rejections also toString().
  *
- *  - features dockext does not have yet (streaming exec, dialogs, navigation, listContainers/listImages)
- *      an Error "<feature> is not supported yet by dockext" (rejected, or passed to onError / the v0 callback)
+ *  - streaming exec (the {stream: {onOutput, onError, onClose, splitOutputLines}} overload of the three execs,
+ *    and the v0 spawn* members): one WebSocket per process (docs/design.md, "Streaming exec"). `args` are passed
+ *    verbatim as argv (no re-splitting, as in Docker Desktop). onOutput gets {stdout} or {stderr}, one key per
+ *    call, as the output arrives; with splitOutputLines one call per complete line ("\n" removed), and a last
+ *    line without "\n" is delivered when the process exits. onClose(exitCode) is called exactly once, last:
+ *      process exited                its exit status
+ *      killed by signal N            128 + N (143 for SIGTERM, so normally 143 after close(); 137 for SIGKILL):
+ *                                    a number, as the typings promise, where Node would give null
+ *      refused by dockext's policy   onError({name: "ExecRefused", message}), then onClose(126)
+ *      could not start               onError({name: "ExecError", message}), then onClose(127) when the binary
+ *                                    or the cwd does not exist, 126 when it cannot be executed
+ *      connection to dockext lost    onError(Error "dockext connection lost ..."), then onClose(-1)
+ *                                    (after close() it is not an error: onClose(143))
+ *    close() asks dockext to end the process group (SIGTERM, then SIGKILL after 2 s); output produced
+ *    meanwhile is still delivered, then onClose. Exceptions thrown by the callbacks are reported (rethrown
+ *    asynchronously) and do not stop the stream.
+ *
+ *  - navigate.* and dialog.showOpenDialog: request/reply postMessage to the dashboard (docs/design.md,
+ *    "Messages between an extension frame and the dashboard"); navigate resolves undefined or rejects an Error.
+ *  - docker.listContainers / listImages: the Engine API's JSON; failures reject an Error with dockext's message.
  */
 (function () {
   "use strict";
@@ -47,16 +65,6 @@
   const nativeFetch = window.fetch.bind(window);
 
   // ---------------------------------------------------------------------------------------------- helpers
-
-  function notSupported(feature) {
-    return new Error(`${feature} is not supported yet by dockext`);
-  }
-
-  function unsupportedAsync(feature) {
-    return function () {
-      return Promise.reject(notSupported(feature));
-    };
-  }
 
   function hidden(obj, name, value) {
     Object.defineProperty(obj, name, { value, writable: true, configurable: true, enumerable: false });
@@ -133,11 +141,15 @@
     });
   }
 
-  async function runExec(cli, cmd, args, options) {
+  function execArgs(cmd, args) {
     if (typeof cmd !== "string") throw new TypeError("exec: cmd must be a string");
-    if (args === undefined || args === null) args = [];
+    if (args === undefined || args === null) return [];
     if (!Array.isArray(args)) throw new TypeError("exec: args must be an array of strings");
-    args = args.map(String);
+    return args.map(String);
+  }
+
+  async function runExec(cli, cmd, args, options) {
+    args = execArgs(cmd, args);
     const joined = joinedCommand(cli, cmd, args);
 
     let response, text;
@@ -181,32 +193,164 @@
     });
   }
 
-  // The streaming overload returns an ExecProcess synchronously; until dockext streams, it reports the
-  // failure through onError (asynchronously, once the caller holds the returned object).
-  function unsupportedStream(stream) {
-    const error = new Error("streaming exec is not supported yet by dockext");
-    setTimeout(() => {
-      if (stream && typeof stream.onError === "function") stream.onError(error);
-      else console.error(error);
-    }, 0);
-    return Object.freeze({ close() {} });
+  // ---------------------------------------------------------------------------------- streaming exec
+
+  const SIGTERM_STATUS = 143; // 128 + 15: what onClose gets once close() has ended the process
+  const LOST_STATUS = -1; // the connection to dockext ended before the process did
+  const CLOSE_TIMEOUT_MS = 10000; // close() gives up waiting for dockext's answer after this long
+
+  // An exception thrown by an extension's callback is reported like an uncaught one, without breaking the stream.
+  function invoke(fn, value) {
+    if (typeof fn !== "function") return;
+    try {
+      fn(value);
+    } catch (error) {
+      setTimeout(() => {
+        throw error;
+      }, 0);
+    }
+  }
+
+  function namedError(name, message) {
+    const error = new Error(message);
+    error.name = name;
+    return error;
+  }
+
+  // onOutput receives {stdout} or {stderr}: each chunk as it comes, or with splitOutputLines each complete line
+  // without its "\n"; flush() delivers what is left of a line without "\n" (stdout first, then stderr).
+  function outputSink(onOutput, splitOutputLines) {
+    const partial = { stdout: "", stderr: "" };
+    return {
+      write(key, text) {
+        if (typeof onOutput !== "function") return;
+        if (!splitOutputLines) {
+          invoke(onOutput, { [key]: text });
+          return;
+        }
+        if (!text.includes("\n")) {
+          partial[key] += text; // a long line in many chunks: no re-splitting of what came before
+          return;
+        }
+        const lines = text.split("\n");
+        lines[0] = partial[key] + lines[0];
+        partial[key] = lines.pop();
+        for (const line of lines) invoke(onOutput, { [key]: line });
+      },
+      flush() {
+        for (const key of ["stdout", "stderr"]) {
+          const rest = partial[key];
+          partial[key] = "";
+          if (rest !== "") invoke(onOutput, { [key]: rest });
+        }
+      },
+    };
+  }
+
+  function streamUrl() {
+    const base = window.location && window.location.href ? window.location.href : "http://localhost/";
+    const url = new URL(`${API}/stream`, base);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
+
+  // exec(cmd, args, {stream, cwd?, env?}): one WebSocket per process; returns the ExecProcess synchronously.
+  function streamExec(cli, cmd, args, options) {
+    args = execArgs(cmd, args);
+    const stream = options.stream;
+    const sink = outputSink(stream.onOutput, Boolean(stream.splitOutputLines));
+    let finished = false;
+    let closing = false;
+    let timer = null;
+    let socket = null;
+
+    // Output arrives as binary messages: a byte naming the stream (1 stdout, 2 stderr), then raw bytes,
+    // decoded here per stream so that a character split between two messages comes out whole.
+    const decoders = { stdout: new TextDecoder("utf-8"), stderr: new TextDecoder("utf-8") };
+
+    function output(data) {
+      const bytes = new Uint8Array(data);
+      const key = bytes[0] === 2 ? "stderr" : "stdout";
+      const text = decoders[key].decode(bytes.subarray(1), { stream: true });
+      if (text !== "") sink.write(key, text);
+    }
+
+    function finish(code, error) {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      for (const key of ["stdout", "stderr"]) {
+        const rest = decoders[key].decode();
+        if (rest !== "") sink.write(key, rest);
+      }
+      sink.flush();
+      if (error) {
+        if (typeof stream.onError === "function") invoke(stream.onError, error);
+        else console.error("dockext:", error);
+      }
+      invoke(stream.onClose, code);
+      if (socket && socket.readyState <= 1) socket.close(1000);
+    }
+
+    try {
+      socket = new WebSocket(streamUrl());
+    } catch (e) {
+      setTimeout(() => finish(LOST_STATUS, new Error(`dockext is unreachable: ${e && e.message}`)), 0);
+      return Object.freeze({ close() {} });
+    }
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      if (closing) finish(SIGTERM_STATUS); // closed before it started: nothing ran
+      else socket.send(JSON.stringify({ cli, cmd, args, options: execOptions(options) }));
+    };
+    socket.onmessage = (event) => {
+      if (finished) return;
+      if (typeof event.data !== "string") {
+        output(event.data);
+        return;
+      }
+      const parsed = parseJson(event.data);
+      const message = parsed.ok && parsed.value && typeof parsed.value === "object" ? parsed.value : null;
+      if (!message) return;
+      if ("exit" in message) finish(typeof message.exit === "number" ? message.exit : LOST_STATUS);
+      else if ("error" in message) {
+        const name = message.type === "ExecRefused" ? "ExecRefused" : "ExecError";
+        finish(typeof message.code === "number" ? message.code : 126, namedError(name, String(message.error)));
+      }
+    };
+    socket.onclose = (event) => {
+      if (closing) finish(SIGTERM_STATUS);
+      else finish(LOST_STATUS, new Error(`dockext connection lost (WebSocket closed, code ${event.code})`));
+    };
+    return Object.freeze({
+      close() {
+        if (finished || closing) return;
+        closing = true;
+        if (socket.readyState === 1) socket.send(JSON.stringify({ close: true }));
+        timer = setTimeout(() => finish(SIGTERM_STATUS), CLOSE_TIMEOUT_MS);
+      },
+    });
   }
 
   function makeExec(cli) {
     return function exec(cmd, args, options) {
-      if (options && options.stream) return unsupportedStream(options.stream);
+      if (options && options.stream) return streamExec(cli, cmd, args, options);
       return runExec(cli, cmd, args, options);
     };
   }
 
-  // v0 spawn*(cmd, args, callback(data, error)): not supported yet, reported through the callback.
-  function unsupportedSpawn(name) {
-    return function (_cmd, _args, callback) {
-      const error = notSupported(name);
-      setTimeout(() => {
-        if (typeof callback === "function") callback({}, error);
-        else console.error(error);
-      }, 0);
+  // v0 spawn*(cmd, args, callback(data, error)): callback({stdout}) / callback({stderr}) per chunk, then
+  // callback({close: true, code}) once; an error first calls callback({error: message}, error).
+  function makeSpawn(cli) {
+    return function spawn(cmd, args, callback) {
+      const cb = typeof callback === "function" ? callback : () => {};
+      streamExec(cli, cmd, args, {
+        stream: {
+          onOutput: (data) => cb(data, null),
+          onError: (error) => cb({ error: error.message }, error),
+          onClose: (code) => cb({ close: true, code }, null),
+        },
+      });
     };
   }
 
@@ -323,20 +467,123 @@
     postToDashboard({ dockext: "openExternal", url: parsed.href });
   }
 
+  // Requests to the dashboard: {dockext: type, id, ...fields} to window.parent, answered by
+  // {dockext: "reply", id, ok, value | error: {message}} from window.parent with the dashboard's origin only.
+  const pending = new Map();
+  let requestCount = 0;
+
+  function requestId() {
+    const random =
+      typeof crypto !== "undefined" && typeof crypto.randomUUID === "function"
+        ? crypto.randomUUID()
+        : Math.random().toString(36).slice(2);
+    requestCount += 1;
+    return `${requestCount}-${random}`;
+  }
+
+  function askDashboard(type, fields) {
+    return new Promise((resolve, reject) => {
+      if (window.parent === window || !window.parent) {
+        reject(new Error(`${type}: not inside the dockext dashboard`));
+        return;
+      }
+      const id = requestId();
+      pending.set(id, { resolve, reject });
+      try {
+        window.parent.postMessage({ ...fields, dockext: type, id }, config.dashboardOrigin);
+      } catch (error) {
+        pending.delete(id);
+        reject(error);
+      }
+    });
+  }
+
+  function onReply(event) {
+    if (event.source !== window.parent || event.origin !== config.dashboardOrigin) return;
+    const data = event.data;
+    if (!data || typeof data !== "object" || data.dockext !== "reply" || typeof data.id !== "string") return;
+    const waiter = pending.get(data.id);
+    if (!waiter) return;
+    pending.delete(data.id);
+    if (data.ok === true) waiter.resolve(data.value);
+    else waiter.reject(new Error(String((data.error && data.error.message) || "the dashboard refused the request")));
+  }
+
+  if (typeof window.addEventListener === "function") window.addEventListener("message", onReply);
+
+  // navigate.<route>(...args): resolves undefined once the dashboard went there, rejects an Error otherwise
+  // (e.g. no such container). Arguments beyond the route's own are dropped; missing ones are sent as null.
+  function navigation(route, arity) {
+    return function (...given) {
+      const args = Array.from({ length: arity }, (_, i) =>
+        given[i] === undefined || given[i] === null ? null : String(given[i]),
+      );
+      return askDashboard("navigate", { route, args }).then(() => undefined);
+    };
+  }
+
   const navigate = Object.freeze({
-    viewContainers: unsupportedAsync("navigate.viewContainers"),
-    viewContainer: unsupportedAsync("navigate.viewContainer"),
-    viewContainerLogs: unsupportedAsync("navigate.viewContainerLogs"),
-    viewContainerInspect: unsupportedAsync("navigate.viewContainerInspect"),
-    viewContainerTerminal: unsupportedAsync("navigate.viewContainerTerminal"),
-    viewContainerStats: unsupportedAsync("navigate.viewContainerStats"),
-    viewImages: unsupportedAsync("navigate.viewImages"),
-    viewImage: unsupportedAsync("navigate.viewImage"),
-    viewVolumes: unsupportedAsync("navigate.viewVolumes"),
-    viewVolume: unsupportedAsync("navigate.viewVolume"),
+    viewContainers: navigation("viewContainers", 0),
+    viewContainer: navigation("viewContainer", 1),
+    viewContainerLogs: navigation("viewContainerLogs", 1),
+    viewContainerInspect: navigation("viewContainerInspect", 1),
+    viewContainerTerminal: navigation("viewContainerTerminal", 1),
+    viewContainerStats: navigation("viewContainerStats", 1),
+    viewImages: navigation("viewImages", 0),
+    viewImage: navigation("viewImage", 2),
+    viewVolumes: navigation("viewVolumes", 0),
+    viewVolume: navigation("viewVolume", 1),
     // Dev Environments are gone from Docker Desktop (removed from the 0.4 typings): a no-op for old extensions.
     viewDevEnvironments: () => Promise.resolve(),
   });
+
+  // showOpenDialog(properties): Electron's open-dialog options (properties, filters, defaultPath, ...);
+  // resolves {canceled, filePaths} (+ bookmarks when the dashboard gives some).
+  async function showOpenDialog(properties) {
+    let options;
+    try {
+      options = JSON.parse(JSON.stringify(properties ?? {}));
+    } catch (error) {
+      throw new TypeError(`showOpenDialog: the options must be plain data (${error.message})`);
+    }
+    const value = await askDashboard("dialog", { options });
+    const result = {
+      canceled: Boolean(value && value.canceled),
+      filePaths: value && Array.isArray(value.filePaths) ? value.filePaths.map(String) : [],
+    };
+    if (value && Array.isArray(value.bookmarks)) result.bookmarks = value.bookmarks.map(String);
+    return result;
+  }
+
+  // ------------------------------------------------------------------------------------------ engine reads
+
+  // docker.listContainers / listImages(options): GET {api}/docker/<what>?options=<JSON>; the Engine API's JSON.
+  async function engineList(what, options) {
+    const query = encodeURIComponent(JSON.stringify(options ?? {}));
+    let response, text;
+    try {
+      response = await nativeFetch(`${API}/docker/${what}?options=${query}`, {
+        headers: { "X-Dockext": "1" },
+        cache: "no-store",
+        credentials: "same-origin",
+      });
+      text = await response.text();
+    } catch (e) {
+      throw new Error(`dockext is unreachable: ${e && e.message}`);
+    }
+    const parsed = parseJson(text);
+    if (!response.ok) {
+      const error = parsed.ok && parsed.value && parsed.value.error;
+      const failure = new Error(String((error && error.message) || text || `dockext answered HTTP ${response.status}`));
+      failure.statusCode = response.status;
+      throw failure;
+    }
+    if (!parsed.ok) throw new Error(`docker.list${what === "images" ? "Images" : "Containers"}: the answer is not JSON`);
+    return parsed.value;
+  }
+
+  const listContainers = (options) => engineList("containers", options);
+  const listImages = (options) => engineList("images", options);
 
   // ------------------------------------------------------------------------------------------- ddClient
 
@@ -357,12 +604,12 @@
     extension: Object.freeze(extensionApi),
     docker: Object.freeze({
       cli: Object.freeze({ exec: dockerExec }),
-      listContainers: unsupportedAsync("docker.listContainers"),
-      listImages: unsupportedAsync("docker.listImages"),
+      listContainers,
+      listImages,
     }),
     desktopUI: Object.freeze({
       toast: Object.freeze({ success: toast("success"), warning: toast("warning"), error: toast("error") }),
-      dialog: Object.freeze({ showOpenDialog: unsupportedAsync("dialog.showOpenDialog") }),
+      dialog: Object.freeze({ showOpenDialog }),
       navigate,
     }),
     host: Object.freeze({
@@ -377,12 +624,12 @@
     toastSuccess: toast("success"),
     toastWarning: toast("warning"),
     toastError: toast("error"),
-    listContainers: unsupportedAsync("listContainers"),
-    listImages: unsupportedAsync("listImages"),
+    listContainers,
+    listImages,
     execDockerCmd: (cmd, ...args) => dockerExec(cmd, args),
-    spawnDockerCmd: unsupportedSpawn("spawnDockerCmd (streaming exec)"),
+    spawnDockerCmd: makeSpawn("docker"),
     execHostCmd: (cmdline) => hostExec(cmdline, []),
-    spawnHostCmd: unsupportedSpawn("spawnHostCmd (streaming exec)"),
+    spawnHostCmd: makeSpawn("host"),
     navigateToContainers: navigate.viewContainers,
     navigateToContainer: navigate.viewContainer,
     navigateToContainerLogs: navigate.viewContainerLogs,
@@ -401,7 +648,7 @@
       ...makeService(Boolean(extension.hasService)),
       execInVMExtension: (cmdline) => vmExec(cmdline, []),
       execInContainer: (container, cmdline) => dockerExec("exec", [container, cmdline]),
-      spawnInVMExtension: unsupportedSpawn("spawnInVMExtension (streaming exec)"),
+      spawnInVMExtension: makeSpawn("vm"),
     });
   }
 
