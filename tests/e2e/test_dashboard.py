@@ -180,3 +180,28 @@ def test_host_binary_runs_and_undeclared_commands_are_refused(page: Page, server
         expect(ui.locator("#host-refused")).to_have_text("refused")
     finally:
         run_dockext("rm", ref, home=server.home)
+
+
+def test_the_dashboards_forced_theme_reaches_the_extension(browser, server, fixture_image):
+    ref = fixture_image("ui-only")
+    run_dockext("install", "-f", ref, home=server.home)
+    context = browser.new_context(color_scheme="light")
+    page = context.new_page()
+    try:
+        page.goto(server.login_url)
+        expect(open_tab(page, "dockext-test_ui-only").locator("#status")).to_have_text("done")
+        frame = page.locator("#extension-frame").element_handle().content_frame()
+        assert frame.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") is False
+        # system -> light -> dark: the open extension restarts in the new theme
+        toggle = page.locator("#theme-toggle")
+        toggle.click()
+        toggle.click()
+        expect(page.locator("#theme-toggle")).to_have_attribute("data-mode", "dark")
+        expect(page.frame_locator("#extension-frame").locator("#status")).to_have_text("done")
+        frame = page.locator("#extension-frame").element_handle().content_frame()
+        assert frame.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") is True
+        assert frame.evaluate("matchMedia('(prefers-color-scheme: light)').matches") is False
+        assert frame.evaluate("matchMedia('(min-width: 1px)').matches") is True  # other queries untouched
+    finally:
+        context.close()
+        run_dockext("rm", ref, home=server.home)

@@ -198,7 +198,10 @@ def create(
         query = body.get("query") or ""
         if not isinstance(query, str) or (query and not QUERY_RE.match(query)):
             return error_response(status=400, type_="BadRequest", message="query must look like ?a=b")
-        inst = state.open_instance(record, request.scope["dockext.origin"])
+        theme = body.get("theme")
+        if theme not in (None, "light", "dark"):
+            return error_response(status=400, type_="BadRequest", message="theme must be light, dark or null")
+        inst = state.open_instance(record, request.scope["dockext.origin"], theme=theme)
         origin = state.extension_origin(record)
         url = f"{origin}/i/{inst.cap}/{record.ui.src}{query}"
         return harden(JSONResponse({"instance": inst.id, "url": url, "origin": origin}, status_code=201))

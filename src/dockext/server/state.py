@@ -35,6 +35,7 @@ class Instance:
     record: Record
     ext_dir: Path
     dashboard_origin: str
+    theme: str | None = None  # "light"/"dark" when the dashboard forces one; None follows the browser
     created: float = field(default_factory=time.time)
     processes: ProcessGroup = field(default_factory=ProcessGroup)
 
@@ -103,8 +104,9 @@ class HostState:
                 self.refresh()
 
     # -- UI instances --------------------------------------------------------------------------------
-    def open_instance(self, record: Record, dashboard_origin: str) -> Instance:
+    def open_instance(self, record: Record, dashboard_origin: str, theme: str | None = None) -> Instance:
         inst = Instance(
+            theme=theme,
             id=secrets.token_hex(8),
             cap=secrets.token_urlsafe(24),
             record=record,
@@ -155,6 +157,7 @@ class HostState:
         return {
             "api": f"/i/{inst.cap}/__dockext__",
             "dashboardOrigin": inst.dashboard_origin,
+            "theme": inst.theme,
             "extension": {
                 "id": r.id,
                 "image": r.image,

@@ -507,7 +507,12 @@
 
     let instance;
     try {
-      instance = await api("POST", "/api/ui-instances", { extension: key, query: query || "" });
+      const mode = storedThemeMode();
+      instance = await api("POST", "/api/ui-instances", {
+        extension: key,
+        query: query || "",
+        theme: mode === "light" || mode === "dark" ? mode : null,
+      });
       const url = new URL(instance.url);
       if (!/^https?:$/.test(url.protocol) || url.origin !== instance.origin) throw new Error("unexpected instance URL");
     } catch (error) {
@@ -712,6 +717,7 @@
         /* storage disabled: the choice lasts for this page only */
       }
       applyThemeMode(mode);
+      if (state.open) openExtension(state.open.key, ""); // a fresh UI in the new theme
     });
     window.addEventListener("storage", (event) => {
       if (event.key === THEME_KEY) applyThemeMode(storedThemeMode());

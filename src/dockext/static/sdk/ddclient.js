@@ -64,6 +64,28 @@
   // Captured now, so that a page replacing window.fetch does not intercept the SDK's own calls.
   const nativeFetch = window.fetch.bind(window);
 
+  // The dashboard's own light/dark choice, when the user forced one: media queries on prefers-color-scheme
+  // made through matchMedia (what MUI and @docker/docker-mui-theme use) answer as that choice would.
+  if (config.theme === "light" || config.theme === "dark") {
+    const forced = config.theme;
+    const nativeMatchMedia = window.matchMedia.bind(window);
+    const scheme = /^\s*\(\s*prefers-color-scheme\s*:\s*(light|dark)\s*\)\s*$/i;
+    window.matchMedia = function matchMedia(query) {
+      const m = scheme.exec(String(query));
+      if (!m) return nativeMatchMedia(query);
+      const list = nativeMatchMedia(query);
+      const matches = m[1].toLowerCase() === forced;
+      return new Proxy(list, {
+        get(target, prop) {
+          if (prop === "matches") return matches;
+          const value = Reflect.get(target, prop, target);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+    };
+    document.documentElement.style.colorScheme = forced;
+  }
+
   // ---------------------------------------------------------------------------------------------- helpers
 
   function hidden(obj, name, value) {
