@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up this machine for dockext: Docker engine + local registry, Chromium, the `docker` group, and .venv
-# with dockext installed (editable, with the test extras). Meant for a fresh Debian 12 machine, run as root;
+# Set up this machine for dockext: Docker engine + local registry, Chromium, the `docker` group, .venv
+# with dockext installed (editable, with the test extras), and the npm packages of the TypeScript conformance
+# suite (tests/conformance). Meant for a fresh Debian 12 machine, run as root;
 # idempotent (a second run takes about a second) and quiet: one line per step, or the failing step's log.
 #
 #   bash scripts/setup.sh [--no-browser]
@@ -13,7 +14,7 @@ BROWSER=1
 for arg in "$@"; do
   case $arg in
     --no-browser) BROWSER=0 ;;
-    -h | --help) sed -n '2,8p' "$0" | cut -c3-; exit 0 ;;
+    -h | --help) sed -n '2,9p' "$0" | cut -c3-; exit 0 ;;
     *) echo "setup: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -118,8 +119,24 @@ venv() {
   say "installed dockext (editable, [test]) into $VENV ($("$VENV/bin/python" -V 2>&1))"
 }
 
+# node_modules of the TypeScript conformance suite, exactly as package-lock.json says (tests/support/images.py
+# compiles it with them before building the conformance fixtures; it runs `npm ci` itself when they are stale).
+conformance() {
+  local dir=tests/conformance want
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$dir/node_modules/.dockext-lock-hash" ] && [ "$(cat "$dir/node_modules/.dockext-lock-hash")" = "$want" ]; then
+    say "$dir/node_modules up to date (node $(node --version))"
+    return 0
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" | tr -d '\n' >"$dir/node_modules/.dockext-lock-hash"
+  say "npm ci in $dir (node $(node --version), npm $(npm --version))"
+}
+
 step engine engine
 if [ $BROWSER -eq 1 ]; then step chromium browser; fi
 step python3-venv pyvenv
 step docker-group docker_group
 step venv venv
+step conformance conformance

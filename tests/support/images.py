@@ -3,6 +3,9 @@
 * ``dockext-test/pybase:latest``: Debian's python3.11 + trimmed stdlib + libs + busybox, FROM scratch
   (``tests/fixtures/pybase/``).
 * ``dockext-test/<name>:<tag>``: the fixture extension ``tests/fixtures/extensions/<name>/``.
+* ``conformance-v1`` and ``conformance-v0`` are built from a copy of their folder (links resolved) plus the UI
+  scripts that ``tsc`` compiles from ``tests/conformance/src`` (:func:`compile_conformance`: ``npm ci`` when the
+  lock file changed, then ``tsc -p tests/conformance``; a type error fails the build, loudly).
 
 Each image carries a label with the hash of its inputs; a build is skipped when an image with that tag and
 that hash exists, so only the first session after a change pays for it. Builds hold a file lock, so parallel
@@ -28,6 +31,9 @@ import docker
 import docker.errors
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "extensions"
+CONFORMANCE_DIR = FIXTURES_DIR.parent.parent / "conformance"
+#: Fixtures whose UI scripts tsc compiles: fixture name -> files of tests/conformance/build/ copied into ui/
+COMPILED_UI = {"conformance-v1": ("common.js", "v1.js"), "conformance-v0": ("common.js", "v0.js")}
 PYBASE_DIR = FIXTURES_DIR.parent / "pybase"
 PYBASE = "dockext-test/pybase:latest"
 HASH_LABEL = "dockext.test.input-hash"
@@ -74,6 +80,47 @@ def ensure_pybase(client: docker.DockerClient) -> str:
     return PYBASE
 
 
+def _run(argv: list[str], cwd: Path, what: str) -> None:
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError as exc:
+        raise RuntimeError(f"{what}: {argv[0]} is not installed (Node.js is needed: bash scripts/setup.sh)") from exc
+    if proc.returncode != 0:
+        output = proc.stdout[-6000:] + proc.stderr[-3000:]
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): {' '.join(argv)} in {cwd}\n{output}")
+
+
+def _tree_hash(paths: list[Path], base: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        h.update(f"{path.relative_to(base).as_posix()}\n".encode() + path.read_bytes() + b"\n")
+    return h.hexdigest()
+
+
+def compile_conformance() -> Path:
+    """Type-check and compile ``tests/conformance`` with its pinned tsc; return its ``build/`` folder.
+
+    ``npm ci`` runs when ``package-lock.json`` changed since the last one (or ``node_modules`` is missing),
+    ``tsc -p`` when a source, the tsconfig or the lock changed; each leaves a stamp with the hash of its inputs.
+    A type error raises RuntimeError with tsc's report, so the tests that need these fixtures fail with it.
+    """
+    d = CONFORMANCE_DIR
+    lock_hash = hashlib.sha256((d / "package-lock.json").read_bytes()).hexdigest()  # scripts/setup.sh: the same
+    src_hash = _tree_hash([d / "tsconfig.json", *(d / "src").rglob("*.ts")], d) + lock_hash
+    modules_stamp = d / "node_modules" / ".dockext-lock-hash"
+    build_stamp = d / "build" / ".dockext-src-hash"
+    with _locked():
+        if not modules_stamp.is_file() or modules_stamp.read_text() != lock_hash:
+            _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], d, "npm ci in tests/conformance")
+            modules_stamp.write_text(lock_hash)
+        if not build_stamp.is_file() or build_stamp.read_text() != src_hash:
+            build_stamp.unlink(missing_ok=True)
+            _run(["node", str(d / "node_modules" / "typescript" / "bin" / "tsc"), "-p", str(d)], d,
+                 "tsc (type-checking tests/conformance against @docker/extension-api-client-types)")
+            build_stamp.write_text(src_hash)
+    return d / "build"
+
+
 def build_fixture(
     client: docker.DockerClient, name: str, *, tag: str = "1.0.0", repo_prefix: str = "dockext-test"
 ) -> str:
@@ -81,7 +128,18 @@ def build_fixture(
 
     Different tags give different images (the tag is a label), as a new version of an extension would be.
     """
-    context = FIXTURES_DIR / name
+    if name not in COMPILED_UI:
+        return _build_fixture_from(client, FIXTURES_DIR / name, name, tag=tag, repo_prefix=repo_prefix)
+    build = compile_conformance()
+    with tempfile.TemporaryDirectory(prefix=f"dockext-{name}-") as tmp:
+        context = Path(tmp) / name
+        shutil.copytree(FIXTURES_DIR / name, context, symlinks=False)  # resolves the links to conformance-v1
+        for file in COMPILED_UI[name]:
+            shutil.copy(build / file, context / "ui" / file)
+        return _build_fixture_from(client, context, name, tag=tag, repo_prefix=repo_prefix)
+
+
+def _build_fixture_from(client: docker.DockerClient, context: Path, name: str, *, tag: str, repo_prefix: str) -> str:
     dockerfile = (context / "Dockerfile").read_text()
     h = hashlib.sha256(f"tag={tag}\n".encode())
     if re.search(rf"^FROM\s+{re.escape(PYBASE.split(':')[0])}\b", dockerfile, re.MULTILINE):
