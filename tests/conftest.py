@@ -5,13 +5,40 @@ Test helpers live in ``tests/support`` (``from tests.support.images import ...``
 
 from __future__ import annotations
 
+import ctypes
 import os
+import subprocess
+import warnings
 from collections.abc import Callable, Iterator
 
 import docker
 import pytest
 
 from tests.support.images import build_fixture
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run the whole test session in a network namespace of its own, with only loopback.
+
+    Chromium aborts requests in flight with ERR_NETWORK_CHANGED whenever an IP address appears on the
+    host, which Docker does each time it creates a network (every compose project gets one). In a namespace
+    of our own nothing changes under the browser, and the tests cannot send traffic anywhere but loopback
+    and unix sockets. The engine, Compose and the registry are reached through dockerd's unix socket, which
+    does not depend on the namespace. Set DOCKEXT_TEST_NETNS=0 to stay in the host's namespace.
+    """
+    if os.environ.get("DOCKEXT_TEST_NETNS", "1") == "0" or os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    # kept open so that a test can still reach the host's namespace (nsenter --net=$DOCKEXT_TEST_HOST_NETNS)
+    host_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        warnings.warn(f"no network namespace for the tests: {os.strerror(ctypes.get_errno())}", stacklevel=1)
+        return
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    os.environ["DOCKEXT_TEST_HOST_NETNS"] = f"/proc/{os.getpid()}/fd/{host_ns}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
 import socket
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -52,6 +56,26 @@ def assert_nothing_left(home, docker_client, key, project=None):
         assert labelled(docker_client, f"com.docker.compose.project={project}") == []
     gs = home / "gs"
     assert not gs.exists() or list(gs.iterdir()) == []
+
+
+@contextlib.contextmanager
+def occupied_on_the_host(port: int):
+    """Listen on 127.0.0.1:port in the engine's network namespace (where docker-proxy binds published
+    ports), which is not the tests' own when they run in a namespace of their own (tests/conftest.py)."""
+    host_ns = os.environ.get("DOCKEXT_TEST_HOST_NETNS")
+    enter = ["nsenter", f"--net={host_ns}"] if host_ns else []
+    code = (
+        "import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        f"s.bind(('127.0.0.1', {port})); s.listen(); print('ready', flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen([*enter, sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
 
 
 @pytest.fixture
@@ -215,10 +239,7 @@ def test_broken_extensions_are_refused_with_the_field_named_and_nothing_left(
 def test_compose_failure_rolls_back_every_container(home, fixture_image, docker_client):
     ref = fixture_image("bad-compose")
     project = "dockext-test_bad-compose-desktop-extension"
-    with socket.socket() as blocker:
-        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        blocker.bind(("127.0.0.1", 47999))
-        blocker.listen()
+    with occupied_on_the_host(47999):
         out = run_dockext("install", "-f", ref, home=home, check=False)
     assert out.returncode == 1
     assert "starting the backend (docker compose up) failed" in out.stderr

@@ -67,7 +67,8 @@ def create(state: HostState) -> ASGIApp:
         request = Request(scope, receive)
         record: Record = scope["dockext.record"]
         response = await _dispatch(state, record, request)
-        frame_ancestors = " ".join(state.dashboard_origins())
+        # Chromium rejects IPv6 literals in frame-ancestors (and logs it on every page): leave them out
+        frame_ancestors = " ".join(o for o in state.dashboard_origins() if "[" not in o)
         response.headers["Content-Security-Policy"] = f"frame-ancestors {frame_ancestors}"
         response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
         await harden(response)(scope, receive, send)
