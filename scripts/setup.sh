@@ -125,7 +125,8 @@ conformance() {
   local dir=tests/conformance want
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then apt_install nodejs npm; fi
   want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
-  if [ -f "$dir/node_modules/.dockext-lock-hash" ] && [ "$(cat "$dir/node_modules/.dockext-lock-hash")" = "$want" ]; then
+  if [ -f "$dir/node_modules/typescript/bin/tsc" ] && [ -f "$dir/node_modules/.dockext-lock-hash" ] &&
+    [ "$(cat "$dir/node_modules/.dockext-lock-hash")" = "$want" ]; then
     say "$dir/node_modules up to date (node $(node --version))"
     return 0
   fi

@@ -16,7 +16,6 @@ import pytest
 
 from tests.support.images import build_fixture
 
-
 CLONE_NEWNET = 0x40000000
 
 

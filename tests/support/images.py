@@ -110,7 +110,8 @@ def compile_conformance() -> Path:
     modules_stamp = d / "node_modules" / ".dockext-lock-hash"
     build_stamp = d / "build" / ".dockext-src-hash"
     with _locked():
-        if not modules_stamp.is_file() or modules_stamp.read_text() != lock_hash:
+        tsc = d / "node_modules" / "typescript" / "bin" / "tsc"
+        if not tsc.is_file() or not modules_stamp.is_file() or modules_stamp.read_text() != lock_hash:
             _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], d, "npm ci in tests/conformance")
             modules_stamp.write_text(lock_hash)
         if not build_stamp.is_file() or build_stamp.read_text() != src_hash:
