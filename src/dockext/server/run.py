@@ -71,7 +71,7 @@ def serve(
     if open_browser:
         _open_browser(layout.root, url)
     config = uvicorn.Config(
-        create_app(state), log_level="warning", access_log=False, server_header=False,
+        create_app(state), log_level="warning", access_log=False, server_header=False, loop="asyncio",
         proxy_headers=False, lifespan="on", timeout_graceful_shutdown=5,
         # browsers offer permessage-deflate; compressing streamed output costs more CPU than it saves bytes
         ws_per_message_deflate=False,
