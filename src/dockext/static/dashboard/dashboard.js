@@ -105,14 +105,15 @@
     return node;
   }
 
-  function svg(paths, size) {
+  /** A stroked 24x24 icon from path data; the dashboard's own icons use width 2, the views' 1.8. */
+  function svg(paths, size, strokeWidth) {
     const node = document.createElementNS(SVG_NS, "svg");
     node.setAttribute("viewBox", "0 0 24 24");
     node.setAttribute("width", String(size));
     node.setAttribute("height", String(size));
     node.setAttribute("fill", "none");
     node.setAttribute("stroke", "currentColor");
-    node.setAttribute("stroke-width", "2");
+    node.setAttribute("stroke-width", String(strokeWidth || 2));
     node.setAttribute("stroke-linecap", "round");
     node.setAttribute("stroke-linejoin", "round");
     node.setAttribute("aria-hidden", "true");
@@ -609,6 +610,9 @@
   /** The small API other dashboard scripts (views.js, dialog.js) build on. */
   window.dockext = Object.freeze({
     api: (method, path, body) => api(method, path, body),
+    /** el(tag, className, text): an element; text is set as text, never parsed as HTML */
+    el,
+    svg,
     toast: (level, message, source) => showToast(level, message, source || "dockext"),
     navigate: (hash) => navigate(hash),
     /** handle(type, async fn(data, source)): a request from the open extension frame; fn's value is the reply */

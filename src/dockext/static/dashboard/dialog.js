@@ -26,7 +26,6 @@
     return;
   }
 
-  const SVG_NS = "http://www.w3.org/2000/svg";
   const MAX = { title: 200, message: 1000, button: 40, filterName: 100, filters: 50, extensions: 50, path: 4096 };
   const ICONS = {
     dir: ["M3 7a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2v8a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2z"],
@@ -41,31 +40,10 @@
 
   // ------------------------------------------------------------------------------------------ helpers
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
+  const el = dockext.el; // shared with dashboard.js: text is set as text, never parsed as HTML
 
   function icon(name, size) {
-    const node = document.createElementNS(SVG_NS, "svg");
-    node.setAttribute("viewBox", "0 0 24 24");
-    node.setAttribute("width", String(size || 18));
-    node.setAttribute("height", String(size || 18));
-    node.setAttribute("fill", "none");
-    node.setAttribute("stroke", "currentColor");
-    node.setAttribute("stroke-width", "1.8");
-    node.setAttribute("stroke-linecap", "round");
-    node.setAttribute("stroke-linejoin", "round");
-    node.setAttribute("aria-hidden", "true");
-    node.setAttribute("focusable", "false");
-    for (const d of ICONS[name]) {
-      const path = document.createElementNS(SVG_NS, "path");
-      path.setAttribute("d", d);
-      node.appendChild(path);
-    }
-    return node;
+    return dockext.svg(ICONS[name], size || 18, 1.8);
   }
 
   function iconButton(name, label, className) {

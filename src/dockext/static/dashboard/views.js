@@ -14,7 +14,6 @@
   const dx = window.dockext;
   if (!dx) return;
 
-  const SVG_NS = "http://www.w3.org/2000/svg";
   const POLL_MS = 5000;
   const MAX_LOG_LINES = 5000;
   const STATS_POINTS = 60;
@@ -44,31 +43,10 @@
 
   // ------------------------------------------------------------------------------------------ helpers
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
+  const el = dx.el; // shared with dashboard.js: text is set as text, never parsed as HTML
 
   function icon(name, size) {
-    const node = document.createElementNS(SVG_NS, "svg");
-    node.setAttribute("viewBox", "0 0 24 24");
-    node.setAttribute("width", String(size || 16));
-    node.setAttribute("height", String(size || 16));
-    node.setAttribute("fill", "none");
-    node.setAttribute("stroke", "currentColor");
-    node.setAttribute("stroke-width", "1.8");
-    node.setAttribute("stroke-linecap", "round");
-    node.setAttribute("stroke-linejoin", "round");
-    node.setAttribute("aria-hidden", "true");
-    node.setAttribute("focusable", "false");
-    for (const d of ICONS[name]) {
-      const path = document.createElementNS(SVG_NS, "path");
-      path.setAttribute("d", d);
-      node.appendChild(path);
-    }
-    return node;
+    return dx.svg(ICONS[name], size || 16, 1.8);
   }
 
   function button(className, label, onClick) {
