@@ -27,7 +27,7 @@ from typing import Any
 
 import docker
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Frame, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Frame, Locator, Page, expect
 
 from tests.support.cli import run_dockext
 from tests.support.images import CONFORMANCE_DIR, TEST_LABEL, compile_conformance
@@ -110,15 +110,24 @@ class Session:
     def click(self, button: str, *, timeout: float = 60_000) -> Any:
         """Clicks a button of the page; returns its rendered result (waits until it is rendered)."""
         ui = self.page.frame_locator("#extension-frame")
-        # Activated with the keyboard: the dashboard's toasts float over the frame (and stay while the pointer
-        # rests on one), so a mouse click at the button's position could land on a toast instead.
-        ui.locator(f"#{button}").press("Enter")
+        press_enter(self.page, ui.locator(f"#{button}"))
         return self.result_of(button, timeout=timeout)
 
     def result_of(self, button: str, *, timeout: float = 60_000) -> Any:
         ui = self.page.frame_locator("#extension-frame")
         expect(ui.locator(f"#{button}-result")).to_have_attribute("data-state", "done", timeout=timeout)
         return json.loads(ui.locator(f"#{button}-result").text_content() or "null")
+
+
+def press_enter(page: Page, button: Locator) -> None:
+    """Activates a button of the extension frame with the keyboard, as a user can.
+
+    Not a mouse click: the dashboard's toasts float over the frame (and stay while the pointer rests on
+    one), so a click at the button's position could land on a toast. The key goes through the page's
+    keyboard, not the element: a navigation removes the frame between keydown and keyup.
+    """
+    button.focus()
+    page.keyboard.press("Enter")
 
 
 # ------------------------------------------------------------------------------------------------ set-up
@@ -564,7 +573,7 @@ def dashboard_dialog(page: Page):
 
 
 def test_v1_dialog_open_file_with_filters(v1: Session):
-    v1.page.frame_locator("#extension-frame").locator("#dialog-file").press("Enter")  # see Session.click
+    press_enter(v1.page, v1.page.frame_locator("#extension-frame").locator("#dialog-file"))
     d = dashboard_dialog(v1.page)
     expect(d.get_by_role("heading")).to_have_text("Conformance: pick a JSON file")
     expect(d).to_contain_text("Conformance v1 asks you to choose a file")
@@ -578,7 +587,7 @@ def test_v1_dialog_open_file_with_filters(v1: Session):
 
 
 def test_v1_dialog_multi_selections(v1: Session):
-    v1.page.frame_locator("#extension-frame").locator("#dialog-multi").press("Enter")  # see Session.click
+    press_enter(v1.page, v1.page.frame_locator("#extension-frame").locator("#dialog-multi"))
     d = dashboard_dialog(v1.page)
     d.locator('[data-name="other.json"]').click()
     d.locator('[data-name="data.json"]').click(modifiers=["Control"])
@@ -589,7 +598,7 @@ def test_v1_dialog_multi_selections(v1: Session):
 
 
 def test_v1_dialog_open_directory_with_the_keyboard(v1: Session):
-    v1.page.frame_locator("#extension-frame").locator("#dialog-dir").press("Enter")  # see Session.click
+    press_enter(v1.page, v1.page.frame_locator("#extension-frame").locator("#dialog-dir"))
     d = dashboard_dialog(v1.page)
     expect(d.locator('[data-name="sub"]')).to_be_visible()
     v1.page.keyboard.press("Home")
@@ -601,7 +610,7 @@ def test_v1_dialog_open_directory_with_the_keyboard(v1: Session):
 
 
 def test_v1_dialog_cancel(v1: Session):
-    v1.page.frame_locator("#extension-frame").locator("#dialog-cancel").press("Enter")  # see Session.click
+    press_enter(v1.page, v1.page.frame_locator("#extension-frame").locator("#dialog-cancel"))
     expect(dashboard_dialog(v1.page)).to_be_visible()
     v1.page.keyboard.press("Escape")
     assert v1.result_of("dialog-cancel") == {"ok": {"keys": ["canceled", "filePaths"], "canceled": True,
@@ -653,7 +662,7 @@ NAVIGATION_V1 = [
 def check_navigation(session: Session, intent: str, expected: str) -> None:
     if not session.page.locator("#extension-frame").count():
         session.open()
-    session.page.frame_locator("#extension-frame").locator(f"#nav-{intent}").press("Enter")  # see Session.click
+    press_enter(session.page, session.page.frame_locator("#extension-frame").locator(f"#nav-{intent}"))
     target = expected.format(container=session.ext.container_id, image=session.ext.image_id,
                              volume=session.conf.volume)
     # the dashboard lands on the view of that object, and the extension's UI is gone
