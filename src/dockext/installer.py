@@ -216,6 +216,8 @@ class Installer:
     def _activate(self, record: Record, stage: Path) -> Record:
         target = self.layout.extension_dir(record.key)
         os.rename(stage, target)
+        # volumes of this project that exist already (kept by an earlier rm) must survive a failed install
+        volumes_before = self.engine.project_volumes(record.vm.project) if record.vm else set()
         try:
             if record.vm:
                 self._start_backend(record, target)
@@ -225,9 +227,13 @@ class Installer:
             if record.host_binaries:
                 self.report.step(f"Copied {len(record.host_binaries)} host binarie(s)")
             os.rename(target / PENDING_FILE, target / RECORD_FILE)  # the commit point
-        except BaseException as exc:
+        except BaseException:
             self.report.step("Removing extension (install failed)")
-            self._undo(record, target, created_volumes=getattr(exc, "_dockext_new_volumes", set()))
+            created: set[str] = set()
+            if record.vm:
+                with contextlib.suppress(DockextError):
+                    created = self.engine.project_volumes(record.vm.project) - volumes_before
+            self._undo(record, target, created_volumes=created)
             raise
         self.report.step(f'Extension "{record.title}" installed successfully')
         return record
@@ -240,18 +246,12 @@ class Installer:
         # Backends that run as a non-root user must be able to create their socket here too. Other host
         # users cannot reach it: the dockext home above it is 0700.
         gs_dir.chmod(0o1777)
-        volumes_before = self.engine.project_volumes(record.vm.project)
         self.report.step("Starting service in Desktop VM...")
-        try:
-            self.compose.up(
-                record.vm.project, target / "vm" / "docker-compose.yaml", {"DESKTOP_PLUGIN_IMAGE": record.image}
-            )
-            if record.vm.socket:
-                self._wait_for_socket(record, gs_dir / record.vm.socket)
-        except BaseException as exc:
-            with contextlib.suppress(DockextError):
-                exc._dockext_new_volumes = self.engine.project_volumes(record.vm.project) - volumes_before  # type: ignore[attr-defined]
-            raise
+        self.compose.up(
+            record.vm.project, target / "vm" / "docker-compose.yaml", {"DESKTOP_PLUGIN_IMAGE": record.image}
+        )
+        if record.vm.socket:
+            self._wait_for_socket(record, gs_dir / record.vm.socket)
         self.report.step("VM service started")
 
     def _wait_for_socket(self, record: Record, path: Path) -> None:

@@ -239,6 +239,8 @@ def test_broken_extensions_are_refused_with_the_field_named_and_nothing_left(
 def test_compose_failure_rolls_back_every_container(home, fixture_image, docker_client):
     ref = fixture_image("bad-compose")
     project = "dockext-test_bad-compose-desktop-extension"
+    # a volume kept from an earlier install of the same extension: a failed install must not take it
+    kept = docker_client.volumes.create(f"{project}_kept", labels={"com.docker.compose.project": project})
     with occupied_on_the_host(47999):
         out = run_dockext("install", "-f", ref, home=home, check=False)
     assert out.returncode == 1
@@ -246,7 +248,9 @@ def test_compose_failure_rolls_back_every_container(home, fixture_image, docker_
     assert "47999" in out.stderr
     assert "Removing extension" in out.stdout
     assert_nothing_left(home, docker_client, "dockext-test_bad-compose", project)
-    assert docker_client.volumes.list(filters={"label": f"com.docker.compose.project={project}"}) == []
+    left = docker_client.volumes.list(filters={"label": f"com.docker.compose.project={project}"})
+    assert [v.name for v in left] == [kept.name]
+    kept.remove()
 
 
 def test_backend_that_never_creates_its_socket_is_rolled_back(home, fixture_image, docker_client):
