@@ -36,7 +36,8 @@ BINARIES = {
     "argv.sh": 'echo "argc=$#"; for a in "$@"; do echo "[$a]"; done; echo "cwd=$(pwd)"; '
                'echo "env=${STREAMS_ENV-unset}"',
     # a line, a pause, a line without newline on stdout; a line on stderr; exit 3
-    "ticker.sh": 'echo "tick 1"; echo "oops" >&2; sleep 0.5; printf "tick 2"; exit 3',
+    # a pause between the two pipes: their relative order is only defined in time
+    "ticker.sh": 'echo "tick 1"; sleep 0.1; echo "oops" >&2; sleep 0.5; printf "tick 2"; exit 3',
     # "é" (c3 a9) written one byte at a time, with a pause between
     "utf8.sh": "printf 'caf\\303'; sleep 0.3; printf '\\251\\n'",
     # runs until killed; its child carries the marker too ($1)
