@@ -575,6 +575,20 @@
       dx.panel(`#/${this.name}`, this.root, (hash) => this.route(hash));
       return this;
     }
+    /** #/<name> shows the list, #/<name>/<id> one object (images, volumes; containers add tabs). */
+    route(hash) {
+      const m = new RegExp(`^#/${this.name}/([^/?]+)/?$`).exec(hash);
+      if (!m) {
+        if (!this.page || this.page.key !== "list") this.open("list", (page, scope) => this.list(page, scope));
+        else this.page.refresh();
+        document.title = `${this.title} · dockext`;
+        return;
+      }
+      const id = decodePart(m[1]);
+      if (id === null) return dx.navigate(`#/${this.name}`);
+      if (!this.page || this.page.key !== `detail:${id}`)
+        this.open(`detail:${id}`, (page, scope) => this.detail(page, scope, id));
+    }
     leave() {
       if (this.page) this.page.scope.dispose();
       this.page = null;
@@ -1538,20 +1552,6 @@
       this.query = "";
     }
 
-    route(hash) {
-      const m = /^#\/images\/([^/?]+)\/?$/.exec(hash);
-      if (!m) {
-        if (!this.page || this.page.key !== "list") this.open("list", (page, scope) => this.list(page, scope));
-        else this.page.refresh();
-        document.title = "Images · dockext";
-        return;
-      }
-      const id = decodePart(m[1]);
-      if (id === null) return dx.navigate("#/images");
-      if (!this.page || this.page.key !== `detail:${id}`)
-        this.open(`detail:${id}`, (page, scope) => this.detail(page, scope, id));
-    }
-
     list(page, scope) {
       const inner = el("div", "view-inner");
       const head = viewHeader("Images");
@@ -1763,20 +1763,6 @@
     constructor() {
       super("volumes", "Volumes");
       this.query = "";
-    }
-
-    route(hash) {
-      const m = /^#\/volumes\/([^/?]+)\/?$/.exec(hash);
-      if (!m) {
-        if (!this.page || this.page.key !== "list") this.open("list", (page, scope) => this.list(page, scope));
-        else this.page.refresh();
-        document.title = "Volumes · dockext";
-        return;
-      }
-      const name = decodePart(m[1]);
-      if (name === null) return dx.navigate("#/volumes");
-      if (!this.page || this.page.key !== `detail:${name}`)
-        this.open(`detail:${name}`, (page, scope) => this.detail(page, scope, name));
     }
 
     list(page, scope) {
