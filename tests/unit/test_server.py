@@ -285,6 +285,16 @@ class _Recorder:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 seen.append((self.command, self.path, dict(self.headers), body))
+                if self.path == "/stream":  # HTTP/1.0 style: no length, the body ends with the connection
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Content-Security-Policy", "default-src *")
+                    self.end_headers()
+                    for i in range(3):
+                        self.wfile.write(f"data: {i}\n\n".encode())
+                        self.wfile.flush()
+                    self.close_connection = True
+                    return
                 data = json.dumps({"path": self.path}).encode()
                 self.send_response(200)
                 if self.path == "/cookie":
@@ -295,7 +305,7 @@ class _Recorder:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _answer
 
         class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             daemon_threads = True
@@ -340,14 +350,50 @@ def test_proxy_never_forwards_the_dashboard_cookie_or_hop_by_hop_headers(env, ba
     login(client)
     base = cap_base(client, state, a)
     r = client.post(f"{base}/__dockext__/vm/echo", json={"n": 1},
-                    headers={"X-Custom": "kept", "Connection": "keep-alive, X-Custom2", "Referer": DASH})
+                    headers={"X-Custom": "kept", "Connection": "keep-alive, X-Custom2", "X-Custom2": "hop",
+                             "Referer": DASH})
     assert r.status_code == 200
     method, path, headers, body = backend.seen[-1]
     lower = {k.lower(): v for k, v in headers.items()}
     assert (method, path, json.loads(body)) == ("POST", "/echo", {"n": 1})
     assert lower["x-custom"] == "kept"
+    assert "x-custom2" not in lower  # named by Connection: hop-by-hop
     assert "cookie" not in lower and "referer" not in lower and "x-dockext" not in lower
     assert TOKEN not in json.dumps(headers)
+
+
+def test_proxy_streams_an_answer_without_length_and_sets_the_origins_policy(env, backend):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = client.get(f"{base}/__dockext__/vm/stream")
+    assert (r.status_code, r.text) == (200, "data: 0\n\ndata: 1\n\ndata: 2\n\n")
+    assert r.headers["content-type"] == "text/event-stream"
+    # the backend's CSP is replaced by the extension origin's own; the hardening headers are there
+    [csp] = r.headers.get_list("content-security-policy")
+    assert csp == f"frame-ancestors http://127.0.0.1:{PORT} {DASH}"  # the backend's own is gone
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["cross-origin-resource-policy"] == "same-origin"
+
+
+def test_proxy_head_keeps_the_announced_length(env, backend):
+    client, state, a, _ = env
+    login(client)
+    r = client.head(f"{cap_base(client, state, a)}/__dockext__/vm/hello")
+    assert r.status_code == 200 and r.content == b""
+    assert int(r.headers["content-length"]) == len(json.dumps({"path": "/hello"}))
+    assert backend.seen[-1][0] == "HEAD"
+
+
+def test_proxy_refuses_a_body_over_the_limit_without_reaching_the_backend(env, backend, monkeypatch):
+    from dockext.server import extension
+
+    monkeypatch.setattr(extension, "MAX_BODY", 1000)
+    client, state, a, _ = env
+    login(client)
+    r = client.post(f"{cap_base(client, state, a)}/__dockext__/vm/echo", content=b"x" * 1001)
+    assert r.status_code == 413 and r.json()["error"]["type"] == "TooLarge"
+    assert backend.seen == []
 
 
 def test_no_cors_for_foreign_origins(env):

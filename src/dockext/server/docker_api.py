@@ -76,7 +76,7 @@ def engine_for(state: HostState) -> EngineHTTP:
     if engine is None:
         engine = EngineHTTP(state.engine.host)
         _ENGINES[state] = engine
-        state._clients[f"docker-engine:{state.engine.host}"] = engine.client  # closed by state.aclose()
+        state.close_with(engine.client.aclose)
     return engine
 
 

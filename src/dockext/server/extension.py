@@ -18,10 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import httpx
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -29,7 +27,7 @@ from .. import execution
 from ..errors import BackendNotReady, DockextError
 from ..store import Record
 from . import docker_api, streams
-from .security import error_response, harden
+from .security import HARDENING, error_response, harden
 from .state import HostState, Instance
 
 __all__ = ["create"]
@@ -38,13 +36,17 @@ SDK_DIR = Path(str(resources.files("dockext") / "static" / "sdk"))
 HEAD_RE = re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE)
 HTML_RE = re.compile(rb"<html(\s[^>]*)?>", re.IGNORECASE)
 DOCTYPE_RE = re.compile(rb"^\s*<!doctype[^>]*>", re.IGNORECASE)
-HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "proxy-connection",
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-connection",
+})
+#: request headers the backend never sees: hop-by-hop ones, the dashboard's cookie, where the page is, ours,
+#: and the framing (the proxy sets its own Content-Length and answers Expect: 100-continue itself)
+NOT_FORWARDED = HOP_BY_HOP | {
+    b"host", b"cookie", b"origin", b"referer", b"x-dockext", b"content-length", b"expect",
 }
-NOT_FORWARDED = HOP_BY_HOP | {"host", "cookie", "origin", "referer", "x-dockext", "content-length"}
+POLICY_HEADERS = frozenset({b"content-security-policy", b"cross-origin-resource-policy"})
 MAX_BODY = 64 << 20
-BUFFERED_RESPONSE = 256 << 10  # backend answers up to this size (with a Content-Length) are sent in one piece
 MAX_EXEC_REQUEST = 1 << 20
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
@@ -64,20 +66,25 @@ def create(state: HostState) -> ASGIApp:
             return
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
         record: Record = scope["dockext.record"]
-        response = await _dispatch(state, record, request)
-        # Chromium rejects IPv6 literals in frame-ancestors (and logs it on every page): leave them out
-        frame_ancestors = " ".join(o for o in state.dashboard_origins() if "[" not in o)
-        response.headers["Content-Security-Policy"] = f"frame-ancestors {frame_ancestors}"
-        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
-        await harden(response)(scope, receive, send)
+        found = _instance(state, record, scope["path"])
+        if found is not None and (found[1] == "__dockext__/vm" or found[1].startswith("__dockext__/vm/")):
+            await _proxy(state, found[0], scope, receive, send)
+            return
+        request = Request(scope, receive)
+        response = await _dispatch(state, found, request)
+        await _send(state, response, scope, receive, send)
 
     return app
 
 
-async def _dispatch(state: HostState, record: Record, request: Request) -> Response:
-    found = _instance(state, record, request.url.path)
+async def _send(state: HostState, response: Response, scope: Scope, receive: Receive, send: Send) -> None:
+    for name, value in _policy_headers(state):
+        response.headers[name.decode()] = value.decode()
+    await harden(response)(scope, receive, send)
+
+
+async def _dispatch(state: HostState, found: tuple[Instance, str] | None, request: Request) -> Response:
     if found is None:
         return Response("This extension view has been closed. Reopen the tab.", status_code=404)
     inst, rest = found
@@ -85,8 +92,6 @@ async def _dispatch(state: HostState, record: Record, request: Request) -> Respo
         return _sdk(state, inst)
     if rest == "__dockext__/exec":
         return await _exec(state, inst, request)
-    if rest == "__dockext__/vm" or rest.startswith("__dockext__/vm/"):
-        return await _proxy(state, inst, request)
     if rest.startswith("__dockext__/docker/"):
         if request.headers.get("x-dockext") != "1":
             return error_response(status=403, type_="Forbidden", message="missing X-Dockext header")
@@ -199,7 +204,7 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
         return error_response(exc)
     # The page may go away (reload, tab closed) before the command ends: then its process group ends too.
     run = asyncio.ensure_future(inst.processes.run(plan))
-    gone = asyncio.ensure_future(_disconnected(request))
+    gone = asyncio.ensure_future(_disconnected(request.receive))
     try:
         await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -217,79 +222,125 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
     return JSONResponse(result.to_json())
 
 
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def _proxy(state: HostState, inst: Instance, request: Request) -> Response:
-    sock = state.backend_socket(inst.record)
-    if sock is None:
-        return _proxy_error(BackendNotReady("this extension exposes no backend socket"), 404)
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    prefix = f"/i/{inst.cap}/__dockext__/vm".encode()
-    target = raw_path[len(prefix):].decode("latin-1") or "/"
-    if not target.startswith("/"):
-        target = "/" + target
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return error_response(status=413, type_="TooLarge", message="request body too large")
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED]
-    client = state.backend_client(sock)
-    url = httpx.URL("http://localhost", raw_path=(target + (f"?{query}" if query else "")).encode())
+async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receive, send: Send) -> None:
+    """``/i/<cap>/__dockext__/vm/<path>`` -> ``<path>`` on the backend socket, on raw ASGI (the hot path).
+
+    No Starlette request/response objects here: the request is read, its head rebuilt for the backend
+    (hop-by-hop headers, the dashboard's cookie, Origin/Referer and our own headers dropped), sent over a
+    kept-alive connection, and the answer passed back with its status, raw headers and body bytes.
+    """
+    pool = state.backend_pool(inst.record)
+    if pool is None:
+        await _send(state, _proxy_error(BackendNotReady("this extension exposes no backend socket"), 404),
+                    scope, receive, send)
+        return
     try:
-        upstream = await client.send(
-            client.build_request(request.method, url, headers=headers, content=body), stream=True
-        )
-    except httpx.TransportError as exc:
-        return _proxy_error(
-            BackendNotReady(f"the backend of {inst.record.title} cannot be reached: {_transport(exc, sock)}")
-        )
-    # multi_items: repeated headers (Set-Cookie) must stay separate lines, not be joined with commas
-    out_headers = [
-        (k.encode("latin-1"), v.encode("latin-1"))
-        for k, v in upstream.headers.multi_items()
-        if k.lower() not in HOP_BY_HOP
+        body = await _read_body(receive)
+    except _TooLarge:
+        await _send(state, error_response(status=413, type_="TooLarge", message="request body too large"),
+                    scope, receive, send)
+        return
+    if body is None:
+        return  # the browser went away while sending
+    method = scope["method"].encode("ascii")
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    target = raw_path[len(f"/i/{inst.cap}/__dockext__/vm"):] or b"/"
+    if not target.startswith(b"/"):
+        target = b"/" + target
+    if scope.get("query_string"):
+        target += b"?" + scope["query_string"]
+    try:
+        answer = await pool.request(_request_head(method, target, scope, body), body,
+                                                        method=method)
+    except BackendNotReady as exc:
+        await _send(state, _proxy_error(BackendNotReady(f"the backend of {inst.record.title} cannot be reached: "
+                                                        f"{exc.message}")), scope, receive, send)
+        return
+    headers = _answer_headers(state, answer.headers)
+    if answer.complete:
+        data = answer.body()
+        if method != b"HEAD":  # a HEAD answer keeps the length the backend announced
+            headers = [h for h in headers if h[0].lower() != b"content-length"]
+            headers.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+        return
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    # A long answer (a download, server-sent events) streams; if the browser leaves, the backend
+    # connection is closed so the backend sees it too.
+    gone = asyncio.ensure_future(_disconnected(receive))
+    gone.add_done_callback(lambda _: answer.abort())
+    try:
+        async for chunk in answer.chunks():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    except BackendNotReady:
+        return  # broke off (or the browser left): uvicorn closes the connection, the browser sees it fail
+    finally:
+        gone.cancel()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None if the browser disconnected first; _TooLarge past MAX_BODY (not read on)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _request_head(method: bytes, target: bytes, scope: Scope, body: bytes) -> bytes:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]  # names are lower case (ASGI)
+    dropped = NOT_FORWARDED
+    for name, value in headers:
+        if name == b"connection":  # headers the Connection header names are hop-by-hop too
+            dropped = dropped | {t.strip().lower() for t in value.split(b",")}
+    parts = [method, b" ", target, b" HTTP/1.1\r\nhost: localhost\r\n"]
+    for name, value in headers:
+        if name not in dropped:
+            parts += [name, b": ", value, b"\r\n"]
+    if body or method in (b"POST", b"PUT", b"PATCH"):
+        parts += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _answer_headers(state: HostState, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The backend's headers as the browser gets them: hop-by-hop ones out, the origin's own policy in."""
+    policy = _policy_headers(state)
+    out = [(k, v) for k, v in headers if (lk := k.lower()) not in HOP_BY_HOP and lk not in POLICY_HEADERS]
+    present = {k.lower() for k, _ in out}
+    return out + policy + [(k, v) for k, v in HARDENING if k not in present]
+
+
+def _policy_headers(state: HostState) -> list[tuple[bytes, bytes]]:
+    """Set on every answer of an extension origin, replacing the backend's: only the dashboard may frame it."""
+    # Chromium rejects IPv6 literals in frame-ancestors (and logs it on every page): leave them out
+    frame_ancestors = " ".join(o for o in state.dashboard_origins() if "[" not in o)
+    return [
+        (b"content-security-policy", f"frame-ancestors {frame_ancestors}".encode()),
+        (b"cross-origin-resource-policy", b"same-origin"),
     ]
-    length = upstream.headers.get("content-length", "")
-    if length.isdigit() and int(length) <= BUFFERED_RESPONSE:
-        # Most answers are small JSON: read them whole and send one plain Response, which saves the task
-        # group StreamingResponse starts per request (~0.1 ms of CPU each). Same status, headers, raw bytes.
-        try:
-            content = b"".join([chunk async for chunk in upstream.aiter_raw()])
-        except httpx.TransportError as exc:
-            return _proxy_error(
-                BackendNotReady(f"the backend of {inst.record.title} broke off its answer: {_transport(exc, sock)}")
-            )
-        finally:
-            await upstream.aclose()
-        response = Response(content, status_code=upstream.status_code)
-        response.raw_headers = [h for h in out_headers if h[0].lower() != b"content-length"] + [
-            (b"content-length", str(len(content)).encode())
-        ]
-        return response
-    streaming = StreamingResponse(
-        upstream.aiter_raw(), status_code=upstream.status_code, background=BackgroundTask(upstream.aclose)
-    )
-    streaming.raw_headers = out_headers
-    return streaming
 
 
 def _proxy_error(exc: DockextError, status: int = 502) -> Response:
     response = error_response(exc, status=status)
     response.headers["X-Dockext-Proxy-Error"] = "1"
     return response
-
-
-def _transport(exc: httpx.TransportError, sock: Path) -> str:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, FileNotFoundError):
-            return f"connect ENOENT {sock.name} (the backend socket does not exist; is the backend running?)"
-        if isinstance(cause, ConnectionRefusedError):
-            return f"connect ECONNREFUSED {sock.name} (nothing listens on the backend socket)"
-        if isinstance(cause, PermissionError):
-            return f"connect EACCES {sock.name} (dockext may not connect to the backend socket)"
-        cause = cause.__cause__ or cause.__context__
-    return str(exc) or type(exc).__name__

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import DockextError
 
-__all__ = ["DASHBOARD_CSP", "error_response", "harden", "token_ok"]
+__all__ = ["DASHBOARD_CSP", "HARDENING", "error_response", "harden", "token_ok"]
 
 R = TypeVar("R", bound=Response)
 
@@ -20,14 +20,21 @@ DASHBOARD_CSP = (
 )
 
 
+#: on every answer of the server, unless the response set its own
+HARDENING: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+
+
 def token_ok(given: str | None, expected: str) -> bool:
     return bool(given) and hmac.compare_digest(str(given).encode(), expected.encode())
 
 
 def harden(response: R, *, csp: str | None = None) -> R:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    for name, value in HARDENING:
+        response.headers.setdefault(name.decode(), value.decode())
     if csp:
         response.headers["Content-Security-Policy"] = csp
     return response

@@ -8,18 +8,17 @@ import platform
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from ..engine import Engine
 from ..errors import DockextError
 from ..execution import ProcessGroup
 from ..paths import Layout
 from ..store import Record, Store
+from .backend_http import BackendPool
 
 __all__ = ["HostState", "Instance", "host_info"]
 
@@ -64,7 +63,8 @@ class HostState:
         self._signature: tuple[tuple[str, int], ...] | None = None
         self.instances: dict[str, Instance] = {}  # by cap
         self.instance_ids: dict[str, Instance] = {}
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._pools: dict[tuple[str, str], BackendPool] = {}
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self.changed = asyncio.Event()
         self.refresh()
 
@@ -134,23 +134,27 @@ class HostState:
             return None
         return self.layout.guest_services / record.vm.gs_key / record.vm.socket
 
-    def backend_client(self, path: Path) -> httpx.AsyncClient:
-        key = str(path)
-        client = self._clients.get(key)
-        if client is None:
-            transport = httpx.AsyncHTTPTransport(uds=key, retries=0)
-            # The proxy must not keep cookies of its own: a backend's Set-Cookie goes to the browser only
-            jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-            client = httpx.AsyncClient(
-                transport=transport, timeout=httpx.Timeout(300.0, connect=5.0), cookies=jar
-            )
-            self._clients[key] = client
-        return client
+    def backend_pool(self, record: Record) -> BackendPool | None:
+        """The kept-alive connections to the backend socket of ``record``; None if it exposes none."""
+        if record.vm is None or record.vm.socket is None:
+            return None
+        key = (record.vm.gs_key, record.vm.socket)
+        pool = self._pools.get(key)
+        if pool is None:
+            path = self.backend_socket(record)
+            assert path is not None
+            pool = self._pools[key] = BackendPool(path)
+        return pool
 
     async def aclose(self) -> None:
         await asyncio.gather(*(self.close_instance(i) for i in list(self.instances.values())))
-        await asyncio.gather(*(c.aclose() for c in self._clients.values()))
-        self._clients.clear()
+        await asyncio.gather(*(p.aclose() for p in self._pools.values()), *(close() for close in self._closers))
+        self._pools.clear()
+        self._closers.clear()
+
+    def close_with(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Have :meth:`aclose` (the server stopping) also call ``close`` (a client of another system)."""
+        self._closers.append(close)
 
     def config_for(self, inst: Instance) -> dict[str, Any]:
         r = inst.record

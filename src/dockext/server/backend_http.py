@@ -1,0 +1,338 @@
+"""HTTP/1.1 to an extension's backend over its unix socket: kept-alive connections parsed with httptools.
+
+This is the adapter behind ``ddClient.extension.vm.service``, the hottest path of the server. It is built on
+an ``asyncio.Protocol`` and httptools (the parser uvicorn already uses) rather than on httpx, whose
+per-request machinery (h11, anyio, httpcore's pool and locks) costs about three times as much CPU as the
+whole exchange here; see docs/performance.md.
+
+One :class:`BackendPool` per backend socket keeps idle connections for reuse. :meth:`BackendPool.request`
+sends a complete request (head and body) and returns as soon as the answer's status and headers are in; the
+body arrives into the :class:`Answer` as the backend sends it (with flow control: reading from the backend
+pauses while too much is waiting for the browser). A connection goes back to the pool the moment its answer
+is complete and the backend keeps it alive.
+
+Failures become :class:`~dockext.errors.BackendNotReady` with a message saying what happened at the socket
+(``connect ENOENT backend.sock``, ``... closed the connection before answering``), so a person can act on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import cast
+
+import httptools
+
+from ..errors import BackendNotReady
+
+__all__ = ["IDEMPOTENT", "Answer", "BackendPool"]
+
+#: methods a client may send again when a kept-alive connection turns out to be closed (RFC 9110 9.2.2)
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+PAUSE_AT = 1 << 20  # bytes waiting for the browser before reading from the backend pauses
+MAX_IDLE = 32  # idle connections kept per backend
+
+
+class Answer:
+    """One response from the backend: ``status`` and ``headers`` (raw, in order), then the body."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn: _Connection | None = conn
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+        self._until_eof = False
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._waiting = 0
+        self._error: BackendNotReady | None = None
+        self._wake: asyncio.Future[None] | None = None
+
+    def body(self) -> bytes:
+        """The whole body, once :attr:`complete` (as the backend framed it: chunked encoding removed)."""
+        assert self.complete
+        return b"".join(self._chunks)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; raises BackendNotReady if the backend breaks off its answer."""
+        while True:
+            if self._chunks:
+                data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+                self._chunks.clear()
+                self._waiting = 0
+                if self._conn is not None:
+                    self._conn.resume()
+                yield data
+            elif self.complete:
+                return
+            elif self._error is not None:
+                raise self._error
+            else:
+                self._wake = asyncio.get_running_loop().create_future()
+                try:
+                    await self._wake
+                finally:
+                    self._wake = None
+
+    def abort(self) -> None:
+        """Stop receiving (the browser went away): the connection is closed, not reused."""
+        if not self.complete and self._conn is not None:
+            self._conn.close()
+        self._finish(BackendNotReady("the answer was aborted"))
+
+    # -- fed by the connection -------------------------------------------------------------------------
+    def _data(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._waiting += len(data)
+        if self._waiting > PAUSE_AT and self._conn is not None:
+            self._conn.pause()
+        self._poke()
+
+    def _finish(self, error: BackendNotReady | None = None) -> None:
+        if self.complete or self._error is not None:
+            return
+        if error is None:
+            self.complete = True
+        else:
+            self._error = error
+        self._conn = None
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to the backend socket; carries one request at a time."""
+
+    def __init__(self, pool: BackendPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.answer: Answer | None = None
+        self.got_bytes = False
+        self.head_only = False
+        self.headers_in: asyncio.Future[None] | None = None
+        self._informational = False
+        self._paused = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- driving a request -------------------------------------------------------------------------------
+    def start(self, head: bytes, body: bytes, *, head_only: bool, timeout: float) -> Answer:
+        assert self.transport is not None and self.answer is None
+        self.answer = Answer(self)
+        self.got_bytes = False
+        self.head_only = head_only
+        loop = asyncio.get_running_loop()
+        self.headers_in = loop.create_future()
+        self._timer = loop.call_later(timeout, self._timed_out, timeout)
+        if len(body) <= 65536:
+            self.transport.write(head + body)
+        else:
+            self.transport.write(head)
+            self.transport.write(body)
+        return self.answer
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _timed_out(self, timeout: float) -> None:
+        self._fail(BackendNotReady(f"the backend did not answer within {timeout:g} s"))
+
+    def _fail(self, error: BackendNotReady) -> None:
+        answer, self.answer = self.answer, None
+        self._stop_timer()
+        if self.headers_in is not None and not self.headers_in.done():
+            self.headers_in.set_exception(error)
+        if answer is not None:
+            answer._finish(error)
+        self.close()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _done(self) -> None:
+        """The answer is complete: back to the pool if the backend keeps the connection alive."""
+        answer, self.answer = self.answer, None
+        self._stop_timer()
+        if answer is not None:
+            answer._finish()
+        reusable = not self.head_only and not self.closed and self.parser.should_keep_alive()
+        if reusable:
+            self.resume()
+            self.pool._release(self)
+        else:
+            self.close()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer is None:  # nothing was asked: a backend talking out of turn is not reused
+            self.close()
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(BackendNotReady("the backend switched protocols, which the proxy does not support"))
+        except httptools.HttpParserError as exc:
+            self._fail(BackendNotReady(f"the backend sent an invalid HTTP response ({exc})"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool._forget(self)
+        answer = self.answer
+        if answer is None:
+            return
+        if answer.status and answer._until_eof:
+            self._done()  # a body without a length ends when the backend closes
+        elif not self.got_bytes:
+            self._fail(_Stale("the backend closed the connection before answering"))
+        else:
+            self._fail(BackendNotReady("the backend closed the connection in the middle of its answer"))
+
+    # -- httptools callbacks ------------------------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.answer is not None and not self._informational:
+            self.answer.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        answer = self.answer
+        if answer is None:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints: not the answer
+            self._informational = True
+            answer.headers.clear()
+            return
+        answer.status = status
+        self._stop_timer()
+        lower = {k.lower() for k, _ in answer.headers}
+        chunked = any(k.lower() == b"transfer-encoding" and b"chunked" in v.lower() for k, v in answer.headers)
+        answer._until_eof = (
+            b"content-length" not in lower and not chunked and status not in (204, 304) and not self.head_only
+        )
+        if self.headers_in is not None and not self.headers_in.done():
+            self.headers_in.set_result(None)
+        if self.head_only:  # the parser cannot know the request was HEAD: no body follows whatever it says
+            self._done()
+
+    def on_body(self, body: bytes) -> None:
+        if self.answer is not None and not self._informational:
+            self.answer._data(body)
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        self._done()
+
+
+class _Stale(BackendNotReady):
+    """A connection closed before a single byte of the answer: a kept-alive one the backend had dropped."""
+
+
+class BackendPool:
+    """Kept-alive HTTP/1.1 connections to one backend socket."""
+
+    def __init__(self, path: Path, *, connect_timeout: float = 5.0, answer_timeout: float = 300.0) -> None:
+        self.path = path
+        self.connect_timeout = connect_timeout
+        self.answer_timeout = answer_timeout
+        self._idle: list[_Connection] = []
+        self._all: set[_Connection] = set()
+
+    async def request(self, head: bytes, body: bytes = b"", *, method: bytes = b"GET") -> Answer:
+        """Send one request; return once the answer's status and headers are in."""
+        conn = self._checkout()
+        if conn is not None:
+            try:
+                return await self._exchange(conn, head, body, method)
+            except _Stale:
+                if method not in IDEMPOTENT:
+                    raise BackendNotReady(
+                        "the backend closed a kept-alive connection as the request was sent; it was not repeated "
+                        "because it may have changed something"
+                    ) from None
+        return await self._exchange(await self._connect(), head, body, method)
+
+    async def aclose(self) -> None:
+        for conn in list(self._all):
+            conn.close()
+        self._idle.clear()
+        self._all.clear()
+
+    # -- internals ---------------------------------------------------------------------------------------
+    async def _exchange(self, conn: _Connection, head: bytes, body: bytes, method: bytes) -> Answer:
+        answer = conn.start(head, body, head_only=method == b"HEAD", timeout=self.answer_timeout)
+        assert conn.headers_in is not None
+        try:
+            await conn.headers_in
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        return answer
+
+    def _checkout(self) -> _Connection | None:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_unix_connection(lambda: _Connection(self), str(self.path))
+        except TimeoutError:
+            raise BackendNotReady(
+                f"connect ETIMEDOUT {self.path.name} (the backend did not accept within {self.connect_timeout:g} s)"
+            ) from None
+        except FileNotFoundError:
+            raise BackendNotReady(
+                f"connect ENOENT {self.path.name} (the backend socket does not exist; is the backend running?)"
+            ) from None
+        except ConnectionRefusedError:
+            raise BackendNotReady(
+                f"connect ECONNREFUSED {self.path.name} (nothing listens on the backend socket)"
+            ) from None
+        except PermissionError:
+            raise BackendNotReady(
+                f"connect EACCES {self.path.name} (dockext may not connect to the backend socket)"
+            ) from None
+        except OSError as exc:
+            raise BackendNotReady(f"connect {self.path.name}: {exc.strerror or exc}") from None
+        self._all.add(conn)
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def _forget(self, conn: _Connection) -> None:
+        self._all.discard(conn)
+        with contextlib.suppress(ValueError):
+            self._idle.remove(conn)
