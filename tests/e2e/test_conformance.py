@@ -119,15 +119,20 @@ class Session:
         return json.loads(ui.locator(f"#{button}-result").text_content() or "null")
 
 
-def press_enter(page: Page, button: Locator) -> None:
+def press_enter(page: Page, button: Locator, *, removes_frame: bool = False) -> None:
     """Activates a button of the extension frame with the keyboard, as a user can.
 
     Not a mouse click: the dashboard's toasts float over the frame (and stay while the pointer rests on
     one), so a click at the button's position could land on a toast. The key goes through the page's
-    keyboard, not the element: a navigation removes the frame between keydown and keyup.
+    keyboard, not the element, and a button acts on the keydown of Enter. When that removes the frame (a
+    navigation), the keyup waits until the frame is gone: a key event routed to the frame's renderer while
+    the frame is torn down is never acknowledged, and Playwright would wait for it forever.
     """
     button.focus()
-    page.keyboard.press("Enter")
+    page.keyboard.down("Enter")
+    if removes_frame:
+        expect(page.locator("#extension-frame")).to_have_count(0, timeout=15_000)
+    page.keyboard.up("Enter")
 
 
 # ------------------------------------------------------------------------------------------------ set-up
@@ -662,7 +667,8 @@ NAVIGATION_V1 = [
 def check_navigation(session: Session, intent: str, expected: str) -> None:
     if not session.page.locator("#extension-frame").count():
         session.open()
-    press_enter(session.page, session.page.frame_locator("#extension-frame").locator(f"#nav-{intent}"))
+    press_enter(session.page, session.page.frame_locator("#extension-frame").locator(f"#nav-{intent}"),
+                removes_frame=True)
     target = expected.format(container=session.ext.container_id, image=session.ext.image_id,
                              volume=session.conf.volume)
     # the dashboard lands on the view of that object, and the extension's UI is gone

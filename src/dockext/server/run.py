@@ -20,6 +20,7 @@ from ..paths import Layout
 from ..store import atomic_write
 from .app import create_app
 from .state import HostState
+from .wire import HttpProtocol, WebSocketProtocol
 
 __all__ = ["serve"]
 
@@ -72,6 +73,8 @@ def serve(
         _open_browser(layout.root, url)
     config = uvicorn.Config(
         create_app(state), log_level="warning", access_log=False, server_header=False, loop="asyncio",
+        http=HttpProtocol,  # uvicorn's httptools protocol, each response leaving in one send()
+        ws=WebSocketProtocol,  # uvicorn's websockets protocol, binary messages sent without copies
         proxy_headers=False, lifespan="on", timeout_graceful_shutdown=5,
         # browsers offer permessage-deflate; compressing streamed output costs more CPU than it saves bytes
         ws_per_message_deflate=False,

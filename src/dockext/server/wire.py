@@ -1,0 +1,158 @@
+"""The connection protocols dockext gives uvicorn: uvicorn's own, with two shortcuts for its hot paths.
+
+**HTTP: one write per response.** uvicorn writes a response's status line and headers with one
+``transport.write`` and each body part with another. On a TCP connection each write is its own ``send()``: its
+own segment, and its own wake-up of the client, which reads the head, finds no body, goes back to its event
+loop and reads again. For the small JSON answers that make up most of the traffic (``vm.service`` calls, the
+dashboard's API) that second round costs both sides more than the answer itself (docs/performance.md).
+
+:class:`CoalescingTransport` collects what is written during one step of the event loop and sends it with one
+``write`` at the end of that step (``loop.call_soon``): no timer, no added latency, order kept. Once
+:data:`COALESCE_MAX` bytes are waiting they go at once, so a large body or a stream of big WebSocket messages
+is written as before and the real transport's flow control (``pause_writing`` when its buffer is full) keeps
+working. Everything else goes straight to the real transport.
+
+**WebSocket: binary messages without copies.** Streaming exec sends a process's output as binary messages of
+up to 256 KiB. Through ASGI each one is copied three times on its way out (the ASGI message, websockets'
+frame, the join), which made dockext, not the process, the limit (bench/stream.py). :class:`WebSocketProtocol`
+is uvicorn's websockets protocol plus the ASGI extension ``scope["extensions"]["dockext.binary_frames"]``
+(a :class:`BinaryFrames`): the application reads output into a buffer with room before it, and the frame header
+is written into that room and the whole frame handed to the transport in one piece. Flow control is the
+protocol's own (``pause_writing`` from the transport). It is only offered when no WebSocket extension (such
+as permessage-deflate) is in use, since those would change the frame; an application without it (Starlette's
+TestClient, another server) sends through ASGI as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import State
+
+__all__ = [
+    "BINARY_FRAMES", "COALESCE_MAX", "HEADROOM", "BinaryFrames", "CoalescingTransport", "HttpProtocol",
+    "WebSocketProtocol",
+]
+
+BINARY_FRAMES = "dockext.binary_frames"  # the ASGI scope extension
+HEADROOM = 10  # bytes a BinaryFrames buffer keeps free before the payload (the largest frame header)
+
+COALESCE_MAX = 16 << 10  # bytes held back at most; more are written at once
+
+
+class CoalescingTransport:
+    """Wraps an ``asyncio.Transport``: writes made in one event-loop step leave in one ``send()``."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if len(data) >= COALESCE_MAX:  # large: as it is, after what is waiting (no copy)
+            self.flush()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+            return
+        self._pending.append(bytes(data))
+        self._size += len(data)
+        if self._size >= COALESCE_MAX:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_soon)
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        self._size = 0
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._size = 0
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + self._size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol on a :class:`CoalescingTransport` (a WebSocket upgraded from it too)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+
+class BinaryFrames:
+    """Sends binary WebSocket messages straight to the transport.
+
+    Found at ``scope["extensions"]["dockext.binary_frames"]["frames"]`` (ASGI extensions are dicts).
+    ``await frames.send(buf, start, end)`` sends ``buf[start:end]`` as one message. ``buf`` must have
+    :data:`HEADROOM` bytes free before ``start`` (the header goes there) and must not be changed while the
+    transport still holds a memoryview of it (asyncio keeps one for what the socket did not take at once, from
+    Python 3.12; a bytearray cannot be resized while viewed, which tells). Returns False, sending nothing, once
+    the connection is closing or gone.
+    """
+
+    def __init__(self, protocol: WebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    async def send(self, buf: bytearray, start: int, end: int) -> bool:
+        p = self._protocol
+        await p.writable.wait()  # the transport's buffer is below its high-water mark
+        if p.disconnected or p.close_sent or p.conn.state is not State.OPEN or p.transport.is_closing():
+            return False
+        n = end - start
+        if n < 126:
+            header = struct.pack("!BB", 0x82, n)  # FIN + binary; server frames are not masked
+        elif n < 1 << 16:
+            header = struct.pack("!BBH", 0x82, 126, n)
+        else:
+            header = struct.pack("!BBQ", 0x82, 127, n)
+        first = start - len(header)
+        if first < 0:
+            raise ValueError(f"BinaryFrames.send needs {len(header)} bytes free before the payload")
+        buf[first:start] = header
+        p.transport.write(memoryview(buf)[first:end])
+        return True
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets protocol offering :class:`BinaryFrames` to the application."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if not self.close_sent and not self.conn.extensions:  # accepted, and frames are sent as they are
+            self.scope["extensions"][BINARY_FRAMES] = {"frames": BinaryFrames(self)}
