@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -285,3 +286,38 @@ def test_abort_closes_the_backend_connection(tmp_path: Path) -> None:
             await pool.aclose()
 
     run(main())
+
+
+def test_a_full_accept_queue_is_waited_for_not_an_error(tmp_path: Path) -> None:
+    """A backend that accepts slowly, with a queue of one (Python's http.server keeps five)."""
+    import socket
+    import threading
+
+    path = tmp_path / "slow.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve() -> None:
+        for _ in range(8):
+            time.sleep(0.02)
+            conn, _ = listener.accept()
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    async def main() -> None:
+        pool = BackendPool(path)
+        results = await asyncio.gather(*(fetch(pool) for _ in range(8)))
+        assert [r[2] for r in results] == [b"ok"] * 8
+        await pool.aclose()
+
+    try:
+        run(main())
+    finally:
+        listener.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
@@ -302,27 +303,48 @@ class BackendPool:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_unix_connection(lambda: _Connection(self), str(self.path))
+                delay = 0.0005
+                while True:
+                    try:
+                        sock.connect(str(self.path))
+                        break
+                    except BlockingIOError:
+                        # The backend's accept queue is full (Python's http.server keeps 5). A unix socket
+                        # says EAGAIN rather than connecting later, and asyncio would then hand back a dead
+                        # transport: wait for the backend to take connections, as a blocking connect would.
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 0.02)
+                _, conn = await loop.create_unix_connection(lambda: _Connection(self), sock=sock)
         except TimeoutError:
+            sock.close()
             raise BackendNotReady(
                 f"connect ETIMEDOUT {self.path.name} (the backend did not accept within {self.connect_timeout:g} s)"
             ) from None
         except FileNotFoundError:
+            sock.close()
             raise BackendNotReady(
                 f"connect ENOENT {self.path.name} (the backend socket does not exist; is the backend running?)"
             ) from None
         except ConnectionRefusedError:
+            sock.close()
             raise BackendNotReady(
                 f"connect ECONNREFUSED {self.path.name} (nothing listens on the backend socket)"
             ) from None
         except PermissionError:
+            sock.close()
             raise BackendNotReady(
                 f"connect EACCES {self.path.name} (dockext may not connect to the backend socket)"
             ) from None
         except OSError as exc:
+            sock.close()
             raise BackendNotReady(f"connect {self.path.name}: {exc.strerror or exc}") from None
+        except BaseException:
+            sock.close()
+            raise
         self._all.add(conn)
         return conn
 
