@@ -172,7 +172,8 @@ def exit_status(returncode: int) -> tuple[int, str | None]:
 def spawn_failure(p: ExecPlan, exc: OSError) -> tuple[int, str]:
     """``(exit status, message)`` for a command that could not start: 127 not found, 126 not executable."""
     if isinstance(exc, FileNotFoundError):
-        if exc.filename is not None and exc.filename == p.cwd:
+        # which name the error carries depends on who spawned (subprocess names the cwd, uvloop the binary)
+        if p.cwd is not None and (exc.filename == p.cwd or not os.path.isdir(p.cwd)):
             return 127, f"cwd {p.cwd}: no such directory"
         return 127, f"{exc.filename or p.argv[0]}: not found"
     if isinstance(exc, PermissionError):
