@@ -7,7 +7,10 @@ For each backend, an in-process asyncio client (httpx.AsyncClient) sends ``GET /
 
 * direct: ``httpx.AsyncHTTPTransport(uds=<home>/gs/<gs_key>/backend.sock)``, path ``/hello``;
 * proxy: TCP to 127.0.0.1:<port> with ``Host: <slug>.localhost:<port>`` and the capability path
-  ``/i/<cap>/__dockext__/vm/hello``, which is what ``ddClient.extension.vm.service.get("/hello")`` sends.
+  ``/i/<cap>/__dockext__/vm/hello``, which is what ``ddClient.extension.vm.service.get("/hello")`` sends;
+* bare relay: TCP to a process that only passes bytes between each TCP connection and one to the backend
+  socket (:data:`RELAY`, asyncio protocols, no HTTP): the cost of the hop alone, the floor for any proxy on
+  asyncio. Not part of the targets; it shows how much of the gap is the hop and how much is dockext.
 
 Backends: ``fast`` is ``bench/fixtures/bench-fast`` (a minimal asyncio HTTP/1.1 responder, so the ratio shows
 dockext's own cost); ``slow`` is the test fixture ``vm-image`` (Python's ``http.server``, threaded: the
@@ -24,8 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,38 +92,106 @@ async def window(target: Target, concurrency: int, duration: float, server_pid: 
     )
 
 
-def clients(b: common.Bench, ui: common.Ui, sock: Path) -> tuple[Target, Target]:
+# A one-hop relay with nothing else: each TCP connection gets a connection to the backend socket and the
+# bytes are passed both ways by asyncio protocols. No HTTP parsing, no checks, no headers of its own: what any
+# proxy written in Python on asyncio pays for the hop alone. Prints its port, then serves until killed.
+RELAY = """
+import asyncio, socket, sys
+
+class Up(asyncio.Protocol):
+    def __init__(self, down):
+        self.down = down
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.down.transport.write(data)
+    def connection_lost(self, exc):
+        self.down.transport.close()
+
+class Down(asyncio.Protocol):
+    up = None
+    def connection_made(self, transport):
+        self.transport, self.waiting = transport, []
+        asyncio.ensure_future(self.connect())
+    async def connect(self):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.setblocking(False)
+        while True:  # a full accept queue says EAGAIN on a unix socket: wait for room, as dockext does
+            try:
+                sock.connect(sys.argv[1])
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.0005)
+        _, self.up = await asyncio.get_running_loop().create_unix_connection(lambda: Up(self), sock=sock)
+        for data in self.waiting:
+            self.up.transport.write(data)
+    def data_received(self, data):
+        if self.up is None:
+            self.waiting.append(data)
+        else:
+            self.up.transport.write(data)
+    def connection_lost(self, exc):
+        if self.up is not None:
+            self.up.transport.close()
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Down, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def bare_relay(sock: Path) -> Iterator[tuple[int, int]]:
+    """(port, pid) of a running :data:`RELAY` to ``sock``."""
+    proc = subprocess.Popen([sys.executable, "-c", RELAY, str(sock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline()), proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def clients(b: common.Bench, ui: common.Ui, sock: Path, relay_port: int) -> list[Target]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     timeout = httpx.Timeout(30.0)
     direct = httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(uds=str(sock), retries=0, limits=limits),
         base_url="http://localhost", timeout=timeout,
     )
+    relay = httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(retries=0, limits=limits),
+        base_url=f"http://127.0.0.1:{relay_port}", timeout=timeout,
+    )
     proxy = httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(retries=0, limits=limits),
         base_url=f"http://127.0.0.1:{b.port}", headers={"Host": ui.host}, timeout=timeout,
     )
-    return Target("direct", direct, "/hello"), Target("proxy", proxy, f"{ui.api}/vm/hello")
+    return [Target("direct", direct, "/hello"), Target("bare relay", relay, "/hello"),
+            Target("proxy", proxy, f"{ui.api}/vm/hello")]
 
 
 async def measure_backend(
     b: common.Bench, ui: common.Ui, sock: Path, *, duration: float, reps: int, warmup: float
 ) -> dict[int, dict[str, list[Window]]]:
-    direct, proxy = clients(b, ui, sock)
-    results: dict[int, dict[str, list[Window]]] = {c: {"direct": [], "proxy": []} for c in CONCURRENCY}
-    try:
-        for c in CONCURRENCY:
-            for t in (direct, proxy):
-                await window(t, c, warmup, None)
-        for rep in range(reps):
+    with bare_relay(sock) as (relay_port, relay_pid):
+        targets = clients(b, ui, sock, relay_port)
+        pids = {"direct": None, "bare relay": relay_pid, "proxy": b.server_pid}
+        results: dict[int, dict[str, list[Window]]] = {c: {t.name: [] for t in targets} for c in CONCURRENCY}
+        try:
             for c in CONCURRENCY:
-                order = (direct, proxy) if rep % 2 == 0 else (proxy, direct)
-                for t in order:
-                    pid = b.server_pid if t is proxy else None
-                    results[c][t.name].append(await window(t, c, duration, pid))
-    finally:
-        await direct.client.aclose()
-        await proxy.client.aclose()
+                for t in targets:
+                    await window(t, c, warmup, None)
+            for rep in range(reps):
+                for c in CONCURRENCY:
+                    for t in targets if rep % 2 == 0 else reversed(targets):
+                        results[c][t.name].append(await window(t, c, duration, pids[t.name]))
+        finally:
+            for t in targets:
+                await t.client.aclose()
     return results
 
 
@@ -126,8 +200,7 @@ def report(name: str, results: dict[int, dict[str, list[Window]]]) -> list[bool]
     rows = []
     verdicts = []
     for c, by in results.items():
-        for mode in ("direct", "proxy"):
-            ws = by[mode]
+        for mode, ws in by.items():
             cpu = [w.server_cpu / w.requests * 1e6 for w in ws if w.server_cpu is not None and w.requests]
             client = [w.client_cpu / w.requests * 1e6 for w in ws if w.requests]
             rows.append([
@@ -144,14 +217,16 @@ def report(name: str, results: dict[int, dict[str, list[Window]]]) -> list[bool]
         added = [(p.p50 - d.p50) * 1e3 for d, p in zip(by["direct"], by["proxy"], strict=True)]
         ok_rps, ok_p50 = med(ratios) >= TARGET_RPS_RATIO, med(added) < TARGET_ADDED_P50_MS
         verdicts += [ok_rps, ok_p50]
+        relay = [r.rps / d.rps for d, r in zip(by["direct"], by["bare relay"], strict=True)]
         ratio_rows.append([
             f"c={c}", f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
             "met" if ok_rps else "MISSED",
             f"{med(added):+.3f} ({min(added):+.3f}..{max(added):+.3f})", "met" if ok_p50 else "MISSED",
+            f"{med(relay):.2f} ({min(relay):.2f}-{max(relay):.2f})",
         ])
     print(common.table(
         ["conc", "proxy/direct rps (min-max)", f">={TARGET_RPS_RATIO:.2f}",
-         "proxy p50 - direct p50 ms (min..max)", f"<{TARGET_ADDED_P50_MS:g} ms"],
+         "proxy p50 - direct p50 ms (min..max)", f"<{TARGET_ADDED_P50_MS:g} ms", "bare relay/direct rps"],
         ratio_rows,
     ))
     return verdicts
