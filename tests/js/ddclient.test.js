@@ -244,6 +244,27 @@ test("an unreachable dockext rejects an Error", async () => {
   assert.match(err.message, /dockext is unreachable: Failed to fetch/);
 });
 
+test("a GET that fails in the network is sent once more; other methods and a second failure are not", async () => {
+  let failures = 1;
+  const { ddClient, calls } = load({
+    timers: (fn) => setTimeout(fn, 0),
+    respond: () => {
+      if (failures-- > 0) throw new TypeError("Failed to fetch");
+      return json({ ok: 1 });
+    },
+  });
+  assert.deepEqual(plain(await ddClient.extension.vm.service.get("/x")), { ok: 1 });
+  assert.equal(calls.length, 2);
+  failures = 1;
+  const post = await ddClient.extension.vm.service.post("/x", {}).catch((e) => e);
+  assert.match(post.message, /dockext is unreachable: Failed to fetch/);
+  assert.equal(calls.length, 3);
+  failures = 2;
+  const twice = await ddClient.docker.listContainers().catch((e) => e);
+  assert.match(twice.message, /dockext is unreachable: Failed to fetch/);
+  assert.equal(calls.length, 5);
+});
+
 test("docker.cli.exec posts the call and resolves {cmd, stdout, stderr} with helpers", async () => {
   const { ddClient, calls } = load({
     respond: execAnswer({ cmd: "docker ps --format {{json .}}", stdout: '{"a":1}\n\n{"b":2}\n', stderr: "warn" }),

@@ -88,6 +88,22 @@
 
   // ---------------------------------------------------------------------------------------------- helpers
 
+  // A GET or HEAD that fails in the network (fetch rejects with a TypeError) is sent once more after a
+  // moment. Chromium aborts every request in flight when the host's network changes, which Docker does
+  // whenever it creates a network or starts a container (net::ERR_NETWORK_CHANGED): a read should not fail
+  // for that. Other methods are never repeated, since the first attempt may have done its work.
+  const RETRY_AFTER_MS = 150;
+  async function fetchOnce(url, init) {
+    const method = String((init && init.method) || "GET").toUpperCase();
+    try {
+      return await nativeFetch(url, init);
+    } catch (e) {
+      if (!e || e.name !== "TypeError" || (method !== "GET" && method !== "HEAD")) throw e;
+      await new Promise((resolve) => setTimeout(resolve, RETRY_AFTER_MS));
+      return nativeFetch(url, init);
+    }
+  }
+
   function hidden(obj, name, value) {
     Object.defineProperty(obj, name, { value, writable: true, configurable: true, enumerable: false });
   }
@@ -426,7 +442,7 @@
 
     let response, text;
     try {
-      response = await nativeFetch(`${API}/vm${url}`, {
+      response = await fetchOnce(`${API}/vm${url}`, {
         method,
         headers: requestHeaders,
         body,
@@ -584,7 +600,7 @@
     const query = encodeURIComponent(JSON.stringify(options ?? {}));
     let response, text;
     try {
-      response = await nativeFetch(`${API}/docker/${what}?options=${query}`, {
+      response = await fetchOnce(`${API}/docker/${what}?options=${query}`, {
         headers: { "X-Dockext": "1" },
         cache: "no-store",
         credentials: "same-origin",
