@@ -257,11 +257,17 @@ def test_removed_extension_disappears_and_its_origin_closes(env, tmp_path):
     client, state, a, _ = env
     login(client)
     inst = open_ui(client, a)
+    pool = state.backend_pool(a)
+    assert pool is not None and state.backend_pool(a) is pool  # one per backend socket
     (tmp_path / "extensions" / a.key / "extension.json").unlink()
     assert state.refresh()
     assert [e["key"] for e in client.get("/api/extensions").json()] == ["acme_b"]
     assert client.get(inst["url"]).status_code == 403  # the host name is no longer known
     assert state.instances == {}
+    # (the two fake records share one backend socket name: its pool goes with the last of them)
+    (tmp_path / "extensions" / "acme_b" / "extension.json").unlink()
+    assert state.refresh()
+    assert state._pools == {}  # its connections are closed with it
 
 
 class _Recorder:

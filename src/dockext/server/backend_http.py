@@ -277,11 +277,15 @@ class BackendPool:
                     ) from None
         return await self._exchange(await self._connect(), head, body, method)
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Close every connection (requests in flight fail with BackendNotReady)."""
         for conn in list(self._all):
             conn.close()
         self._idle.clear()
         self._all.clear()
+
+    async def aclose(self) -> None:
+        self.close()
 
     # -- internals ---------------------------------------------------------------------------------------
     async def _exchange(self, conn: _Connection, head: bytes, body: bytes, method: bytes) -> Answer:

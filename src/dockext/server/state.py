@@ -76,6 +76,9 @@ class HostState:
             return False
         self._signature = sig
         self.by_slug = {r.origin_slug: r for r in self.store.records()}
+        live = {(r.vm.gs_key, r.vm.socket) for r in self.by_slug.values() if r.vm is not None and r.vm.socket}
+        for key in [k for k in self._pools if k not in live]:  # removed (or updated) extensions
+            self._pools.pop(key).close()
         for inst in list(self.instances.values()):
             current = self.by_slug.get(inst.record.origin_slug)
             if current is None or current.image_id != inst.record.image_id:

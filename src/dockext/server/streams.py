@@ -177,8 +177,8 @@ class _Stream:
 
         While a process writes in a burst, its next output is read ``GATHER`` after the pipe becomes readable
         rather than at its first byte: a writer of small pieces (``head`` writes 8 KiB at a time) would
-        otherwise cost a wake-up, a read and a message per piece, which halved the throughput of a fast
-        stream. A line written after a pause is read at once.
+        otherwise cost a wake-up, a read and a message per piece: measured, 0.9-1.0 ms of dockext's CPU per MB
+        of a fast stream against 0.55-0.6 ms with the pause. A line written after a pause is read at once.
         """
         size = FIRST_READ
         buf = bytearray(wire.HEADROOM + 1 + size)
