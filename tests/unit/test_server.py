@@ -301,6 +301,10 @@ class _Recorder:
                         self.wfile.flush()
                     self.close_connection = True
                     return
+                if self.path == "/empty":
+                    self.send_response(204)
+                    self.end_headers()
+                    return
                 data = json.dumps({"path": self.path}).encode()
                 self.send_response(200)
                 if self.path == "/cookie":
@@ -382,13 +386,17 @@ def test_proxy_streams_an_answer_without_length_and_sets_the_origins_policy(env,
     assert r.headers["cross-origin-resource-policy"] == "same-origin"
 
 
-def test_proxy_head_keeps_the_announced_length(env, backend):
+def test_proxy_head_keeps_the_announced_length_and_204_has_none(env, backend):
     client, state, a, _ = env
     login(client)
-    r = client.head(f"{cap_base(client, state, a)}/__dockext__/vm/hello")
+    base = cap_base(client, state, a)
+    r = client.head(f"{base}/__dockext__/vm/hello")
     assert r.status_code == 200 and r.content == b""
     assert int(r.headers["content-length"]) == len(json.dumps({"path": "/hello"}))
     assert backend.seen[-1][0] == "HEAD"
+    r = client.delete(f"{base}/__dockext__/vm/empty")
+    assert (r.status_code, r.content) == (204, b"")
+    assert "content-length" not in r.headers
 
 
 def test_proxy_refuses_a_body_over_the_limit_without_reaching_the_backend(env, backend, monkeypatch):

@@ -264,7 +264,8 @@ async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receiv
     headers = _answer_headers(state, answer.headers)
     if answer.complete:
         data = answer.body()
-        if method != b"HEAD":  # a HEAD answer keeps the length the backend announced
+        # a HEAD answer keeps the length the backend announced; 204 and 304 have none
+        if method != b"HEAD" and answer.status not in (204, 304):
             headers = [h for h in headers if h[0].lower() != b"content-length"]
             headers.append((b"content-length", str(len(data)).encode()))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
