@@ -255,11 +255,10 @@ async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receiv
     if scope.get("query_string"):
         target += b"?" + scope["query_string"]
     try:
-        answer = await pool.request(_request_head(method, target, scope, body), body,
-                                                        method=method)
+        answer = await pool.request(_request_head(method, target, scope, body), body, method=method)
     except BackendNotReady as exc:
-        await _send(state, _proxy_error(BackendNotReady(f"the backend of {inst.record.title} cannot be reached: "
-                                                        f"{exc.message}")), scope, receive, send)
+        unreachable = BackendNotReady(f"the backend of {inst.record.title} cannot be reached: {exc.message}")
+        await _send(state, _proxy_error(unreachable), scope, receive, send)
         return
     headers = _answer_headers(state, answer.headers)
     if answer.complete:
