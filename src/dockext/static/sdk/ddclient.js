@@ -93,7 +93,7 @@
   // whenever it creates a network or starts a container (net::ERR_NETWORK_CHANGED): a read should not fail
   // for that. Other methods are never repeated, since the first attempt may have done its work.
   const RETRY_AFTER_MS = 150;
-  async function fetchOnce(url, init) {
+  async function fetchRetryingReads(url, init) {
     const method = String((init && init.method) || "GET").toUpperCase();
     try {
       return await nativeFetch(url, init);
@@ -442,7 +442,7 @@
 
     let response, text;
     try {
-      response = await fetchOnce(`${API}/vm${url}`, {
+      response = await fetchRetryingReads(`${API}/vm${url}`, {
         method,
         headers: requestHeaders,
         body,
@@ -600,7 +600,7 @@
     const query = encodeURIComponent(JSON.stringify(options ?? {}));
     let response, text;
     try {
-      response = await fetchOnce(`${API}/docker/${what}?options=${query}`, {
+      response = await fetchRetryingReads(`${API}/docker/${what}?options=${query}`, {
         headers: { "X-Dockext": "1" },
         cache: "no-store",
         credentials: "same-origin",
