@@ -1544,19 +1544,26 @@
       });
   }
 
-  // --------------------------------------------------------------------------------------- images
+  // ------------------------------------------------------------------------------- images, volumes
 
-  class ImagesPanel extends Panel {
-    constructor() {
-      super("images", "Images");
+  /**
+   * A panel whose list is one engine list (`GET /api/docker/<name>` answers `{<name>: [...]}`), searchable,
+   * polled, shown as a table. Subclasses give columns(), order(a, b), matches(item, query), summary(items),
+   * row(item) and detail().
+   */
+  class ListPanel extends Panel {
+    constructor(name, title, { empty }) {
+      super(name, title);
+      this.emptyText = empty;
       this.query = "";
     }
 
     list(page, scope) {
+      const noun = this.title.toLowerCase();
       const inner = el("div", "view-inner");
-      const head = viewHeader("Images");
+      const head = viewHeader(this.title);
       const toolbar = el("div", "toolbar");
-      const search = searchBox("Search images", (q) => {
+      const search = searchBox(`Search ${noun}`, (q) => {
         this.query = q;
         render();
       });
@@ -1567,52 +1574,37 @@
         iconButton("refresh", "Refresh", () => page.refresh()),
       );
       const body = el("div", "view-body");
-      const { card, tbody } = table([
-        { label: "Name" },
-        { label: "Tag" },
-        { label: "Image ID" },
-        { label: "Status" },
-        { label: "Created", className: "nowrap" },
-        { label: "Size", className: "num" },
-      ]);
+      const { card, tbody } = table(this.columns());
       card.hidden = true;
-      const loading = loadingState("Loading images…");
+      const loading = loadingState(`Loading ${noun}…`);
       body.append(loading, card);
       inner.append(head.header, toolbar, body);
       this.root.appendChild(inner);
 
-      let images = null;
+      let items = null;
       let empty = null;
       let failure = null;
       const render = () => {
-        if (!images) return;
-        const list = images.filter((img) => {
-          if (!this.query) return true;
-          const tags = (img.RepoTags || []).join(" ");
-          return `${tags} ${img.Id}`.toLowerCase().includes(this.query);
-        });
-        const total = images.reduce((sum, img) => sum + (Number(img.Size) || 0), 0);
-        const used = images.filter((img) => img.Containers > 0).length;
-        head.summary.textContent = `${images.length} image${images.length === 1 ? "" : "s"} · ${used} in use · ${formatSize(total)}`;
+        if (!items) return;
+        const list = items.filter((item) => !this.query || this.matches(item, this.query));
+        head.summary.textContent = this.summary(items);
         if (empty) empty.remove();
         empty = null;
         card.hidden = list.length === 0;
         if (list.length === 0) {
           empty = this.query
-            ? emptyState("No matching images", `Nothing matches “${this.query}”.`, "search")
-            : emptyState("No images", "Images pulled or built on this engine show up here.", "images");
+            ? emptyState(`No matching ${noun}`, `Nothing matches “${this.query}”.`, "search")
+            : emptyState(`No ${noun}`, this.emptyText, this.name);
           body.appendChild(empty);
         }
-        replaceRows(tbody, list.map((img) => this.row(img)));
+        replaceRows(tbody, list.map((item) => this.row(item)));
       };
       page.refresh = async () => {
         const mine = (page.seq = (page.seq || 0) + 1); // only the latest answer is shown
         try {
-          const answer = await dx.api("GET", "/api/docker/images");
+          const answer = await dx.api("GET", `/api/docker/${this.name}`);
           if (!scope.alive || mine !== page.seq) return;
-          images = (Array.isArray(answer.images) ? answer.images : []).sort(
-            (a, b) => (Number(b.Created) || 0) - (Number(a.Created) || 0),
-          );
+          items = (Array.isArray(answer[this.name]) ? answer[this.name] : []).sort((a, b) => this.order(a, b));
           loading.remove();
           if (failure) failure.remove();
           failure = null;
@@ -1620,15 +1612,50 @@
         } catch (error) {
           if (!scope.alive || mine !== page.seq) return;
           loading.remove();
-          if (!images) {
+          if (!items) {
             if (failure) failure.remove();
-            failure = errorState("Cannot list images", error, () => page.refresh());
+            failure = errorState(`Cannot list ${noun}`, error, () => page.refresh());
             body.appendChild(failure);
           }
         }
       };
       page.refresh();
       scope.every(POLL_MS * 2, () => page.refresh());
+    }
+  }
+
+  // --------------------------------------------------------------------------------------- images
+
+  class ImagesPanel extends ListPanel {
+    constructor() {
+      super("images", "Images", {
+        empty: "Images pulled or built on this engine show up here.",
+      });
+    }
+
+    columns() {
+      return [
+        { label: "Name" },
+        { label: "Tag" },
+        { label: "Image ID" },
+        { label: "Status" },
+        { label: "Created", className: "nowrap" },
+        { label: "Size", className: "num" },
+      ];
+    }
+
+    order(a, b) {
+      return (Number(b.Created) || 0) - (Number(a.Created) || 0); // newest first
+    }
+
+    matches(img, query) {
+      return `${(img.RepoTags || []).join(" ")} ${img.Id}`.toLowerCase().includes(query);
+    }
+
+    summary(images) {
+      const total = images.reduce((sum, img) => sum + (Number(img.Size) || 0), 0);
+      const used = images.filter((img) => img.Containers > 0).length;
+      return `${images.length} image${images.length === 1 ? "" : "s"} · ${used} in use · ${formatSize(total)}`;
     }
 
     row(img) {
@@ -1759,82 +1786,28 @@
 
   // -------------------------------------------------------------------------------------- volumes
 
-  class VolumesPanel extends Panel {
+  class VolumesPanel extends ListPanel {
     constructor() {
-      super("volumes", "Volumes");
-      this.query = "";
+      super("volumes", "Volumes", {
+        empty: "Volumes keep data beyond the life of a container.",
+      });
     }
 
-    list(page, scope) {
-      const inner = el("div", "view-inner");
-      const head = viewHeader("Volumes");
-      const toolbar = el("div", "toolbar");
-      const search = searchBox("Search volumes", (q) => {
-        this.query = q;
-        render();
-      });
-      search.input.value = this.query;
-      toolbar.append(
-        search.wrap,
-        el("span", "toolbar-spacer"),
-        iconButton("refresh", "Refresh", () => page.refresh()),
-      );
-      const body = el("div", "view-body");
-      const { card, tbody } = table([
-        { label: "Name" },
-        { label: "Driver" },
-        { label: "Status" },
-        { label: "Created", className: "nowrap" },
-      ]);
-      card.hidden = true;
-      const loading = loadingState("Loading volumes…");
-      body.append(loading, card);
-      inner.append(head.header, toolbar, body);
-      this.root.appendChild(inner);
+    columns() {
+      return [{ label: "Name" }, { label: "Driver" }, { label: "Status" }, { label: "Created", className: "nowrap" }];
+    }
 
-      let volumes = null;
-      let empty = null;
-      let failure = null;
-      const render = () => {
-        if (!volumes) return;
-        const list = volumes.filter((v) => !this.query || String(v.Name).toLowerCase().includes(this.query));
-        const used = volumes.filter((v) => v.UsageData && v.UsageData.RefCount > 0).length;
-        head.summary.textContent = `${volumes.length} volume${volumes.length === 1 ? "" : "s"} · ${used} in use`;
-        if (empty) empty.remove();
-        empty = null;
-        card.hidden = list.length === 0;
-        if (list.length === 0) {
-          empty = this.query
-            ? emptyState("No matching volumes", `Nothing matches “${this.query}”.`, "search")
-            : emptyState("No volumes", "Volumes keep data beyond the life of a container.", "volumes");
-          body.appendChild(empty);
-        }
-        replaceRows(tbody, list.map((v) => this.row(v)));
-      };
-      page.refresh = async () => {
-        const mine = (page.seq = (page.seq || 0) + 1); // only the latest answer is shown
-        try {
-          const answer = await dx.api("GET", "/api/docker/volumes");
-          if (!scope.alive || mine !== page.seq) return;
-          volumes = (Array.isArray(answer.volumes) ? answer.volumes : []).sort((a, b) =>
-            String(a.Name).localeCompare(String(b.Name)),
-          );
-          loading.remove();
-          if (failure) failure.remove();
-          failure = null;
-          render();
-        } catch (error) {
-          if (!scope.alive || mine !== page.seq) return;
-          loading.remove();
-          if (!volumes) {
-            if (failure) failure.remove();
-            failure = errorState("Cannot list volumes", error, () => page.refresh());
-            body.appendChild(failure);
-          }
-        }
-      };
-      page.refresh();
-      scope.every(POLL_MS * 2, () => page.refresh());
+    order(a, b) {
+      return String(a.Name).localeCompare(String(b.Name));
+    }
+
+    matches(v, query) {
+      return String(v.Name).toLowerCase().includes(query);
+    }
+
+    summary(volumes) {
+      const used = volumes.filter((v) => v.UsageData && v.UsageData.RefCount > 0).length;
+      return `${volumes.length} volume${volumes.length === 1 ? "" : "s"} · ${used} in use`;
     }
 
     row(v) {
