@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import subprocess
 import warnings
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import docker
 import pytest
 
 from tests.support.images import build_fixture
+from tests.support.procs import kill_marked
 
 CLONE_NEWNET = 0x40000000
 
@@ -80,3 +82,11 @@ def fixture_image(docker_client: docker.DockerClient) -> Callable[..., str]:
         return built[key]
 
     return build
+
+
+@pytest.fixture
+def marker() -> Iterator[str]:
+    """A unique word for the argv of processes a test starts; whatever still carries it afterwards is killed."""
+    value = "dxm" + secrets.token_hex(6)
+    yield value
+    kill_marked(value)

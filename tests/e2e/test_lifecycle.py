@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import secrets
 import signal
 import urllib.parse
 
@@ -19,7 +18,7 @@ import pytest
 from playwright.sync_api import FrameLocator, Page, expect
 
 from tests.support.cli import run_dockext
-from tests.support.procs import children, kill_marked, marked, still_running, wait_until
+from tests.support.procs import children, marked, still_running, wait_until
 from tests.support.server import Server, start_server
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
@@ -43,13 +42,6 @@ def srv(home) -> Server:
     server = start_server(home)  # one per test: some tests kill it
     yield server
     server.stop()
-
-
-@pytest.fixture
-def marker() -> str:
-    value = "dxm" + secrets.token_hex(6)
-    yield value
-    kill_marked(value)
 
 
 def expected_processes(marker: str) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import socket
 import urllib.request
 from pathlib import Path
@@ -20,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.support.cli import run_dockext
-from tests.support.procs import kill_marked, marked, wait_until
+from tests.support.procs import marked, wait_until
 from tests.support.server import Server, start_server
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
@@ -46,13 +45,6 @@ def srv(installed) -> Server:
     server = start_server(installed[0])
     yield server
     server.stop()
-
-
-@pytest.fixture
-def marker() -> str:
-    value = "dxm" + secrets.token_hex(6)
-    yield value
-    kill_marked(value)
 
 
 def open_streams(page: Page, server: Server, query: str = "") -> FrameLocator:

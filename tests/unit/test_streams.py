@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from dockext.errors import ExecRefused
 from dockext.paths import Layout
 from dockext.server import HostState, create_app
 from dockext.store import Store
-from tests.support.procs import kill_marked, marked, wait_until
+from tests.support.procs import marked, wait_until
 
 from .test_server import DASH, PORT, TOKEN, ext_url, login, open_ui
 from .test_store import make_record
@@ -75,13 +74,6 @@ def env(tmp_path):
     with TestClient(create_app(state), base_url=DASH, follow_redirects=False) as client:
         login(client)
         yield client, state
-
-
-@pytest.fixture
-def marker():
-    value = "dxu" + secrets.token_hex(6)
-    yield value
-    kill_marked(value)
 
 
 def stream_url(client, state, key: str = "acme_a", *, cap: str | None = None) -> tuple[str, str, dict]:
