@@ -24,11 +24,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -376,3 +376,12 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         raise
     finally:
         _install_signal_handlers()  # remove_signal_handler put the defaults back
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """A bench script's entry point: exit with ``main()``'s status, 130 and no traceback on Ctrl-C (the
+    ``Bench`` context has cleaned up by then)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -99,7 +99,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)  # cleaned up already; no traceback for a Ctrl-C
+    common.run_main(main)
