@@ -323,34 +323,28 @@ class BackendPool:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 0.02)
                 _, conn = await loop.create_unix_connection(lambda: _Connection(self), sock=sock)
-        except TimeoutError:
+        except BaseException as exc:
             sock.close()
-            raise BackendNotReady(
-                f"connect ETIMEDOUT {self.path.name} (the backend did not accept within {self.connect_timeout:g} s)"
-            ) from None
-        except FileNotFoundError:
-            sock.close()
-            raise BackendNotReady(
-                f"connect ENOENT {self.path.name} (the backend socket does not exist; is the backend running?)"
-            ) from None
-        except ConnectionRefusedError:
-            sock.close()
-            raise BackendNotReady(
-                f"connect ECONNREFUSED {self.path.name} (nothing listens on the backend socket)"
-            ) from None
-        except PermissionError:
-            sock.close()
-            raise BackendNotReady(
-                f"connect EACCES {self.path.name} (dockext may not connect to the backend socket)"
-            ) from None
-        except OSError as exc:
-            sock.close()
-            raise BackendNotReady(f"connect {self.path.name}: {exc.strerror or exc}") from None
-        except BaseException:
-            sock.close()
+            if isinstance(exc, (TimeoutError, OSError)):
+                raise self._unreachable(exc) from None
             raise
         self._all.add(conn)
         return conn
+
+    def _unreachable(self, exc: TimeoutError | OSError) -> BackendNotReady:
+        """What went wrong connecting, in words a person can act on."""
+        name = self.path.name
+        if isinstance(exc, TimeoutError):
+            why = f"ETIMEDOUT {name} (the backend did not accept within {self.connect_timeout:g} s)"
+        elif isinstance(exc, FileNotFoundError):
+            why = f"ENOENT {name} (the backend socket does not exist; is the backend running?)"
+        elif isinstance(exc, ConnectionRefusedError):
+            why = f"ECONNREFUSED {name} (nothing listens on the backend socket)"
+        elif isinstance(exc, PermissionError):
+            why = f"EACCES {name} (dockext may not connect to the backend socket)"
+        else:
+            why = f"{name}: {exc.strerror or exc}"
+        return BackendNotReady(f"connect {why}")
 
     def _release(self, conn: _Connection) -> None:
         if len(self._idle) < MAX_IDLE:
