@@ -350,7 +350,9 @@ def test_processes_die_with_a_dockext_killed_without_warning(marker, how):
     try:
         assert spawner.stdout is not None
         assert spawner.stdout.readline().strip() == "ready"
-        assert len(marked(marker)) == 2  # bash, and its child sleep-<marker>
+        # bash, and its child sleep-<marker>: the child may still be inside execve when "ready" arrives,
+        # and /proc/<pid>/cmdline reads empty for that instant
+        assert wait_until(lambda: len(marked(marker)) == 2, 5), marked(marker)
         spawner.send_signal(getattr(signal, how))  # SIGTERM: no handler in the spawner, so no clean-up either
         spawner.wait(5)
         assert wait_until(lambda: marked(marker) == {}, 6), marked(marker)
