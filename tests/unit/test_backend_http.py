@@ -111,6 +111,36 @@ def test_concurrent_requests_use_separate_connections(tmp_path: Path) -> None:
     run(main())
 
 
+def test_idle_connections_are_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+    closed: list[int] = []
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await read_request(r)
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
+        except asyncio.IncompleteReadError:
+            closed.append(1)  # the proxy closed its end
+            raise
+
+    async def main() -> None:
+        async with backend(tmp_path / "b.sock", handler) as accepted:
+            pool = BackendPool(tmp_path / "b.sock", idle_timeout=1.0)
+            await asyncio.gather(*(fetch(pool) for _ in range(3)))
+            assert len(accepted) == 3
+            await asyncio.sleep(0.05)
+            await fetch(pool)  # taken out of the pool before its time: reused, and its expiry starts again
+            assert len(accepted) == 3 and closed == []
+            async with asyncio.timeout(10):
+                while len(closed) < 3:
+                    await asyncio.sleep(0.05)
+            assert (await fetch(pool))[2] == b"x"  # a new connection after the idle ones went
+            assert len(accepted) == 4
+            await pool.aclose()
+
+    run(main())
+
+
 def test_chunked_and_until_close_bodies(tmp_path: Path) -> None:
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         head, _ = await read_request(r)

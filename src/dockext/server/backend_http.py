@@ -9,7 +9,7 @@ One :class:`BackendPool` per backend socket keeps idle connections for reuse. :m
 sends a complete request (head and body) and returns as soon as the answer's status and headers are in; the
 body arrives into the :class:`Answer` as the backend sends it (with flow control: reading from the backend
 pauses while too much is waiting for the browser). A connection goes back to the pool the moment its answer
-is complete and the backend keeps it alive.
+is complete and the backend keeps it alive, and is closed after :data:`IDLE_TIMEOUT` seconds unused.
 
 Failures become :class:`~dockext.errors.BackendNotReady` with a message saying what happened at the socket
 (``connect ENOENT backend.sock``, ``... closed the connection before answering``), so a person can act on it.
@@ -34,7 +34,11 @@ __all__ = ["IDEMPOTENT", "Answer", "BackendPool"]
 #: methods a client may send again when a kept-alive connection turns out to be closed (RFC 9110 9.2.2)
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 PAUSE_AT = 1 << 20  # bytes waiting for the browser before reading from the backend pauses
-MAX_IDLE = 32  # idle connections kept per backend
+MAX_IDLE = 32  # idle connections kept per backend...
+#: ...for at most this many seconds: under the 5 s after which Node's http server (the usual backend) closes an
+#: idle connection, so a request is rarely sent on a connection the backend is closing at that moment (a POST
+#: could not be sent again), and a burst's connections do not stay open after it
+IDLE_TIMEOUT = 4.0
 
 
 class Answer:
@@ -120,7 +124,8 @@ class _Connection(asyncio.Protocol):
         self.headers_in: asyncio.Future[None] | None = None
         self._informational = False
         self._paused = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the answer's deadline
+        self._expiry: asyncio.TimerHandle | None = None  # the end of an idle spell in the pool
 
     # -- driving a request -------------------------------------------------------------------------------
     def start(self, head: bytes, body: bytes, *, head_only: bool, timeout: float) -> Answer:
@@ -140,8 +145,19 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self.stop_expiry()
         if self.transport is not None:
             self.transport.close()
+
+    def expire_in(self, seconds: float) -> None:
+        """Close this (idle) connection in ``seconds`` unless it is taken out of the pool first."""
+        self.stop_expiry()
+        self._expiry = asyncio.get_running_loop().call_later(seconds, self.close)
+
+    def stop_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None and not self.closed:
@@ -256,10 +272,14 @@ class _Stale(BackendNotReady):
 class BackendPool:
     """Kept-alive HTTP/1.1 connections to one backend socket."""
 
-    def __init__(self, path: Path, *, connect_timeout: float = 5.0, answer_timeout: float = 300.0) -> None:
+    def __init__(
+        self, path: Path, *, connect_timeout: float = 5.0, answer_timeout: float = 300.0,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
         self.path = path
         self.connect_timeout = connect_timeout
         self.answer_timeout = answer_timeout
+        self.idle_timeout = idle_timeout
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
 
@@ -301,6 +321,7 @@ class BackendPool:
     def _checkout(self) -> _Connection | None:
         while self._idle:
             conn = self._idle.pop()
+            conn.stop_expiry()
             if not conn.closed:
                 return conn
         return None
@@ -349,6 +370,7 @@ class BackendPool:
     def _release(self, conn: _Connection) -> None:
         if len(self._idle) < MAX_IDLE:
             self._idle.append(conn)
+            conn.expire_in(self.idle_timeout)
         else:
             conn.close()
 
