@@ -23,13 +23,11 @@ import signal
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv"
@@ -64,6 +62,7 @@ import httpx  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.cli import run_dockext  # noqa: E402
 from tests.support.server import Server, start_server  # noqa: E402
+from tests.support.session import Session, Ui, backend_socket  # noqa: E402
 
 from dockext import model  # noqa: E402
 
@@ -158,20 +157,6 @@ def process_cpu_seconds(pid: int) -> float:
 
 # -- a running dockext ---------------------------------------------------------------------------------
 @dataclass
-class Ui:
-    """One opened extension UI: where its capability URLs live and which Host header reaches them."""
-
-    instance: str
-    cap: str
-    origin: str  # http://<slug>.localhost:<port>
-    host: str  # <slug>.localhost:<port>
-
-    @property
-    def api(self) -> str:
-        return f"/i/{self.cap}/__dockext__"
-
-
-@dataclass
 class Installed:
     ref: str  # the per-run tag it was installed from
     key: str
@@ -194,7 +179,7 @@ class Bench:
     installed: list[Installed] = field(default_factory=list)
     uis: list[Ui] = field(default_factory=list)
     _tags: list[str] = field(default_factory=list)
-    _cookie: str = ""
+    session: Session | None = None
 
     def __enter__(self) -> Bench:
         _install_signal_handlers()
@@ -202,7 +187,7 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix="dxb-", dir="/tmp"))
         try:
             self.server = start_server(self.tmp / "home", argv=self.serve_argv)
-            self._login()
+            self.session = Session(self.server)
         except BaseException:
             self.__exit__(None)
             raise
@@ -212,10 +197,9 @@ class Bench:
         if exc_type is not None and not issubclass(exc_type, Exception):
             print("interrupted: cleaning up...", file=sys.stderr, flush=True)
         problems: list[str] = []
-        if self.uis and self.server is not None:
-            with contextlib.suppress(httpx.HTTPError), self.dashboard() as c:
-                for ui in self.uis:
-                    c.delete(f"/api/ui-instances/{ui.instance}")
+        if self.session is not None:
+            for ui in self.uis:
+                self.session.close_ui(ui)
         for ext in reversed(self.installed):
             with _uninterrupted():
                 proc = run_dockext("rm", ext.ref, home=self.home, check=False, timeout=120)
@@ -252,20 +236,8 @@ class Bench:
         return self.server.proc.pid
 
     def dashboard(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"http://127.0.0.1:{self.port}", timeout=30,
-            headers={"Host": f"localhost:{self.port}", "Cookie": self._cookie},
-        )
-
-    def _login(self) -> None:
-        """What a browser does with the printed URL: ``/?token=`` answers 303 and sets the session cookie."""
-        assert self.server is not None
-        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30) as c:
-            r = c.get("/", params={"token": self.server.token}, headers={"Host": f"localhost:{self.port}"})
-        name = f"dockext-{self.port}"
-        if r.status_code != 303 or name not in r.cookies:
-            raise RuntimeError(f"login with the token failed: {r.status_code} {r.text[:200]}")
-        self._cookie = f"{name}={r.cookies[name]}"
+        assert self.session is not None
+        return self.session.dashboard()
 
     def install(self, ref: str) -> Installed:
         """``dockext install -f`` of ``ref`` under a per-run name (its own compose project, so concurrent runs
@@ -282,33 +254,18 @@ class Bench:
         return ext
 
     def open_ui(self, ext: Installed) -> Ui:
-        with self.dashboard() as c:
-            r = c.post("/api/ui-instances", json={"extension": ext.key}, headers={"X-Dockext": "1"})
-        if r.status_code != 201:
-            raise RuntimeError(f"POST /api/ui-instances: {r.status_code} {r.text[:300]}")
-        body = r.json()
-        url = urlsplit(body["url"])
-        ui = Ui(body["instance"], url.path.split("/")[2], body["origin"], url.netloc)
+        assert self.session is not None
+        ui = self.session.open_ui(ext.key)
         self.uis.append(ui)
         return ui
 
     def backend_socket(self, ext: Installed) -> Path:
-        vm = ext.record["vm"]
-        return self.home / "gs" / vm["gs_key"] / vm.get("socket", "backend.sock")
+        return backend_socket(self.home, ext.record)
 
     def wait_backend(self, ui: Ui, path: str = "/hello", timeout: float = 60) -> None:
         """Until the proxied ``GET path`` answers 200 (the backend container may still be starting)."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers={"Host": ui.host}, timeout=10) as c:
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    r = c.get(f"{ui.api}/vm{path}")
-                    if r.status_code == 200:
-                        return
-                    last = f"{r.status_code} {r.text[:200]}"
-                time.sleep(0.2)
-        raise RuntimeError(f"the backend did not answer {path} within {timeout:.0f} s: {last}")
+        assert self.session is not None
+        self.session.wait_backend(ui, path, timeout)
 
 
 # -- signals: Ctrl-C and SIGTERM end a run cleanly -------------------------------------------------------

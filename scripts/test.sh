@@ -22,7 +22,7 @@ check() {  # check NAME COMMAND...
   [ $rc -eq 0 ] || failed+=("$name")
 }
 
-check ruff .venv/bin/ruff check src tests
+check ruff .venv/bin/ruff check src tests bench
 check mypy .venv/bin/mypy
 if [ -d tests/js ]; then check node node --test tests/js; fi
 check pytest .venv/bin/python -m pytest -p no:cacheprovider "$@"
