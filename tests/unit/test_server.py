@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from dockext.paths import Layout
 from dockext.server import HostState, create_app
 from dockext.store import Store
+from tests.support.backends import RecordingBackend
 
 from .test_store import make_record
 
@@ -270,69 +271,10 @@ def test_removed_extension_disappears_and_its_origin_closes(env, tmp_path):
     assert state._pools == {}  # its connections are closed with it
 
 
-class _Recorder:
-    """A real HTTP backend on the extension's socket that records what reaches it."""
-
-    def __init__(self, path: Path) -> None:
-        import http.server
-        import socketserver
-        import threading
-
-        seen = self.seen = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def address_string(self):
-                return "unix"
-
-            def log_message(self, *args):
-                pass
-
-            def _answer(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                seen.append((self.command, self.path, dict(self.headers), body))
-                if self.path == "/stream":  # HTTP/1.0 style: no length, the body ends with the connection
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Content-Security-Policy", "default-src *")
-                    self.end_headers()
-                    for i in range(3):
-                        self.wfile.write(f"data: {i}\n\n".encode())
-                        self.wfile.flush()
-                    self.close_connection = True
-                    return
-                if self.path == "/empty":
-                    self.send_response(204)
-                    self.end_headers()
-                    return
-                data = json.dumps({"path": self.path}).encode()
-                self.send_response(200)
-                if self.path == "/cookie":
-                    self.send_header("Set-Cookie", "a=1; Path=/")
-                    self.send_header("Set-Cookie", "b=2; Path=/")
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _answer
-
-        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-            daemon_threads = True
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.server = Server(str(path), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def backend(env, tmp_path):
     _, _, a, _ = env
-    rec = _Recorder(tmp_path / "gs" / a.vm.gs_key / a.vm.socket)
+    rec = RecordingBackend(tmp_path / "gs" / a.vm.gs_key / a.vm.socket)
     yield rec
     rec.close()
 

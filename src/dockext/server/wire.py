@@ -1,4 +1,13 @@
-"""The connection protocols dockext gives uvicorn: uvicorn's own, with two shortcuts for its hot paths.
+"""The connection protocols dockext gives uvicorn: uvicorn's own, with limits on request heads and two
+shortcuts for its hot paths.
+
+**Limits on request heads.** uvicorn with httptools takes a request head of any size and waits for it for
+ever: a client could make the server hold a gigabyte of headers, or hold connections open by sending a byte
+now and then (slowloris). :class:`HttpProtocol` answers 431 and closes once a head passes :data:`MAX_HEAD`
+bytes without being complete, closes a connection whose head is not complete :data:`HEAD_TIMEOUT` seconds
+after its first byte (408 if nothing is being answered on it), and closes a connection that sends nothing at
+all after uvicorn's keep-alive timeout, as uvicorn already does between requests. Browsers send a head in
+one piece, so none of this touches them.
 
 **HTTP: one write per response.** uvicorn writes a response's status line and headers with one
 ``transport.write`` and each body part with another. On a TCP connection each write is its own ``send()``: its
@@ -35,14 +44,17 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 __all__ = [
-    "BINARY_FRAMES", "COALESCE_MAX", "HEADROOM", "BinaryFrames", "CoalescingTransport", "HttpProtocol",
-    "WebSocketProtocol",
+    "BINARY_FRAMES", "COALESCE_MAX", "HEADROOM", "HEAD_TIMEOUT", "LINGER", "MAX_HEAD", "BinaryFrames",
+    "CoalescingTransport", "HttpProtocol", "WebSocketProtocol",
 ]
 
 BINARY_FRAMES = "dockext.binary_frames"  # the ASGI scope extension
 HEADROOM = 10  # bytes a BinaryFrames buffer keeps free before the payload (the largest frame header)
 
 COALESCE_MAX = 16 << 10  # bytes held back at most; more are written at once
+MAX_HEAD = 64 << 10  # bytes of a request line and headers (Node allows 16 KiB; nginx 4 x 8 KiB by default)
+HEAD_TIMEOUT = 10.0  # seconds from a request's first byte until its head must be complete
+LINGER = 2.0  # seconds a refused connection is read (and what comes dropped) before it is closed
 
 
 class CoalescingTransport:
@@ -109,10 +121,103 @@ class CoalescingTransport:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a :class:`CoalescingTransport` (a WebSocket upgraded from it too)."""
+    """uvicorn's httptools protocol on a :class:`CoalescingTransport` (a WebSocket upgraded from it too), with
+    the limits on request heads described above."""
+
+    max_head = MAX_HEAD
+    head_timeout = HEAD_TIMEOUT
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        self._head_pending = True  # between requests, or inside a head: bytes received count against max_head
+        self._head_bytes = 0  # bytes received while a head was pending (bounds what the parser holds)
+        self._head_size = 0  # bytes of the current head's request line and headers
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+        # a connection that never sends a request is closed like one idle between requests
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request: dropped until the connection closes
+        if self._head_pending:
+            self._head_bytes += len(data)
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+        super().data_received(data)  # the parser's callbacks below run in here
+        if self._head_pending and self._head_bytes > self.max_head and not self.transport.is_closing():
+            self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        self._head_pending = False
+        self._stop_head_timer()
+        if self._head_size > self.max_head:  # a head that came whole in one read is measured here
+            self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        super().on_message_complete()
+        self._head_pending = True  # the next request's head starts now
+        self._head_bytes = 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._head_pending and not self.transport.is_closing():
+            self._refuse(408, b"Request Timeout", f"request head not complete within {self.head_timeout:g} s")
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _refuse(self, status: int, reason: bytes, message: str) -> None:
+        """Answer ``status`` and close; just close if an answer to an earlier request is still being sent.
+
+        The answer is followed by a half-close, and what the client still sends is read and dropped for
+        :data:`LINGER` seconds: closing with unread input would reset the connection, and the client would
+        lose the answer before reading it."""
+        self._stop_head_timer()
+        self._refused = True
+        self._head_pending = False
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()
+            return
+        body = message.encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.flow.resume_reading()
+            self.loop.call_later(LINGER, self.transport.close)
+        else:
+            self.transport.close()
 
 
 class BinaryFrames:

@@ -1,0 +1,64 @@
+"""Backends written in the tests, served on a real unix socket."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socketserver
+import threading
+from pathlib import Path
+
+
+class RecordingBackend:
+    """A real HTTP backend on the extension's socket that records what reaches it."""
+
+    def __init__(self, path: Path) -> None:
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def address_string(self):
+                return "unix"
+
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                seen.append((self.command, self.path, dict(self.headers), body))
+                if self.path == "/stream":  # HTTP/1.0 style: no length, the body ends with the connection
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Content-Security-Policy", "default-src *")
+                    self.end_headers()
+                    for i in range(3):
+                        self.wfile.write(f"data: {i}\n\n".encode())
+                        self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if self.path == "/empty":
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                data = json.dumps({"path": self.path}).encode()
+                self.send_response(200)
+                if self.path == "/cookie":
+                    self.send_header("Set-Cookie", "a=1; Path=/")
+                    self.send_header("Set-Cookie", "b=2; Path=/")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _answer
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.server = Server(str(path), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,196 @@
+"""The real HTTP stack (uvicorn, httptools, dockext's protocols, the whole app) against hostile clients.
+
+Starlette's TestClient never parses bytes from a socket, so these run the server as ``dockext serve`` does
+(``run.server_config``) on 127.0.0.1, with extensions on disk and a recording backend on an extension's
+socket, and send raw bytes. Reference security-reliability.md S35 (smuggling through the proxy) and S36
+(head size, slow and silent connections).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+
+from dockext.paths import Layout
+from dockext.server import HostState, create_app
+from dockext.server.run import server_config
+from dockext.server.wire import MAX_HEAD, HttpProtocol
+from tests.support.backends import RecordingBackend
+
+from .test_server import TOKEN, install_fake
+
+HEAD_TIMEOUT = 1.0  # seconds, for the server under test (dockext's own is wire.HEAD_TIMEOUT)
+KEEP_ALIVE = 1  # seconds
+
+
+class ShortTimeouts(HttpProtocol):
+    head_timeout = HEAD_TIMEOUT
+
+
+@dataclass
+class Live:
+    port: int
+    state: HostState
+    backend: RecordingBackend
+    cap: str  # an open UI instance of extension A
+    ext_host: str  # Host of extension A's origin
+
+    def dashboard_head(self, extra: bytes = b"") -> bytes:
+        return b"GET /login HTTP/1.1\r\nHost: localhost:%d\r\n%s\r\n" % (self.port, extra)
+
+    def vm(self, method: bytes, path: bytes, extra: bytes = b"") -> bytes:
+        return b"%s /i/%s/__dockext__/vm%s HTTP/1.1\r\nHost: %s\r\n%s" % (
+            method, self.cap.encode(), path, self.ext_host.encode(), extra,
+        )
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Iterator[Live]:
+    root = tmp_path_factory.mktemp("limits")
+    a = install_fake(root, "acme_a")
+    install_fake(root, "acme_b")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    state = HostState(Layout(root), port=port, token=TOKEN)
+    state.refresh()
+    inst = state.open_instance(state.by_slug[a.origin_slug], f"http://localhost:{port}")
+    backend = RecordingBackend(root / "gs" / a.vm.gs_key / a.vm.socket)
+    config = server_config(create_app(state), http=ShortTimeouts, timeout_keep_alive=KEEP_ALIVE, loop="asyncio")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield Live(port, state, backend, inst.cap, f"{a.origin_slug}.localhost:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        backend.close()
+        sock.close()
+
+
+def exchange(live: Live, data: bytes, *, timeout: float = 10) -> bytes:
+    """Send ``data``, then read until the server closes the connection (or a whole answer came)."""
+    with socket.create_connection(("127.0.0.1", live.port), timeout=timeout) as s:
+        s.sendall(data)
+        return read_answer(s)
+
+
+def read_answer(s: socket.socket) -> bytes:
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+        head, sep, body = out.partition(b"\r\n\r\n")
+        if sep:
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length" and len(body) >= int(value):
+                    return out
+
+
+def status(answer: bytes) -> int:
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(answer.split(b" ", 2)[1])
+
+
+@pytest.fixture(autouse=True)
+def _clean(live: Live) -> None:
+    live.backend.seen.clear()
+
+
+# ---------------------------------------------------------------------------------------- S36: head size
+
+
+def test_a_head_over_the_limit_is_refused_with_431_on_every_origin(live: Live) -> None:
+    big = b"X-Big: " + b"a" * MAX_HEAD + b"\r\n"
+    answer = exchange(live, live.dashboard_head(big))
+    assert status(answer) == 431 and b"connection: close" in answer
+    many = b"".join(b"X-%d: a\r\n" % i for i in range(MAX_HEAD // 8))
+    assert status(exchange(live, live.vm(b"GET", b"/hello", many + b"\r\n"))) == 431
+    assert live.backend.seen == []  # nothing of it reached the backend
+
+
+def test_a_head_under_the_limit_and_a_large_body_are_served(live: Live) -> None:
+    near = b"X-Near: " + b"a" * (MAX_HEAD - 1024) + b"\r\n"
+    assert status(exchange(live, live.dashboard_head(near))) == 200
+    body = b"b" * (4 << 20)  # the body does not count against the head's limit, even sent in one piece
+    answer = exchange(live, live.vm(b"POST", b"/upload", b"Content-Length: %d\r\n\r\n" % len(body)) + body)
+    assert status(answer) == 200
+    assert [(m, p, len(b)) for m, p, _, b in live.backend.seen] == [("POST", "/upload", len(body))]
+
+
+# ------------------------------------------------------------------------------- S36: slow and silent
+
+
+def test_slow_and_silent_connections_are_closed_while_others_are_answered(live: Live) -> None:
+    """Hundreds of connections that send nothing, or half a head: a normal request is still answered, and the
+    server closes each of them (after the keep-alive timeout, and the head timeout with a 408)."""
+    silent = [socket.create_connection(("127.0.0.1", live.port), timeout=30) for _ in range(300)]
+    slow = [socket.create_connection(("127.0.0.1", live.port), timeout=30) for _ in range(300)]
+    try:
+        for s in slow:
+            s.sendall(b"GET /login HTTP/1.1\r\nHost: local")  # and nothing more
+        assert status(exchange(live, live.dashboard_head())) == 200
+        assert status(exchange(live, live.vm(b"GET", b"/hello", b"\r\n"))) == 200
+        for s in silent:
+            assert s.recv(1024) == b""  # closed by the server; a hung one fails with a socket timeout
+        for s in slow:
+            answer = read_answer(s)
+            assert status(answer) == 408 and answer.endswith(b"request head not complete within 1 s")
+    finally:
+        for s in silent + slow:
+            s.close()
+
+
+def test_a_head_sent_slowly_but_in_time_is_served(live: Live) -> None:
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+        for piece in (b"GET /login HTTP/1.1\r\n", b"Host: localhost:%d\r\n" % live.port, b"\r\n"):
+            s.sendall(piece)
+            time.sleep(HEAD_TIMEOUT / 5)
+        assert status(read_answer(s)) == 200
+
+
+# ------------------------------------------------------------------------------ S35: smuggling attempts
+
+
+@pytest.mark.parametrize("attempt", [
+    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"Content-Length: 5\r\nContent-Length: 40\r\n\r\nhello",
+    b"X-A: a\rGET /smuggled HTTP/1.1\r\n\r\n",
+    b"X-A: a\nGET /smuggled HTTP/1.1\r\n\r\n",
+    b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+])
+def test_ambiguous_requests_are_refused_before_the_backend(live: Live, attempt: bytes) -> None:
+    answer = exchange(live, live.vm(b"POST", b"/echo", attempt))
+    assert status(answer) == 400
+    time.sleep(0.2)  # anything forwarded would have reached the backend by now
+    assert live.backend.seen == []
+
+
+def test_a_request_inside_a_body_stays_a_body(live: Live) -> None:
+    inner = b"GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    chunked = b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(inner), inner)
+    assert status(exchange(live, live.vm(b"POST", b"/echo", chunked))) == 200
+    assert [(m, p, b) for m, p, _, b in live.backend.seen] == [("POST", "/echo", inner)]
+
+
+def test_the_page_cannot_set_the_backends_host_or_upgrade_its_connection(live: Live) -> None:
+    extra = b"Connection: keep-alive, Upgrade, X-Secret\r\nUpgrade: h2c\r\nX-Secret: 1\r\n\r\n"
+    assert status(exchange(live, live.vm(b"GET", b"/hello", extra))) == 200
+    [(_, _, raw, _)] = live.backend.seen
+    headers = {k.lower(): v for k, v in raw.items()}
+    assert headers["host"] == "localhost" and "upgrade" not in headers and "x-secret" not in headers
+    assert "upgrade" not in headers.get("connection", "").lower()
