@@ -9,6 +9,7 @@ zombie processes, process groups). No timing thresholds: deadlines here only cat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import httpx
 import pytest
 from websockets.sync.client import connect
@@ -101,6 +103,13 @@ def soak(tmp_path_factory, fixture_image, docker_client) -> Iterator[Soak]:
             server.stop()
         for ref in installed:
             run_dockext("rm", ref, home=home, check=False)
+            untag(docker_client, ref)
+
+
+def untag(client: docker.DockerClient, ref: str) -> None:
+    """Remove a name given to a shared fixture image (other tests see the image under its first name)."""
+    with contextlib.suppress(docker.errors.APIError):
+        client.images.remove(ref, noprune=True)
 
 
 def idle_fds(pid: int, limit: int) -> int:
@@ -239,7 +248,7 @@ STREAMS = 500  # half run to the end, half are closed while running
 
 
 @pytest.fixture(scope="module")
-def churn(tmp_path_factory, fixture_image) -> Iterator[tuple[Server, Session, Ui]]:
+def churn(tmp_path_factory, fixture_image, docker_client) -> Iterator[tuple[Server, Session, Ui]]:
     home = tmp_path_factory.mktemp("churn") / "home"
     ref = fixture_image("streams", repo_prefix=CHURN_PREFIX)
     run_dockext("install", "-f", ref, home=home)
@@ -250,6 +259,7 @@ def churn(tmp_path_factory, fixture_image) -> Iterator[tuple[Server, Session, Ui
     finally:
         server.stop()
         run_dockext("rm", ref, home=home, check=False)
+        untag(docker_client, ref)
 
 
 def zombies_of(pid: int) -> list[int]:
