@@ -25,12 +25,14 @@ from tests.support.backends import RecordingBackend
 
 from .test_server import TOKEN, install_fake
 
-HEAD_TIMEOUT = 1.0  # seconds, for the server under test (dockext's own is wire.HEAD_TIMEOUT)
+HEAD_TIMEOUT = 1.0  # seconds, for the server under test (dockext's own are in wire)
+BODY_TIMEOUT = 1.0
 KEEP_ALIVE = 1  # seconds
 
 
 class ShortTimeouts(HttpProtocol):
     head_timeout = HEAD_TIMEOUT
+    body_timeout = BODY_TIMEOUT
 
 
 @dataclass
@@ -161,6 +163,19 @@ def test_a_head_sent_slowly_but_in_time_is_served(live: Live) -> None:
             s.sendall(piece)
             time.sleep(HEAD_TIMEOUT / 5)
         assert status(read_answer(s)) == 200
+
+
+def test_a_stalled_body_ends_the_connection_and_a_slow_one_gets_through(live: Live) -> None:
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
+        s.sendall(live.vm(b"POST", b"/stalled", b"Content-Length: 100\r\n\r\n") + b"x" * 10)
+        assert s.recv(1024) == b""  # closed by the server; a hung one fails with a socket timeout
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
+        s.sendall(live.vm(b"POST", b"/slow", b"Content-Length: 15\r\n\r\n"))
+        for _ in range(15):  # a byte every fifth of the timeout: slow, never stalled
+            time.sleep(BODY_TIMEOUT / 5)
+            s.sendall(b"y")
+        assert status(read_answer(s)) == 200
+    assert [(p, b) for _, p, _, b in live.backend.seen] == [("/slow", b"y" * 15)]
 
 
 # ------------------------------------------------------------------------------ S35: smuggling attempts

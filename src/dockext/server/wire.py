@@ -6,8 +6,10 @@ ever: a client could make the server hold a gigabyte of headers, or hold connect
 now and then (slowloris). :class:`HttpProtocol` answers 431 and closes once a head passes :data:`MAX_HEAD`
 bytes without being complete, closes a connection whose head is not complete :data:`HEAD_TIMEOUT` seconds
 after its first byte (408 if nothing is being answered on it), and closes a connection that sends nothing at
-all after uvicorn's keep-alive timeout, as uvicorn already does between requests. Browsers send a head in
-one piece, so none of this touches them.
+all after uvicorn's keep-alive timeout, as uvicorn already does between requests. A request body during which
+no byte comes for a whole :data:`BODY_TIMEOUT` period ends the connection (the application sees a
+disconnect). Browsers send a head in one piece and a body as fast as the network allows, so none of this
+touches them.
 
 **HTTP: one write per response.** uvicorn writes a response's status line and headers with one
 ``transport.write`` and each body part with another. On a TCP connection each write is its own ``send()``: its
@@ -44,7 +46,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 __all__ = [
-    "BINARY_FRAMES", "COALESCE_MAX", "HEADROOM", "HEAD_TIMEOUT", "LINGER", "MAX_HEAD", "BinaryFrames",
+    "BINARY_FRAMES", "BODY_TIMEOUT", "COALESCE_MAX", "HEADROOM", "HEAD_TIMEOUT", "LINGER", "MAX_HEAD", "BinaryFrames",
     "CoalescingTransport", "HttpProtocol", "WebSocketProtocol",
 ]
 
@@ -54,6 +56,7 @@ HEADROOM = 10  # bytes a BinaryFrames buffer keeps free before the payload (the 
 COALESCE_MAX = 16 << 10  # bytes held back at most; more are written at once
 MAX_HEAD = 64 << 10  # bytes of a request line and headers (Node allows 16 KiB; nginx 4 x 8 KiB by default)
 HEAD_TIMEOUT = 10.0  # seconds from a request's first byte until its head must be complete
+BODY_TIMEOUT = 60.0  # seconds a request body may go without a byte arriving
 LINGER = 2.0  # seconds a refused connection is read (and what comes dropped) before it is closed
 
 
@@ -122,10 +125,11 @@ class CoalescingTransport:
 
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol on a :class:`CoalescingTransport` (a WebSocket upgraded from it too), with
-    the limits on request heads described above."""
+    the limits on request heads and bodies described above."""
 
     max_head = MAX_HEAD
     head_timeout = HEAD_TIMEOUT
+    body_timeout = BODY_TIMEOUT
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -133,6 +137,9 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # bytes received while a head was pending (bounds what the parser holds)
         self._head_size = 0  # bytes of the current head's request line and headers
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._in_body = False  # the current request's head is in, its body not yet whole
+        self._body_moved = False  # a byte of the body came since the last check
         self._refused = False
         # a connection that never sends a request is closed like one idle between requests
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
@@ -145,6 +152,8 @@ class HttpProtocol(HttpToolsProtocol):
             if self._head_timer is None:
                 self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
         super().data_received(data)  # the parser's callbacks below run in here
+        if self._in_body and self._body_timer is None and not self._refused:
+            self._body_timer = self.loop.call_later(self.body_timeout, self._body_check)
         if self._head_pending and self._head_bytes > self.max_head and not self.transport.is_closing():
             self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
 
@@ -169,21 +178,44 @@ class HttpProtocol(HttpToolsProtocol):
             self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
             return
         super().on_headers_complete()
+        self._in_body = True  # until on_message_complete, which for most requests comes in the same read
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
+            self._body_moved = True
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self._refused:
             return
+        self._in_body = False
+        self._stop_body_timer()
         super().on_message_complete()
         self._head_pending = True  # the next request's head starts now
         self._head_bytes = 0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_body_timer()
         super().connection_lost(exc)
+
+    def _body_check(self) -> None:
+        """Every ``body_timeout`` seconds while a body is being received: closes the connection if no byte of it
+        came since the last check (the application sees a disconnect)."""
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        if self._body_moved or self.flow.read_paused:  # paused: the application has not read what came yet
+            self._body_moved = False
+            self._body_timer = self.loop.call_later(self.body_timeout, self._body_check)
+            return
+        self._refused = True
+        self.transport.close()
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
