@@ -135,7 +135,6 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._head_pending = True  # between requests, or inside a head: bytes received count against max_head
         self._head_bytes = 0  # bytes received while a head was pending (bounds what the parser holds)
-        self._head_size = 0  # bytes of the current head's request line and headers
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._in_body = False  # the current request's head is in, its body not yet whole
@@ -157,24 +156,13 @@ class HttpProtocol(HttpToolsProtocol):
         if self._head_pending and self._head_bytes > self.max_head and not self.transport.is_closing():
             self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._head_size += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         if self._refused:
             return
         self._head_pending = False
         self._stop_head_timer()
-        if self._head_size > self.max_head:  # a head that came whole in one read is measured here
+        # a head that came whole in one read is measured here (uvicorn collected the URL and the headers)
+        if len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > self.max_head:
             self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
             return
         super().on_headers_complete()
