@@ -163,7 +163,8 @@ def test_close_message_ends_the_process_group_and_reports_sigterm(env, marker):
     with client.websocket_connect(url, headers={"Origin": origin}) as ws:
         ws.send_text(json.dumps({"cli": "host", "cmd": "sleeper.sh", "args": [marker]}))
         assert receive(ws) == {"stdout": f"started {marker}\n".encode()}
-        assert len(marked(marker)) == 2  # the binary and its child
+        # the binary and its child (which may still be inside execve, its command line empty for that instant)
+        assert wait_until(lambda: len(marked(marker)) == 2, 5), marked(marker)
         ws.send_text(json.dumps({"close": True}))
         rest = messages(ws)
     assert rest == [{"exit": 143, "signal": "SIGTERM"}, {"closed": 1000}]
@@ -185,7 +186,8 @@ def test_closing_the_ui_instance_ends_its_streams_and_what_its_commands_left_beh
     with client.websocket_connect(url, headers={"Origin": origin}) as ws:
         ws.send_text(json.dumps({"cli": "host", "cmd": "leaver.sh", "args": [marker]}))
         assert messages(ws)[-2:] == [{"exit": 0, "signal": None}, {"closed": 1000}]
-    assert list(marked(marker).values()) == [f"left-{marker} 300"]  # outlives the command, as in Node
+    # outlives the command, as in Node (waited for: the child may not have reached its execve yet)
+    assert wait_until(lambda: list(marked(marker).values()) == [f"left-{marker} 300"], 5), marked(marker)
     with client.websocket_connect(url, headers={"Origin": origin}) as ws:
         ws.send_text(json.dumps({"cli": "host", "cmd": "sleeper.sh", "args": [marker + "-s"]}))
         assert receive(ws) == {"stdout": f"started {marker}-s\n".encode()}
