@@ -1,17 +1,23 @@
-"""Start a real ``dockext serve`` in a subprocess (optionally as another user) and wait until it answers."""
+"""Start a real ``dockext serve`` in a subprocess (optionally as another user) and wait until it answers; or run
+a uvicorn server in a thread, for tests that need the real HTTP stack in-process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import uvicorn
 
 
 def free_port() -> int:
@@ -73,3 +79,28 @@ def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, 
             time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"dockext serve did not answer within 30 s:\n{log.read_text()}")
+
+
+def listening_socket(backlog: int = 128) -> socket.socket:
+    """A TCP socket listening on 127.0.0.1 at a free port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    return sock
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(config: uvicorn.Config, sock: socket.socket) -> Iterator[None]:
+    """Run a real uvicorn server with ``config`` on ``sock`` in a thread while the block runs."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -9,19 +9,18 @@ socket, and send raw bytes. Reference security-reliability.md S35 (smuggling thr
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 
 from dockext.paths import Layout
 from dockext.server import HostState, create_app
 from dockext.server.run import server_config
 from dockext.server.wire import MAX_HEAD, HttpProtocol
 from tests.support.backends import RecordingBackend
+from tests.support.server import listening_socket, uvicorn_in_thread
 
 from .test_server import TOKEN, install_fake
 
@@ -57,28 +56,18 @@ def live(tmp_path_factory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("limits")
     a = install_fake(root, "acme_a")
     install_fake(root, "acme_b")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
+    sock = listening_socket(1024)
     port = sock.getsockname()[1]
     state = HostState(Layout(root), port=port, token=TOKEN)
     state.refresh()
     inst = state.open_instance(state.by_slug[a.origin_slug], f"http://localhost:{port}")
     backend = RecordingBackend(root / "gs" / a.vm.gs_key / a.vm.socket)
     config = server_config(create_app(state), http=ShortTimeouts, timeout_keep_alive=KEEP_ALIVE, loop="asyncio")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
     try:
-        yield Live(port, state, backend, inst.cap, f"{a.origin_slug}.localhost:{port}")
+        with uvicorn_in_thread(config, sock):
+            yield Live(port, state, backend, inst.cap, f"{a.origin_slug}.localhost:{port}")
     finally:
-        server.should_exit = True
-        thread.join(10)
         backend.close()
-        sock.close()
 
 
 def exchange(live: Live, data: bytes, *, timeout: float = 10) -> bytes:

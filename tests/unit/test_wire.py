@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +20,7 @@ from websockets.sync.client import connect
 from dockext.server import wire
 from dockext.server.wire import BINARY_FRAMES, COALESCE_MAX, HEADROOM, CoalescingTransport
 from tests.support.aio import run
+from tests.support.server import listening_socket, uvicorn_in_thread
 
 
 class Recorder:
@@ -123,23 +122,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @contextlib.contextmanager
 def running(*, deflate: bool) -> Iterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
+    sock = listening_socket(16)
     config = uvicorn.Config(app, http=wire.HttpProtocol, ws=wire.WebSocketProtocol, ws_per_message_deflate=deflate,
                             loop="asyncio", lifespan="off", log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
+    with uvicorn_in_thread(config, sock):
         yield sock.getsockname()[1]
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
