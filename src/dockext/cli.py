@@ -1,4 +1,4 @@
-"""``dockext``: install, list and remove extensions; serve the dashboard."""
+"""``dockext``: install, list and remove extensions; serve the dashboard; act as ``docker extension``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from . import API_VERSION, __version__
+from . import API_VERSION, __version__, cliplugin
 from .engine import Engine, PullEvent
 from .errors import DockextError
 from .installer import Installer
@@ -145,6 +145,28 @@ def serve(host: str, port: int, no_browser: bool, allow_host: tuple[str, ...]) -
     except DockextError as exc:
         err.print(f"Warning: could not finish interrupted operations: {exc.message}")
     run(lay, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host, echo=_print_line)
+
+
+@cli.group()
+def plugin() -> None:
+    """Make `docker extension ...` run dockext (a Docker CLI plugin)."""
+
+
+@plugin.command(name="install")
+@click.option("-f", "--force", is_flag=True, help="Replace a docker-extension plugin dockext did not write.")
+@handle_errors
+def plugin_install(force: bool) -> None:
+    """Write the `docker extension` plugin for this user ($DOCKER_CONFIG/cli-plugins)."""
+    path = cliplugin.install(force=force)
+    out.print(f"Installed {path}: `docker extension install|ls|rm|version` now run dockext.", soft_wrap=True)
+
+
+@plugin.command(name="rm")
+@handle_errors
+def plugin_rm() -> None:
+    """Remove the `docker extension` plugin, if dockext wrote it."""
+    path = cliplugin.remove()
+    out.print(f"Removed {path}." if path else "No docker extension plugin of dockext is installed.", soft_wrap=True)
 
 
 def _print_line(message: str) -> None:

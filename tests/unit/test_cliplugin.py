@@ -1,0 +1,45 @@
+"""The Docker CLI plugin's protocol parts (the real Docker CLI runs it in tests/engine/test_cliplugin.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from dockext import cliplugin
+from dockext.errors import DockextError
+
+
+def test_metadata_is_one_json_object_the_docker_cli_accepts(capsys) -> None:
+    cliplugin.main(["docker-cli-plugin-metadata"])
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["SchemaVersion"] == "0.1.0" and meta["Vendor"] == "dockext"
+    assert meta["ShortDescription"] and meta["Version"]
+
+
+def test_the_script_passes_every_argument_whole_to_the_python_it_names(tmp_path) -> None:
+    python = tmp_path / "odd dir 'x'" / "python"
+    python.parent.mkdir()
+    python.write_text('#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\n')
+    python.chmod(0o755)
+    plugin = tmp_path / "docker-extension"
+    plugin.write_text(cliplugin.script(str(python)))
+    plugin.chmod(0o755)
+    out = subprocess.run([str(plugin), "extension", "install", "a b", "$HOME"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines() == ["[-m]", "[dockext.cliplugin]", "[extension]", "[install]", "[a b]", "[$HOME]"]
+
+
+def test_dockers_global_options_before_the_command_select_the_engine_or_are_refused() -> None:
+    assert cliplugin.docker_globals(["-H", "unix:///x.sock", "--log-level", "debug", "-D"]) == {
+        "DOCKER_HOST": "unix:///x.sock"
+    }
+    assert cliplugin.docker_globals(["--host=tcp://127.0.0.1:2375", "--context", "default", "--config", "/c"]) == {
+        "DOCKER_HOST": "tcp://127.0.0.1:2375", "DOCKER_CONFIG": "/c",
+    }
+    for refused in (["--context", "remote"], ["--tlsverify"], ["--bogus"], ["-H"]):
+        with pytest.raises(DockextError):
+            cliplugin.docker_globals(refused)
+    assert cliplugin._command_index(["--config", "extension", "extension", "ls"]) == 2
+    assert cliplugin._command_index(["ls"]) is None
