@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from dockext.paths import Layout
 from dockext.server import HostState, create_app
@@ -90,6 +93,46 @@ def test_every_dashboard_route_needs_auth_except_login(env):
         assert r.json()["error"]["type"] == "Unauthorized"
     assert client.get("/login").status_code == 200
     assert client.get("/static/login.css").status_code == 200
+
+
+def dashboard_routes(client) -> list[tuple[str, str, str]]:
+    """(kind, method, path) of every route of the dashboard's app, path parameters filled in."""
+    gate = client.app.dashboard_app  # HostRouter -> AuthGate -> the Starlette app
+    found = []
+    for route in gate.app.routes:
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        if isinstance(route, WebSocketRoute):
+            found.append(("websocket", "GET", path))
+        elif isinstance(route, Route):
+            found += [("http", method, path) for method in sorted(route.methods or ["GET"])]
+        else:
+            raise AssertionError(f"a kind of route this test does not know: {route!r}")
+    return found
+
+
+def test_every_route_in_the_route_table_needs_auth_except_the_login_page(env):
+    """S3, by enumeration: a route added later without auth fails here, whatever it is."""
+    client, *_ = env
+    routes = dashboard_routes(client)
+    assert len(routes) > 20  # the table was read
+    public = {("GET", "/login"), ("HEAD", "/login"), ("POST", "/login"), ("GET", "/favicon.ico"),
+              ("HEAD", "/favicon.ico")}
+    for kind, method, path in routes:
+        if kind == "websocket":
+            with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(path, headers={"Origin": DASH}):
+                pass
+            assert closed.value.code == 1008, path
+            continue
+        r = client.request(method, path, headers={"X-Dockext": "1", "Origin": DASH})
+        if (method, path) in public:
+            assert r.status_code in (200, 204, 401), (method, path, r.status_code)  # POST /login: a bad token
+            continue
+        if path.startswith("/api/"):
+            assert r.status_code == 401, (method, path, r.status_code)
+            if method != "HEAD":  # no body to a HEAD
+                assert r.json()["error"]["type"] == "Unauthorized", (method, path)
+        else:
+            assert r.status_code == 303 and r.headers["location"] == "/login", (method, path)
 
 
 @pytest.mark.parametrize("bad", ["", TOKEN[:-1], TOKEN + "x", "x" * len(TOKEN)])
