@@ -90,16 +90,36 @@ def cli() -> None:
 @cli.command()
 @click.argument("image")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--image", "pick", metavar="REF", help="From a tar file holding several images: the one to install.")
 @handle_errors
-def install(image: str, force: bool) -> None:
-    """Install the extension IMAGE[:TAG] (pulled if it is not local)."""
+def install(image: str, force: bool, pick: str | None) -> None:
+    """Install the extension IMAGE[:TAG] (pulled if it is not local), or the one in a `docker save` FILE.
+
+    IMAGE is a file when a file of that name exists, or when it looks like a path (./ext.tar, /x/ext.tar.gz,
+    ext.tgz): the file is loaded into the engine (plain, gzip, bzip2 or xz, like `docker load`), then the
+    extension image it holds is installed by name. No registry is needed."""
+    from . import offline
+
+    tarball = offline.tarball_argument(image)
+    if pick is not None and tarball is None:
+        raise DockextError(
+            f"--image chooses an image inside a tar file, and {image} is not a file",
+            hint=f"Install an image by name without --image: dockext install {pick}",
+        )
+    if tarball is not None:
+        offline.check_tarball(tarball, image)
     if not force and sys.stdin.isatty():
         click.confirm(
             "Extensions can install binaries, invoke commands and access files on your machine.\n"
             "Are you sure you want to continue?",
             abort=True,
         )
-    Installer(layout(), reporter=CliReporter(out)).install(image)
+    reporter = CliReporter(out)
+    installer = Installer(layout(), reporter=reporter)
+    if tarball is None:
+        installer.install(image)
+    else:
+        offline.install_tarball(installer, tarball, pick, reporter, arg=image)
 
 
 @cli.command(name="ls")

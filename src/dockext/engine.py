@@ -6,8 +6,9 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 import docker
@@ -18,7 +19,7 @@ from . import archive
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound
 from .model import ImageRef
 
-__all__ = ["Engine", "ImageFiles", "PullEvent"]
+__all__ = ["Engine", "ImageFiles", "LoadOutput", "PullEvent", "TagSnapshot"]
 
 PullEvent = dict[str, Any]
 COPY_LABEL = "dockext.copy"
@@ -157,6 +158,80 @@ class Engine:
             return bytes(raw).decode(errors="replace")
         return ""
 
+    # -- offline install: `docker save` tarballs -----------------------------------------------------
+    def load_image(self, path: Path, on_event: Callable[[PullEvent], None] | None = None) -> LoadOutput:
+        """``POST /images/load`` of the file at ``path`` (a ``docker save`` tar, maybe compressed).
+
+        The file is streamed from disk in small blocks, never read whole, and never extracted here: the
+        engine unpacks it. ``on_event`` gets pull-like progress events: ``{"id": <file name>, "status":
+        "Sending", "progressDetail": {"current", "total"}}`` while the file is sent, then the engine's own
+        (``Loading layer``). An error the engine reports (a truncated or corrupt tar, no image in it) is
+        returned in :attr:`LoadOutput.error` with what was loaded before it; only an unreachable engine raises.
+        """
+        output = LoadOutput()
+        with open(path, "rb") as f, self._errors(f"load {path}"):
+            body = _UploadBody(f, path.name, on_event)
+            try:
+                for event in self.client.api.load_image(body, quiet=False):  # type: ignore[no-untyped-call]
+                    if not isinstance(event, dict):
+                        continue
+                    if "error" in event or "errorDetail" in event:
+                        detail = event.get("errorDetail") or {}
+                        output.error = str(detail.get("message") or event.get("error") or "unknown error")
+                        break
+                    if isinstance(event.get("stream"), str):
+                        output.messages.extend(line for line in event["stream"].splitlines() if line.strip())
+                    elif on_event and event.get("progressDetail"):
+                        on_event(event)
+            except docker.errors.APIError as exc:
+                output.error = _short(exc)
+            except _FileShrank:
+                body.changed = True
+            if body.changed or (output.error and os.fstat(f.fileno()).st_size != body.size):
+                raise DockextError(
+                    f"{path} changed while it was being loaded", hint="Try again once nothing writes to it."
+                )
+        return output
+
+    def tag_snapshot(self) -> TagSnapshot:
+        """Which tags and image IDs the engine has now (to undo a load that is not used)."""
+        with self._errors("list images"):
+            images = self.client.api.images(all=True)
+        snap = TagSnapshot()
+        for image in images:
+            image_id = str(image.get("Id", ""))
+            snap.ids.add(image_id)
+            for tag in image.get("RepoTags") or []:
+                if tag != "<none>:<none>":
+                    snap.tags[tag] = image_id
+        return snap
+
+    def undo_load(self, before: TagSnapshot, refs: list[str], ids: list[str], keep: set[str]) -> None:
+        """Put the tags ``refs`` (and the untagged images ``ids``) a load gave back as they were ``before``.
+
+        A tag the load moved goes back to its old image; a tag it created is removed, and with it the
+        image when the load brought it (an image that was already there stays), unless the tag is in ``keep``
+        (in use by an installed extension). Best effort: whatever the engine refuses is left as it is.
+        """
+        for ref in refs:
+            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                now = self.client.api.inspect_image(ref)  # type: ignore[no-untyped-call]
+                now_id, old_id = str(now["Id"]), before.tags.get(ref)
+                if old_id == now_id:
+                    continue
+                if old_id is not None:
+                    repository, _, tag = ref.rpartition(":")
+                    self.client.api.tag(old_id, repository, tag, force=True)
+                    still = self.client.api.inspect_image(now_id)  # type: ignore[no-untyped-call]
+                    if now_id not in before.ids and not still.get("RepoTags"):
+                        self.client.api.remove_image(now_id)
+                elif ref not in keep and (now_id not in before.ids or len(now.get("RepoTags") or []) > 1):
+                    self.client.api.remove_image(ref)
+        for image_id in ids:
+            if image_id not in before.ids:
+                with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                    self.client.api.remove_image(image_id)
+
 
 class ImageFiles:
     """Files of one image, read through a created (never started) container."""
@@ -203,3 +278,65 @@ class ImageFiles:
 def _short(exc: BaseException) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return str(text).strip().splitlines()[0][:500] if str(text).strip() else type(exc).__name__
+
+
+@dataclass
+class LoadOutput:
+    """What ``POST /images/load`` answered: its message lines (``Loaded image: repo:tag``, ``Loaded image ID:
+    sha256:...``, ``The image ... already exists, renaming the old one ...``) and the error it ended with."""
+
+    messages: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class TagSnapshot:
+    tags: dict[str, str] = field(default_factory=dict)  # "repo:tag" (as the engine lists it) -> image ID
+    ids: set[str] = field(default_factory=set)
+
+
+class _FileShrank(Exception):
+    pass
+
+
+class _UploadBody:
+    """A file as a request body: ``read`` in blocks (no more than the size it had when opened), with progress.
+
+    ``__len__`` makes requests send a Content-Length; ``__iter__`` makes it treat the object as a stream.
+    """
+
+    BLOCK = 1 << 20
+    EVERY = 4 << 20  # bytes between two progress events
+
+    def __init__(self, f: BinaryIO, name: str, on_event: Callable[[PullEvent], None] | None) -> None:
+        self.f = f
+        self.name = name
+        self.on_event = on_event
+        self.size = os.fstat(f.fileno()).st_size
+        self.sent = 0
+        self.reported = 0
+        self.changed = False
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, n: int = -1) -> bytes:
+        # never more than a block, even when asked for "everything": the file is never held whole in memory
+        left = self.size - self.sent
+        want = min(self.BLOCK, left) if n is None or n < 0 else min(n, self.BLOCK, left)
+        data = self.f.read(want) if want > 0 else b""
+        if want > 0 and len(data) < want:
+            # The file shrank: less than the announced length would leave the engine waiting for the rest.
+            raise _FileShrank
+        self.sent += len(data)
+        # small files get no progress at all; big ones an event every few MB and one at the end
+        if self.on_event and (self.sent - self.reported >= self.EVERY or (not data and 0 < self.reported < self.sent)):
+            self.reported = self.sent
+            self.on_event(
+                {"id": self.name, "status": "Sending", "progressDetail": {"current": self.sent, "total": self.size}}
+            )
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        while data := self.read(self.BLOCK):
+            yield data

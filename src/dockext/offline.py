@@ -1,0 +1,277 @@
+"""Offline install: an extension image from a ``docker save`` tarball (``dockext install ./ext.tar``).
+
+The file goes to the engine as it is (``POST /images/load``, streamed from disk); dockext never unpacks it
+itself. It only looks at the first tar header (through the compression, if any) to tell a person at once
+that a file is not a tar at all. The engine's answer names what was loaded; exactly one tagged image, or the
+one ``--image`` names, is then installed by name with :meth:`Installer.install`, which finds it locally.
+``docker save`` keeps an image's labels and files, so the record is the one an install by name makes.
+
+If anything fails after the load, the engine's tags are put back as they were before it (a tag the file moved
+goes back to its old image, a tag it created goes, with the image when the file brought it), so a failed
+offline install leaves nothing tagged behind, and a retry starts from the same state.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import os
+import re
+import stat
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .engine import LoadOutput
+from .errors import DockextError, EngineError, InvalidImageReference
+from .installer import Installer, Reporter
+from .model import ImageRef
+from .store import Record
+
+__all__ = ["Loaded", "check_tarball", "choose", "install_tarball", "parse_load_output", "tarball_argument"]
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+SAVE_HINT = "Make the file with `docker save IMAGE -o FILE` (compressed with gzip if you like) where the image is."
+_LOADED = re.compile(r"^Loaded image: (\S+)$")
+_LOADED_ID = re.compile(r"^Loaded image ID: (\S+)$")
+_SNIFF = 64 << 10  # compressed bytes read to find the first tar header
+
+
+def tarball_argument(arg: str) -> Path | None:
+    """The file that the IMAGE argument of ``install`` names, or None when it is an image reference.
+
+    A tarball is an existing file (not a directory), or an argument that looks like a path (it starts with
+    ``/``, ``./`` or ``../``, or it ends with ``.tar``, ``.tar.gz`` or ``.tgz``), which must then exist.
+    """
+    path = Path(arg)
+    looks_like_path = _looks_like_path(arg)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if looks_like_path:
+            raise DockextError(
+                f"no such file: {arg}",
+                hint="Give the path of a file made with `docker save IMAGE -o FILE`, or an image reference.",
+            ) from None
+        return None
+    except OSError as exc:
+        if looks_like_path:
+            raise DockextError(f"cannot read {arg}: {exc.strerror}") from None
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        if looks_like_path:
+            raise DockextError(
+                f"{arg} is a directory, not a tar file",
+                hint="Installing from a directory (such as an OCI layout) is not supported. " + SAVE_HINT,
+            )
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise DockextError(f"{arg} is not a regular file", hint=SAVE_HINT)
+    return path
+
+
+def check_tarball(path: Path, arg: str | None = None) -> str:
+    """What the file is (``tar``, ``gzip``, ``bzip2``, ``xz``, ``zstd``): the formats ``docker load`` takes.
+
+    Raises DockextError when it is empty, unreadable, or clearly not a tar (compressed or not). Reads the
+    first 64 KiB at most. ``arg`` is the argument as the user wrote it, to explain a file shadowing an image.
+    """
+    name = arg or str(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF)
+    except OSError as exc:
+        raise DockextError(f"cannot read {name}: {exc.strerror}") from None
+    hint = SAVE_HINT
+    if arg is not None and not _looks_like_path(arg):
+        try:
+            ImageRef.parse(arg)
+            hint += f" ({arg} is the name of a file here: to install the image {arg}, run dockext elsewhere.)"
+        except InvalidImageReference:
+            pass
+    if not head:
+        raise DockextError(f"{name} is empty, not a tar file", hint=hint)
+    kind, is_tar = _sniff(head)
+    if kind is None:
+        raise DockextError(f"{name} is not a tar file (nor a gzip, bzip2 or xz compressed one)", hint=hint)
+    if is_tar is False:
+        raise DockextError(f"{name} is {kind} compressed, but what it holds is not a tar file", hint=hint)
+    return kind
+
+
+def _sniff(head: bytes) -> tuple[str | None, bool | None]:
+    """(format, whether a tar is inside) from the start of a file. Format None: not one the engine loads;
+    ``None`` for the inside: cannot tell from the start (the engine will)."""
+    decompressor: zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor
+    if head.startswith(b"\x1f\x8b"):
+        kind, decompressor = "gzip", zlib.decompressobj(wbits=31)
+    elif head.startswith(b"BZh"):
+        kind, decompressor = "bzip2", bz2.BZ2Decompressor()
+    elif head.startswith(b"\xfd7zXZ\x00"):
+        kind, decompressor = "xz", lzma.LZMADecompressor()
+    elif head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd", None
+    else:
+        return ("tar", True) if len(head) >= 512 and _is_tar_header(head[:512]) else (None, None)
+    try:
+        inner = decompressor.decompress(head, 512)
+    except (zlib.error, OSError, lzma.LZMAError, EOFError, ValueError):
+        return kind, False
+    if len(inner) >= 512:
+        return kind, _is_tar_header(inner[:512])
+    return kind, (False if decompressor.eof else None)
+
+
+def _looks_like_path(arg: str) -> bool:
+    return arg.startswith(("/", "./", "../")) or arg.lower().endswith(TAR_SUFFIXES)
+
+
+def _is_tar_header(block: bytes) -> bool:
+    """A valid first tar header (its checksum matches), or the all-zero block of an empty archive."""
+    if not any(block):
+        return True
+    field_ = block[148:156].split(b"\0", 1)[0].strip()
+    try:
+        expected = int(field_, 8)
+    except ValueError:
+        return False
+    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:512])
+    signed = sum((b - 256 if b > 127 else b) for b in block[:148] + b" " * 8 + block[156:512])
+    return expected in (unsigned, signed)
+
+
+@dataclass
+class Loaded:
+    """What a load gave, from the engine's messages."""
+
+    refs: list[str] = field(default_factory=list)  # "Loaded image: repo:tag"
+    ids: list[str] = field(default_factory=list)  # "Loaded image ID: sha256:..." (saved by ID: untagged)
+
+
+def parse_load_output(messages: list[str]) -> Loaded:
+    loaded = Loaded()
+    for line in messages:
+        line = line.strip()
+        if m := _LOADED_ID.match(line):
+            found = loaded.ids
+        elif m := _LOADED.match(line):
+            found = loaded.refs
+        else:
+            continue
+        if m.group(1) not in found:
+            found.append(m.group(1))
+    return loaded
+
+
+def _canonical(ref: str) -> str:
+    """``ubuntu``, ``ubuntu:latest``, ``docker.io/library/ubuntu:latest``: one spelling, to compare names."""
+    try:
+        parsed = ImageRef.parse(ref)
+    except InvalidImageReference:
+        return ref
+    name = parsed.name
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    name = name.removeprefix("library/")
+    return f"{name}:{parsed.tag or 'latest'}" + (f"@{parsed.digest}" if parsed.digest else "")
+
+
+def choose(loaded: Loaded, wanted: str | None, name: str) -> str:
+    """The reference to install: the one tagged image, or ``wanted`` among several."""
+    if wanted is not None:
+        for ref in loaded.refs:
+            if _canonical(ref) == _canonical(wanted):
+                return ref
+        if loaded.refs:
+            raise DockextError(
+                f"{name} does not hold the image {wanted}",
+                hint="It holds: " + ", ".join(loaded.refs) + ". Give one of these with --image.",
+            )
+    if len(loaded.refs) == 1 and wanted is None:
+        return loaded.refs[0]
+    if len(loaded.refs) > 1:
+        raise DockextError(
+            f"{name} holds {len(loaded.refs)} images: " + ", ".join(loaded.refs),
+            hint=f"Choose the extension to install with --image, e.g. --image {loaded.refs[0]}",
+        )
+    if loaded.ids:
+        raise DockextError(
+            f"{name} holds an image without a name ({', '.join(i[:19] for i in loaded.ids)}): "
+            "it was saved by ID",
+            hint="An extension is installed by name: save it by name, e.g. `docker save acme/my-extension:1.0 -o "
+            "FILE`, or `docker tag` the image with a name first.",
+        )
+    raise DockextError(f"{name} holds no image", hint=SAVE_HINT)
+
+
+def explain_load_error(error: str, name: str) -> DockextError:
+    """The engine's message for a failed load, as something a person can act on."""
+    low = error.lower()
+    if "manifest.json" in low or "/repositories:" in low or ("no such file" in low and "docker-import" in low):
+        return DockextError(
+            f"{name} holds no image: it is a tar file, but not one made by `docker save` (it has no manifest)",
+            hint=SAVE_HINT,
+        )
+    if any(s in low for s in ("unexpected eof", "invalid tar header", "error processing tar file", "gzip", "checksum")):
+        return EngineError(
+            f"{name} is truncated or damaged: the engine could not read it ({error})",
+            hint="Copy the file again completely (compare its size or checksum with the original), "
+            "or make it again with `docker save IMAGE -o FILE`.",
+        )
+    return EngineError(f"the engine could not load {name}: {error}", hint=SAVE_HINT)
+
+
+def install_tarball(installer: Installer, path: Path, wanted: str | None, reporter: Reporter,
+                    arg: str | None = None) -> Record:
+    """Load the tarball at ``path`` into the engine and install the extension image it holds.
+
+    On any failure once the engine has answered the load (and on Ctrl-C from then on), what the load tagged
+    is put back as it was. Interrupted while the file is sent, the engine gets a short body and loads nothing.
+    """
+    name = arg or str(path)
+    check_tarball(path, arg)
+    engine = installer.engine
+    engine.ping()
+    before = engine.tag_snapshot()
+    reporter.step(f"Loading {describe(path, name)} into the engine...")
+    output: LoadOutput | None = None
+    done = False
+    try:
+        output = engine.load_image(path, reporter.pull)
+        loaded = parse_load_output(output.messages)
+        if output.error is not None:
+            raise explain_load_error(output.error, name)
+        ref = choose(loaded, wanted, name)
+        reporter.step(f"Loaded image: {ref}")
+        record = installer.install(ref)
+        done = True
+        return record
+    finally:
+        if not done and output is not None:
+            loaded = parse_load_output(output.messages)
+            if loaded.refs or loaded.ids:
+                keep = _in_use(installer, loaded.refs)
+                engine.undo_load(before, loaded.refs, loaded.ids, keep)
+
+
+def _in_use(installer: Installer, refs: list[str]) -> set[str]:
+    """The refs among ``refs`` that an installed extension was installed from."""
+    try:
+        used = {_canonical(r.image) for r in installer.store.records()}
+    except (DockextError, OSError):
+        return set(refs)  # cannot tell: touch nothing
+    return {ref for ref in refs if _canonical(ref) in used}
+
+
+def describe(path: Path, name: str) -> str:
+    """``./ext.tar (12.3 MB)``, for messages."""
+    try:
+        size: float = os.stat(path).st_size
+    except OSError:
+        return name
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            break
+        size /= 1000
+    return f"{name} ({size:.0f} {unit})" if unit == "bytes" else f"{name} ({size:.1f} {unit})"
