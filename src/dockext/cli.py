@@ -14,7 +14,7 @@ from rich.table import Table
 
 from . import API_VERSION, __version__, cliplugin
 from .engine import Engine, PullEvent
-from .errors import DockextError
+from .errors import Busy, DockextError
 from .installer import Installer
 from .paths import layout
 from .store import Record, Store
@@ -122,11 +122,29 @@ def install(image: str, force: bool, pick: str | None) -> None:
         offline.install_tarball(installer, tarball, pick, reporter, arg=image)
 
 
+@cli.command()
+@click.argument("image")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def update(image: str, force: bool) -> None:
+    """Replace an installed extension with IMAGE[:TAG]; the installed version comes back if it fails.
+
+    Named volumes are kept, and so is the UI's origin (its localStorage)."""
+    if not force and sys.stdin.isatty():
+        click.confirm(
+            "Extensions can install binaries, invoke commands and access files on your machine.\n"
+            "Are you sure you want to continue?",
+            abort=True,
+        )
+    Installer(layout(), reporter=CliReporter(out)).update(image)
+
+
 @cli.command(name="ls")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @handle_errors
 def list_(fmt: str) -> None:
     """List installed extensions."""
+    _recover()
     records = Store(layout()).records()
     states = _vm_states(records)
     rows = [_row(r, states) for r in records]
@@ -178,7 +196,8 @@ def plugin() -> None:
 def plugin_install(force: bool) -> None:
     """Write the `docker extension` plugin for this user ($DOCKER_CONFIG/cli-plugins)."""
     path = cliplugin.install(force=force)
-    out.print(f"Installed {path}: `docker extension install|ls|rm|version` now run dockext.", soft_wrap=True)
+    out.print(f"Installed {path}: `docker extension ...` (install, update, ls, rm, validate, version) now runs "
+              "dockext.", soft_wrap=True)
 
 
 @plugin.command(name="rm")
@@ -187,6 +206,21 @@ def plugin_rm() -> None:
     """Remove the `docker extension` plugin, if dockext wrote it."""
     path = cliplugin.remove()
     out.print(f"Removed {path}." if path else "No docker extension plugin of dockext is installed.", soft_wrap=True)
+
+
+def _recover() -> None:
+    """Finish (or roll back) an operation that a crash interrupted, so that what is listed is the truth.
+
+    Skipped while another dockext process runs one: it is not interrupted then."""
+    installer = Installer(layout())
+    if not installer.needs_recovery():
+        return
+    try:
+        keys = installer.recover(wait=False)
+    except Busy:
+        return
+    for key in keys:
+        err.print(f"dockext: finished an interrupted install, update or removal of {key}")
 
 
 def _print_line(message: str) -> None:

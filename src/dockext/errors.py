@@ -82,6 +82,12 @@ class AlreadyInstalled(DockextError):
     http_status = 409
 
 
+class UpdateFailed(DockextError):
+    """An update did not complete; the message says whether the previous version was restored."""
+
+    http_status = 502
+
+
 class Busy(DockextError):
     """Another dockext process holds the lock for this operation."""
 

@@ -1,9 +1,17 @@
-"""Install and remove extensions, all or nothing.
+"""Install, update and remove extensions, all or nothing.
 
 Install stages everything in ``staging/``, moves it into ``extensions/<key>/`` (still without a record),
 starts the backend, and commits by renaming ``pending.json`` to ``extension.json``. Remove turns the record
 back into ``pending.json`` (a tombstone) before touching anything. A directory holding ``pending.json`` is
 an operation that did not finish: :meth:`Installer.recover` finishes its removal.
+
+Update stages the new version as ``extensions/.next-<key>/``, stops the old backend (named volumes stay),
+moves the old version aside to ``extensions/.prev-<key>/`` and the new one into its place, starts the new
+backend and commits as install does; only then is ``.prev-<key>`` deleted. If anything fails before the
+commit, or a crash interrupted it, the new version is taken down and the old one put back and started
+again (:meth:`Installer._roll_back_update`). The new version keeps the old one's origin (so the UI keeps
+its ``localStorage``) and its backend socket directory. docs/design.md, "Update and rollback", has the
+table of what recovery does after a crash at each step.
 """
 
 from __future__ import annotations
@@ -22,16 +30,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import compose as composefile
-from . import model, sockperm
+from . import crashpoint, model, sockperm
 from .composecli import Compose
 from .engine import Engine, ImageFiles, PullEvent
-from .errors import AlreadyInstalled, BackendNotReady, DockextError, MetadataError, NotInstalled
+from .errors import AlreadyInstalled, BackendNotReady, DockextError, MetadataError, NotInstalled, UpdateFailed
 from .paths import Layout
-from .store import RECORD_FILE, Record, Store, UiInfo, VmInfo, atomic_write
+from .store import PREV_PREFIX, RECORD_FILE, Record, Store, UiInfo, VmInfo, atomic_write
 
-__all__ = ["PENDING_FILE", "Installer", "Reporter"]
+__all__ = ["NEXT_PREFIX", "PENDING_FILE", "PREV_PREFIX", "UPDATE_FILE", "Installer", "Reporter", "Silent"]
 
 PENDING_FILE = "pending.json"
+UPDATE_FILE = "update.json"  # in a staged new version: what an update must undo (the volumes it may create)
+NEXT_PREFIX = ".next-"  # extensions/.next-<key>: the new version of an update, staged
 SUN_PATH_MAX = 107
 
 
@@ -40,7 +50,9 @@ class Reporter(Protocol):
     def pull(self, event: PullEvent) -> None: ...
 
 
-class _Silent:
+class Silent:
+    """A reporter that says nothing."""
+
     def step(self, message: str) -> None:
         pass
 
@@ -62,7 +74,7 @@ class Installer:
         self.store = Store(layout)
         self.engine = engine or Engine()
         self.compose = compose or Compose(self.engine.host)
-        self.report: Reporter = reporter or _Silent()
+        self.report: Reporter = reporter or Silent()
         self.backend_timeout = backend_timeout or float(os.environ.get("DOCKEXT_BACKEND_TIMEOUT", "60"))
         self.owner = hashlib.sha256(str(layout.root).encode()).hexdigest()[:16]
 
@@ -84,20 +96,32 @@ class Installer:
                     f"extension {ref.name} is already installed ({existing.image})",
                     hint=f"Remove it first with: dockext rm {ref.name}",
                 )
-            self.engine.ping()
-            info = self.engine.find_image(ref.pull_ref)
-            if info is None:
-                self.report.step(f"Image not available locally, pulling {ref.pull_ref}...")
-                info = self.engine.pull(ref, self.report.pull)
-            labels = dict((info.get("Config") or {}).get("Labels") or {})
+            image_id, labels = self._image(ref)
             stage = self.layout.staging / f"{key}.{uuid.uuid4().hex[:8]}"
             try:
-                record = self._stage(ref, key, str(info["Id"]), labels, stage)
+                record = self._stage(ref, key, image_id, labels, stage)
+                crashpoint.reached("install:staged")
                 return self._activate(record, stage)
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
 
-    def _stage(self, ref: model.ImageRef, key: str, image_id: str, labels: dict[str, str], stage: Path) -> Record:
+    def _image(self, ref: model.ImageRef) -> tuple[str, dict[str, str]]:
+        """The image's ID and labels, pulled first if the engine does not have it."""
+        self.engine.ping()
+        info = self.engine.find_image(ref.pull_ref)
+        if info is None:
+            self.report.step(f"Image not available locally, pulling {ref.pull_ref}...")
+            info = self.engine.pull(ref, self.report.pull)
+        return str(info["Id"]), dict((info.get("Config") or {}).get("Labels") or {})
+
+    def _stage(
+        self, ref: model.ImageRef, key: str, image_id: str, labels: dict[str, str], stage: Path,
+        previous: Record | None = None,
+    ) -> Record:
+        """Copy what the extension needs out of the image into ``stage``, with ``pending.json`` last.
+
+        An update passes the installed ``previous`` record: the new version keeps its origin and its backend
+        socket directory."""
         self.report.step(f'Extracting metadata and files for the extension "{ref.pull_ref}"')
         stage.mkdir(mode=0o755, parents=True)
         parsed_labels = model.parse_labels(labels)
@@ -147,7 +171,7 @@ class Installer:
             version=ref.version,
             title=title,
             provider=parsed_labels.vendor or "-",
-            origin_slug=model.origin_slug(key, secrets.token_hex(3)),
+            origin_slug=previous.origin_slug if previous else model.origin_slug(key, secrets.token_hex(3)),
             installed_at=time.time(),
             ui=UiInfo(title=meta.tab.title, src=meta.tab.src) if meta.tab else None,
             icon=icon,
@@ -156,7 +180,8 @@ class Installer:
             metadata=meta.raw,
         )
         if compose_doc is not None and meta.vm:
-            record = self._stage_backend(record, meta, compose_doc, stage)
+            gs_key = previous.vm.gs_key if previous and previous.vm else secrets.token_hex(4)
+            record = self._stage_backend(record, meta, compose_doc, stage, gs_key)
         atomic_write(stage / PENDING_FILE, _record_bytes(record))
         return record
 
@@ -172,10 +197,9 @@ class Installer:
         return name
 
     def _stage_backend(
-        self, record: Record, meta: model.Metadata, doc: dict[str, Any], stage: Path
+        self, record: Record, meta: model.Metadata, doc: dict[str, Any], stage: Path, gs_key: str
     ) -> Record:
         self.report.step("Installing service in Desktop VM...")
-        gs_key = secrets.token_hex(4)
         gs_dir = self.layout.guest_services / gs_key
         socket_name = meta.socket
         if socket_name and len(str(gs_dir / socket_name)) > SUN_PATH_MAX:
@@ -216,17 +240,20 @@ class Installer:
     def _activate(self, record: Record, stage: Path) -> Record:
         target = self.layout.extension_dir(record.key)
         os.rename(stage, target)
+        crashpoint.reached("install:moved")
         # volumes of this project that exist already (kept by an earlier rm) must survive a failed install
         volumes_before = self.engine.project_volumes(record.vm.project) if record.vm else set()
         try:
             if record.vm:
                 self._start_backend(record, target)
+                crashpoint.reached("install:backend-started")
             if record.ui:
                 self.report.step(f'Installing Desktop extension UI for tab "{record.ui.title}"...')
                 self.report.step(f'Extension UI tab "{record.ui.title}" added.')
             if record.host_binaries:
                 self.report.step(f"Copied {len(record.host_binaries)} host binarie(s)")
             os.rename(target / PENDING_FILE, target / RECORD_FILE)  # the commit point
+            crashpoint.reached("install:committed")
         except BaseException:
             self.report.step("Removing extension (install failed)")
             created: set[str] = set()
@@ -287,24 +314,169 @@ class Installer:
                 lines.extend(f"\n    | {ln}" for ln in logs.splitlines()[-5:])
         return "".join(lines)
 
+    # -- update --------------------------------------------------------------------------------------
+    def update(self, image: str) -> Record:
+        """Replace the installed version of IMAGE's extension with IMAGE[:TAG]; the old one comes back if the
+        new one cannot be installed and started. Named volumes, the UI's origin and its socket dir are kept."""
+        ref = model.ImageRef.parse(image)
+        key = model.extension_key(ref)
+        self.layout.ensure()
+        with self.store.lock():
+            self._recover_locked()
+            if not (self.layout.extension_dir(key) / RECORD_FILE).exists():
+                raise NotInstalled(
+                    f"extension {ref.name} is not installed, so it cannot be updated",
+                    hint=f"Install it with: dockext install {ref.pull_ref}",
+                )
+            old = self.store.read(key)
+            if old.id != ref.name:
+                raise AlreadyInstalled(
+                    f"{ref.name} cannot replace {old.id}: they are different extensions that both map to {key}",
+                    hint=f"Remove {old.id} first with: dockext rm {old.id}",
+                )
+            image_id, labels = self._image(ref)
+            self.report.step(f'Updating extension "{old.title}" from {old.image} to {ref.pull_ref}')
+            stage = self.layout.staging / f"{key}.{uuid.uuid4().hex[:8]}"
+            try:
+                new = self._stage(ref, key, image_id, labels, stage, previous=old)
+                return self._swap(old, new, stage)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+
+    def _swap(self, old: Record, new: Record, stage: Path) -> Record:
+        key = old.key
+        target = self.layout.extension_dir(key)
+        nxt = self.layout.extensions / f"{NEXT_PREFIX}{key}"
+        prev = self.layout.extensions / f"{PREV_PREFIX}{key}"
+        # the project is the same for both versions: volumes it has now are the old version's, kept whatever happens
+        volumes = sorted(self.engine.project_volumes(new.vm.project)) if new.vm else []
+        atomic_write(stage / UPDATE_FILE, json.dumps({"from": old.image, "volumes_before": volumes}).encode())
+        os.rename(stage, nxt)
+        crashpoint.reached("update:staged")
+        try:
+            if old.vm:
+                self.report.step("Stopping the backend of the installed version...")
+                self.compose.down(old.vm.project, target / "vm" / "docker-compose.yaml")
+                crashpoint.reached("update:old-stopped")
+            os.rename(target, prev)  # from here until the commit the extension is not listed (as in Docker Desktop)
+            crashpoint.reached("update:old-moved")
+            os.rename(nxt, target)
+            crashpoint.reached("update:swapped")
+            if new.vm:
+                self._start_backend(new, target)
+                crashpoint.reached("update:new-started")
+            os.rename(target / PENDING_FILE, target / RECORD_FILE)  # the commit point
+            crashpoint.reached("update:committed")
+        except BaseException as exc:
+            self.report.step(f"Update failed: restoring {old.image}")
+            try:
+                self._roll_back_update(key)
+            except (DockextError, OSError) as undo:
+                raise UpdateFailed(
+                    f"the update of {old.id} to {new.image} failed ({_why(exc)}), and restoring {old.image} "
+                    f"failed too: {_why(undo)}",
+                    hint=f"Check that the Docker engine runs, then run `dockext update {old.image}` to start it "
+                    f"again, or remove it with `dockext rm {old.id}`.",
+                ) from exc
+            if isinstance(exc, Exception):
+                hint = exc.hint if isinstance(exc, DockextError) else None
+                raise UpdateFailed(
+                    f"the update of {old.id} to {new.image} failed, and {old.image} was restored: {_why(exc)}",
+                    hint=hint,
+                ) from exc
+            raise
+        self._finish_update(key)
+        crashpoint.reached("update:cleaned")
+        self.report.step(f'Extension "{new.title}" updated to {new.image}')
+        return new
+
+    def _finish_update(self, key: str) -> None:
+        """After the commit: the old version's files go (its backend was stopped before the swap)."""
+        target = self.layout.extension_dir(key)
+        prev = self.layout.extensions / f"{PREV_PREFIX}{key}"
+        old = _read_record(prev)
+        new = self.store.read(key)
+        if old and old.vm and (new.vm is None or new.vm.gs_key != old.vm.gs_key):
+            shutil.rmtree(self.layout.guest_services / old.vm.gs_key, ignore_errors=True)
+        self._trash(prev)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target / UPDATE_FILE)
+
+    def _roll_back_update(self, key: str) -> None:
+        """Undo an update of ``key`` that did not commit, whatever step it reached; finish one that did.
+
+        Raises if the engine cannot be reached or the old backend does not start again."""
+        target = self.layout.extension_dir(key)
+        nxt = self.layout.extensions / f"{NEXT_PREFIX}{key}"
+        prev = self.layout.extensions / f"{PREV_PREFIX}{key}"
+        if prev.exists() and (target / RECORD_FILE).exists():
+            self._finish_update(key)  # it had committed: only the old files were left
+            return
+        if prev.exists():
+            if target.exists():  # the new version, swapped in but not committed: take it down
+                new = _read_pending(target)
+                if new and new.vm:
+                    self.compose.down(new.vm.project, target / "vm" / "docker-compose.yaml")
+                    self._remove_new_volumes(new.vm.project, target / UPDATE_FILE)
+                    old = _read_record(prev)
+                    if old is None or old.vm is None or old.vm.gs_key != new.vm.gs_key:
+                        shutil.rmtree(self.layout.guest_services / new.vm.gs_key, ignore_errors=True)
+                self._trash(target)
+            try:
+                # started where it lies, so that it is listed again only once its backend answers (a dashboard
+                # reopening its tab at once finds it working); put back even if that fails, to be seen and removed
+                self._restart_backend(prev)
+            finally:
+                os.rename(prev, target)
+        else:  # only staged: the installed version never moved, but its backend may have been stopped
+            self._restart_backend(target)
+        self._trash(nxt)
+
+    def _restart_backend(self, directory: Path) -> None:
+        record = _read_record(directory)
+        if record is None or record.vm is None:
+            return
+        # Stopped or not (a crash does not say): down, then up as at install. "up" alone would leave a running
+        # backend as it is, but _start_backend first empties its socket directory.
+        self.compose.down(record.vm.project, directory / "vm" / "docker-compose.yaml")
+        self._start_backend(record, directory)
+
+    def _remove_new_volumes(self, project: str, journal: Path) -> None:
+        try:
+            before = set(json.loads(journal.read_bytes())["volumes_before"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # not known which volumes are new: keep them all
+        with contextlib.suppress(DockextError):
+            self.engine.remove_volumes(self.engine.project_volumes(project) - before)
+
+    def _trash(self, path: Path) -> None:
+        trash = self.layout.staging / f".trash-{path.name.lstrip('.')}-{uuid.uuid4().hex[:6]}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
     # -- remove --------------------------------------------------------------------------------------
     def remove(self, image: str) -> Record:
-        key = self.key_for(image)
         with self.store.lock():
+            self._recover_locked()
+            key = self.key_for(image)
             target = self.layout.extension_dir(key)
             record = self.store.read(key)
             self.report.step(f"Removing extension {record.id}...")
             os.rename(target / RECORD_FILE, target / PENDING_FILE)  # tombstone: no longer listed
+            crashpoint.reached("rm:tombstoned")
             try:
                 if record.vm:
                     self.report.step("Removing extension VM service...")
                     self.engine.ping()
                     self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
                     self.report.step("Extension removed from Desktop VM")
+                    crashpoint.reached("rm:backend-stopped")
             except BaseException:
                 os.rename(target / PENDING_FILE, target / RECORD_FILE)  # still installed, as it was
                 raise
             self._delete_files(record, target)
+            crashpoint.reached("rm:deleted")
             if record.ui:
                 self.report.step(f"Extension UI tab {record.ui.title} removed")
             self.report.step(f'Extension "{record.title}" removed')
@@ -322,14 +494,30 @@ class Installer:
         return key
 
     # -- recovery ------------------------------------------------------------------------------------
-    def recover(self) -> list[str]:
-        """Finish operations that a crash interrupted; returns the keys cleaned up."""
+    def recover(self, *, wait: bool = True) -> list[str]:
+        """Finish operations that a crash interrupted; returns the keys cleaned up.
+
+        With ``wait=False`` it raises :class:`Busy` at once if another operation holds the lock (it is not
+        interrupted then, only running)."""
         self.layout.ensure()
-        with self.store.lock():
+        with self.store.lock(timeout=120.0 if wait else 0.0):
             return self._recover_locked()
+
+    def needs_recovery(self) -> bool:
+        """True if an operation was interrupted, or is running now (a cheap look at the directories)."""
+        staging = self.layout.staging
+        return bool(
+            self.store.incomplete() or self._interrupted_updates() or (staging.is_dir() and any(staging.iterdir()))
+        )
 
     def _recover_locked(self) -> list[str]:
         cleaned = []
+        for key in self._interrupted_updates():
+            try:
+                self._roll_back_update(key)
+            except DockextError:
+                continue  # engine unreachable: leave it for the next time
+            cleaned.append(key)
         for key in self.store.incomplete():
             target = self.layout.extension_dir(key)
             record = _read_pending(target)
@@ -349,6 +537,15 @@ class Installer:
             self.engine.gc_copy_containers(self.owner)
         return cleaned
 
+    def _interrupted_updates(self) -> list[str]:
+        try:
+            names = os.listdir(self.layout.extensions)
+        except FileNotFoundError:
+            return []
+        return sorted({
+            n[len(p):] for n in names for p in (NEXT_PREFIX, PREV_PREFIX) if n.startswith(p) and len(n) > len(p)
+        })
+
     def _undo(self, record: Record, target: Path, created_volumes: set[str]) -> None:
         if record.vm:
             with contextlib.suppress(DockextError):
@@ -360,11 +557,7 @@ class Installer:
     def _delete_files(self, record: Record, target: Path) -> None:
         if record.vm:
             shutil.rmtree(self.layout.guest_services / record.vm.gs_key, ignore_errors=True)
-        # rename first so that a crash half-way leaves no directory that looks like an extension
-        trash = self.layout.staging / f".trash-{record.key}-{uuid.uuid4().hex[:6]}"
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(target, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+        self._trash(target)  # renamed first: a crash half-way leaves no directory that looks like an extension
 
 
 def _record_bytes(record: Record) -> bytes:
@@ -372,8 +565,20 @@ def _record_bytes(record: Record) -> bytes:
 
 
 def _read_pending(target: Path) -> Record | None:
+    return _read_record(target, PENDING_FILE)
+
+
+def _read_record(target: Path, name: str = RECORD_FILE) -> Record | None:
     try:
-        return Record.from_json(json.loads((target / PENDING_FILE).read_bytes()))
+        return Record.from_json(json.loads((target / name).read_bytes()))
     except (OSError, ValueError, TypeError, KeyError, DockextError):
         return None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, DockextError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return str(exc) or type(exc).__name__
 

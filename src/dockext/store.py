@@ -21,10 +21,11 @@ from typing import Any
 from .errors import Busy, NotInstalled, StateError
 from .paths import Layout
 
-__all__ = ["RECORD_FILE", "SCHEMA_VERSION", "Record", "Store", "UiInfo", "VmInfo", "atomic_write"]
+__all__ = ["PREV_PREFIX", "RECORD_FILE", "SCHEMA_VERSION", "Record", "Store", "UiInfo", "VmInfo", "atomic_write"]
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "extension.json"
+PREV_PREFIX = ".prev-"  # extensions/.prev-<key>: an installed version moved aside by an update (installer.py)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,24 @@ class Store:
         except FileNotFoundError:
             return []
         return [e for e in entries if not e.startswith(".") and (self.layout.extensions / e / RECORD_FILE).is_file()]
+
+    def updating(self) -> list[Record]:
+        """Extensions in the middle of an update: their old version moved aside (``.prev-<key>``), the new one not
+        committed yet. Not installed at this moment, but about to be again (the old or the new version)."""
+        try:
+            entries = sorted(os.listdir(self.layout.extensions))
+        except FileNotFoundError:
+            return []
+        out: list[Record] = []
+        for entry in entries:
+            key = entry[len(PREV_PREFIX):]
+            if not entry.startswith(PREV_PREFIX) or not key or (self.layout.extensions / key / RECORD_FILE).exists():
+                continue
+            try:
+                out.append(Record.from_json(json.loads((self.layout.extensions / entry / RECORD_FILE).read_bytes())))
+            except (OSError, ValueError, TypeError, KeyError, StateError):
+                continue
+        return out
 
     def incomplete(self) -> list[str]:
         """Extension dirs without a record: interrupted installs or removals."""

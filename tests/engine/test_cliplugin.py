@@ -27,7 +27,7 @@ def docker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
-def test_docker_extension_installs_lists_and_removes_through_dockext(env, fixture_image) -> None:
+def test_docker_extension_installs_lists_updates_and_removes_through_dockext(env, fixture_image) -> None:
     home = Path(env["DOCKEXT_HOME"])
     run_dockext("plugin", "install", home=home, env=env)
     plugin = Path(env["DOCKER_CONFIG"]) / "cli-plugins" / "docker-extension"
@@ -45,6 +45,12 @@ def test_docker_extension_installs_lists_and_removes_through_dockext(env, fixtur
     assert ls.returncode == 0 and ls.stdout.split("\n")[0].split() == ["ID", "PROVIDER", "VERSION", "UI", "VM", "HOST"]
     assert any(line.startswith("dockext-test/ui-only ") for line in ls.stdout.splitlines()), ls.stdout
     assert json.loads(run_dockext("ls", "--format", "json", home=home, env=env).stdout)[0]["image"] == ref
+
+    newer = fixture_image("ui-only", tag="2.0.0")
+    updated = docker(env, "extension", "update", "-f", newer)
+    assert updated.returncode == 0, updated.stderr
+    assert f'Extension "UI Only" updated to {newer}' in updated.stdout
+    assert json.loads(run_dockext("ls", "--format", "json", home=home, env=env).stdout)[0]["version"] == "2.0.0"
 
     removed = docker(env, "extension", "rm", ref)
     assert removed.returncode == 0, removed.stderr
