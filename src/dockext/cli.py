@@ -168,6 +168,51 @@ def rm(image: str) -> None:
 
 
 @cli.command()
+@click.argument("target", metavar="IMAGE[:TAG]|PATH/metadata.json")
+@click.option("--errors-only", is_flag=True, help="Print the errors only, not the warnings.")
+@click.option(
+    "--auto-resolve-tag", is_flag=True,
+    help="Without a tag: take the greatest semver tag among the local images of IMAGE.",
+)
+@click.option(
+    "--sdk-compatibility", is_flag=True,
+    help=f"Strict API-version check: the api.version label must accept {API_VERSION} (a bare version must be it).",
+)
+@click.option(
+    "--validate-install-uninstall", is_flag=True,
+    help="Also install the extension (backend started) and remove it, in a temporary dockext home.",
+)
+@handle_errors
+def validate(
+    target: str, errors_only: bool, auto_resolve_tag: bool, sdk_compatibility: bool, validate_install_uninstall: bool
+) -> None:
+    """Validate an extension image (labels, metadata.json and the files it names) or a metadata.json file.
+
+    Prints every problem found with the field it concerns and how to fix it; exits 1 when there are errors."""
+    from pathlib import Path
+
+    from . import validate as checks
+
+    path = Path(target)
+    if path.is_dir() and (path / "metadata.json").is_file():
+        path = path / "metadata.json"
+    if path.is_file() or target.endswith(".json"):
+        for flag, given in (("--auto-resolve-tag", auto_resolve_tag), ("--sdk-compatibility", sdk_compatibility),
+                            ("--validate-install-uninstall", validate_install_uninstall)):
+            if given:
+                raise click.UsageError(f"{flag} needs an extension image, not a metadata.json file")
+        report = checks.validate_file(path)
+    else:
+        report = checks.validate_image(
+            target, reporter=CliReporter(out), auto_resolve_tag=auto_resolve_tag,
+            sdk_compatibility=sdk_compatibility, install_uninstall=validate_install_uninstall,
+        )
+    for line in checks.render(report, errors_only=errors_only):
+        click.echo(line)
+    sys.exit(0 if report.valid else 1)
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=7683, show_default=True, type=int, help="Port (0 picks a free one).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from dockext.errors import InvalidImageReference, MetadataError
@@ -21,10 +21,13 @@ __all__ = [
     "HOST_OSES",
     "DashboardTab",
     "HostBinary",
+    "ImagePath",
     "ImageRef",
     "Labels",
     "Metadata",
+    "MetadataCheck",
     "VmSpec",
+    "check_metadata",
     "compose_project",
     "extension_key",
     "origin_slug",
@@ -585,3 +588,203 @@ def parse_labels(labels: Mapping[str, str] | None) -> Labels:
         account_info=text("com.docker.extension.account-info"),
         categories=tuple(categories),
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# metadata.json: every problem at once (for `dockext validate`)
+# ----------------------------------------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ImagePath:
+    """An in-image path that a valid field of ``metadata.json`` names: ``kind`` is ``"file"`` or ``"dir"``."""
+
+    field: str
+    path: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class MetadataCheck:
+    """What :func:`check_metadata` found.
+
+    ``problems`` holds every problem (empty exactly when :func:`parse_metadata` succeeds, and holding the
+    error it raises otherwise); ``paths`` the in-image files and directories named by the fields that are
+    valid (even when others are not); ``document`` the decoded JSON object, when it is one; ``metadata`` the
+    parsed result when there is no problem.
+    """
+
+    problems: tuple[MetadataError, ...]
+    paths: tuple[ImagePath, ...]
+    document: dict[str, Any] | None
+    metadata: Metadata | None
+
+
+class _Problems:
+    """Runs one field validator at a time, keeping its error instead of stopping at it."""
+
+    def __init__(self) -> None:
+        self.found: list[MetadataError] = []
+        self.paths: list[ImagePath] = []
+
+    def attempt(self, check: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
+        try:
+            return check(*args, **kwargs)
+        except MetadataError as exc:
+            self.found.append(exc)
+            return None
+
+    def add(self, field: str, problem: str) -> None:
+        self.found.append(MetadataError(field, problem))
+
+
+def check_metadata(data: bytes) -> MetadataCheck:
+    """Check ``metadata.json`` like :func:`parse_metadata`, but collect every problem instead of the first.
+
+    The rules are :func:`parse_metadata`'s own (the same field validators, the same messages); the fields are
+    checked one by one, so that a broken ``host`` section does not hide a broken ``ui`` one.
+    """
+    try:
+        parsed: Metadata | None = parse_metadata(data)
+        first: MetadataError | None = None
+    except MetadataError as exc:
+        parsed, first = None, exc
+    doc: Any = None
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict):
+        assert first is not None  # parse_metadata refuses anything but a JSON object
+        return MetadataCheck(problems=(first,), paths=(), document=None, metadata=None)
+
+    p = _Problems()
+    raw_icon = doc.get("icon")
+    if raw_icon is not None and not (isinstance(raw_icon, str) and not raw_icon.strip()):
+        icon = p.attempt(_image_path, raw_icon, "icon")
+        if icon is not None:
+            p.paths.append(ImagePath("icon", icon, "file"))
+    declared = False
+    if doc.get("ui") is not None:
+        ui = p.attempt(_object, doc["ui"], "ui")
+        if ui is not None and ui.get("dashboard-tab") is not None:
+            declared = True
+            _check_tab(ui["dashboard-tab"], p)
+    if doc.get("vm") is not None:
+        declared = True
+        _check_vm(doc["vm"], p)
+    if doc.get("host") is not None:
+        declared = _check_host(doc["host"], p) or declared
+    if not p.found and not declared:
+        p.add("metadata.json", "declares no ui, vm or host section")
+    problems = p.found
+    if first is not None and not any(str(found) == str(first) for found in problems):
+        problems.insert(0, first)  # cannot happen while these checks mirror parse_metadata; never hide it
+    return MetadataCheck(
+        problems=tuple(problems), paths=tuple(p.paths), document=doc, metadata=parsed if not problems else None
+    )
+
+
+def _check_tab(value: Any, p: _Problems) -> None:
+    field = "ui.dashboard-tab"
+    tab = p.attempt(_object, value, field)
+    if tab is None:
+        return
+    for key in ("title", "root", "src"):
+        if key not in tab:
+            p.add(f"{field}.{key}", "is required")
+    if "title" in tab:
+        p.attempt(_string, tab["title"], f"{field}.title")
+    root = p.attempt(_image_path, tab["root"], f"{field}.root", what="a directory") if "root" in tab else None
+    src = p.attempt(_tab_src, tab["src"]) if "src" in tab else None
+    if root is not None:
+        p.paths.append(ImagePath(f"{field}.root", root, "dir"))
+        if src is not None:
+            p.paths.append(ImagePath(f"{field}.src", f"{root.rstrip('/')}/{src}", "file"))
+    if tab.get("backend") is not None:
+        backend = p.attempt(_object, tab["backend"], f"{field}.backend")
+        if backend is not None and backend.get("socket") is not None:
+            p.attempt(_socket_name, backend["socket"], f"{field}.backend.socket")
+
+
+def _tab_src(value: Any) -> str:
+    """``ui.dashboard-tab.src`` checked as :func:`_parse_tab` checks it."""
+    field = "ui.dashboard-tab.src"
+    src_value = _string(value, field)
+    if _URL_SCHEME_RE.match(src_value):
+        raise MetadataError(field, f"{_q(src_value)}: remote URLs are not supported, only a file under root")
+    src_parts = _path_parts(src_value, field)
+    if not src_parts:
+        raise MetadataError(field, f"{_q(src_value)} does not name a file under root")
+    return "/".join(src_parts)
+
+
+def _check_vm(value: Any, p: _Problems) -> None:
+    vm = p.attempt(_object, value, "vm")
+    if vm is None:
+        return
+    image, composefile = vm.get("image"), vm.get("composefile")
+    if image is None and composefile is None:
+        p.add("vm", 'must declare "image" or "composefile"')
+    if image is not None:
+        p.attempt(_string, image, "vm.image")
+    if composefile is not None:
+        path = p.attempt(_image_path, composefile, "vm.composefile")
+        if path is not None and image is None:  # image wins, see VmSpec
+            p.paths.append(ImagePath("vm.composefile", path, "file"))
+    if vm.get("exposes") is not None:
+        exposes = p.attempt(_object, vm["exposes"], "vm.exposes")
+        if exposes is not None and exposes.get("socket") is not None:
+            p.attempt(_socket_name, exposes["socket"], "vm.exposes.socket")
+
+
+def _check_host(value: Any, p: _Problems) -> bool:
+    """Check ``host``; True when it declares at least one binary (valid or not) or is broken."""
+    host = p.attempt(_object, value, "host")
+    if host is None:
+        return True
+    binaries = host.get("binaries")
+    if binaries is None:
+        return False
+    if not isinstance(binaries, list):
+        p.add("host.binaries", f"must be an array, not {_type_name(binaries)}")
+        return True
+    declared = False
+    where: dict[tuple[str, str], tuple[str, str]] = {}  # (os, name) -> (field, path) of the first one
+    for i, item in enumerate(binaries):
+        element = p.attempt(_object, item, f"host.binaries[{i}]")
+        if element is None:
+            declared = True
+            continue
+        for os_name in HOST_OSES:
+            entries = element.get(os_name)
+            if entries is None:
+                continue
+            os_field = f"host.binaries[{i}].{os_name}"
+            if not isinstance(entries, list):
+                declared = True
+                p.add(os_field, f"must be an array, not {_type_name(entries)}")
+                continue
+            for j, raw_entry in enumerate(entries):
+                declared = True
+                field = f"{os_field}[{j}].path"
+                entry = p.attempt(_object, raw_entry, f"{os_field}[{j}]")
+                if entry is None:
+                    continue
+                if "path" not in entry:
+                    p.add(field, "is required")
+                    continue
+                path = p.attempt(_image_path, entry["path"], field)
+                name = p.attempt(_file_name, path.rsplit("/", 1)[1], field) if path is not None else None
+                if path is None or name is None:
+                    continue
+                first = where.get((os_name, name))
+                if first is not None:
+                    if first[1] != path:
+                        p.add(field, f"{_q(path)} has the same file name as {first[0]} ({_q(first[1])})")
+                    continue
+                where[(os_name, name)] = (field, path)
+                p.paths.append(ImagePath(field, path, "file"))
+    return declared
