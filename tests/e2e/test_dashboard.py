@@ -73,7 +73,7 @@ def test_without_the_token_only_the_login_page_answers(page: Page, server):
     page.goto(server.url + "/")
     expect(page).to_have_url(server.url + "/login")
     expect(page.locator("input[name=token]")).to_be_visible()
-    assert status_of(server.url.replace("localhost", "127.0.0.1") + "/api/extensions") == 401
+    assert status_of(f"http://127.0.0.1:{server.port}/api/extensions") == 401
     page.fill("input[name=token]", "wrong")
     page.keyboard.press("Enter")
     expect(page.locator("text=That token is not valid.")).to_be_visible()
@@ -107,7 +107,7 @@ def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, 
 
     # each extension UI lives on its own origin, never the dashboard's
     src = page.locator("#extension-frame").get_attribute("src")
-    assert src.startswith("http://dockext-test-ui-only-") and f".localhost:{server.port}/i/" in src
+    assert src.startswith("http://dockext-test-ui-only-") and f".dockext.localhost:{server.port}/i/" in src
     assert status_of(src) == 200
 
     # leaving the tab destroys the UI: the frame is gone and its URL no longer answers

@@ -81,7 +81,7 @@ def ask(frame: Frame, **options) -> str:
 
 def reply(frame: Frame, request_id: str) -> dict:
     got = frame.evaluate("(id) => window.__dialogReplies[id]", request_id)
-    assert got["origin"].startswith("http://localhost:"), got  # from the dashboard, nobody else
+    assert got["origin"].startswith("http://dockext.localhost:"), got  # from the dashboard, nobody else
     assert got["data"]["ok"] is True, got
     return got["data"]["value"]
 

@@ -179,7 +179,7 @@ def test_the_stream_socket_checks_origin_and_capability(srv):
     assert [
         attempt(origin, cap, origin),  # the extension's own page
         attempt(origin, cap, "http://evil.example"),  # foreign Origin
-        attempt(origin, cap, f"http://localhost:{srv.port}"),  # the dashboard is foreign too
+        attempt(origin, cap, f"http://dockext.localhost:{srv.port}"),  # the dashboard is foreign too
         attempt(origin, "wrong-capability", origin),
         attempt(origin, other_cap, origin),  # another extension's capability
         attempt(other_origin, cap, other_origin),  # ... or its origin with ours

@@ -4,6 +4,7 @@ a uvicorn server in a thread, for tests that need the real HTTP stack in-process
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import secrets
 import socket
@@ -11,8 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://localhost:{self.port}"
+        return f"http://dockext.localhost:{self.port}"
 
     @property
     def login_url(self) -> str:
@@ -72,11 +71,16 @@ def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"dockext serve exited {proc.returncode}:\n{log.read_text()}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2).read()
-            return server
-        except (urllib.error.URLError, ConnectionError, OSError):
-            time.sleep(0.1)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:  # the login page, on the name browsers are sent to (*.localhost is not in this machine's resolver)
+            conn.request("GET", "/login", headers={"Host": f"dockext.localhost:{port}"})
+            if conn.getresponse().status == 200:
+                return server
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"dockext serve did not answer within 30 s:\n{log.read_text()}")
 

@@ -26,8 +26,8 @@ class Ui:
 
     instance: str
     cap: str
-    origin: str  # http://<slug>.localhost:<port>
-    host: str  # <slug>.localhost:<port>
+    origin: str  # http://<slug>.dockext.localhost:<port>
+    host: str  # <slug>.dockext.localhost:<port>
 
     @property
     def api(self) -> str:
@@ -48,7 +48,8 @@ class Session:
     def _login(self) -> str:
         """What a browser does with the printed URL: ``/?token=`` answers 303 and sets the session cookie."""
         with httpx.Client(base_url=self.base_url, timeout=30) as c:
-            r = c.get("/", params={"token": self.server.token}, headers={"Host": f"localhost:{self.server.port}"})
+            r = c.get("/", params={"token": self.server.token},
+                      headers={"Host": f"dockext.localhost:{self.server.port}"})
         name = f"dockext-{self.server.port}"
         if r.status_code != 303 or name not in r.cookies:
             raise RuntimeError(f"login with the token failed: {r.status_code} {r.text[:200]}")
@@ -58,7 +59,7 @@ class Session:
         """A client of the dashboard's own API (``X-Dockext`` sent, as the dashboard's script does)."""
         return httpx.Client(
             base_url=self.base_url, timeout=30,
-            headers={"Host": f"localhost:{self.server.port}", "Cookie": self.cookie, "X-Dockext": "1"},
+            headers={"Host": f"dockext.localhost:{self.server.port}", "Cookie": self.cookie, "X-Dockext": "1"},
         )
 
     def open_ui(self, key: str) -> Ui:

@@ -22,7 +22,7 @@ from .test_store import make_record
 
 PORT = 7683
 TOKEN = "t0ken-" + "f" * 42
-DASH = f"http://localhost:{PORT}"
+DASH = f"http://dockext.localhost:{PORT}"
 H = {"X-Dockext": "1"}
 
 
@@ -170,7 +170,7 @@ def test_http_needs_the_dashboard_header_and_origin(client: TestClient, tree: Pa
     """A page on an extension origin is same-site with the dashboard, so the cookie alone is not enough."""
     login(client)
     rec = client.record_  # type: ignore[attr-defined]
-    ext_origin = f"http://{rec.origin_slug}.localhost:{PORT}"
+    ext_origin = f"http://{rec.origin_slug}.dockext.localhost:{PORT}"
     for path in ("/api/fs/home", f"/api/fs/list?path={tree}"):
         assert client.get(path).status_code == 403  # no X-Dockext: a plain fetch or <img> from elsewhere
         r = client.get(path, headers={**H, "Origin": ext_origin})
@@ -193,7 +193,7 @@ def test_extension_origins_never_see_the_file_routes(client: TestClient, tree: P
     assert r.status_code == 201, r.text
     url = r.json()["url"]
     cap_prefix = url.split("/i/", 1)[1].split("/", 1)[0]
-    ext_host = f"{rec.origin_slug}.localhost:{PORT}"
+    ext_host = f"{rec.origin_slug}.dockext.localhost:{PORT}"
     ext_origin = f"http://{ext_host}"
     for path in (f"/api/fs/list?path={tree}", "/api/fs/home", f"/i/{cap_prefix}/api/fs/list?path={tree}",
                  f"/i/{cap_prefix}/__dockext__/fs/list?path={tree}", f"/i/{cap_prefix}/../../api/fs/home"):

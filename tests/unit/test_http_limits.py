@@ -43,7 +43,7 @@ class Live:
     ext_host: str  # Host of extension A's origin
 
     def dashboard_head(self, extra: bytes = b"") -> bytes:
-        return b"GET /login HTTP/1.1\r\nHost: localhost:%d\r\n%s\r\n" % (self.port, extra)
+        return b"GET /login HTTP/1.1\r\nHost: dockext.localhost:%d\r\n%s\r\n" % (self.port, extra)
 
     def vm(self, method: bytes, path: bytes, extra: bytes = b"") -> bytes:
         return b"%s /i/%s/__dockext__/vm%s HTTP/1.1\r\nHost: %s\r\n%s" % (
@@ -60,12 +60,12 @@ def live(tmp_path_factory) -> Iterator[Live]:
     port = sock.getsockname()[1]
     state = HostState(Layout(root), port=port, token=TOKEN)
     state.refresh()
-    inst = state.open_instance(state.by_slug[a.origin_slug], f"http://localhost:{port}")
+    inst = state.open_instance(state.by_slug[a.origin_slug], f"http://dockext.localhost:{port}")
     backend = RecordingBackend(root / "gs" / a.vm.gs_key / a.vm.socket)
     config = server_config(create_app(state), http=ShortTimeouts, timeout_keep_alive=KEEP_ALIVE, loop="asyncio")
     try:
         with uvicorn_in_thread(config, sock):
-            yield Live(port, state, backend, inst.cap, f"{a.origin_slug}.localhost:{port}")
+            yield Live(port, state, backend, inst.cap, f"{a.origin_slug}.dockext.localhost:{port}")
     finally:
         backend.close()
 
@@ -148,7 +148,7 @@ def test_slow_and_silent_connections_are_closed_while_others_are_answered(live: 
 
 def test_a_head_sent_slowly_but_in_time_is_served(live: Live) -> None:
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
-        for piece in (b"GET /login HTTP/1.1\r\n", b"Host: localhost:%d\r\n" % live.port, b"\r\n"):
+        for piece in (b"GET /login HTTP/1.1\r\n", b"Host: dockext.localhost:%d\r\n" % live.port, b"\r\n"):
             s.sendall(piece)
             time.sleep(HEAD_TIMEOUT / 5)
         assert status(read_answer(s)) == 200

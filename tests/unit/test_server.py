@@ -25,7 +25,7 @@ from .test_store import make_record
 
 PORT = 7683
 TOKEN = "t0ken-" + "a" * 42
-DASH = f"http://localhost:{PORT}"
+DASH = f"http://dockext.localhost:{PORT}"
 
 
 def install_fake(root: Path, key: str, html: str = "<html><head><title>x</title></head><body>hi</body></html>"):
@@ -59,7 +59,7 @@ def login(client):
 
 
 def ext_url(state, rec):
-    return f"http://{rec.origin_slug}.localhost:{PORT}"
+    return f"http://{rec.origin_slug}.dockext.localhost:{PORT}"
 
 
 def open_ui(client, rec, query=""):
@@ -78,6 +78,35 @@ def test_unknown_host_names_are_refused_before_anything_runs(env, host):
     login(client)
     r = client.get("/api/extensions", headers={"Host": host})
     assert r.status_code == 403
+
+
+def test_an_extension_host_outside_the_dashboards_site_is_refused(env):
+    client, _, a, _ = env
+    login(client)
+    assert client.get("/", headers={"Host": f"{a.origin_slug}.localhost:{PORT}"}).status_code == 403
+
+
+@pytest.mark.parametrize("alias", [f"localhost:{PORT}", f"127.0.0.1:{PORT}", f"[::1]:{PORT}"])
+def test_pages_on_another_loopback_name_are_sent_to_the_dashboards_name_and_the_api_answers_there(env, alias):
+    """Extension frames are same-site only under dockext.localhost; scripts keep using 127.0.0.1 for the API."""
+    client, *_ = env
+    r = client.get("/login?next=x", headers={"Host": alias})
+    assert (r.status_code, r.headers["location"]) == (307, f"{DASH}/login?next=x")
+    r = client.get(f"/?token={TOKEN}", headers={"Host": alias})
+    assert (r.status_code, r.headers["location"]) == (307, f"{DASH}/?token={TOKEN}")  # logs in over there
+    assert client.get("/api/extensions", headers={"Host": alias}).status_code == 401
+    r = client.get("/api/extensions", headers={"Host": alias, "Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200 and [e["key"] for e in r.json()] == ["acme_a", "acme_b"]
+
+
+def test_a_cookie_planted_by_an_extension_page_does_not_log_the_user_out(env):
+    """A same-site page can set `dockext-<port>=junk; Domain=dockext.localhost`; the browser then sends both."""
+    client, *_ = env
+    session = login(client).cookies[f"dockext-{PORT}"]
+    client.cookies.clear()
+    for header in (f"dockext-{PORT}=junk; dockext-{PORT}={session}", f"dockext-{PORT}={session}; dockext-{PORT}=junk"):
+        assert client.get("/api/extensions", headers={"Cookie": header}).status_code == 200
+    assert client.get("/api/extensions", headers={"Cookie": f"dockext-{PORT}=junk"}).status_code == 401
 
 
 def dashboard_routes(client) -> list[tuple[str, str, str]]:
@@ -356,7 +385,7 @@ def test_proxy_streams_an_answer_without_length_and_sets_the_origins_policy(env,
     assert r.headers["content-type"] == "text/event-stream"
     # the backend's CSP is replaced by the extension origin's own; the hardening headers are there
     [csp] = r.headers.get_list("content-security-policy")
-    assert csp == f"frame-ancestors http://127.0.0.1:{PORT} {DASH}"  # the backend's own is gone
+    assert csp == f"frame-ancestors http://127.0.0.1:{PORT} {DASH} http://localhost:{PORT}"  # the backend's own is gone
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["cross-origin-resource-policy"] == "same-origin"
 

@@ -1,8 +1,13 @@
 """The top-level ASGI app: picks the dashboard or an extension origin from the ``Host`` header.
 
-A request whose ``Host`` is neither a dashboard name (``localhost``/``127.0.0.1``/``[::1]`` with our port) nor
-``<slug>.localhost:<port>`` of an installed extension is refused with 403 before anything else runs: this is
-the DNS-rebinding defence, on top of the token.
+A request whose ``Host`` is neither a dashboard name (``dockext.localhost``, ``localhost``, ``127.0.0.1`` or
+``[::1]`` with our port, or a name given with ``--allow-host``) nor ``<slug>.dockext.localhost:<port>`` of an
+installed extension is refused with 403 before anything else runs: this is the DNS-rebinding defence, on top
+of the token.
+
+A browser that opens a dashboard page on ``localhost``, ``127.0.0.1`` or ``[::1]`` is redirected to the same
+path on ``dockext.localhost`` (see ``state.DASHBOARD_NAME`` for why). The JSON API answers on every name, so
+scripts need not resolve ``*.localhost``.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from . import dashboard, extension
-from .state import HostState
+from .state import LOOPBACK_NAMES, HostState
 
 __all__ = ["create_app"]
 
@@ -38,10 +43,16 @@ class HostRouter:
                 host = value.decode("latin-1").lower()
                 break
         if host in self.state.dashboard_hosts:
+            if host != self.state.dashboard_host and _page_request(scope) and host.rsplit(":", 1)[0] in LOOPBACK_NAMES:
+                target = self.state.dashboard_url + scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+                if scope.get("query_string"):
+                    target += "?" + scope["query_string"].decode("latin-1")
+                await RedirectResponse(target, status_code=307)(scope, receive, send)
+                return
             scope["dockext.origin"] = f"http://{host}"
             await self.dashboard_app(scope, receive, send)
             return
-        suffix = f".localhost:{self.state.port}"
+        suffix = "." + self.state.extension_suffix
         if host.endswith(suffix):
             slug = host[: -len(suffix)]
             record = self.state.by_slug.get(slug)
@@ -54,6 +65,15 @@ class HostRouter:
             return
         response = PlainTextResponse("Forbidden: unknown host name\n", status_code=403)
         await response(scope, receive, send)
+
+
+def _page_request(scope: Scope) -> bool:
+    """A browser loading a dashboard page (not the API, a static file or a WebSocket)."""
+    path: str = scope["path"]
+    return (
+        scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
+        and not path.startswith(("/api/", "/static/")) and path != "/favicon.ico"
+    )
 
 
 def create_app(state: HostState) -> ASGIApp:

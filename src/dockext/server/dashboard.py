@@ -41,6 +41,15 @@ def cookie_name(state: HostState) -> str:
     return f"dockext-{state.port}"
 
 
+def _cookie_values(header: str, name: str) -> list[str]:
+    values = []
+    for pair in header.split(";"):
+        key, eq, value = pair.strip().partition("=")
+        if eq and key == name:
+            values.append(value.strip().strip('"'))
+    return values
+
+
 class AuthGate:
     """Every dashboard route needs the session cookie (or the token) except the login page.
 
@@ -93,9 +102,12 @@ class AuthGate:
         await harden(response)(scope, receive, send)
 
     def _authenticated(self, request: HTTPConnection) -> bool:
-        session = request.cookies.get(cookie_name(self.state))
-        if session and any(token_ok(session, s) for s in self.state.sessions):
-            return True
+        # Every cookie of our name counts, not only the one a dict of cookies keeps: an extension's page is
+        # same-site and may set `dockext-<port>=x; Domain=dockext.localhost`, which the browser then sends too.
+        name = cookie_name(self.state)
+        for session in _cookie_values(request.headers.get("cookie", ""), name):
+            if any(token_ok(session, s) for s in self.state.sessions):
+                return True
         auth = request.headers.get("authorization", "")
         scheme, _, value = auth.partition(" ")
         return scheme.lower() in ("bearer", "token") and token_ok(value.strip(), self.state.token)
@@ -157,7 +169,11 @@ def create(
     async def list_extensions(request: Request) -> Response:
         state.refresh()  # a CLI may have installed something a moment ago
         states = await asyncio.to_thread(_backend_states, state)
-        return harden(JSONResponse([_extension_json(state, r, states) for r in state.records()]))
+        listed = [_extension_json(state, r, states) for r in state.records()]
+        # its files are being swapped: no icon URL (the tab shows the letter icon meanwhile)
+        listed += [{**_extension_json(state, r, {}), "icon": None, "updating": True} for r in state.updating]
+        listed.sort(key=lambda e: (e["title"].lower(), e["key"]))
+        return harden(JSONResponse(listed))
 
     async def icon(request: Request) -> Response:
         record = state.record(request.path_params["key"])
@@ -263,10 +279,12 @@ def _extension_json(state: HostState, r: Record, backends: dict[str, tuple[int, 
         "provider": r.provider,
         "version": r.version,
         "image": r.image,
+        "imageId": r.image_id,  # changes when the extension is updated (the dashboard reloads its open tab)
         "icon": f"/api/extensions/{r.key}/icon" if r.icon else None,
         "ui": {"title": r.ui.title} if r.ui else None,
         "vm": vm,
         "host": {"binaries": list(r.host_binaries)},
+        "updating": False,  # True while an update replaces it: listed (its old version), but not served
     }
 
 

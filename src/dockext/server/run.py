@@ -65,7 +65,7 @@ def serve(
     state = HostState(layout, port=port, token=token)
     for name in allow_hosts:
         state.dashboard_hosts.add(f"{name.lower()}:{port}")
-    url = f"http://localhost:{port}/?token={token}"
+    url = f"{state.dashboard_url}/?token={token}"
     info = layout.root / "server.json"
     atomic_write(info, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode(), mode=0o600)
     echo(f"dockext dashboard: {url}")

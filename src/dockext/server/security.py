@@ -14,7 +14,7 @@ __all__ = ["DASHBOARD_CSP", "HARDENING", "error_response", "harden", "token_ok"]
 R = TypeVar("R", bound=Response)
 
 DASHBOARD_CSP = (
-    "default-src 'self'; img-src 'self' data:; frame-src http://*.localhost:*; style-src 'self'; "
+    "default-src 'self'; img-src 'self' data:; frame-src http://*.dockext.localhost:*; style-src 'self'; "
     "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )

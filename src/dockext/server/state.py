@@ -20,8 +20,15 @@ from ..paths import Layout
 from ..store import Record, Store
 from .backend_http import BackendPool
 
-__all__ = ["HostState", "Instance", "host_info"]
+__all__ = ["DASHBOARD_NAME", "HostState", "Instance", "host_info"]
 
+#: The dashboard's host name; each extension's UI is served on ``<slug>.dockext.localhost``. One registrable
+#: domain for all, so that extension frames are *same-site* with the dashboard (each still its own origin):
+#: browsers that block third-party storage (Chromium here) deny a cross-site frame its localStorage and
+#: cookies, and ``localhost`` has no registrable domain, so ``<slug>.localhost`` under ``localhost`` is
+#: cross-site. Browsers resolve every ``*.localhost`` name to the loopback address themselves.
+DASHBOARD_NAME = "dockext.localhost"
+#: other names the dashboard answers on; a browser opening a page on one is sent to DASHBOARD_NAME
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
@@ -57,8 +64,10 @@ class HostState:
         self.token = token
         self.engine = engine or Engine()
         self.sessions: set[str] = set()
-        self.dashboard_hosts = {f"{name}:{port}" for name in LOOPBACK_NAMES}
+        self.dashboard_host = f"{DASHBOARD_NAME}:{port}"  # where browsers are sent
+        self.dashboard_hosts = {self.dashboard_host, *(f"{name}:{port}" for name in LOOPBACK_NAMES)}
         self.by_slug: dict[str, Record] = {}
+        self.updating: list[Record] = []  # old versions of extensions being updated (listed, not served)
         self.generation = 0
         self._signature: tuple[tuple[str, int], ...] | None = None
         self.instances: dict[str, Instance] = {}  # by cap
@@ -76,6 +85,7 @@ class HostState:
             return False
         self._signature = sig
         self.by_slug = {r.origin_slug: r for r in self.store.records()}
+        self.updating = self.store.updating()
         live = {(r.vm.gs_key, r.vm.socket) for r in self.by_slug.values() if r.vm is not None and r.vm.socket}
         for key in [k for k in self._pools if k not in live]:  # removed (or updated) extensions
             self._pools.pop(key).close()
@@ -95,7 +105,16 @@ class HostState:
         return next((r for r in self.by_slug.values() if r.key == key), None)
 
     def extension_origin(self, record: Record) -> str:
-        return f"http://{record.origin_slug}.localhost:{self.port}"
+        return f"http://{record.origin_slug}.{self.extension_suffix}"
+
+    @property
+    def extension_suffix(self) -> str:
+        """``dockext.localhost:<port>``: what follows ``<slug>.`` in an extension's host."""
+        return self.dashboard_host
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.dashboard_host}"
 
     def dashboard_origins(self) -> list[str]:
         return [f"http://{h}" for h in sorted(self.dashboard_hosts)]

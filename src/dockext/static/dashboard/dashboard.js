@@ -53,8 +53,9 @@
   const state = {
     extensions: [], // last GET /api/extensions answer
     loaded: false,
-    open: null, // {key, title, instance, origin, frame}
-    opening: null, // key being opened (POST /api/ui-instances in flight)
+    open: null, // {key, title, instance, origin, frame, imageId}
+    opening: null, // key being opened (POST /api/ui-instances in flight), or waiting for its update to end
+    waiting: null, // {key, imageId}: the selected extension is being updated; its tab reopens when that ends
     seq: 0, // bumped on every navigation; stale async work compares against it
   };
 
@@ -253,10 +254,10 @@
     if (label.textContent !== title) label.textContent = title;
     if (!iconMatches(tab.firstElementChild, ext)) tab.firstElementChild.replaceWith(extIcon(ext));
 
-    let tip = title;
+    let tip = ext.updating ? `${title} (updating…)` : title;
     let status = tab.querySelector(".tab-status");
     const vm = ext.vm;
-    const degraded = vm && vm.total > 0 && vm.running < vm.total;
+    const degraded = !ext.updating && vm && vm.total > 0 && vm.running < vm.total;
     if (degraded) {
       tip += ` (backend: ${vm.running} of ${vm.total} running)`;
       if (!status) {
@@ -360,6 +361,12 @@
     return pill;
   }
 
+  function updatingPill() {
+    const pill = el("span", "pill pill-updating", "Updating…");
+    pill.title = "An update is replacing this extension";
+    return pill;
+  }
+
   function binaryChips(host) {
     const names = host && Array.isArray(host.binaries) ? host.binaries : [];
     if (names.length === 0) return null;
@@ -400,7 +407,7 @@
       cell("", ext.provider),
       cell("nowrap", ext.version),
       cell("", ext.ui && ext.ui.title ? ext.ui.title : null),
-      cell("", backendPill(ext.vm)),
+      cell("", ext.updating ? updatingPill() : backendPill(ext.vm)),
       cell("", binaryChips(ext.host)),
     );
     return tr;
@@ -469,6 +476,7 @@
     const open = state.open;
     state.open = null;
     state.opening = null;
+    state.waiting = null;
     if (open) {
       open.frame.remove();
       destroyInstance(open.instance);
@@ -492,6 +500,10 @@
     if (!hasUi(ext)) {
       showHome();
       showToast("warning", `No installed extension with a UI has the key “${key}”.`, "dockext");
+      return;
+    }
+    if (ext.updating) {
+      showUpdating(ext, ext.imageId);
       return;
     }
     const title = extTitle(ext);
@@ -543,8 +555,25 @@
     );
     frame.src = instance.url;
     state.opening = null;
-    state.open = { key, title, instance: instance.instance, origin: instance.origin, frame };
+    state.open = { key, title, instance: instance.instance, origin: instance.origin, frame, imageId: ext.imageId };
     els.frameHost.appendChild(frame);
+    syncSelection();
+  }
+
+  // An update is replacing the selected extension: no UI can run meanwhile (the server closed it). The tab
+  // stays selected behind a "Updating…" screen and opens again when the update ends, either way.
+  function showUpdating(ext, imageId) {
+    const title = extTitle(ext);
+    state.seq += 1;
+    closeFrame();
+    hidePanels();
+    state.opening = ext.key;
+    state.waiting = { key: ext.key, imageId };
+    els.home.hidden = true;
+    els.frameHost.hidden = false;
+    els.frameLoadingText.textContent = `Updating ${title}…`;
+    els.frameLoading.hidden = false;
+    document.title = `${title} · dockext`;
     syncSelection();
   }
 
@@ -658,10 +687,25 @@
     renderTabs();
     renderHome();
     const current = state.opening || (state.open && state.open.key);
-    if (current && !hasUi(findExtension(current))) {
+    const ext = current ? findExtension(current) : null;
+    const waiting = state.waiting;
+    if (current && !hasUi(ext)) {
       const title = state.open ? state.open.title : current;
       showHome();
       showToast("warning", `${title} was removed, so its tab was closed.`, "dockext");
+    } else if (ext && ext.updating) {
+      if (!waiting) showUpdating(ext, state.open ? state.open.imageId : ext.imageId);
+    } else if (waiting && waiting.key === current) {
+      if (ext.imageId !== waiting.imageId) {
+        showToast("success", `${extTitle(ext)} was updated to ${ext.version}.`, "dockext");
+      } else {
+        showToast("warning", `The update of ${extTitle(ext)} did not complete: version ${ext.version} is back.`, "dockext");
+      }
+      openExtension(current, "");
+    } else if (state.open && ext.imageId !== state.open.imageId) {
+      // updated between two looks at the list: the server has closed the old UI; start the new version's
+      showToast("success", `${extTitle(ext)} was updated to ${ext.version}.`, "dockext");
+      openExtension(state.open.key, "");
     }
     if (firstLoad) route();
   }
