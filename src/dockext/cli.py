@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from . import API_VERSION, __version__, cliplugin
+from . import API_VERSION, __version__, cliplugin, model
 from .engine import Engine, PullEvent
 from .errors import Busy, DockextError
 from .installer import Installer
@@ -251,6 +251,48 @@ def plugin_rm() -> None:
     """Remove the `docker extension` plugin, if dockext wrote it."""
     path = cliplugin.remove()
     out.print(f"Removed {path}." if path else "No docker extension plugin of dockext is installed.", soft_wrap=True)
+
+
+@cli.group()
+def dev() -> None:
+    """Extension development helpers (as `docker extension dev`); reopen the extension's tab after a change."""
+
+
+@dev.command(name="ui-source")
+@click.argument("extension")
+@click.argument("url")
+@handle_errors
+def dev_ui_source(extension: str, url: str) -> None:
+    """Load EXTENSION's UI from the dev server at URL (e.g. http://localhost:3000), with window.ddClient."""
+    from . import devmode
+
+    key = Installer(layout()).key_for(extension)
+    settings = devmode.set_ui_source(layout(), key, url)
+    out.print(f"The UI of {extension} now loads from {settings.ui_source}. Reopen its tab in the dashboard.",
+              soft_wrap=True)
+
+
+@dev.command(name="debug")
+@click.argument("extension")
+@handle_errors
+def dev_debug(extension: str) -> None:
+    """Log every ddClient call of EXTENSION's UI to the browser console (Docker Desktop opens DevTools)."""
+    from . import devmode
+
+    devmode.set_debug(layout(), Installer(layout()).key_for(extension))
+    out.print(f"ddClient calls of {extension} are now logged to the browser console ([ddClient] ...). Reopen its "
+              "tab in the dashboard and open the browser's developer tools.", soft_wrap=True)
+
+
+@dev.command(name="reset")
+@click.argument("extension")
+@handle_errors
+def dev_reset(extension: str) -> None:
+    """Back to EXTENSION's packaged UI, without call logging."""
+    from . import devmode
+
+    devmode.reset(layout(), model.extension_key(model.ImageRef.parse(extension)))
+    out.print(f"Developer mode of {extension} is off. Reopen its tab in the dashboard.", soft_wrap=True)
 
 
 def _recover() -> None:

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from ..devmode import DevSettings
 from ..store import Record
 from . import docker_api, fsapi
 from .security import DASHBOARD_CSP, error_response, harden, token_ok
@@ -169,7 +170,8 @@ def create(
     async def list_extensions(request: Request) -> Response:
         state.refresh()  # a CLI may have installed something a moment ago
         states = await asyncio.to_thread(_backend_states, state)
-        listed = [_extension_json(state, r, states) for r in state.records()]
+        dev = state.dev_settings()
+        listed = [_extension_json(state, r, states, dev.get(r.key)) for r in state.records()]
         # its files are being swapped: no icon URL (the tab shows the letter icon meanwhile)
         listed += [{**_extension_json(state, r, {}), "icon": None, "updating": True} for r in state.updating]
         listed.sort(key=lambda e: (e["title"].lower(), e["key"]))
@@ -267,7 +269,9 @@ def _backend_states(state: HostState) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _extension_json(state: HostState, r: Record, backends: dict[str, tuple[int, int]]) -> dict[str, Any]:
+def _extension_json(
+    state: HostState, r: Record, backends: dict[str, tuple[int, int]], dev: DevSettings | None = None
+) -> dict[str, Any]:
     vm = None
     if r.vm is not None:
         running, total = backends.get(r.vm.project, (0, 0))
@@ -285,6 +289,7 @@ def _extension_json(state: HostState, r: Record, backends: dict[str, tuple[int, 
         "vm": vm,
         "host": {"binaries": list(r.host_binaries)},
         "updating": False,  # True while an update replaces it: listed (its old version), but not served
+        "dev": {"uiSource": dev.ui_source, "debug": dev.debug} if dev else None,  # `dockext dev` settings
     }
 
 

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 from .. import execution
 from ..errors import BackendNotReady, DockextError
 from ..store import Record
-from . import docker_api, streams
+from . import devproxy, docker_api, streams
 from .security import HARDENING, error_response, harden
 from .state import HostState, Instance
 
@@ -86,6 +86,9 @@ async def _send(state: HostState, response: Response, scope: Scope, receive: Rec
 
 async def _dispatch(state: HostState, found: tuple[Instance, str] | None, request: Request) -> Response:
     if found is None:
+        dev = _dev_path_owner(state, request.scope)
+        if dev is not None:  # the dev server's own absolute paths (/src/main.tsx, /@vite/client)
+            return await _from_dev_server(state, dev, request, _raw_path(request.scope))
         return Response("This extension view has been closed. Reopen the tab.", status_code=404)
     inst, rest = found
     if rest == "__dockext__/ddclient.js":
@@ -98,9 +101,30 @@ async def _dispatch(state: HostState, found: tuple[Instance, str] | None, reques
         return await docker_api.for_extension(state, inst, request, rest[len("__dockext__/docker/"):])
     if rest.startswith("__dockext__/"):
         return Response("Not found", status_code=404)
+    if inst.dev.ui_source and rest:
+        return await _from_dev_server(state, inst, request, _raw_path(request.scope)[len(f"/i/{inst.cap}"):])
     if request.method not in ("GET", "HEAD"):
         return Response("Method not allowed", status_code=405)
     return _static(inst, rest, request)
+
+
+def _raw_path(scope: Scope) -> str:
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    return raw.decode("latin-1")
+
+
+def _dev_path_owner(state: HostState, scope: Scope) -> Instance | None:
+    """For a path outside ``/i/``: the open instance of this extension whose UI comes from a dev server."""
+    if scope["path"].startswith("/i/"):
+        return None
+    return state.dev_instance(scope["dockext.record"])
+
+
+async def _from_dev_server(state: HostState, inst: Instance, request: Request, path: str) -> Response:
+    return await devproxy.fetch(
+        state, inst, request.method, path, request.url.query, dict(request.headers),
+        lambda page: _inject_sdk(inst, page),
+    )
 
 
 def _instance(state: HostState, record: Record, path: str) -> tuple[Instance, str] | None:
@@ -117,8 +141,15 @@ async def _websocket(state: HostState, ws: WebSocket) -> None:
     """WebSockets on an extension origin: the capability, and an Origin equal to this extension's own."""
     record: Record = ws.scope["dockext.record"]
     found = _instance(state, record, ws.url.path)
-    if found is None or ws.headers.get("origin") != state.extension_origin(record):
+    if ws.headers.get("origin") != state.extension_origin(record):
         await ws.close(code=1008)
+        return
+    if found is None:
+        dev = _dev_path_owner(state, ws.scope)
+        if dev is not None:  # a dev server's hot-reload socket
+            await devproxy.relay_websocket(dev, ws, _raw_path(ws.scope), ws.url.query)
+        else:
+            await ws.close(code=1008)
         return
     inst, rest = found
     if rest == "__dockext__/stream":
@@ -171,13 +202,16 @@ def _resolve(root: Path, rest: str) -> Path | None:
 
 
 def _html(inst: Instance, path: Path) -> Response:
-    data = path.read_bytes()
-    tag = f'<script src="/i/{inst.cap}/__dockext__/ddclient.js"></script>'.encode()
-    m = HEAD_RE.search(data) or HTML_RE.search(data) or DOCTYPE_RE.search(data)
-    data = data[: m.end()] + tag + data[m.end():] if m else tag + data
-    response = Response(data, media_type="text/html")
+    response = Response(_inject_sdk(inst, path.read_bytes()), media_type="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _inject_sdk(inst: Instance, data: bytes) -> bytes:
+    """The page with the ``<script>`` that defines ``window.ddClient`` first in its head."""
+    tag = f'<script src="/i/{inst.cap}/__dockext__/ddclient.js"></script>'.encode()
+    m = HEAD_RE.search(data) or HTML_RE.search(data) or DOCTYPE_RE.search(data)
+    return data[: m.end()] + tag + data[m.end():] if m else tag + data
 
 
 async def _exec(state: HostState, inst: Instance, request: Request) -> Response:

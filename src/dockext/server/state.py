@@ -7,12 +7,15 @@ import contextlib
 import platform
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import devmode
+from ..devmode import DevSettings
 from ..engine import Engine
 from ..errors import DockextError
 from ..execution import ProcessGroup
@@ -42,6 +45,7 @@ class Instance:
     ext_dir: Path
     dashboard_origin: str
     theme: str | None = None  # "light"/"dark" when the dashboard forces one; None follows the browser
+    dev: DevSettings = field(default_factory=DevSettings)  # `dockext dev` settings when the tab was opened
     created: float = field(default_factory=time.time)
     processes: ProcessGroup = field(default_factory=ProcessGroup)
 
@@ -69,7 +73,7 @@ class HostState:
         self.by_slug: dict[str, Record] = {}
         self.updating: list[Record] = []  # old versions of extensions being updated (listed, not served)
         self.generation = 0
-        self._signature: tuple[tuple[str, int], ...] | None = None
+        self._signature: tuple[tuple[tuple[str, int], ...], int] | None = None
         self.instances: dict[str, Instance] = {}  # by cap
         self.instance_ids: dict[str, Instance] = {}
         self._pools: dict[tuple[str, str], BackendPool] = {}
@@ -79,8 +83,9 @@ class HostState:
 
     # -- installed extensions ------------------------------------------------------------------------
     def refresh(self) -> bool:
-        """Re-read the records if the installed set changed on disk (by this process or a CLI)."""
-        sig = self.store.signature()
+        """Re-read the records if the installed set, or the developer settings, changed on disk (by this process
+        or a CLI)."""
+        sig = (self.store.signature(), self._dev_stamp())
         if sig == self._signature:
             return False
         self._signature = sig
@@ -129,6 +134,7 @@ class HostState:
     def open_instance(self, record: Record, dashboard_origin: str, theme: str | None = None) -> Instance:
         inst = Instance(
             theme=theme,
+            dev=self.dev_settings().get(record.key, DevSettings()),
             id=secrets.token_hex(8),
             cap=secrets.token_urlsafe(24),
             record=record,
@@ -138,6 +144,27 @@ class HostState:
         self.instances[inst.cap] = inst
         self.instance_ids[inst.id] = inst
         return inst
+
+    def _dev_stamp(self) -> int:
+        try:
+            return (self.layout.root / devmode.FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def dev_settings(self) -> dict[str, DevSettings]:
+        """``dockext dev`` settings by extension key (an unreadable file counts as none, and is said so)."""
+        try:
+            return devmode.load(self.layout)
+        except DockextError as exc:
+            print(f"dockext: ignoring developer settings: {exc}", file=sys.stderr)
+            return {}
+
+    def dev_instance(self, record: Record) -> Instance | None:
+        """A live UI instance of ``record`` whose UI comes from a dev server (for the dev server's own paths)."""
+        for inst in self.instances.values():
+            if inst.record.key == record.key and inst.dev.ui_source:
+                return inst
+        return None
 
     async def close_instance(self, inst: Instance) -> None:
         self._forget(inst)
@@ -184,6 +211,7 @@ class HostState:
             "api": f"/i/{inst.cap}/__dockext__",
             "dashboardOrigin": inst.dashboard_origin,
             "theme": inst.theme,
+            "debug": inst.dev.debug,
             "extension": {
                 "id": r.id,
                 "image": r.image,

@@ -255,6 +255,19 @@
     if (!iconMatches(tab.firstElementChild, ext)) tab.firstElementChild.replaceWith(extIcon(ext));
 
     let tip = ext.updating ? `${title} (updating…)` : title;
+    const dev = ext.dev;
+    let badge = tab.querySelector(".tab-dev");
+    if (dev) {
+      const what = [dev.uiSource ? `UI from ${dev.uiSource}` : null, dev.debug ? "ddClient calls logged" : null];
+      tip += ` (developer mode: ${what.filter(Boolean).join(", ")})`;
+      if (!badge) {
+        badge = el("span", "tab-dev", "dev");
+        badge.setAttribute("aria-hidden", "true");
+        tab.querySelector(".tab-label").after(badge);
+      }
+    } else if (badge) {
+      badge.remove();
+    }
     let status = tab.querySelector(".tab-status");
     const vm = ext.vm;
     const degraded = !ext.updating && vm && vm.total > 0 && vm.running < vm.total;

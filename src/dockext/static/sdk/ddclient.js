@@ -690,5 +690,38 @@
     });
   }
 
-  window.ddClient = Object.freeze(ddClient);
+  // `dockext dev debug EXT`: every call, and how it ended, on the console (Docker Desktop opens DevTools instead)
+  function traced(obj, path) {
+    const out = {};
+    for (const [key, value] of Object.entries(obj)) {
+      const name = `${path}.${key}`;
+      if (typeof value === "function") {
+        out[key] = function (...args) {
+          console.debug(`[ddClient] ${name}`, ...args);
+          let result;
+          try {
+            result = value.apply(this, args);
+          } catch (error) {
+            console.debug(`[ddClient] ${name} threw`, error);
+            throw error;
+          }
+          if (result && typeof result.then === "function") {
+            result.then(
+              (v) => console.debug(`[ddClient] ${name} resolved`, v),
+              (e) => console.debug(`[ddClient] ${name} rejected`, e),
+            );
+          }
+          return result;
+        };
+      } else if (value && typeof value === "object") {
+        out[key] = Object.freeze(traced(value, name));
+      } else {
+        out[key] = value;
+      }
+    }
+    return out;
+  }
+
+  window.ddClient = Object.freeze(config.debug ? traced(ddClient, "ddClient") : ddClient);
+  if (config.debug) console.debug("[ddClient] debug mode (dockext dev debug): calls are logged here");
 })();
