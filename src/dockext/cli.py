@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import API_VERSION, __version__, cliplugin, model
 from .engine import Engine, PullEvent
@@ -21,8 +22,9 @@ from .store import Record, Store
 
 __all__ = ["main"]
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# markup off: what is printed comes from images (titles, vendors) and users; `[/]` in a label must print as it is
+err = Console(stderr=True, highlight=False, markup=False)
+out = Console(highlight=False, markup=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -45,7 +47,7 @@ class CliReporter:
             return
         if self.progress is None:
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                 console=self.console, transient=True,
             )
             self.progress.start()
@@ -68,7 +70,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except DockextError as exc:
-            err.print(f"[bold red]Error:[/] {exc.message}", markup=True, soft_wrap=True)
+            err.print(Text.assemble(("Error:", "bold red"), " ", exc.message), soft_wrap=True)
             if exc.hint:
                 err.print(exc.hint, soft_wrap=True)
             sys.exit(exc.exit_code)
@@ -213,6 +215,42 @@ def validate(
 
 
 @cli.command()
+@click.argument("directory", metavar="DIR", type=click.Path())
+@click.option("--name", help="The extension's name: its tab title and image title. Default: from DIR's name.")
+@click.option("--description", metavar="TEXT", help="A short description (the image's description label).")
+@click.option("--repository", metavar="NS/REPO", help="The image repository, e.g. acme/my-extension (the Makefile's "
+              "IMAGE). Default: <login name>/<DIR's name>.")
+@click.option("-f", "--force", is_flag=True, help="Write into DIR although it is not empty (files of the same names "
+              "are replaced, the others are left alone).")
+@handle_errors
+def init(directory: str, name: str | None, description: str | None, repository: str | None, force: bool) -> None:
+    """Create a new extension project in DIR: a plain HTML + JavaScript UI, a Python backend, a Dockerfile.
+
+    It builds with plain `docker build` (no Node or Go toolchain). In a terminal, asks for the name, description
+    and repository not given as options; otherwise derives them from DIR's name."""
+    import shlex
+    from pathlib import Path
+
+    from . import scaffold
+
+    target = Path(directory)
+    scaffold.check_target(target, force=force)
+    project = scaffold.project_values(target, name=name, description=description, repository=repository,
+                                      interactive=sys.stdin.isatty())
+    files = scaffold.render(project)
+    replaced = scaffold.existing_files(target, files)
+    scaffold.write_project(target, files, force=force)
+    out.print(f"Created the extension {json.dumps(project.name, ensure_ascii=False)} in {directory}: "
+              f"{', '.join(files)}", soft_wrap=True, markup=False)
+    if replaced:
+        out.print(f"Replaced the files that were there: {', '.join(replaced)}", soft_wrap=True, markup=False)
+    out.print(f"\nNext steps:\n  cd {shlex.quote(directory)}\n"
+              f"  make install-extension     # docker build -t {project.repository}:latest ., then dockext install\n"
+              f"  dockext serve              # the dashboard: open the {project.name} tab\n"
+              "  make help                  # update, validate...", soft_wrap=True, markup=False)
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=7683, show_default=True, type=int, help="Port (0 picks a free one).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
@@ -241,8 +279,8 @@ def plugin() -> None:
 def plugin_install(force: bool) -> None:
     """Write the `docker extension` plugin for this user ($DOCKER_CONFIG/cli-plugins)."""
     path = cliplugin.install(force=force)
-    out.print(f"Installed {path}: `docker extension ...` (install, update, ls, rm, validate, version) now runs "
-              "dockext.", soft_wrap=True)
+    out.print(f"Installed {path}: `docker extension ...` (init, install, update, ls, rm, validate, dev, version) "
+              "now runs dockext.", soft_wrap=True)
 
 
 @plugin.command(name="rm")

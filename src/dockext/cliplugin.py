@@ -1,4 +1,4 @@
-"""dockext as a Docker CLI plugin: ``docker extension install|update|ls|rm|validate|version`` are dockext's.
+"""dockext as a Docker CLI plugin: ``docker extension init|install|update|ls|rm|validate|dev|version`` are dockext's.
 
 The Docker CLI finds plugins as executables named ``docker-<name>`` in ``$DOCKER_CONFIG/cli-plugins``
 (``~/.docker/cli-plugins`` by default). It asks each for its metadata (``docker-extension

@@ -30,7 +30,7 @@ SVG = '<svg onload="window.__pwned=3"></svg>'
 REF = "dockext-test-hostile/evil:1.0.0"
 TITLE = f"Evil {IMG}"
 TAB = f"Tab {SVG}"
-VENDOR = f"Vendor {SCRIPT}"
+VENDOR = f"Vendor {SCRIPT} [/] [bold]rich markup[/bold] [link=http://127.0.0.1/x]"  # markup of the CLI's console
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,11 @@ def test_markup_in_metadata_is_shown_as_text_and_never_runs(page: Page, home: Pa
         assert not [u for u in requested if "pwned" in u], requested
     finally:
         server.stop()
+
+
+def test_markup_in_labels_and_arguments_is_printed_as_it_is_by_the_cli(home: Path) -> None:
+    table = run_dockext("ls", home=home).stdout
+    assert VENDOR in table, table  # rich would have read [/] and [bold] as its own markup (and [/] crashed it)
+    wrong = run_dockext("rm", "[/]", home=home, check=False)
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr, wrong.stderr
+    assert wrong.stderr.startswith("Error: ") and "[/]" in wrong.stderr
