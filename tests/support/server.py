@@ -53,8 +53,8 @@ class Server:
 
 
 def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, int, list[int]] | None = None,
-                 extra_env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+                 extra_env: dict[str, str] | None = None, port: int | None = None) -> Server:
+    port = port or free_port()
     token = secrets.token_hex(24)
     home.mkdir(parents=True, exist_ok=True)
     log = home.parent / f"server-{port}.log"

@@ -6,7 +6,6 @@ import asyncio
 import html
 import json
 import re
-import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
@@ -107,7 +106,7 @@ class AuthGate:
         # same-site and may set `dockext-<port>=x; Domain=dockext.localhost`, which the browser then sends too.
         name = cookie_name(self.state)
         for session in _cookie_values(request.headers.get("cookie", ""), name):
-            if any(token_ok(session, s) for s in self.state.sessions):
+            if self.state.sessions.valid(session):
                 return True
         auth = request.headers.get("authorization", "")
         scheme, _, value = auth.partition(" ")
@@ -124,10 +123,9 @@ class AuthGate:
         return origin is None or origin in self.state.dashboard_origins()
 
     def _login(self, response: Response) -> None:
-        session = secrets.token_urlsafe(32)
-        self.state.sessions.add(session)
         response.set_cookie(
-            cookie_name(self.state), session, httponly=True, samesite="strict", path="/", max_age=30 * 86400
+            cookie_name(self.state), self.state.sessions.issue(), httponly=True, samesite="strict", path="/",
+            max_age=self.state.sessions.max_age,
         )
 
 
@@ -193,7 +191,8 @@ def create(
             while True:
                 if state.generation != seen:
                     seen = state.generation
-                    yield f"event: extensions\ndata: {json.dumps({'generation': seen})}\n\n".encode()
+                    data = json.dumps({"generation": seen, "boot": state.boot})
+                    yield f"event: extensions\ndata: {data}\n\n".encode()
                 try:
                     await asyncio.wait_for(state.changed.wait(), timeout=15)
                 except TimeoutError:

@@ -22,6 +22,7 @@ from ..execution import ProcessGroup
 from ..paths import Layout
 from ..store import Record, Store
 from .backend_http import BackendPool
+from .sessions import Sessions
 
 __all__ = ["DASHBOARD_NAME", "HostState", "Instance", "host_info"]
 
@@ -67,7 +68,8 @@ class HostState:
         self.port = port
         self.token = token
         self.engine = engine or Engine()
-        self.sessions: set[str] = set()
+        self.sessions = Sessions.for_home(layout.root)  # signed cookies: a restart keeps browsers logged in
+        self.boot = secrets.token_hex(8)  # changes at each start: the dashboard reopens its tab after a restart
         self.dashboard_host = f"{DASHBOARD_NAME}:{port}"  # where browsers are sent
         self.dashboard_hosts = {self.dashboard_host, *(f"{name}:{port}" for name in LOOPBACK_NAMES)}
         self.by_slug: dict[str, Record] = {}

@@ -56,6 +56,7 @@
     open: null, // {key, title, instance, origin, frame, imageId}
     opening: null, // key being opened (POST /api/ui-instances in flight), or waiting for its update to end
     waiting: null, // {key, imageId}: the selected extension is being updated; its tab reopens when that ends
+    boot: null, // the server's start id (from /api/events): a new one means it restarted
     seq: 0, // bumped on every navigation; stale async work compares against it
   };
 
@@ -726,7 +727,23 @@
   function connectEvents() {
     const source = new EventSource("/api/events");
     let wasDown = false;
-    source.addEventListener("extensions", () => refresh());
+    source.addEventListener("extensions", (event) => {
+      let boot = null;
+      try {
+        boot = JSON.parse(event.data).boot;
+      } catch (error) {
+        boot = null;
+      }
+      if (state.boot && boot && boot !== state.boot && state.open) {
+        // The server restarted: the open UI's instance is gone with it. The session survived; start a new UI.
+        const key = state.open.key;
+        state.boot = boot;
+        refresh().then(() => openExtension(key, ""));
+        return;
+      }
+      if (boot) state.boot = boot;
+      refresh();
+    });
     source.addEventListener("open", () => {
       els.connection.hidden = true;
       if (wasDown) refresh(); // changes may have happened while disconnected

@@ -1,0 +1,81 @@
+"""Dashboard sessions that survive a restart of ``dockext serve``.
+
+Logging in with the token gives the browser a cookie whose value is signed with a secret kept in
+``<home>/cookie_secret`` (32 random bytes, mode 0600, in the 0700 home): ``<expiry>.<nonce>.<hmac>``. Any
+server started on that home accepts it until it expires, so a restart (or a crash) does not log the browser
+out, while the token, which only serves to log in, may be new at each start. This is what Jupyter does with
+its ``jupyter_cookie_secret``.
+
+Deleting the file logs every browser out at the next start (a new secret is made); so does a value that is
+not exactly as issued, or an expired one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+
+from ..errors import StateError
+
+__all__ = ["FILE", "MAX_AGE", "Sessions"]
+
+FILE = "cookie_secret"
+MAX_AGE = 30 * 86400  # seconds a login lasts
+
+
+class Sessions:
+    def __init__(self, secret: bytes, max_age: int = MAX_AGE) -> None:
+        if len(secret) < 32:
+            raise ValueError("the session secret must have at least 32 bytes")
+        self._secret = secret
+        self.max_age = max_age
+
+    @classmethod
+    def for_home(cls, home: Path) -> Sessions:
+        """The secret of this dockext home, made on first use."""
+        path = home / FILE
+        try:
+            return cls(bytes.fromhex(path.read_text().strip()))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            raise StateError(
+                f"the session secret {path} is unreadable: {exc}",
+                hint="Delete it: a new one is made (browsers then log in again with the token).",
+            ) from exc
+        secret = secrets.token_bytes(32)
+        tmp = home / f".{FILE}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secret.hex() + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)  # never replaces a secret another server made meanwhile
+            except FileExistsError:
+                return cls.for_home(home)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return cls(secret)
+
+    def issue(self, now: float | None = None) -> str:
+        expiry = int(now if now is not None else time.time()) + self.max_age
+        body = f"{expiry}.{secrets.token_hex(16)}"
+        return f"{body}.{self._mac(body)}"
+
+    def valid(self, value: str, now: float | None = None) -> bool:
+        body, _, mac = value.rpartition(".")
+        expiry, _, nonce = body.partition(".")
+        if not (expiry.isdigit() and nonce and mac) or not hmac.compare_digest(mac, self._mac(body)):
+            return False
+        return int(expiry) > (now if now is not None else time.time())
+
+    def _mac(self, body: str) -> str:
+        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,44 @@
+"""Signed dashboard sessions (server/sessions.py): what a restart keeps, and what it refuses."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from dockext.errors import StateError
+from dockext.server.sessions import FILE, MAX_AGE, Sessions
+
+
+def test_a_session_issued_by_one_server_is_valid_for_the_next_on_the_same_home(tmp_path):
+    value = Sessions.for_home(tmp_path).issue()
+    assert stat.S_IMODE((tmp_path / FILE).stat().st_mode) == 0o600
+    assert Sessions.for_home(tmp_path).valid(value)  # a new server, the same secret file
+    other = tmp_path / "other"  # another dockext home: another secret
+    other.mkdir()
+    assert not Sessions.for_home(other).valid(value)
+
+
+def test_tampered_expired_and_malformed_values_are_refused(tmp_path):
+    sessions = Sessions.for_home(tmp_path)
+    value = sessions.issue(now=1_000_000)
+    assert sessions.valid(value, now=1_000_000 + MAX_AGE - 1)
+    assert not sessions.valid(value, now=1_000_000 + MAX_AGE)  # expired
+    expiry, nonce, mac = value.split(".")
+    assert not sessions.valid(f"{int(expiry) + 86400}.{nonce}.{mac}", now=1_000_000)  # a longer life, same mac
+    flipped = mac[:-1] + ("1" if mac.endswith("0") else "0")
+    assert not sessions.valid(f"{expiry}.{nonce}.{flipped}", now=1_000_000)
+    for junk in ("", "x", "..", "1.2", "abc.def.ghi", f"{expiry}..{mac}"):
+        assert not sessions.valid(junk, now=1_000_000), junk
+
+
+def test_deleting_the_secret_logs_everyone_out(tmp_path):
+    value = Sessions.for_home(tmp_path).issue()
+    (tmp_path / FILE).unlink()
+    assert not Sessions.for_home(tmp_path).valid(value)
+
+
+def test_an_unreadable_secret_is_a_clear_error(tmp_path):
+    (tmp_path / FILE).write_text("not hex\n")
+    with pytest.raises(StateError, match="Delete it"):
+        Sessions.for_home(tmp_path)
