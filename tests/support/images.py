@@ -127,7 +127,8 @@ def build_fixture(
 ) -> str:
     """Build fixture ``name`` as ``<repo_prefix>/<name>:<tag>`` unless it is up to date; return the ref.
 
-    Different tags give different images (the tag is a label), as a new version of an extension would be.
+    Different tags give different images (the tag is a label), as a new version of an extension would be; so do
+    different prefixes (the repository is a label too), so that no two test names share an image ID.
     """
     if name not in COMPILED_UI:
         return _build_fixture_from(client, FIXTURES_DIR / name, name, tag=tag, repo_prefix=repo_prefix)
@@ -142,7 +143,7 @@ def build_fixture(
 
 def _build_fixture_from(client: docker.DockerClient, context: Path, name: str, *, tag: str, repo_prefix: str) -> str:
     dockerfile = (context / "Dockerfile").read_text()
-    h = hashlib.sha256(f"tag={tag}\n".encode())
+    h = hashlib.sha256(f"tag={tag}\nrepository={repo_prefix}/{name}\n".encode())
     if re.search(rf"^FROM\s+{re.escape(PYBASE.split(':')[0])}\b", dockerfile, re.MULTILINE):
         ensure_pybase(client)
         h.update(f"base={client.images.get(PYBASE).id}\n".encode())
@@ -155,7 +156,9 @@ def _build_fixture_from(client: docker.DockerClient, context: Path, name: str, *
     ref = f"{repo_prefix}/{name}:{tag}"
     with _locked():
         if _current_hash(client, ref) != h.hexdigest():
-            _build(client, context, ref, h.hexdigest(), extra_labels={"dockext.test.tag": tag})
+            # the name is a label too: two names never share an image ID (views list an image under each name)
+            _build(client, context, ref, h.hexdigest(),
+                   extra_labels={"dockext.test.tag": tag, "dockext.test.repository": f"{repo_prefix}/{name}"})
     return ref
 
 
