@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import docker
 import pytest
 
+from tests.support.bridge import bridge
 from tests.support.images import build_fixture
 from tests.support.procs import kill_marked
 
@@ -40,6 +41,13 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     os.environ["DOCKEXT_TEST_HOST_NETNS"] = f"/proc/{os.getpid()}/fd/{host_ns}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _registry_in_our_namespace() -> Iterator[None]:
+    """The local registry at 127.0.0.1:5000 here too, for dockext's own clients (the Marketplace reads it)."""
+    with bridge(5000):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

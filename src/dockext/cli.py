@@ -292,6 +292,115 @@ def plugin_rm() -> None:
 
 
 @cli.group()
+def marketplace() -> None:
+    """The extensions of registries and lists (Docker Desktop's Marketplace), and the install allow-list."""
+
+
+@marketplace.command(name="add")
+@click.argument("spec", metavar="REGISTRY[/NAMESPACE]", required=False)
+@click.option("--list", "list_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="An extensions.txt: one image per line (REPOSITORY[:TAG]), '#' comments.")
+@handle_errors
+def marketplace_add(spec: str | None, list_file: str | None) -> None:
+    """Add a source: a registry or one namespace of it (e.g. 127.0.0.1:5000/acme), or --list FILE.
+
+    A registry is read with its catalog API: every repository under it whose image is an extension is listed, at
+    its greatest semver tag. A list pins a version with :TAG; without one the greatest semver tag is offered."""
+    from pathlib import Path
+
+    from . import marketplace as mkt
+
+    if (spec is None) == (list_file is None):
+        raise click.UsageError("give either REGISTRY[/NAMESPACE] or --list FILE")
+    if list_file is not None:
+        source = mkt.add_list(layout(), Path(list_file))
+        out.print(f"Added the list {source.label} ({len(source.images)} image(s)).", soft_wrap=True)
+    else:
+        source = mkt.add_registry(layout(), str(spec))
+        out.print(f"Added the registry source {source.label}.", soft_wrap=True)
+
+
+@marketplace.command(name="rm")
+@click.argument("source", metavar="SOURCE")
+@handle_errors
+def marketplace_rm(source: str) -> None:
+    """Remove the source SOURCE, as `dockext marketplace ls` shows it (REGISTRY[/NAMESPACE] or the list's path)."""
+    from . import marketplace as mkt
+
+    removed = mkt.remove(layout(), source)
+    out.print(f"Removed the marketplace source {removed.label}.", soft_wrap=True)
+
+
+@marketplace.command(name="ls")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@handle_errors
+def marketplace_ls(fmt: str) -> None:
+    """The sources, then the extensions they list: IMAGE, VERSION, TITLE, VENDOR, INSTALLED.
+
+    A source that cannot be read is named on stderr with the reason; the others are still listed (exit 1 only
+    when every source failed)."""
+    from . import marketplace as mkt
+
+    settings = mkt.load(layout())
+    catalog = mkt.browse(settings) if settings.sources else mkt.Catalog(entries=[], errors=[])
+    installed = {r.id: r.version for r in Store(layout()).records()}
+    if fmt == "json":
+        doc = {
+            "only_listed": settings.only_listed,
+            "sources": [{"source": s.label, "kind": s.kind} for s in settings.sources],
+            "extensions": [
+                {"image": e.image, "version": e.tag, "versions": list(e.tags), "title": e.title, "vendor": e.vendor,
+                 "description": e.description, "source": e.source, "installed": installed.get(e.image)}
+                for e in catalog.entries
+            ],
+            "errors": [{"source": label, "message": message} for label, message in catalog.errors],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        state = "on" if settings.only_listed else "off"
+        if not settings.sources:
+            out.print(f"No marketplace source (only-listed: {state}). Add one with: dockext marketplace add "
+                      "REGISTRY[/NAMESPACE], or dockext marketplace add --list FILE", soft_wrap=True)
+            return
+        out.print(f"Sources (only-listed: {state}):", soft_wrap=True)
+        for s in settings.sources:
+            what = "registry" if s.kind == "registry" else f"list of {len(s.images)} image(s)"
+            out.print(f"  {s.label}  ({what})", soft_wrap=True)
+        out.print("")
+        header = ("IMAGE", "VERSION", "TITLE", "VENDOR", "INSTALLED")
+        rows = [(e.image, e.tag, e.title, e.vendor or "-", installed.get(e.image, "-")) for e in catalog.entries]
+        table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+        for i, col in enumerate(header):  # never shortened to the terminal's width: people copy these names
+            table.add_column(col, no_wrap=True, min_width=max(len(r[i]) for r in [header, *rows]))
+        for row in rows:
+            table.add_row(*row)
+        out.print(table, soft_wrap=True, crop=False)
+    for label, message in catalog.errors:
+        err.print(Text.assemble(("Error:", "bold red"), " ", f"{label}: {message}"), soft_wrap=True)
+    failed = {label for label, _ in catalog.errors}
+    if settings.sources and all(s.label in failed for s in settings.sources):
+        sys.exit(1)
+
+
+@marketplace.command(name="only-listed")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@handle_errors
+def marketplace_only_listed(state: str) -> None:
+    """on: refuse to install or update an extension no source lists (Docker Desktop's "Allow only extensions
+    distributed through the Marketplace"); off: install anything."""
+    from . import marketplace as mkt
+
+    settings = mkt.set_only_listed(layout(), state == "on")
+    if not settings.only_listed:
+        out.print("Any extension can be installed now.", soft_wrap=True)
+        return
+    out.print("Only the extensions the marketplace sources list can be installed or updated now.", soft_wrap=True)
+    if not settings.sources:
+        err.print("Warning: there is no source yet, so every install is refused until you add one "
+                  "(dockext marketplace add).", soft_wrap=True)
+
+
+@cli.group()
 def dev() -> None:
     """Extension development helpers (as `docker extension dev`); reopen the extension's tab after a change."""
 

@@ -102,3 +102,25 @@ class ExecRefused(DockextError):
 
 class StateError(DockextError):
     """dockext's own state on disk is unreadable or from a newer version."""
+
+
+class RegistryError(DockextError):
+    """A registry could not be reached or answered with an error; the message names the registry and what failed."""
+
+    http_status = 502
+
+
+class InvalidSource(DockextError):
+    """A marketplace source (``REGISTRY[/NAMESPACE]`` or an extensions.txt) is malformed or already added."""
+
+
+class SourceNotFound(DockextError):
+    """No marketplace source has that name."""
+
+    http_status = 404
+
+
+class NotListed(DockextError):
+    """Only listed extensions may be installed (``dockext marketplace only-listed on``), and this one is not."""
+
+    http_status = 403

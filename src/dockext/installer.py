@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import compose as composefile
-from . import crashpoint, model, sockperm
+from . import crashpoint, marketplace, model, sockperm
 from .composecli import Compose
 from .engine import Engine, ImageFiles, PullEvent
 from .errors import AlreadyInstalled, BackendNotReady, DockextError, MetadataError, NotInstalled, UpdateFailed
@@ -80,6 +80,7 @@ class Installer:
 
     # -- install -------------------------------------------------------------------------------------
     def install(self, image: str) -> Record:
+        marketplace.check_allowed(self.layout, image)
         ref = model.ImageRef.parse(image)
         key = model.extension_key(ref)
         self.layout.ensure()
@@ -318,6 +319,7 @@ class Installer:
     def update(self, image: str) -> Record:
         """Replace the installed version of IMAGE's extension with IMAGE[:TAG]; the old one comes back if the
         new one cannot be installed and started. Named volumes, the UI's origin and its socket dir are kept."""
+        marketplace.check_allowed(self.layout, image)
         ref = model.ImageRef.parse(image)
         key = model.extension_key(ref)
         self.layout.ensure()

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 
 from ..devmode import DevSettings
 from ..store import Record
-from . import docker_api, fsapi
+from . import docker_api, fsapi, marketplace_api
 from .security import DASHBOARD_CSP, error_response, harden, token_ok
 from .state import HostState
 
@@ -246,6 +246,7 @@ def create(
         Route("/api/ui-instances/{id}/close", close_instance, methods=["POST"]),
         *docker_api.routes(state),
         *fsapi.routes(state),
+        *marketplace_api.routes(state),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     gate = AuthGate(app, state)

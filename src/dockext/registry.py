@@ -1,0 +1,360 @@
+"""Adapter for container registries (the Distribution HTTP API v2), read-only and anonymous.
+
+What the Marketplace needs, without pulling anything: the repositories of a registry (``GET /v2/_catalog``,
+following ``Link`` headers), the tags of a repository, and the labels of one tag (its manifest, the manifest of
+the ``linux/<host arch>`` image when the tag is a multi-platform index, then its config blob, whose
+``config.Labels`` are the labels ``docker image inspect`` shows).
+
+* Scheme: ``http`` for loopback registries (``127.0.0.0/8``, ``localhost``, ``::1``), ``https`` for every other
+  one. There is no setting for plain-http registries elsewhere in this version.
+* Authentication: the standard bearer-token challenge (``WWW-Authenticate: Bearer realm=...,service=...,
+  scope=...``) with an anonymous token, which Docker Hub and most registries ask for even for public images.
+  No credentials are read or sent.
+* Docker Hub (a reference without a registry, or ``docker.io/...``) is ``registry-1.docker.io``, official images
+  under ``library/``. It has no catalog API.
+* Every failure becomes a :class:`~dockext.errors.RegistryError` whose message names the registry and what
+  failed (``cannot reach 127.0.0.1:5001: connection refused``, ``127.0.0.1:5000 answered 404 for acme/x tags``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import platform
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from .errors import RegistryError
+
+__all__ = [
+    "ACCEPT_MANIFESTS",
+    "DOCKER_HUB",
+    "ImageLabels",
+    "RegistryClient",
+    "host_architecture",
+    "is_loopback",
+    "parse_challenge",
+]
+
+DOCKER_HUB: Final = "docker.io"  # how Docker Hub is named in messages
+_HUB_API: Final = "registry-1.docker.io"
+
+OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
+DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
+ACCEPT_MANIFESTS: Final = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
+
+_MAX_JSON: Final = 4 * 1024 * 1024  # a manifest, a config blob or a catalog page larger than this is refused
+_MAX_PAGES: Final = 100  # catalog pages followed at most (100 repositories each)
+
+#: Tests (and nothing else) may set this to an ``httpx.MockTransport``; every client then uses it.
+TRANSPORT: httpx.BaseTransport | None = None
+
+
+def host_architecture() -> str:
+    """The host's architecture as image platforms name it (``amd64``, ``arm64``...)."""
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+            "i386": "386", "i686": "386"}.get(machine, machine)
+
+
+def is_loopback(registry: str) -> bool:
+    """Whether ``host[:port]`` names this machine (spoken to over plain http, as the Docker engine does)."""
+    host = urlsplit(f"//{registry}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_CHALLENGE_PARAM_RE: Final = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="https://auth",service="reg",scope="repository:x:pull"`` -> ``("bearer", {...})``."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3) or "").replace('\\"', '"')
+              for m in _CHALLENGE_PARAM_RE.finditer(rest)}
+    return scheme.lower(), params
+
+
+@dataclass(frozen=True)
+class ImageLabels:
+    """What the config of one image says: its labels and platform, and where it was read."""
+
+    repository: str
+    reference: str  # the tag (or digest) asked for
+    labels: dict[str, str]
+    os: str
+    architecture: str
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, lower-case reason from an httpx / OS error (``[Errno 111] Connection refused`` -> ``connection
+    refused``)."""
+    text = ""
+    cause: BaseException | None = exc
+    while cause is not None and not text:
+        text = str(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text.strip()) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text or "WRONG_VERSION_NUMBER" in text or "SSL" in text:
+        return f"TLS failed ({text})"
+    return text[:1].lower() + text[1:]
+
+
+class RegistryClient:
+    """Anonymous, read-only client of one registry. Safe to use from several threads at once."""
+
+    def __init__(
+        self, registry: str | None, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        #: the registry as the user wrote it (``127.0.0.1:5000``, ``ghcr.io``); ``docker.io`` for Docker Hub
+        self.name = DOCKER_HUB if registry in (None, DOCKER_HUB, "index.docker.io", _HUB_API) else str(registry)
+        self.hub = self.name == DOCKER_HUB
+        host = _HUB_API if self.hub else self.name
+        self.base = f"{'http' if is_loopback(host) else 'https'}://{host}"
+        self.timeout = timeout
+        self._client = httpx.Client(
+            timeout=timeout, follow_redirects=True, transport=transport or TRANSPORT,
+            headers={"User-Agent": "dockext (marketplace)"},
+        )
+        self._tokens: dict[str, str] = {}  # scope -> bearer token
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def repository_path(self, repository: str) -> str:
+        """The repository as the registry's API names it (Docker Hub's official images live in ``library/``)."""
+        return f"library/{repository}" if self.hub and "/" not in repository else repository
+
+    # -- the API ------------------------------------------------------------------------------------------
+    def catalog(self, *, prefix: str = "", limit: int = 200) -> tuple[list[str], bool]:
+        """Repository names starting with ``prefix`` (``"acme/"``; ``""`` for all), at most ``limit`` of them;
+        the flag says whether there were more (or more pages than dockext reads)."""
+        if self.hub:
+            raise RegistryError(
+                "Docker Hub has no catalog API: its extensions cannot be listed by namespace",
+                hint="List them in an extensions.txt file (one image per line) and add it with: "
+                     "dockext marketplace add --list FILE",
+            )
+        url = f"{self.base}/v2/_catalog?n=100"
+        found: list[str] = []
+        seen_urls: set[str] = set()
+        for _ in range(_MAX_PAGES):
+            seen_urls.add(url)
+            response, _, body = self._get_json(url, "the catalog", scope="registry:catalog:*")
+            repositories = body.get("repositories") if isinstance(body, dict) else None
+            if not isinstance(repositories, list):
+                raise RegistryError(f"{self.name} answered a catalog without a repositories list")
+            for repo in repositories:
+                if isinstance(repo, str) and repo.startswith(prefix):
+                    if len(found) >= limit:
+                        return found, True
+                    found.append(repo)
+            following = self._next_link(url, response.headers.get("link", ""))
+            if following is None or following in seen_urls:
+                return found, False
+            url = following
+        return found, True
+
+    def tags(self, repository: str) -> list[str]:
+        """The tags of ``repository`` (``[]`` when it has none left, as after its manifests were deleted)."""
+        path = self.repository_path(repository)
+        _, _, body = self._get_json(f"{self.base}/v2/{path}/tags/list", f"{repository} tags", scope=_pull(path))
+        tags = body.get("tags") if isinstance(body, dict) else None
+        return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+    def labels(self, repository: str, reference: str, *, architecture: str | None = None) -> ImageLabels:
+        """The labels of ``repository:reference`` for ``linux/<architecture>`` (the host's by default)."""
+        arch = architecture or host_architecture()
+        path = self.repository_path(repository)
+        what = f"{repository}:{reference}"
+        manifest = self._manifest(path, reference, what)
+        if _media_type(manifest) in (OCI_INDEX, DOCKER_LIST):
+            manifest = self._manifest(path, _pick_platform(manifest, arch, what, self.name), what)
+        kind = _media_type(manifest)
+        if kind not in (OCI_MANIFEST, DOCKER_MANIFEST):
+            raise RegistryError(
+                f"{self.name} answered a manifest of type {kind or 'unknown'} for {what}, which dockext cannot read",
+                hint="Push the image again with a current docker or buildx (image manifest v2 or OCI).",
+            )
+        config = manifest.get("config")
+        digest = config.get("digest") if isinstance(config, dict) else None
+        if not isinstance(digest, str) or not digest:
+            raise RegistryError(f"{self.name} answered a manifest without a config digest for {what}")
+        url = f"{self.base}/v2/{path}/blobs/{digest}"
+        _, content, blob = self._get_json(url, f"{repository} config blob", scope=_pull(path))
+        algorithm, _, expected = digest.partition(":")
+        if algorithm == "sha256" and hashlib.sha256(content).hexdigest() != expected.lower():
+            raise RegistryError(f"{self.name} answered a config blob for {what} that does not match its digest")
+        if not isinstance(blob, dict):
+            raise RegistryError(f"{self.name} answered a config blob for {what} that is not a JSON object")
+        inner = blob.get("config") if isinstance(blob.get("config"), dict) else {}
+        raw = inner.get("Labels") if isinstance(inner, dict) else None
+        labels = {str(k): v for k, v in raw.items() if isinstance(v, str)} if isinstance(raw, dict) else {}
+        return ImageLabels(
+            repository=repository, reference=reference, labels=labels,
+            os=str(blob.get("os") or ""), architecture=str(blob.get("architecture") or ""),
+        )
+
+    # -- HTTP ---------------------------------------------------------------------------------------------
+    def _manifest(self, path: str, reference: str, what: str) -> dict[str, Any]:
+        url = f"{self.base}/v2/{path}/manifests/{reference}"
+        response, _, body = self._get_json(url, f"{what} manifest", scope=_pull(path), accept=ACCEPT_MANIFESTS)
+        if not isinstance(body, dict):
+            raise RegistryError(f"{self.name} answered a manifest for {what} that is not a JSON object")
+        if "mediaType" not in body:  # OCI manifests may leave it out; the header says it then
+            body = {**body, "mediaType": response.headers.get("content-type", "").split(";")[0].strip()}
+        return body
+
+    def _next_link(self, current: str, header: str) -> str | None:
+        """The ``rel="next"`` URL of a ``Link`` header, resolved against ``current``; only on this registry."""
+        for part in header.split(","):
+            m = re.match(r'\s*<([^>]*)>\s*;(.*)', part)
+            if m and re.search(r'rel\s*=\s*"?next"?', m.group(2)):
+                url: str = urljoin(current, str(m.group(1)))
+                if urlsplit(url).netloc != urlsplit(self.base).netloc:
+                    raise RegistryError(f"{self.name} sent the next catalog page to another host ({url})")
+                return url
+        return None
+
+    def _get_json(
+        self, url: str, what: str, *, scope: str, accept: str = "application/json"
+    ) -> tuple[httpx.Response, bytes, Any]:
+        response, content = self._get(url, what, scope=scope, accept=accept)
+        try:
+            return response, content, json.loads(content)
+        except (ValueError, RecursionError):
+            raise RegistryError(f"{self.name} answered something that is not JSON for {what}") from None
+
+    def _get(self, url: str, what: str, *, scope: str, accept: str) -> tuple[httpx.Response, bytes]:
+        headers = {"Accept": accept}
+        token = self._tokens.get(scope)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        response, content = self._send(url, headers, what)
+        if response.status_code == 401:  # no token yet, or an expired one: one challenge, one retry
+            challenge = response.headers.get("www-authenticate", "")
+            scheme, params = parse_challenge(challenge)
+            if scheme != "bearer" or not params.get("realm"):
+                raise RegistryError(
+                    f"{self.name} asks for a login to read {what} ({challenge.split(' ')[0] or 'no challenge'})",
+                    hint="dockext reads public repositories only, anonymously, in this version.",
+                )
+            token = self._token(params, scope)
+            headers["Authorization"] = f"Bearer {token}"
+            response, content = self._send(url, headers, what)
+        if response.status_code in (401, 403):
+            raise RegistryError(
+                f"{self.name} refused anonymous access to {what} ({response.status_code})",
+                hint="dockext reads public repositories only, anonymously, in this version.",
+            )
+        if response.status_code >= 400:
+            raise RegistryError(f"{self.name} answered {response.status_code} for {what}")
+        return response, content
+
+    def _token(self, params: dict[str, str], scope: str) -> str:
+        realm = params["realm"]
+        if urlsplit(realm).scheme not in ("http", "https"):
+            raise RegistryError(f"{self.name} names a token service that is not an http(s) URL: {realm!r}")
+        query = {"service": params.get("service", ""), "scope": params.get("scope") or scope}
+        query = {k: v for k, v in query.items() if v}
+        try:
+            with self._client.stream("GET", realm, params=query, headers={"Accept": "application/json"}) as response:
+                content = _read_limited(response, f"the token of {self.name}") if response.is_success else b""
+        except httpx.TimeoutException:
+            raise RegistryError(f"the token service of {self.name} did not answer within {self.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise RegistryError(f"cannot reach the token service of {self.name} ({realm}): {_reason(exc)}") from None
+        if response.status_code >= 400:
+            raise RegistryError(f"the token service of {self.name} answered {response.status_code} ({realm})")
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"the token service of {self.name} answered without a token ({realm})")
+        with self._lock:
+            self._tokens[scope] = token
+        return token
+
+    def _send(self, url: str, headers: dict[str, str], what: str) -> tuple[httpx.Response, bytes]:
+        """GET ``url``; the body is read (at most 4 MiB) only for a successful answer."""
+        try:
+            with self._client.stream("GET", url, headers=headers) as response:
+                return response, _read_limited(response, f"{what} from {self.name}") if response.is_success else b""
+        except httpx.ConnectTimeout:
+            raise RegistryError(f"cannot reach {self.name}: no connection within {self.timeout:g} s") from None
+        except httpx.TimeoutException:
+            raise RegistryError(f"{self.name} did not answer within {self.timeout:g} s for {what}") from None
+        except httpx.ConnectError as exc:
+            reason = _reason(exc)
+            hint = None
+            if reason.startswith("TLS") and not is_loopback(self.name):
+                hint = ("dockext speaks https to every registry but loopback ones (127.0.0.1, localhost, ::1); "
+                        "plain-http registries elsewhere are not supported in this version.")
+            raise RegistryError(f"cannot reach {self.name}: {reason}", hint=hint) from None
+        except httpx.HTTPError as exc:
+            raise RegistryError(f"the connection to {self.name} failed while reading {what}: {_reason(exc)}") from None
+
+
+def _read_limited(response: httpx.Response, what: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > _MAX_JSON:
+            raise RegistryError(f"{what} is larger than {_MAX_JSON // (1024 * 1024)} MiB: refused")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _pull(path: str) -> str:
+    return f"repository:{path}:pull"
+
+
+def _media_type(manifest: dict[str, Any]) -> str:
+    kind = manifest.get("mediaType")
+    if isinstance(kind, str) and kind:
+        return kind
+    if isinstance(manifest.get("manifests"), list):
+        return OCI_INDEX
+    return ""
+
+
+def _pick_platform(index: dict[str, Any], arch: str, what: str, registry: str) -> str:
+    """The digest of the ``linux/<arch>`` manifest of a multi-platform index."""
+    offered: list[str] = []
+    for item in index.get("manifests") or []:
+        if not isinstance(item, dict):
+            continue
+        plat: dict[str, Any] = item["platform"] if isinstance(item.get("platform"), dict) else {}
+        os_name, item_arch = str(plat.get("os", "")), str(plat.get("architecture", ""))
+        if os_name == "unknown" or not os_name:  # buildx attestations
+            continue
+        offered.append(f"{os_name}/{item_arch}")
+        digest = item.get("digest")
+        if os_name == "linux" and item_arch == arch and isinstance(digest, str) and digest:
+            return digest
+    raise RegistryError(
+        f"{what} on {registry} has no linux/{arch} image (it has {', '.join(offered) or 'no platform'})",
+        hint="Docker Desktop also shows only the extensions built for the machine's platform.",
+    )

@@ -1,0 +1,229 @@
+"""The dashboard's Marketplace: the catalog of the configured sources, and install / update / remove jobs.
+
+* ``GET /api/marketplace[?refresh=1]``: ``{"sources": [{"label", "kind"}], "onlyListed", "extensions": [...], "errors":
+  [{"source", "message"}]}``. Each extension: ``image`` (repository, no tag), ``tag`` (the version offered),
+  ``tags``, ``title``, ``vendor``, ``description``, ``detailedDescription`` and ``changelog`` (the labels' HTML
+  reduced to plain text), ``categories``, ``screenshots`` (``[{"url", "alt"}]``, http(s) only),
+  ``publisherUrl`` (http(s) or null), ``source``, ``installed`` (``{"key", "version", "image"}`` or null) and
+  ``update`` (a greater version than the installed one is offered). The catalog is built by
+  :func:`dockext.marketplace.browse` in a worker thread; what sources answered is reused for a minute unless
+  ``refresh=1`` asks them again.
+* ``POST /api/marketplace/jobs`` ``{"action": "install" | "update" | "remove", "image": "repo:tag" | "repo"}``:
+  ``202 {"job": job}``; ``GET /api/marketplace/jobs/{id}``: ``{"job": job}``, job = ``{"id", "action",
+  "image", "state": "running" | "done" | "failed", "steps": [text], "error": {"type", "message", "hint"} |
+  null}``. A job runs the same :class:`~dockext.installer.Installer` as the CLI (its lock, its rollback, the
+  allow-list of ``dockext marketplace only-listed``) in a thread; its steps are the lines the CLI prints.
+  Finished jobs are kept for 10 minutes.
+
+Only the dashboard reaches these routes (its auth gate: session cookie, and ``X-Dockext`` with a dashboard
+``Origin`` for the POST). An installed extension appears in the tabs through the usual change events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .. import marketplace, model
+from ..engine import Engine, PullEvent
+from ..errors import DockextError
+from ..installer import Installer
+from ..store import Record
+from ..validate import Version
+from .security import error_response, harden
+from .state import HostState
+
+__all__ = ["routes"]
+
+ACTIONS = ("install", "update", "remove")
+KEEP_FINISHED = 600.0  # seconds a finished job can still be read
+MAX_TEXT = 20_000  # characters of a description or changelog sent to the dashboard
+
+
+@dataclass
+class Job:
+    action: str
+    image: str
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    state: str = "running"
+    steps: list[str] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    finished: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # -- the Installer's Reporter ------------------------------------------------------------------------
+    def step(self, message: str) -> None:
+        with self._lock:
+            self.steps.append(message)
+
+    def pull(self, event: PullEvent) -> None:
+        detail = event.get("progressDetail") or {}
+        if not detail.get("total"):
+            return
+        prefix = f"{event.get('status', 'Pulling')} {event.get('id', '')}:"
+        line = f"{prefix} {detail.get('current', 0)} of {detail['total']} bytes"
+        with self._lock:  # one line per layer, updated in place
+            if self.steps and self.steps[-1].startswith(prefix):
+                self.steps[-1] = line
+            else:
+                self.steps.append(line)
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {"id": self.id, "action": self.action, "image": self.image, "state": self.state,
+                    "steps": list(self.steps), "error": self.error}
+
+
+class _Jobs:
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+
+    def add(self, job: Job) -> None:
+        now = time.time()
+        for key in [k for k, j in self.jobs.items() if j.finished and now - j.finished > KEEP_FINISHED]:
+            del self.jobs[key]
+        self.jobs[job.id] = job
+
+
+def routes(state: HostState) -> list[BaseRoute]:
+    jobs = _Jobs()
+
+    async def catalog(request: Request) -> Response:
+        try:
+            settings = marketplace.load(state.layout)
+        except DockextError as exc:
+            return harden(error_response(exc))
+        if request.query_params.get("refresh") == "1":  # the Refresh button: ask the sources again
+            marketplace.clear_cache()
+        found = await asyncio.to_thread(marketplace.browse, settings)
+        installed = {r.id: r for r in state.store.records()}
+        return harden(JSONResponse({
+            "sources": [{"label": s.label, "kind": s.kind} for s in settings.sources],
+            "onlyListed": settings.only_listed,
+            "extensions": [_entry_json(e, installed.get(e.image)) for e in found.entries],
+            "errors": [{"source": source, "message": message} for source, message in found.errors],
+        }))
+
+    async def start(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        action = body.get("action") if isinstance(body, dict) else None
+        image = body.get("image") if isinstance(body, dict) else None
+        if action not in ACTIONS or not isinstance(image, str) or not image:
+            return harden(error_response(status=400, type_="BadRequest",
+                                         message='expected {"action": "install" | "update" | "remove", "image"}'))
+        try:
+            model.ImageRef.parse(image)
+        except DockextError as exc:
+            return harden(error_response(exc, status=400))
+        job = Job(action, image)
+        jobs.add(job)
+        asyncio.get_running_loop().run_in_executor(None, _run, state, job)
+        return harden(JSONResponse({"job": job.to_json()}, status_code=202))
+
+    async def status(request: Request) -> Response:
+        job = jobs.jobs.get(request.path_params["id"])
+        if job is None:
+            return harden(error_response(status=404, type_="NotFound", message="no such job"))
+        return harden(JSONResponse({"job": job.to_json()}))
+
+    return [
+        Route("/api/marketplace", catalog),
+        Route("/api/marketplace/jobs", start, methods=["POST"]),
+        Route("/api/marketplace/jobs/{id}", status),
+    ]
+
+
+def _run(state: HostState, job: Job) -> None:
+    """In a worker thread: what `dockext install|update|rm` would do, reported into ``job``."""
+    installer = Installer(state.layout, engine=Engine(state.engine.host), reporter=job)
+    try:
+        if job.action == "install":
+            installer.install(job.image)
+        elif job.action == "update":
+            installer.update(job.image)
+        else:
+            installer.remove(job.image)
+        outcome, error = "done", None
+    except DockextError as exc:
+        outcome, error = "failed", {"type": exc.type, "message": exc.message, "hint": exc.hint}
+    except Exception as exc:  # noqa: BLE001 - a bug must still end the job, with what happened
+        outcome = "failed"
+        error = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__, "hint": None}
+    with job._lock:
+        job.state, job.error, job.finished = outcome, error, time.time()
+
+
+def _entry_json(entry: marketplace.Entry, record: Record | None) -> dict[str, Any]:
+    installed = None
+    update = False
+    if record is not None:
+        installed = {"key": record.key, "version": record.version, "image": record.image}
+        offered, have = Version.parse(entry.tag), Version.parse(record.version)
+        # semver on both sides: a greater one; otherwise any other tag is worth offering
+        update = offered.key > have.key if offered is not None and have is not None else record.version != entry.tag
+    labels = entry.details  # URLs there are http(s) only
+    return {
+        "image": entry.image,
+        "tag": entry.tag,
+        "tags": list(entry.tags),
+        "title": entry.title,
+        "vendor": entry.vendor,
+        "description": entry.description,
+        "detailedDescription": html_to_text(labels.detailed_description or ""),
+        "changelog": html_to_text(labels.changelog or ""),
+        "categories": list(labels.categories),
+        "screenshots": [{"url": s["url"], "alt": s.get("alt", "")[:200]} for s in labels.screenshots[:12]],
+        "publisherUrl": labels.publisher_url,
+        "source": entry.source,
+        "installed": installed,
+        "update": update,
+    }
+
+
+class _Text(HTMLParser):
+    BLOCKS = frozenset({"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "pre"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self.skip += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+        if tag == "li":
+            self.parts.append("• ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self.skip = max(0, self.skip - 1)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """The text of label HTML (Marketplace descriptions and changelogs are HTML): tags dropped, blocks on lines."""
+    parser = _Text()
+    parser.feed(markup[: MAX_TEXT * 4])
+    parser.close()
+    lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
+    text = "\n".join(line for line in lines if line)
+    return text[:MAX_TEXT]

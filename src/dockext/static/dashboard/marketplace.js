@@ -1,0 +1,295 @@
+/*
+ * dockext dashboard: the Marketplace (#/marketplace). Lists the extensions of the sources configured with
+ * `dockext marketplace add` (GET /api/marketplace) and installs, updates or removes them as jobs
+ * (POST /api/marketplace/jobs, then GET /api/marketplace/jobs/<id> until it ends), after a confirmation like
+ * the CLI's. Everything a catalog says comes from image labels: it is only ever put into the page as text.
+ */
+(function () {
+  "use strict";
+
+  const dx = window.dockext;
+  if (!dx) return;
+  const el = dx.el;
+
+  const POLL_MS = 400;
+  const WARNING =
+    "Extensions can install binaries, invoke commands and access files on your machine. Install only what you trust.";
+  const STORE_ICON = ["M4 9h16l-1.5 11h-13z", "M8 9V7a4 4 0 0 1 8 0v2"];
+
+  const section = el("section", "view view-marketplace");
+  section.id = "view-marketplace";
+  section.hidden = true;
+  section.setAttribute("aria-label", "Marketplace");
+  document.getElementById("panels").appendChild(section);
+
+  const nav = el("button", "nav-item");
+  nav.type = "button";
+  nav.id = "marketplace-button";
+  nav.dataset.panel = "#/marketplace";
+  const navIcon = dx.svg(STORE_ICON, 20, 1.8);
+  navIcon.classList.add("nav-icon");
+  nav.append(navIcon, el("span", "nav-label", "Marketplace"));
+  nav.addEventListener("click", () => dx.navigate("#/marketplace"));
+  document.getElementById("docker-nav").before(nav);
+
+  let data = null; // the last GET /api/marketplace answer
+  let query = "";
+  const running = new Map(); // image -> {action, line}: jobs started from this page
+  const opened = new Set(); // images whose details are open (kept across re-renders)
+  let els = null;
+
+  function button(className, label, onClick) {
+    const b = el("button", className, label);
+    b.type = "button";
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  // the dashboard's own letter icons (dashboard.css: ext-icon-letter, hue-0..7)
+  function letterIcon(ext) {
+    let h = 0;
+    for (const ch of String(ext.image)) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+    const first = Array.from(String(ext.title || "?").trim())[0] || "?";
+    const node = el("span", `ext-icon ext-icon-letter ext-icon-lg hue-${h % 8}`, first.toUpperCase());
+    node.setAttribute("aria-hidden", "true");
+    return node;
+  }
+
+  function build() {
+    const inner = el("div", "view-inner");
+    const header = el("header", "view-header");
+    const h1 = el("h1", null, "Marketplace");
+    h1.tabIndex = -1;
+    const summary = el("p", "view-summary", "");
+    header.append(h1, summary);
+
+    const toolbar = el("div", "toolbar");
+    const search = el("div", "search");
+    search.appendChild(dx.svg(["M11 4a7 7 0 1 0 0 14 7 7 0 0 0 0-14z", "M20 20l-4-4"], 16, 1.8));
+    const input = el("input", "search-input");
+    input.type = "search";
+    input.placeholder = "Search";
+    input.setAttribute("aria-label", "Search the Marketplace");
+    input.addEventListener("input", () => {
+      query = input.value.trim().toLowerCase();
+      render();
+    });
+    search.appendChild(input);
+    const refresh = button("button button-secondary", "Refresh", () => load(true));
+    toolbar.append(search, el("div", "toolbar-spacer"), refresh);
+
+    const notes = el("div", "mk-notes");
+    const body = el("div", "mk-body");
+    inner.append(header, toolbar, notes, body);
+    section.replaceChildren(inner);
+    els = { h1, summary, notes, body };
+  }
+
+  async function load(fresh) {
+    if (!els) build();
+    if (!data) els.body.replaceChildren(el("div", "state-message", "Loading the Marketplace…"));
+    try {
+      data = await dx.api("GET", fresh ? "/api/marketplace?refresh=1" : "/api/marketplace");
+    } catch (error) {
+      els.body.replaceChildren(el("div", "view-error", `Cannot read the Marketplace: ${error.message}`));
+      return;
+    }
+    render();
+  }
+
+  function matches(ext) {
+    if (!query) return true;
+    return [ext.title, ext.vendor, ext.description, ext.image, ...(ext.categories || [])]
+      .some((s) => String(s || "").toLowerCase().includes(query));
+  }
+
+  function render() {
+    if (!els || !data) return;
+    const exts = Array.isArray(data.extensions) ? data.extensions : [];
+    const sources = Array.isArray(data.sources) ? data.sources : [];
+    els.summary.textContent = sources.length
+      ? `${exts.length} extension${exts.length === 1 ? "" : "s"} from ${sources.length} source${sources.length === 1 ? "" : "s"}`
+      : "";
+
+    const notes = [];
+    if (data.onlyListed) {
+      notes.push(el("p", "mk-note", "Only the extensions listed here can be installed (dockext marketplace only-listed)."));
+    }
+    for (const e of Array.isArray(data.errors) ? data.errors : []) {
+      notes.push(el("p", "mk-note mk-note-error", `${e.source}: ${e.message}`));
+    }
+    els.notes.replaceChildren(...notes);
+
+    if (!sources.length) {
+      const empty = el("div", "empty-state");
+      empty.append(
+        el("h2", null, "No Marketplace sources yet"),
+        el("p", "muted", "Add a registry (all its extensions, or one namespace), or a list of extension images:"),
+        command("dockext marketplace add REGISTRY/NAMESPACE"),
+        command("dockext marketplace add --list extensions.txt"),
+      );
+      els.body.replaceChildren(empty);
+      return;
+    }
+    const shown = exts.filter(matches);
+    if (!shown.length) {
+      els.body.replaceChildren(el("p", "state-message", exts.length ? "No extension matches." : "No extensions found."));
+      return;
+    }
+    const grid = el("ul", "mk-grid");
+    grid.setAttribute("aria-label", "Extensions");
+    for (const ext of shown) grid.appendChild(card(ext));
+    els.body.replaceChildren(grid);
+  }
+
+  function command(text) {
+    const box = el("div", "command");
+    box.appendChild(el("code", null, text));
+    return box;
+  }
+
+  function card(ext) {
+    const li = el("li", "mk-card");
+    li.dataset.image = ext.image;
+    const head = el("div", "mk-head");
+    const names = el("div", "mk-names");
+    const title = el("h2", "mk-title", ext.title);
+    names.append(title, el("p", "mk-vendor", ext.vendor || ""));
+    head.append(letterIcon(ext), names, el("span", "mk-version", ext.tag));
+    li.appendChild(head);
+    if (ext.description) li.appendChild(el("p", "mk-description", ext.description));
+    if (Array.isArray(ext.categories) && ext.categories.length) {
+      const chips = el("div", "chips");
+      for (const c of ext.categories) chips.appendChild(el("span", "chip", c));
+      li.appendChild(chips);
+    }
+    li.appendChild(details(ext));
+
+    const actions = el("div", "mk-actions");
+    const job = running.get(ext.image);
+    if (job) {
+      const status = el("p", "mk-progress");
+      status.setAttribute("role", "status");
+      status.append(el("span", "spinner"), el("span", "mk-progress-text", job.line));
+      actions.appendChild(status);
+    } else if (!ext.installed) {
+      actions.appendChild(button("button mk-install", "Install", () => confirmThen(ext, "install")));
+    } else {
+      actions.appendChild(el("span", "mk-installed", `Installed ${ext.installed.version}`));
+      if (ext.update) {
+        actions.appendChild(button("button mk-update", `Update to ${ext.tag}`, () => confirmThen(ext, "update")));
+      }
+      actions.appendChild(
+        button("button button-secondary mk-open", "Open", () => dx.navigate(`#/extensions/${encodeURIComponent(ext.installed.key)}`)),
+      );
+      actions.appendChild(button("button button-secondary mk-remove", "Remove", () => confirmThen(ext, "remove")));
+    }
+    li.appendChild(actions);
+    return li;
+  }
+
+  function details(ext) {
+    const box = el("details", "mk-details");
+    box.open = opened.has(ext.image);
+    box.addEventListener("toggle", () => (box.open ? opened.add(ext.image) : opened.delete(ext.image)));
+    box.appendChild(el("summary", null, "Details"));
+    const dl = el("dl", "mk-facts");
+    const fact = (name, value) => {
+      if (!value) return;
+      dl.append(el("dt", null, name), el("dd", null, value));
+    };
+    fact("Image", `${ext.image}:${ext.tag}`);
+    fact("Versions", (ext.tags || []).join(", "));
+    fact("Source", ext.source);
+    box.appendChild(dl);
+    if (ext.detailedDescription) box.appendChild(el("p", "mk-text", ext.detailedDescription));
+    if (ext.changelog) {
+      box.appendChild(el("h3", null, "Changelog"));
+      box.appendChild(el("p", "mk-text", ext.changelog));
+    }
+    const links = el("p", "mk-links");
+    if (ext.publisherUrl) links.appendChild(link(ext.publisherUrl, "Publisher"));
+    (ext.screenshots || []).forEach((s, i) => links.appendChild(link(s.url, s.alt || `Screenshot ${i + 1}`)));
+    if (links.childNodes.length) box.appendChild(links);
+    return box;
+  }
+
+  function link(url, text) {
+    const a = el("a", null, text);
+    a.href = url; // http(s) only: the server keeps nothing else
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    return a;
+  }
+
+  // ------------------------------------------------------------------------------------- actions
+
+  function confirmThen(ext, action) {
+    const dialog = el("dialog", "mk-dialog");
+    dialog.setAttribute("aria-labelledby", "mk-dialog-title");
+    const verb = { install: "Install", update: "Update", remove: "Remove" }[action];
+    const title = el("h2", null, action === "update" ? `Update ${ext.title} to ${ext.tag}?` : `${verb} ${ext.title}?`);
+    title.id = "mk-dialog-title";
+    const text =
+      action === "remove"
+        ? "Its containers and files go; its named volumes are kept."
+        : WARNING;
+    const form = el("form");
+    form.method = "dialog";
+    const buttons = el("div", "mk-dialog-buttons");
+    const cancel = el("button", "button button-secondary", "Cancel");
+    cancel.value = "cancel";
+    const ok = el("button", action === "remove" ? "button mk-danger" : "button", verb);
+    ok.value = "ok";
+    buttons.append(cancel, ok);
+    form.append(title, el("p", null, text), el("p", "mk-ref", action === "remove" ? ext.image : `${ext.image}:${ext.tag}`), buttons);
+    dialog.appendChild(form);
+    document.body.appendChild(dialog);
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      if (dialog.returnValue === "ok") start(ext, action);
+    });
+    dialog.showModal();
+    ok.focus();
+  }
+
+  async function start(ext, action) {
+    const image = action === "remove" ? ext.image : `${ext.image}:${ext.tag}`;
+    running.set(ext.image, { action, line: { install: "Installing…", update: "Updating…", remove: "Removing…" }[action] });
+    render();
+    let job;
+    try {
+      job = (await dx.api("POST", "/api/marketplace/jobs", { action, image })).job;
+    } catch (error) {
+      running.delete(ext.image);
+      render();
+      dx.toast("error", `Could not start: ${error.message}`);
+      return;
+    }
+    while (job.state === "running") {
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      try {
+        job = (await dx.api("GET", `/api/marketplace/jobs/${encodeURIComponent(job.id)}`)).job;
+      } catch (error) {
+        continue; // the server may be restarting: try again
+      }
+      const last = job.steps.length ? job.steps[job.steps.length - 1] : null;
+      if (last) running.set(ext.image, { action, line: last });
+      render();
+    }
+    running.delete(ext.image);
+    if (job.state === "done") {
+      const done = { install: "installed", update: `updated to ${ext.tag}`, remove: "removed" }[action];
+      dx.toast("success", `${ext.title} ${done}.`);
+    } else {
+      const e = job.error || {};
+      dx.toast("error", `${ext.title}: ${e.message || "failed"}${e.hint ? `\n${e.hint}` : ""}`);
+    }
+    await load();
+  }
+
+  dx.panel("#/marketplace", section, () => {
+    document.title = "Marketplace · dockext";
+    load();
+  });
+})();

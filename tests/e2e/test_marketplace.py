@@ -1,0 +1,114 @@
+"""The dashboard's Marketplace over the real local registry: browse, install, update and remove from Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections.abc import Iterator
+
+import docker
+import pytest
+from playwright.sync_api import Page, expect
+
+from dockext import model
+from tests.support import images
+from tests.support.cli import run_dockext
+
+from .test_dashboard import tab
+
+pytestmark = [pytest.mark.engine, pytest.mark.browser]
+
+REGISTRY = "127.0.0.1:5000"
+
+
+@pytest.fixture
+def namespace(fixture_image, docker_client: docker.DockerClient) -> Iterator[str]:
+    """A namespace of the shared registry for this test alone, holding ui-only 1.0.0 and vm-image 1.0.0."""
+    ns = f"dockext-mkt-{secrets.token_hex(3)}"
+    built = [fixture_image("ui-only", repo_prefix=ns), fixture_image("vm-image", repo_prefix=ns)]
+    for ref in built:
+        images.push_fixture(docker_client, ref)
+    yield ns
+    for ref in [*built, f"{ns}/ui-only:2.0.0"]:
+        for name in (ref, f"{REGISTRY}/{ref}"):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(name, noprune=True)
+
+
+def card(page: Page, image: str):
+    return page.locator(f'.mk-card[data-image="{image}"]')
+
+
+def confirm(page: Page, label: str) -> None:
+    dialog = page.locator("dialog.mk-dialog")
+    if label != "Remove":
+        expect(dialog).to_contain_text("Extensions can install binaries")  # the CLI's warning
+    dialog.get_by_role("button", name=label, exact=True).click()
+    expect(dialog).to_have_count(0)
+
+
+def test_browse_install_update_and_remove_from_the_marketplace(
+    page: Page, server, namespace, fixture_image, docker_client
+):
+    ui_only, vm_image = f"{REGISTRY}/{namespace}/ui-only", f"{REGISTRY}/{namespace}/vm-image"
+    key = model.extension_key(model.ImageRef.parse(ui_only))
+    run_dockext("marketplace", "add", f"{REGISTRY}/{namespace}", home=server.home)
+    page.goto(server.login_url)
+    page.locator("#marketplace-button").click()
+    expect(page).to_have_url(f"{server.url}/#/marketplace")
+    expect(card(page, ui_only).locator(".mk-title")).to_have_text("UI Only")
+    expect(card(page, vm_image).locator(".mk-title")).to_have_text("VM Image")
+    expect(card(page, ui_only).locator(".mk-vendor")).to_have_text("dockext tests")
+    expect(card(page, ui_only).locator(".mk-version")).to_have_text("1.0.0")
+    expect(page.locator("#view-marketplace .view-summary")).to_have_text("2 extensions from 1 source")
+
+    page.get_by_role("searchbox", name="Search the Marketplace").fill("vm image")
+    expect(page.locator(".mk-card")).to_have_count(1)
+    page.get_by_role("searchbox", name="Search the Marketplace").fill("")
+
+    # install: a confirmation like the CLI's, progress on the card, then the tab
+    card(page, ui_only).get_by_role("button", name="Install").click()
+    confirm(page, "Install")
+    expect(page.locator("#toasts")).to_contain_text("UI Only installed.", timeout=60_000)
+    expect(tab(page, key)).to_be_visible()
+    expect(card(page, ui_only).locator(".mk-installed")).to_have_text("Installed 1.0.0")
+    assert [r["image"] for r in run_ls(server)] == [f"{ui_only}:1.0.0"]  # pulled from the registry
+
+    # a newer version is pushed: the card offers the update
+    images.push_fixture(docker_client, fixture_image("ui-only", tag="2.0.0", repo_prefix=namespace))
+    page.get_by_role("button", name="Refresh").click()
+    card(page, ui_only).get_by_role("button", name="Update to 2.0.0").click()
+    confirm(page, "Update")
+    expect(page.locator("#toasts")).to_contain_text("UI Only updated to 2.0.0.", timeout=60_000)
+    expect(card(page, ui_only).locator(".mk-installed")).to_have_text("Installed 2.0.0")
+
+    card(page, ui_only).get_by_role("button", name="Open").click()
+    expect(page.frame_locator("#extension-frame").locator("#image")).to_have_text(f"{ui_only}:2.0.0")
+
+    page.locator("#marketplace-button").click()
+    card(page, ui_only).get_by_role("button", name="Remove").click()
+    confirm(page, "Remove")
+    expect(page.locator("#toasts")).to_contain_text("UI Only removed.", timeout=60_000)
+    expect(tab(page, key)).to_have_count(0)
+    expect(card(page, ui_only).get_by_role("button", name="Install")).to_be_visible()
+
+
+def test_only_listed_refuses_in_the_dashboard_too_and_a_dead_source_is_shown(page: Page, server, namespace):
+    pinned = server.home.parent / "extensions.txt"
+    pinned.write_text(f"# the one allowed\n{REGISTRY}/{namespace}/vm-image:1.0.0\n")
+    run_dockext("marketplace", "add", "--list", str(pinned), home=server.home)
+    run_dockext("marketplace", "add", "127.0.0.1:9/nothing", home=server.home)  # nothing listens on port 9
+    run_dockext("marketplace", "only-listed", "on", home=server.home)
+    page.goto(server.login_url)
+    page.locator("#marketplace-button").click()
+    expect(page.locator(".mk-note").first).to_contain_text("Only the extensions listed here can be installed")
+    expect(page.locator(".mk-note-error")).to_contain_text("127.0.0.1:9")
+    expect(page.locator(".mk-card")).to_have_count(1)
+    expect(card(page, f"{REGISTRY}/{namespace}/vm-image").locator(".mk-title")).to_have_text("VM Image")
+    refused = run_dockext("install", "-f", f"{REGISTRY}/{namespace}/ui-only:1.0.0", home=server.home, check=False)
+    assert refused.returncode == 1 and "marketplace" in refused.stderr.lower(), refused.stderr
+
+
+def run_ls(server) -> list[dict]:
+    return json.loads(run_dockext("ls", "--format", "json", home=server.home).stdout)
