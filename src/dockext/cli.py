@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -74,6 +75,9 @@ def handle_errors(fn: F) -> F:
             if exc.hint:
                 err.print(exc.hint, soft_wrap=True)
             sys.exit(exc.exit_code)
+        except Terminated as exc:
+            err.print(f"Stopped by {exc}.")
+            sys.exit(128 + signal.Signals[str(exc)].value)
         except KeyboardInterrupt:
             err.print("Interrupted.")
             sys.exit(130)
@@ -506,7 +510,23 @@ def _row(r: Record, states: dict[str, list[str]] | None) -> dict[str, Any]:
     }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so that an install or update under way is rolled back."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+def unwind_on_termination() -> None:
+    """Python's default for SIGTERM is to die at once, leaving an install to the next command's recovery.
+    Unwinding instead runs the installer's rollback now (`dockext serve` has uvicorn's own handlers)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
+
+
 def main() -> None:
+    unwind_on_termination()
     cli()
 
 

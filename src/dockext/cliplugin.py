@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"Error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
         args = args[at + 1:]
-    from .cli import cli  # late: the metadata answer (asked on every `docker --help`) stays quick
+    from .cli import cli, unwind_on_termination  # late: the metadata answer (on every `docker --help`) stays quick
 
+    unwind_on_termination()
     cli.main(args=args, prog_name=f"docker {NAME}")
 
 

@@ -581,6 +581,6 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, DockextError):
         return exc.message
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
+        return f"stopped by {exc}" if str(exc).startswith("SIG") else "interrupted"
     return str(exc) or type(exc).__name__
 

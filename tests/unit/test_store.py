@@ -58,18 +58,39 @@ def test_missing_record_and_incomplete_dirs(tmp_path):
     assert store.keys() == []
 
 
-def test_atomic_write_keeps_old_content_when_writing_fails(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failing", ["fsync", "chmod", "replace"])
+def test_atomic_write_keeps_old_content_when_any_step_fails(tmp_path, monkeypatch, failing):
+    """R7: ENOSPC (or any error) at each step before the rename leaves the old bytes and no temp file."""
     target = tmp_path / "f.json"
     target.write_bytes(b"old")
 
-    def boom(fd):
+    def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "fsync", boom)
+    monkeypatch.setattr(os, failing, boom)
     with pytest.raises(OSError):
         atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temp file left behind
+
+
+def test_atomic_write_failing_after_the_rename_leaves_the_whole_new_content(tmp_path, monkeypatch):
+    """The directory's fsync comes after the rename: the file is then the new one, whole (never torn)."""
+    target = tmp_path / "f.json"
+    target.write_bytes(b"old")
+    real, calls = os.fsync, []
+
+    def second_fails(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", second_fails)
+    with pytest.raises(OSError):
+        atomic_write(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
 
 def _hold_lock(root: str, ready, release) -> None:
