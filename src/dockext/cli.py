@@ -404,6 +404,74 @@ def marketplace_only_listed(state: str) -> None:
                   "(dockext marketplace add).", soft_wrap=True)
 
 
+@cli.group(invoke_without_command=True)
+@click.pass_context
+@handle_errors
+def permissions(ctx: click.Context) -> None:
+    """What each extension may do on this host, and what its backend asked for (docker, host)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(permissions_ls)
+
+
+@permissions.command(name="ls")
+@click.argument("extension", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@handle_errors
+def permissions_ls(extension: str | None, fmt: str) -> None:
+    """Each extension's grants (docker, host) and what its backend gets from the host."""
+    from . import permissions as perms
+
+    lay = layout()
+    records = Store(lay).records()
+    if extension is not None:
+        key = Installer(lay).key_for(extension)
+        records = [r for r in records if r.key == key]
+    grants = perms.load(lay)
+    rows: list[dict[str, Any]] = []
+    for r in records:
+        g = grants.get(r.key, perms.DEFAULT)
+        asked = perms.read_requested(lay.extension_dir(r.key))
+        rows.append({
+            "id": r.id, "docker": g.docker, "host": g.host if r.host_binaries else None,
+            "backend": asked.lines() if asked is not None else None,
+        })
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for col in ("ID", "DOCKER", "HOST", "BACKEND GETS"):
+        table.add_column(col, no_wrap=col != "BACKEND GETS")
+    for row in rows:
+        backend = row["backend"]
+        table.add_row(
+            row["id"], "allowed" if row["docker"] else "denied",
+            "-" if row["host"] is None else ("allowed" if row["host"] else "denied"),
+            "(not recorded: installed by an older dockext)" if backend is None else ("; ".join(backend) or "-"),
+        )
+    out.print(table, soft_wrap=True, crop=False)
+
+
+@permissions.command(name="set")
+@click.argument("extension")
+@click.argument("changes", nargs=-1, required=True, metavar="NAME=allow|deny...")
+@handle_errors
+def permissions_set(extension: str, changes: tuple[str, ...]) -> None:
+    """Allow or deny EXTENSION a permission: docker=allow|deny, host=allow|deny. Takes effect at once."""
+    from . import permissions as perms
+
+    parsed: dict[str, bool] = {}
+    for change in changes:
+        name, _, value = change.partition("=")
+        if name not in perms.NAMES or value not in ("allow", "deny"):
+            raise click.UsageError(f"{change!r}: expected one of {', '.join(perms.NAMES)} =allow or =deny")
+        parsed[name] = value == "allow"
+    lay = layout()
+    key = Installer(lay).key_for(extension)
+    grants = perms.set_grants(lay, key, **parsed)
+    said = ", ".join(f"{n} {'allowed' if grants.allows(n) else 'denied'}" for n in perms.NAMES)
+    out.print(f"{extension}: {said}.", soft_wrap=True)
+
+
 @cli.group()
 def dev() -> None:
     """Extension development helpers (as `docker extension dev`); reopen the extension's tab after a change."""

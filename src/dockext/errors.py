@@ -100,6 +100,12 @@ class ExecRefused(DockextError):
     http_status = 403
 
 
+class PermissionDenied(ExecRefused):
+    """The user denied this extension a permission (``dockext permissions``); a refusal before anything ran."""
+
+    http_status = 403
+
+
 class StateError(DockextError):
     """dockext's own state on disk is unreadable or from a newer version."""
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import compose as composefile
-from . import crashpoint, marketplace, model, sockperm
+from . import crashpoint, marketplace, model, permissions, sockperm
 from .composecli import Compose
 from .engine import Engine, ImageFiles, PullEvent
 from .errors import AlreadyInstalled, BackendNotReady, DockextError, MetadataError, NotInstalled, UpdateFailed
@@ -183,6 +183,10 @@ class Installer:
         if compose_doc is not None and meta.vm:
             gs_key = previous.vm.gs_key if previous and previous.vm else secrets.token_hex(4)
             record = self._stage_backend(record, meta, compose_doc, stage, gs_key)
+        asked = permissions.requested(compose_doc, record.host_binaries)
+        for line in asked.lines():
+            self.report.step(f"It gets {line}")
+        atomic_write(stage / permissions.REQUESTED_FILE, json.dumps(asked.to_json(), indent=2).encode())
         atomic_write(stage / PENDING_FILE, _record_bytes(record))
         return record
 
@@ -557,6 +561,7 @@ class Installer:
         self._delete_files(record, target)
 
     def _delete_files(self, record: Record, target: Path) -> None:
+        permissions.forget(self.layout, record.key)  # the user's grants go with the extension
         if record.vm:
             shutil.rmtree(self.layout.guest_services / record.vm.gs_key, ignore_errors=True)
         self._trash(target)  # renamed first: a crash half-way leaves no directory that looks like an extension

@@ -20,7 +20,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from .. import permissions
 from ..devmode import DevSettings
+from ..errors import DockextError
 from ..store import Record
 from . import docker_api, fsapi, marketplace_api
 from .security import DASHBOARD_CSP, error_response, harden, token_ok
@@ -169,7 +171,15 @@ def create(
         state.refresh()  # a CLI may have installed something a moment ago
         states = await asyncio.to_thread(_backend_states, state)
         dev = state.dev_settings()
-        listed = [_extension_json(state, r, states, dev.get(r.key)) for r in state.records()]
+        grants: dict[str, permissions.Grants] | None
+        try:
+            grants = permissions.load(state.layout)
+        except DockextError:
+            grants = None  # unreadable: `dockext permissions` says why; docker and host calls are refused meanwhile
+        listed = [
+            {**_extension_json(state, r, states, dev.get(r.key)), **_access_json(state, r, grants)}
+            for r in state.records()
+        ]
         # its files are being swapped: no icon URL (the tab shows the letter icon meanwhile)
         listed += [{**_extension_json(state, r, {}), "icon": None, "updating": True} for r in state.updating]
         listed.sort(key=lambda e: (e["title"].lower(), e["key"]))
@@ -267,6 +277,16 @@ def _backend_states(state: HostState) -> dict[str, tuple[int, int]]:
         running, total = out.get(project, (0, 0))
         out[project] = (running + (c.get("State") == "running"), total + 1)
     return out
+
+
+def _access_json(state: HostState, r: Record, grants: dict[str, permissions.Grants] | None) -> dict[str, Any]:
+    """The user's grants (``dockext permissions``; null if unreadable) and what the backend asked for at install
+    (null if it was installed before dockext recorded it)."""
+    asked = permissions.read_requested(state.layout.extension_dir(r.key))
+    return {
+        "permissions": grants.get(r.key, permissions.DEFAULT).to_json() if grants is not None else None,
+        "requested": asked.to_json() if asked else None,
+    }
 
 
 def _extension_json(

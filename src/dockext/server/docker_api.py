@@ -138,6 +138,10 @@ async def for_extension(state: HostState, inst: Instance, request: Request, path
         return error_response(status=404, type_="NotFound", message=f"unknown docker API path {path!r}")
     if request.method not in ("GET", "HEAD"):
         return error_response(status=405, type_="MethodNotAllowed", message="use GET")
+    try:
+        state.check_permission(inst.record, "docker")  # the user's grant (dockext permissions)
+    except DockextError as exc:
+        return error_response(exc)
     raw = request.query_params.get("options")
     try:
         options = json.loads(raw) if raw else None

@@ -229,6 +229,7 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
     if not isinstance(body, dict):
         return error_response(status=400, type_="BadRequest", message="expected a JSON object")
     try:
+        _check_cli_permission(state, inst, str(body.get("cli")))
         plan = execution.plan(
             inst.record, inst.ext_dir, str(body.get("cli")), body.get("cmd"), body.get("args", []),
             body.get("options") if isinstance(body.get("options"), dict) else None,
@@ -254,6 +255,12 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
     except DockextError as exc:
         return error_response(exc)
     return JSONResponse(result.to_json())
+
+
+def _check_cli_permission(state: HostState, inst: Instance, cli: str) -> None:
+    """``docker`` and ``host`` execs need the user's grant (dockext permissions); ``vm`` is the extension's own."""
+    if cli in ("docker", "host"):
+        state.check_permission(inst.record, cli)
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import devmode
+from .. import devmode, permissions
 from ..devmode import DevSettings
 from ..engine import Engine
 from ..errors import DockextError
@@ -74,6 +74,8 @@ class HostState:
         self.dashboard_hosts = {self.dashboard_host, *(f"{name}:{port}" for name in LOOPBACK_NAMES)}
         self.by_slug: dict[str, Record] = {}
         self.updating: list[Record] = []  # old versions of extensions being updated (listed, not served)
+        self._grants: dict[str, permissions.Grants] = {}
+        self._grants_stamp = -1
         self.generation = 0
         self._signature: tuple[tuple[tuple[str, int], ...], int] | None = None
         self.instances: dict[str, Instance] = {}  # by cap
@@ -146,6 +148,20 @@ class HostState:
         self.instances[inst.cap] = inst
         self.instance_ids[inst.id] = inst
         return inst
+
+    def check_permission(self, record: Record, name: str) -> None:
+        """PermissionDenied unless the user lets ``record`` use ``name`` (``docker``, ``host``)."""
+        stamp = self._stamp(permissions.FILE)
+        if stamp != self._grants_stamp:
+            self._grants = permissions.load(self.layout)
+            self._grants_stamp = stamp
+        permissions.check(self._grants.get(record.key, permissions.DEFAULT), name, record.title, record.id)
+
+    def _stamp(self, name: str) -> int:
+        try:
+            return (self.layout.root / name).stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
 
     def _dev_stamp(self) -> int:
         try:

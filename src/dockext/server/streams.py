@@ -10,9 +10,9 @@ connection runs one command (docs/design.md, "Streaming exec (WebSocket)"):
 * then the text message ``{"exit": status, "signal": name | null}`` once the process has exited *and* its
   output has ended (like Node's ``close`` event), ``status`` as a shell reports it (128 + N when killed by
   signal N), and closes with 1000;
-* or ``{"error": message, "type": "ExecRefused" | "ExecError" | "BadRequest", "code": status}`` when nothing
-  ran (refused by policy: 126; binary or cwd not found: 127; not executable: 126), and closes with 1008 for a
-  refusal or a bad request, 1000 otherwise.
+* or ``{"error": message, "type": "ExecRefused" | "PermissionDenied" | "ExecError" | "BadRequest", "code": status}``
+  when nothing ran (refused by policy or by the user's grants: 126; binary or cwd not found: 127; not
+  executable: 126), and closes with 1008 for a refusal or a bad request, 1000 otherwise.
 
 The page sends ``{"close": true}`` (or just closes the socket) to end the process group: SIGTERM, SIGKILL
 after a grace period. After ``{"close": true}`` the server still sends the output that arrives and the
@@ -61,6 +61,8 @@ async def handle(state: HostState, inst: Instance, ws: WebSocket) -> None:
     pipes = (_pipe(), _pipe())  # (read end, write end) for stdout and for stderr
     try:
         options = request.get("options")
+        if request.get("cli") in ("docker", "host"):  # the user's grants (dockext permissions)
+            state.check_permission(inst.record, str(request.get("cli")))
         p = execution.plan(
             inst.record, inst.ext_dir, str(request.get("cli")), request.get("cmd"), request.get("args", []),
             options if isinstance(options, dict) else None,
@@ -71,7 +73,7 @@ async def handle(state: HostState, inst: Instance, ws: WebSocket) -> None:
         for fd in (*pipes[0], *pipes[1]):
             os.close(fd)
         if isinstance(exc, ExecRefused):
-            await _final(ws, {"error": str(exc), "type": "ExecRefused", "code": 126}, CLOSE_POLICY)
+            await _final(ws, {"error": str(exc), "type": exc.type, "code": 126}, CLOSE_POLICY)
         else:
             code, message = execution.spawn_failure(p, exc)
             await _final(ws, {"error": message, "type": "ExecError", "code": code}, CLOSE_NORMAL)

@@ -381,11 +381,31 @@
     return pill;
   }
 
-  function binaryChips(host) {
-    const names = host && Array.isArray(host.binaries) ? host.binaries : [];
-    if (names.length === 0) return null;
+  // What the extension may do (the user's grants, `dockext permissions`) and what its backend got at install.
+  function accessChips(ext) {
     const chips = el("div", "chips");
-    for (const name of names) chips.appendChild(el("span", "chip", name));
+    const add = (text, title, kind) => {
+      const chip = el("span", `chip${kind ? ` chip-${kind}` : ""}`, text);
+      chip.title = title;
+      chips.appendChild(chip);
+    };
+    const grants = ext.permissions;
+    if (!grants) add("grants unreadable", "dockext permissions says why; docker and host calls are refused", "denied");
+    else if (grants.docker) add("docker", "Its UI may run docker commands and read the engine (dockext permissions)");
+    else add("docker denied", "Its UI may not use the Docker engine (dockext permissions)", "denied");
+    const names = ext.host && Array.isArray(ext.host.binaries) ? ext.host.binaries : [];
+    for (const name of names) {
+      if (grants && grants.host) add(name, "A host binary its UI may run, as you");
+      else add(`${name} denied`, "A host binary its UI may not run (dockext permissions)", "denied");
+    }
+    const asked = ext.requested || {};
+    if ((asked.privileged || []).length) add("privileged", `Privileged containers: ${asked.privileged.join(", ")}`, "risk");
+    if (asked.engineSocket) add("engine socket", "Its backend mounts the Docker engine's socket: full control of the engine", "risk");
+    if ((asked.hostPid || []).length) add("host PIDs", "Its backend sees the host's processes (pid: host)", "risk");
+    if ((asked.hostNetwork || []).length) add("host network", "Its backend is on the host's network", "risk");
+    if ((asked.hostPaths || []).length) add("host paths", `Host paths its backend mounts: ${asked.hostPaths.join(", ")}`, "risk");
+    if ((asked.devices || []).length) add("devices", `Devices: ${asked.devices.join(", ")}`, "risk");
+    if ((asked.capabilities || []).length) add("capabilities", `Added capabilities: ${asked.capabilities.join(", ")}`, "risk");
     return chips;
   }
 
@@ -422,7 +442,7 @@
       cell("nowrap", ext.version),
       cell("", ext.ui && ext.ui.title ? ext.ui.title : null),
       cell("", ext.updating ? updatingPill() : backendPill(ext.vm)),
-      cell("", binaryChips(ext.host)),
+      cell("", accessChips(ext)),
     );
     return tr;
   }

@@ -209,7 +209,8 @@
     if (!response.ok || !payload || payload.error) {
       const error = (payload && payload.error) || {};
       const message = error.message || text || `dockext answered HTTP ${response.status}`;
-      throw execNotRun(joined, error.type === "ExecRefused" ? "ExecRefused" : "ExecError", String(message));
+      const name = error.type === "ExecRefused" || error.type === "PermissionDenied" ? error.type : "ExecError";
+      throw execNotRun(joined, name, String(message));
     }
 
     const stdout = String(payload.stdout ?? "");
@@ -352,7 +353,7 @@
       if (!message) return;
       if ("exit" in message) finish(typeof message.exit === "number" ? message.exit : LOST_STATUS);
       else if ("error" in message) {
-        const name = message.type === "ExecRefused" ? "ExecRefused" : "ExecError";
+        const name = message.type === "ExecRefused" || message.type === "PermissionDenied" ? message.type : "ExecError";
         finish(typeof message.code === "number" ? message.code : 126, namedError(name, String(message.error)));
       }
     };

@@ -1,0 +1,235 @@
+"""What an extension may do on the host, what it asks for, and the user's grants (``dockext permissions``).
+
+Docker Desktop gives every extension everything. dockext keeps that as the default, so that published
+extensions work unchanged, but makes it visible and revocable per extension, and enforces it in the server,
+where the page cannot reach around it:
+
+* ``docker``: its UI may run ``docker`` commands and read the engine's lists (``ddClient.docker.cli.exec``,
+  ``listContainers``, ``listImages`` and the v0 aliases). With it, an extension controls the engine, which on
+  most machines means the host. Denied: those calls reject, saying so.
+* ``host``: its UI may run the host binaries it ships (``ddClient.extension.host.cli.exec``), as the user
+  running dockext. Denied: those calls reject.
+
+Its own backend (``vm.service``, ``vm.cli.exec``) and the user-mediated calls (file dialog, toasts,
+``openExternal``) are always its own. What the *backend* gets is decided by its compose file, read at
+install: :func:`requested` lists what it asks of the host (the engine socket, privileged mode, the host's
+network or PID namespace, host directories, devices, added capabilities), which ``dockext install`` prints
+and ``dockext permissions`` shows.
+
+Grants live in ``<home>/permissions.json`` (atomic, versioned, 0600) by extension key; an extension without
+an entry has the defaults (:data:`DEFAULT`). They stay through updates, and go with ``dockext rm``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final
+
+from . import compose as composefile
+from .errors import DockextError, PermissionDenied, StateError
+from .paths import Layout
+from .store import Store, atomic_write
+
+__all__ = [
+    "DEFAULT", "FILE", "NAMES", "REQUESTED_FILE", "SCHEMA", "Grants", "Requested", "check", "forget", "grants_for",
+    "load", "read_requested", "requested", "set_grants",
+]
+
+SCHEMA: Final = 1
+FILE: Final = "permissions.json"
+REQUESTED_FILE: Final = "requested.json"  # in an extension's directory: what its backend asked for at install
+NAMES: Final = ("docker", "host")
+EXPLAIN: Final = {
+    "docker": "run docker commands and read the engine's lists (ddClient.docker)",
+    "host": "run the host binaries it ships (ddClient.extension.host.cli.exec)",
+}
+
+
+@dataclass(frozen=True)
+class Grants:
+    docker: bool = True
+    host: bool = True
+
+    def allows(self, name: str) -> bool:
+        return bool(getattr(self, name))
+
+    def to_json(self) -> dict[str, bool]:
+        return {"docker": self.docker, "host": self.host}
+
+
+DEFAULT: Final = Grants()
+
+
+@dataclass(frozen=True)
+class Requested:
+    """What an extension's backend asks of the host, from its compose file (empty for a UI-only one)."""
+
+    engine_socket: bool = False  # mounts the engine's socket: full control of the engine
+    privileged: tuple[str, ...] = ()  # services run privileged
+    host_network: tuple[str, ...] = ()  # services on the host's network
+    host_pid: tuple[str, ...] = ()  # services in the host's PID namespace
+    host_paths: tuple[str, ...] = ()  # host directories or files bind-mounted (beyond the engine socket)
+    devices: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()  # cap_add
+    host_binaries: tuple[str, ...] = field(default=())
+
+    def lines(self) -> list[str]:
+        """For a person: one line per thing asked, worst first; empty if nothing beyond its own containers."""
+        out = []
+        if self.privileged:
+            out.append(f"privileged containers (root on the host): {', '.join(self.privileged)}")
+        if self.engine_socket:
+            out.append("the Docker engine's socket (full control of the engine)")
+        if self.host_pid:
+            out.append(f"the host's processes (pid: host): {', '.join(self.host_pid)}")
+        if self.host_network:
+            out.append(f"the host's network (network_mode: host): {', '.join(self.host_network)}")
+        if self.host_paths:
+            out.append(f"host paths: {', '.join(self.host_paths)}")
+        if self.devices:
+            out.append(f"devices: {', '.join(self.devices)}")
+        if self.capabilities:
+            out.append(f"capabilities: {', '.join(self.capabilities)}")
+        if self.host_binaries:
+            out.append(f"host binaries run as you: {', '.join(self.host_binaries)}")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "engineSocket": self.engine_socket, "privileged": list(self.privileged),
+            "hostNetwork": list(self.host_network), "hostPid": list(self.host_pid),
+            "hostPaths": list(self.host_paths), "devices": list(self.devices),
+            "capabilities": list(self.capabilities), "hostBinaries": list(self.host_binaries),
+        }
+
+
+def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, ...] = ()) -> Requested:
+    """What the backend described by ``compose_doc`` (as in the image, before dockext's rewrites) asks for."""
+    found: dict[str, set[str]] = {k: set() for k in ("privileged", "net", "pid", "paths", "devices", "caps")}
+    engine_socket = False
+    services = (compose_doc or {}).get("services") or {}
+    for name, svc in services.items() if isinstance(services, dict) else ():
+        if not isinstance(svc, dict):
+            continue
+        if svc.get("privileged") is True:
+            found["privileged"].add(str(name))
+        if svc.get("network_mode") == "host":
+            found["net"].add(str(name))
+        if svc.get("pid") == "host":
+            found["pid"].add(str(name))
+        for cap in svc.get("cap_add") or []:
+            found["caps"].add(str(cap))
+        for device in svc.get("devices") or []:
+            found["devices"].add(str(device).split(":", 1)[0] if isinstance(device, str) else str(device))
+        for volume in svc.get("volumes") or []:
+            source = _bind_source(volume)
+            if source is None:
+                continue
+            if source in composefile.RAW_SOCKET_SOURCES:
+                engine_socket = True
+            elif not source.startswith(composefile.GUEST_SERVICES):
+                found["paths"].add(source)
+    return Requested(
+        engine_socket=engine_socket, privileged=_sorted(found["privileged"]), host_network=_sorted(found["net"]),
+        host_pid=_sorted(found["pid"]), host_paths=_sorted(found["paths"]), devices=_sorted(found["devices"]),
+        capabilities=_sorted(found["caps"]), host_binaries=tuple(host_binaries),
+    )
+
+
+def _sorted(items: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(items))
+
+
+def _bind_source(volume: object) -> str | None:
+    """The host path a compose volume entry binds, or None for a named volume (or something unreadable)."""
+    if isinstance(volume, str):
+        source = volume.split(":", 1)[0] if ":" in volume else ""
+    elif isinstance(volume, dict) and volume.get("type", "bind" if "source" in volume else "volume") == "bind":
+        source = str(volume.get("source") or "")
+    else:
+        return None
+    return source if source.startswith(("/", ".", "~")) else None
+
+
+def read_requested(ext_dir: Path) -> Requested | None:
+    """What an installed extension's backend asked for (None if it was installed before dockext recorded it)."""
+    try:
+        data = json.loads((ext_dir / REQUESTED_FILE).read_bytes())
+        return Requested(
+            engine_socket=data["engineSocket"] is True,
+            **{attr: tuple(str(x) for x in data[key]) for attr, key in _REQUESTED_KEYS.items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+_REQUESTED_KEYS: Final = {
+    "privileged": "privileged", "host_network": "hostNetwork", "host_pid": "hostPid", "host_paths": "hostPaths",
+    "devices": "devices", "capabilities": "capabilities", "host_binaries": "hostBinaries",
+}
+
+
+# -- grants ---------------------------------------------------------------------------------------------
+
+def load(layout: Layout) -> dict[str, Grants]:
+    path = layout.root / FILE
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise StateError(f"the permissions file {path} is unreadable: {exc}",
+                         hint="Fix or delete it (deleting gives every extension the defaults).") from exc
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if not isinstance(schema, int) or schema > SCHEMA:
+        raise StateError(f"the permissions file {path} has schema {schema!r}; this dockext understands up to {SCHEMA}",
+                         hint="It was probably written by a newer dockext: upgrade dockext.")
+    out: dict[str, Grants] = {}
+    for key, value in (data.get("extensions") or {}).items():
+        if isinstance(value, dict):
+            out[str(key)] = Grants(**{n: value.get(n) is not False for n in NAMES})
+    return out
+
+
+def grants_for(layout: Layout, key: str) -> Grants:
+    return load(layout).get(key, DEFAULT)
+
+
+def set_grants(layout: Layout, key: str, **changes: bool) -> Grants:
+    unknown = set(changes) - set(NAMES)
+    if unknown:
+        raise DockextError(f"unknown permission {', '.join(sorted(unknown))}",
+                           hint=f"The permissions are: {', '.join(NAMES)}.")
+    with Store(layout).lock():
+        table = load(layout)
+        new = replace(table.get(key, DEFAULT), **changes)
+        if new == DEFAULT:
+            table.pop(key, None)
+        else:
+            table[key] = new
+        _save(layout, table)
+        return new
+
+
+def forget(layout: Layout, key: str) -> None:
+    """Drop an extension's grants (it was removed). The caller holds the store's lock."""
+    table = load(layout)
+    if table.pop(key, None) is not None:
+        _save(layout, table)
+
+
+def _save(layout: Layout, table: dict[str, Grants]) -> None:
+    body = {"schema": SCHEMA, "extensions": {k: v.to_json() for k, v in sorted(table.items())}}
+    atomic_write(layout.root / FILE, json.dumps(body, indent=2).encode() + b"\n", mode=0o600)
+
+
+def check(grants: Grants, name: str, title: str, key: str) -> None:
+    """Raise PermissionDenied unless ``grants`` allow ``name``."""
+    if not grants.allows(name):
+        raise PermissionDenied(
+            f"{title} may not {EXPLAIN[name]}: that permission is denied",
+            hint=f"Allow it with: dockext permissions set {key} {name}=allow",
+        )

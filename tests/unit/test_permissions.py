@@ -1,0 +1,89 @@
+"""The permission model's pure parts: what a backend asks for, the grants file, the refusal."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from dockext import permissions
+from dockext.errors import DockextError, PermissionDenied, StateError
+from dockext.paths import Layout
+from dockext.permissions import DEFAULT, Grants, Requested
+
+
+def test_a_backend_asks_for_what_its_compose_file_says():
+    doc = {"services": {
+        "api": {"image": "x", "volumes": [
+            "/var/run/docker.sock.raw:/var/run/docker.sock", "data:/data", "/run/guest-services:/run/guest-services",
+            {"type": "bind", "source": "/etc", "target": "/host-etc"},
+            {"type": "volume", "source": "v", "target": "/v"},
+            "./config:/config:ro",
+        ], "cap_add": ["NET_ADMIN"], "devices": ["/dev/fuse:/dev/fuse"]},
+        "agent": {"image": "x", "privileged": True, "pid": "host", "network_mode": "host"},
+        "quiet": {"image": "x"},
+    }}
+    asked = permissions.requested(doc, ("kubectl",))
+    assert asked == Requested(
+        engine_socket=True, privileged=("agent",), host_network=("agent",), host_pid=("agent",),
+        host_paths=("./config", "/etc"), devices=("/dev/fuse",), capabilities=("NET_ADMIN",),
+        host_binaries=("kubectl",),
+    )
+    assert asked.lines()[:2] == [
+        "privileged containers (root on the host): agent", "the Docker engine's socket (full control of the engine)",
+    ]
+
+
+def test_a_ui_only_extension_or_a_plain_backend_asks_for_nothing():
+    assert permissions.requested(None) == Requested()
+    assert permissions.requested({"services": {"s": {"image": "x", "volumes": ["data:/data"]}}}).lines() == []
+
+
+def test_requested_round_trips_through_the_extension_directory(tmp_path):
+    asked = permissions.requested({"services": {"s": {"image": "x", "privileged": True}}}, ("tool",))
+    (tmp_path / permissions.REQUESTED_FILE).write_text(json.dumps(asked.to_json()))
+    assert permissions.read_requested(tmp_path) == asked
+    assert permissions.read_requested(tmp_path / "missing") is None
+
+
+@pytest.fixture
+def layout(tmp_path) -> Layout:
+    lay = Layout(tmp_path / "home")
+    lay.ensure()
+    return lay
+
+
+def test_grants_default_to_everything_and_are_kept_per_extension(layout):
+    assert permissions.grants_for(layout, "acme_x") == DEFAULT == Grants(docker=True, host=True)
+    assert permissions.set_grants(layout, "acme_x", docker=False) == Grants(docker=False, host=True)
+    assert permissions.grants_for(layout, "acme_y") == DEFAULT
+    path = layout.root / permissions.FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    permissions.set_grants(layout, "acme_x", docker=True)  # back to the defaults: the entry goes
+    assert json.loads(path.read_text())["extensions"] == {}
+    permissions.set_grants(layout, "acme_x", host=False)
+    permissions.forget(layout, "acme_x")
+    assert permissions.load(layout) == {}
+    with pytest.raises(DockextError, match="unknown permission network"):
+        permissions.set_grants(layout, "acme_x", network=False)
+
+
+def test_a_denied_permission_is_refused_with_the_way_back(layout):
+    permissions.check(DEFAULT, "docker", "X", "acme/x")
+    with pytest.raises(PermissionDenied) as denied:
+        permissions.check(Grants(docker=False), "docker", "X", "acme/x")
+    assert denied.value.message == "X may not run docker commands and read the engine's lists (ddClient.docker): " \
+        "that permission is denied"
+    assert denied.value.hint == "Allow it with: dockext permissions set acme/x docker=allow"
+    assert denied.value.type == "PermissionDenied" and denied.value.http_status == 403
+
+
+def test_an_unreadable_or_newer_grants_file_is_an_error_never_the_defaults(layout):
+    path = layout.root / permissions.FILE
+    path.write_text("{")
+    with pytest.raises(StateError, match="unreadable"):
+        permissions.load(layout)
+    path.write_text(json.dumps({"schema": 99, "extensions": {}}))
+    with pytest.raises(StateError, match="upgrade dockext"):
+        permissions.load(layout)
