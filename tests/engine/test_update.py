@@ -160,3 +160,17 @@ def test_kill_at_every_step_of_a_removal_finishes_it(step, home, fixture_image, 
     assert ls_json(home) == []  # the removal was under way: the next command finishes it
     assert_nothing_left(home, docker_client, key, project)
 
+
+
+def test_containers_removed_behind_dockexts_back_show_as_missing_and_an_update_repairs_them(
+    home, installed, docker_client
+):
+    """R15: `docker rm -f` of the backend: `ls` says so, and `update` to the same version recreates it."""
+    v1, _, _ = installed
+    for ctr in labelled(docker_client, f"com.docker.compose.project={PROJECT}"):
+        ctr.remove(force=True)
+    [row] = ls_json(home)
+    assert row["vm"] == "Missing(0)"
+    out = run_dockext("update", "-f", v1, home=home)
+    assert f'Extension "Compose Backend" updated to {v1}' in out.stdout
+    assert_running(home, docker_client, v1)  # its volume's file too: the volume was never the container's
