@@ -50,8 +50,8 @@ def test_denied_docker_and_host_access_is_refused_everywhere_and_allowed_again(p
 
         # what the page's ddClient gets, in Chromium; and the dashboard shows it
         page.goto(server.login_url)
-        expect(page.locator("#ext-rows")).to_contain_text("docker denied")
-        expect(page.locator("#ext-rows")).to_contain_text("hello.sh denied")
+        expect(page.locator("#ext-rows")).to_contain_text("docker: denied")
+        expect(page.locator("#ext-rows")).to_contain_text("hello.sh: denied")
         open_tab(page, KEY)
         frame = page.locator("#extension-frame").element_handle().content_frame()
         assert frame.evaluate(EXEC_IN_PAGE, "docker").startswith("PermissionDenied: Host Binary may not run docker")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import weakref
 from collections.abc import Callable
 
 import httpx
@@ -31,14 +32,15 @@ __all__ = ["MAX_BODY", "fetch", "relay_websocket"]
 MAX_BODY = 64 << 20  # bytes of one dev-server answer
 FORWARDED = ("accept", "accept-language", "user-agent", "if-none-match", "if-modified-since", "range")
 KEPT = ("content-type", "cache-control", "etag", "last-modified", "content-range", "accept-ranges", "vary")
-_CLIENT_KEY = "dockext.devproxy.client"
+_CLIENTS: weakref.WeakKeyDictionary[HostState, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
 def _client(state: HostState) -> httpx.AsyncClient:
-    client = getattr(state, _CLIENT_KEY, None)
+    """One client per server (kept-alive connections to the dev server), closed when the server stops."""
+    client = _CLIENTS.get(state)
     if client is None:
         client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False, trust_env=False)
-        setattr(state, _CLIENT_KEY, client)
+        _CLIENTS[state] = client
         state.close_with(client.aclose)
     return client
 

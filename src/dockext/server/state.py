@@ -75,9 +75,9 @@ class HostState:
         self.by_slug: dict[str, Record] = {}
         self.updating: list[Record] = []  # old versions of extensions being updated (listed, not served)
         self._grants: dict[str, permissions.Grants] = {}
-        self._grants_stamp = -1
+        self._grants_stamp: tuple[int, int] | None = None
         self.generation = 0
-        self._signature: tuple[tuple[tuple[str, int], ...], int] | None = None
+        self._signature: tuple[object, ...] | None = None
         self.instances: dict[str, Instance] = {}  # by cap
         self.instance_ids: dict[str, Instance] = {}
         self._pools: dict[tuple[str, str], BackendPool] = {}
@@ -87,9 +87,9 @@ class HostState:
 
     # -- installed extensions ------------------------------------------------------------------------
     def refresh(self) -> bool:
-        """Re-read the records if the installed set, or the developer settings, changed on disk (by this process
-        or a CLI)."""
-        sig = (self.store.signature(), self._dev_stamp())
+        """Re-read the records if the installed set, the developer settings or the grants changed on disk (by this
+        process or a CLI); the dashboard is told through ``changed``."""
+        sig = (self.store.signature(), self._stamp(devmode.FILE), self._stamp(permissions.FILE))
         if sig == self._signature:
             return False
         self._signature = sig
@@ -157,17 +157,14 @@ class HostState:
             self._grants_stamp = stamp
         permissions.check(self._grants.get(record.key, permissions.DEFAULT), name, record.title, record.id)
 
-    def _stamp(self, name: str) -> int:
+    def _stamp(self, name: str) -> tuple[int, int]:
+        """Changes whenever the file is written: atomic_write puts a new inode in place each time (a write in
+        the same clock tick as the last one keeps the mtime, never the inode number, since both coexist)."""
         try:
-            return (self.layout.root / name).stat().st_mtime_ns
+            st = (self.layout.root / name).stat()
         except FileNotFoundError:
-            return 0
-
-    def _dev_stamp(self) -> int:
-        try:
-            return (self.layout.root / devmode.FILE).stat().st_mtime_ns
-        except FileNotFoundError:
-            return 0
+            return (0, 0)
+        return (st.st_ino, st.st_mtime_ns)
 
     def dev_settings(self) -> dict[str, DevSettings]:
         """``dockext dev`` settings by extension key (an unreadable file counts as none, and is said so)."""

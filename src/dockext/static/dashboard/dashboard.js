@@ -392,11 +392,11 @@
     const grants = ext.permissions;
     if (!grants) add("grants unreadable", "dockext permissions says why; docker and host calls are refused", "denied");
     else if (grants.docker) add("docker", "Its UI may run docker commands and read the engine (dockext permissions)");
-    else add("docker denied", "Its UI may not use the Docker engine (dockext permissions)", "denied");
+    else add("docker: denied", "Its UI may not use the Docker engine (dockext permissions)", "denied");
     const names = ext.host && Array.isArray(ext.host.binaries) ? ext.host.binaries : [];
     for (const name of names) {
       if (grants && grants.host) add(name, "A host binary its UI may run, as you");
-      else add(`${name} denied`, "A host binary its UI may not run (dockext permissions)", "denied");
+      else add(`${name}: denied`, "A host binary its UI may not run (dockext permissions)", "denied");
     }
     const asked = ext.requested || {};
     if ((asked.privileged || []).length) add("privileged", `Privileged containers: ${asked.privileged.join(", ")}`, "risk");
