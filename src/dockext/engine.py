@@ -37,6 +37,12 @@ class Engine:
         self._client: docker.DockerClient | None = None
 
     # -- connection ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection pool (a client made on the next use)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:

@@ -434,9 +434,12 @@ class Installer:
                 self._restart_backend(prev)
             finally:
                 os.rename(prev, target)
+                self._trash(nxt)  # never needed again (else each later command would redo this recovery)
         else:  # only staged: the installed version never moved, but its backend may have been stopped
-            self._restart_backend(target)
-        self._trash(nxt)
+            try:
+                self._restart_backend(target)
+            finally:
+                self._trash(nxt)
 
     def _restart_backend(self, directory: Path) -> None:
         record = _read_record(directory)

@@ -315,7 +315,15 @@ def _lists(source: Source, ref: model.ImageRef) -> bool:
         return source.namespace is None or ref.repository.startswith(f"{source.namespace}/")
     for item in source.images:
         allowed = model.ImageRef.parse(item)
-        if allowed.name == ref.name and (allowed.tag is None or allowed.tag == _wanted_tag(ref)):
+        if allowed.name != ref.name:
+            continue
+        if allowed.tag is None and allowed.digest is None:
+            return True  # the repository, any version
+        # a pinned version: the engine pulls by digest when one is given and ignores the tag, so a digest is
+        # listed only when the list names that very digest
+        if ref.digest is not None:
+            return allowed.digest == ref.digest
+        if allowed.digest is None and allowed.tag == _wanted_tag(ref):
             return True
     return False
 
@@ -393,6 +401,10 @@ def _message(exc: DockextError) -> str:
     return f"{exc.message}. {exc.hint}" if exc.hint else exc.message
 
 
+_MAX_LABEL: Final = 64 * 1024  # characters kept of one label
+_MAX_TAGS: Final = 100  # versions offered per extension (the greatest first)
+
+
 class _NotAnExtension(Exception):
     """The image has no extension API label (skipped in registry sources, reported in lists)."""
 
@@ -414,14 +426,18 @@ def _entry(client: registry.RegistryClient, image: model.ImageRef, pinned: str |
                 return None
             chosen = "latest"
         tag = chosen
-    labels = client.labels(image.repository, tag).labels
+    # only the labels the Marketplace reads, each bounded: a catalog keeps hundreds of entries in memory
+    labels = {
+        k: v[:_MAX_LABEL] for k, v in client.labels(image.repository, tag).labels.items()
+        if k.startswith(("com.docker.", "org.opencontainers."))
+    }
     info = model.parse_labels(labels)
     if info.api_version is None:
         raise _NotAnExtension(f"{image.name}:{tag}")
     return Entry(
-        image=image.name, tag=tag, tags=tags, labels=labels,
-        title=info.title or image.repository.rsplit("/", 1)[-1], vendor=info.vendor or "",
-        description=info.description or "", source=source.label,
+        image=image.name, tag=tag, tags=tags[:_MAX_TAGS], labels=labels,
+        title=(info.title or image.repository.rsplit("/", 1)[-1])[:200], vendor=(info.vendor or "")[:200],
+        description=(info.description or "")[:2000], source=source.label,
     )
 
 
@@ -455,6 +471,9 @@ def _scan_registry(source: Source, clients: _Clients, pool: ThreadPoolExecutor) 
         except DockextError as exc:
             failed.append(_message(exc))
             continue
+        except Exception as exc:  # noqa: BLE001 - one odd answer must not sink the catalog
+            failed.append(f"{source.label} answered something dockext cannot read ({type(exc).__name__}: {exc})")
+            continue
         if entry is not None:
             entries.append(entry)
     problems = []
@@ -479,6 +498,8 @@ def _scan_list(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> t
             problem = f"{exc} is not a Docker extension: its image has no {API_LABEL} label"
         except DockextError as exc:
             problem = _message(exc)
+        except Exception as exc:  # noqa: BLE001 - one odd answer must not sink the catalog
+            problem = f"{ref.name}: an answer dockext cannot read ({type(exc).__name__}: {exc})"
         else:
             if entry is not None:
                 entries.append(entry)
@@ -500,8 +521,12 @@ def _scan(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> tuple[
         entries, problems = scan(source, clients, pool)
     except DockextError as exc:
         return [], [_message(exc)]
+    except Exception as exc:  # noqa: BLE001 - one odd source must not sink the others
+        return [], [f"an answer dockext cannot read ({type(exc).__name__}: {exc})"]
     if not problems:
         with _cache_lock:
+            for old in [s for s, (at, _) in _cache.items() if now - at >= CACHE_SECONDS]:
+                del _cache[old]  # removed sources' entries do not stay for the life of the server
             _cache[source] = (now, entries)
     return entries, problems
 

@@ -8,7 +8,8 @@ one ``--image`` names, is then installed by name with :meth:`Installer.install`,
 
 If anything fails after the load, the engine's tags are put back as they were before it (a tag the file moved
 goes back to its old image, a tag it created goes, with the image when the file brought it), so a failed
-offline install leaves nothing tagged behind, and a retry starts from the same state.
+offline install leaves nothing tagged behind, and a retry starts from the same state. After a successful one,
+the other names the file brought stay (as with ``docker load``), but a name it moved goes back to its image.
 """
 
 from __future__ import annotations
@@ -246,6 +247,11 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
         reporter.step(f"Loaded image: {ref}")
         record = installer.install(ref)
         done = True
+        # Other tags the file carried stay, as with `docker load`, except those it moved: a file must not
+        # repoint a name that was there (another extension's image, say) to an image of its own.
+        moved = [r for r in loaded.refs if r != ref and r in before.tags]
+        if moved:
+            engine.undo_load(before, moved, [], set())
         return record
     finally:
         if not done and output is not None:

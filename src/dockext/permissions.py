@@ -190,7 +190,8 @@ def load(layout: Layout) -> dict[str, Grants]:
     out: dict[str, Grants] = {}
     for key, value in (data.get("extensions") or {}).items():
         if isinstance(value, dict):
-            out[str(key)] = Grants(**{n: value.get(n) is not False for n in NAMES})
+            # only a JSON true allows (a hand-edited "false" string must not): a missing name has the default
+            out[str(key)] = Grants(**{n: value.get(n, getattr(DEFAULT, n)) is True for n in NAMES})
     return out
 
 

@@ -24,6 +24,7 @@ import json
 import platform
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
@@ -52,10 +53,13 @@ DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
 ACCEPT_MANIFESTS: Final = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 
 _MAX_JSON: Final = 4 * 1024 * 1024  # a manifest, a config blob or a catalog page larger than this is refused
+#: an OCI content digest (algorithm:encoded): the only thing from a registry's answer that goes into a URL path
+_DIGEST: Final = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,256}$")
 _MAX_PAGES: Final = 100  # catalog pages followed at most (100 repositories each)
 
 #: Tests (and nothing else) may set this to an ``httpx.MockTransport``; every client then uses it.
 TRANSPORT: httpx.BaseTransport | None = None
+_ANSWER_SECONDS: Final = 30.0  # one answer (manifest, blob, catalog page, token) must arrive whole within this
 
 
 def host_architecture() -> str:
@@ -127,9 +131,21 @@ class RegistryClient:
         self._client = httpx.Client(
             timeout=timeout, follow_redirects=True, transport=transport or TRANSPORT,
             headers={"User-Agent": "dockext (marketplace)"},
+            event_hooks={"request": [self._check_destination]},  # every request, redirects included
         )
         self._tokens: dict[str, str] = {}  # scope -> bearer token
         self._lock = threading.Lock()
+
+    def _check_destination(self, request: httpx.Request) -> None:
+        """Requests go to https anywhere (registries send blobs to CDNs), or to plain http only on loopback and
+        only for a loopback registry: a registry cannot redirect dockext, or name a token service, on the LAN,
+        a metadata address or anything else in plain http."""
+        if request.url.scheme == "https":
+            return
+        if request.url.scheme == "http" and is_loopback(self.name) and is_loopback(request.url.host):
+            return
+        raise RegistryError(f"{self.name} sent dockext to {request.url.scheme}://{request.url.host}, which it "
+                            "does not follow (https only, plain http on loopback for a loopback registry)")
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -197,8 +213,8 @@ class RegistryClient:
             )
         config = manifest.get("config")
         digest = config.get("digest") if isinstance(config, dict) else None
-        if not isinstance(digest, str) or not digest:
-            raise RegistryError(f"{self.name} answered a manifest without a config digest for {what}")
+        if not isinstance(digest, str) or not _DIGEST.match(digest):
+            raise RegistryError(f"{self.name} answered a manifest without a valid config digest for {what}")
         url = f"{self.base}/v2/{path}/blobs/{digest}"
         _, content, blob = self._get_json(url, f"{repository} config blob", scope=_pull(path))
         algorithm, _, expected = digest.partition(":")
@@ -229,8 +245,12 @@ class RegistryClient:
         for part in header.split(","):
             m = re.match(r'\s*<([^>]*)>\s*;(.*)', part)
             if m and re.search(r'rel\s*=\s*"?next"?', m.group(2)):
-                url: str = urljoin(current, str(m.group(1)))
-                if urlsplit(url).netloc != urlsplit(self.base).netloc:
+                try:
+                    url: str = urljoin(current, str(m.group(1)))
+                    netloc = urlsplit(url).netloc
+                except ValueError:
+                    raise RegistryError(f"{self.name} sent a next catalog page that is not a URL") from None
+                if netloc != urlsplit(self.base).netloc:
                     raise RegistryError(f"{self.name} sent the next catalog page to another host ({url})")
                 return url
         return None
@@ -281,7 +301,7 @@ class RegistryClient:
                 content = _read_limited(response, f"the token of {self.name}") if response.is_success else b""
         except httpx.TimeoutException:
             raise RegistryError(f"the token service of {self.name} did not answer within {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise RegistryError(f"cannot reach the token service of {self.name} ({realm}): {_reason(exc)}") from None
         if response.status_code >= 400:
             raise RegistryError(f"the token service of {self.name} answered {response.status_code} ({realm})")
@@ -312,17 +332,22 @@ class RegistryClient:
                 hint = ("dockext speaks https to every registry but loopback ones (127.0.0.1, localhost, ::1); "
                         "plain-http registries elsewhere are not supported in this version.")
             raise RegistryError(f"cannot reach {self.name}: {reason}", hint=hint) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise RegistryError(f"the connection to {self.name} failed while reading {what}: {_reason(exc)}") from None
 
 
 def _read_limited(response: httpx.Response, what: str) -> bytes:
+    """The body, at most 4 MiB, and within a whole-answer deadline (the client's timeout is per read: a byte now
+    and then would otherwise hold a catalog for hours)."""
     chunks: list[bytes] = []
     size = 0
+    deadline = time.monotonic() + _ANSWER_SECONDS
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > _MAX_JSON:
             raise RegistryError(f"{what} is larger than {_MAX_JSON // (1024 * 1024)} MiB: refused")
+        if time.monotonic() > deadline:
+            raise RegistryError(f"{what} took more than {_ANSWER_SECONDS:g} s to arrive: refused")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -352,7 +377,7 @@ def _pick_platform(index: dict[str, Any], arch: str, what: str, registry: str) -
             continue
         offered.append(f"{os_name}/{item_arch}")
         digest = item.get("digest")
-        if os_name == "linux" and item_arch == arch and isinstance(digest, str) and digest:
+        if os_name == "linux" and item_arch == arch and isinstance(digest, str) and _DIGEST.match(digest):
             return digest
     raise RegistryError(
         f"{what} on {registry} has no linux/{arch} image (it has {', '.join(offered) or 'no platform'})",

@@ -29,12 +29,12 @@ import docker.errors
 import docker.utils
 import requests.exceptions
 
-from . import API_VERSION, model
+from . import API_VERSION, marketplace, model
 from . import compose as composefile
 from .engine import Engine, ImageFiles
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound, InvalidImageReference, MetadataError
 from .installer import Installer, Reporter, Silent
-from .paths import Layout
+from .paths import Layout, layout
 
 __all__ = [
     "CATEGORIES",
@@ -871,6 +871,8 @@ def validate_image(
         if not report.valid:
             report.steps.append(Step(title, skipped="the extension has errors"))
         else:
+            # the temporary home has no allow-list of its own: the user's applies (it starts the backend)
+            marketplace.check_allowed(layout(), ref.pull_ref)
             report.steps.append(Step(title, tuple(_install_uninstall(engine, ref, str(info["Id"]), report_to))))
     return report
 

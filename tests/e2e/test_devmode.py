@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -70,7 +71,10 @@ def dev_server() -> Iterator[DevServer]:
         await ws.send_text(f"{message} answered by the dev server (token {ws.query_params.get('token')})")
         await ws.receive()  # until the page goes
 
-    app = Starlette(routes=[Route("/index.html", page), Route("/src/app.js", app_js), WebSocketRoute("/hmr", hmr)])
+    app = Starlette(routes=[
+        Route("/src/app.js", app_js), WebSocketRoute("/hmr", hmr),
+        Route("/{path:path}", page),  # like Vite and webpack: the page for any other path (client-side routing)
+    ])
     with uvicorn_in_thread(uvicorn.Config(app, log_level="warning", lifespan="off"), sock):
         yield dev
 
@@ -105,6 +109,16 @@ def test_a_ui_from_a_dev_server_gets_ddclient_its_backend_and_hot_reload(page: P
     # nothing that identifies the user went to the dev server
     assert dev_server.seen and all("cookie" not in h and "origin" not in h and "referer" not in h
                                    for h in dev_server.seen)
+
+    # the dev server's own paths, outside /i/<cap>/, carry no capability and get none (no cookie needed for them)
+    origin_host = src.split("/")[2]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/some/client/route", headers={"Host": origin_host})
+    outside = conn.getresponse()
+    body = outside.read().decode()
+    conn.close()
+    assert outside.status == 200 and "dev build 1" in body
+    assert "__dockext__" not in body and "/i/" not in body  # no SDK, so no capability
 
     dev_server.build["n"] = 2  # the developer changed the page: a reopened tab shows it (nothing cached)
     expect(reopen(page).locator("#title")).to_have_text("dev build 2")

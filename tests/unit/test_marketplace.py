@@ -663,3 +663,56 @@ def test_browse_says_when_a_registry_has_more_repositories_than_it_reads(fake, m
 
 def test_browse_of_no_source_is_empty():
     assert marketplace.browse(marketplace.Settings()) == marketplace.Catalog(entries=[], errors=[])
+
+
+# -- found in review: hostile or odd answers, and a digest around a pinned tag -------------------------------
+
+DIGEST = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(("image", "expected"), [
+    (f"127.0.0.1:5000/acme/x:1.0.0@{DIGEST}", False),  # the engine pulls by digest: the pinned tag means nothing
+    (f"127.0.0.1:5000/acme/x@{DIGEST}", False),
+    (f"127.0.0.1:5000/acme/any@{DIGEST}", True),  # a repository listed without a version: any version
+])
+def test_a_digest_never_gets_around_a_pinned_version(image, expected):
+    s = settings_of(lst("127.0.0.1:5000/acme/x:1.0.0", "127.0.0.1:5000/acme/any"))
+    assert marketplace.listed(s, image) is expected
+
+
+def test_a_config_digest_that_is_no_digest_is_refused_not_a_crash():
+    manifest = {"schemaVersion": 2, "mediaType": registry.DOCKER_MANIFEST, "config": {"digest": "sha256:\x01/../x"}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=manifest, headers={"Content-Type": registry.DOCKER_MANIFEST})
+
+    with registry.RegistryClient("127.0.0.1:5000", transport=httpx.MockTransport(handler)) as client, \
+            pytest.raises(RegistryError, match="without a valid config digest"):
+        client.labels("acme/x", "1.0.0")
+
+
+def test_a_next_page_that_is_no_url_is_refused_not_a_crash():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"repositories": ["a"]}, headers={"Link": '<http://[::1/x>; rel="next"'})
+
+    with registry.RegistryClient("127.0.0.1:5000", transport=httpx.MockTransport(handler)) as client, \
+            pytest.raises(RegistryError, match="not a URL"):
+        client.catalog()
+
+
+@pytest.mark.parametrize(("registry_name", "to"), [
+    ("registry.example.com", "http://10.0.0.1/v2/acme/x/manifests/1.0.0"),  # a LAN address in plain http
+    ("registry.example.com", "http://127.0.0.1:2375/containers/json"),  # even loopback, from a remote registry
+    ("127.0.0.1:5000", "http://169.254.169.254/latest/meta-data"),  # a loopback registry, off loopback
+])
+def test_redirects_in_plain_http_off_loopback_are_not_followed(registry_name, to):
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(307, headers={"Location": to})
+
+    with registry.RegistryClient(registry_name, transport=httpx.MockTransport(handler)) as client, \
+            pytest.raises(RegistryError, match="does not follow"):
+        client.tags("acme/x")
+    assert to not in seen  # refused before it was sent

@@ -19,6 +19,7 @@ from dockext import offline
 from dockext.cli import cli
 from dockext.engine import _FileShrank, _UploadBody
 from dockext.errors import DockextError, EngineError
+from dockext.installer import Silent
 
 
 def tar_bytes(files: dict[str, bytes]) -> bytes:
@@ -274,3 +275,49 @@ def test_cli_missing_file_and_image_option_without_a_file(here: Path, monkeypatc
     assert result.exit_code == 1
     assert "Error: notes.tar is not a tar file" in result.output
     assert not (here / "home" / "extensions").exists()
+
+
+class _FakeEngine:
+    """Just what install_tarball asks of the engine; records what it undoes."""
+
+    def __init__(self, before: dict[str, str], loaded: list[str]) -> None:
+        self.before, self.loaded, self.undone = before, loaded, []
+
+    def ping(self) -> None:
+        pass
+
+    def tag_snapshot(self):
+        from dockext.engine import TagSnapshot
+
+        return TagSnapshot(tags=dict(self.before), ids=set(self.before.values()))
+
+    def load_image(self, path, on_event):
+        from dockext.engine import LoadOutput
+
+        return LoadOutput(messages=[f"Loaded image: {r}" for r in self.loaded])
+
+    def undo_load(self, before, refs, ids, keep):
+        self.undone.append(list(refs))
+
+
+class _FakeInstaller:
+    def __init__(self, engine: _FakeEngine) -> None:
+        self.engine = engine
+        self.installed: list[str] = []
+
+    def install(self, ref: str):
+        self.installed.append(ref)
+        return ref
+
+
+def test_after_a_successful_install_a_name_the_file_moved_goes_back(tmp_path: Path) -> None:
+    """Found in review: a file holding the extension and `acme/other:2.0` (a name already here, another
+    extension's image) must not leave that name on an image of its own."""
+    tar = tmp_path / "ext.tar"
+    tar.write_bytes(b"\0" * 1024)  # an empty tar archive: passes the sniffing, the fake engine does the rest
+    engine = _FakeEngine(before={"acme/other:2.0": "sha256:theirs"}, loaded=["acme/ext:1.0", "acme/other:2.0",
+                                                                            "acme/new:1.0"])
+    installer = _FakeInstaller(engine)
+    offline.install_tarball(installer, tar, "acme/ext:1.0", Silent(), arg=str(tar))  # type: ignore[arg-type]
+    assert installer.installed == ["acme/ext:1.0"]
+    assert engine.undone == [["acme/other:2.0"]]  # moved back; acme/new:1.0 stays, as with docker load

@@ -87,3 +87,10 @@ def test_an_unreadable_or_newer_grants_file_is_an_error_never_the_defaults(layou
     path.write_text(json.dumps({"schema": 99, "extensions": {}}))
     with pytest.raises(StateError, match="upgrade dockext"):
         permissions.load(layout)
+
+
+def test_only_a_json_true_allows(layout):
+    (layout.root / permissions.FILE).write_text(json.dumps(
+        {"schema": 1, "extensions": {"a": {"docker": "false", "host": 1}, "b": {"docker": False}}}
+    ))
+    assert permissions.load(layout) == {"a": Grants(docker=False, host=False), "b": Grants(docker=False, host=True)}

@@ -104,8 +104,9 @@ def test_a_cookie_planted_by_an_extension_page_does_not_log_the_user_out(env):
     client, *_ = env
     session = login(client).cookies[f"dockext-{PORT}"]
     client.cookies.clear()
-    for header in (f"dockext-{PORT}=junk; dockext-{PORT}={session}", f"dockext-{PORT}={session}; dockext-{PORT}=junk"):
-        assert client.get("/api/extensions", headers={"Cookie": header}).status_code == 200
+    for header in (f"dockext-{PORT}=junk; dockext-{PORT}={session}", f"dockext-{PORT}={session}; dockext-{PORT}=junk",
+                   f"dockext-{PORT}=1.a.\u00e9; dockext-{PORT}={session}"):  # not even with non-ASCII in it
+        assert client.get("/api/extensions", headers={"Cookie": header.encode()}).status_code == 200
     assert client.get("/api/extensions", headers={"Cookie": f"dockext-{PORT}=junk"}).status_code == 401
 
 

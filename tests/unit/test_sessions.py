@@ -42,3 +42,9 @@ def test_an_unreadable_secret_is_a_clear_error(tmp_path):
     (tmp_path / FILE).write_text("not hex\n")
     with pytest.raises(StateError, match="Delete it"):
         Sessions.for_home(tmp_path)
+
+
+def test_a_planted_value_with_any_characters_is_refused_without_an_error(tmp_path):
+    sessions = Sessions.for_home(tmp_path)
+    for junk in ("1.a.é", "é", "1.\udcff.x", "9" * 5000 + ".a.b"):
+        assert not sessions.valid(junk)

@@ -56,17 +56,19 @@ async def fetch(state: HostState, inst: Instance, method: str, path: str, query:
     sent = {k: v for k, v in headers.items() if k in FORWARDED}
     try:
         async with _client(state).stream(method, url, headers=sent) as answer:
-            body = b""
+            received = bytearray()
             async for chunk in answer.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_BODY:
+                received += chunk
+                if len(received) > MAX_BODY:
                     return _unreachable(base, f"its answer for {path} is larger than {MAX_BODY >> 20} MiB")
-    except httpx.HTTPError as exc:
+            body = bytes(received)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return _unreachable(base, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     kept = {k: v for k, v in answer.headers.items() if k in KEPT}
     if answer.is_redirect and "location" in answer.headers:
         location = answer.headers["location"]
-        kept["location"] = (location[len(base):] or "/") if location.startswith(base) else location
+        same = location == base or location.startswith(base + "/")
+        kept["location"] = (location[len(base):] or "/") if same else location
     if "text/html" in answer.headers.get("content-type", "") and method == "GET":
         body = inject(body)
         kept["cache-control"] = "no-store"

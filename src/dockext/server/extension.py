@@ -87,8 +87,9 @@ async def _send(state: HostState, response: Response, scope: Scope, receive: Rec
 async def _dispatch(state: HostState, found: tuple[Instance, str] | None, request: Request) -> Response:
     if found is None:
         dev = _dev_path_owner(state, request.scope)
-        if dev is not None:  # the dev server's own absolute paths (/src/main.tsx, /@vite/client)
-            return await _from_dev_server(state, dev, request, _raw_path(request.scope))
+        if dev is not None:  # the dev server's own absolute paths (/src/main.tsx, /@vite/client): they carry no
+            # capability, so they get none: the SDK (which holds it) goes only into pages under /i/<cap>/
+            return await _from_dev_server(state, dev, request, _raw_path(request.scope), inject=False)
         return Response("This extension view has been closed. Reopen the tab.", status_code=404)
     inst, rest = found
     if rest == "__dockext__/ddclient.js":
@@ -102,7 +103,8 @@ async def _dispatch(state: HostState, found: tuple[Instance, str] | None, reques
     if rest.startswith("__dockext__/"):
         return Response("Not found", status_code=404)
     if inst.dev.ui_source and rest:
-        return await _from_dev_server(state, inst, request, _raw_path(request.scope)[len(f"/i/{inst.cap}"):])
+        path = _raw_path(request.scope)[len(f"/i/{inst.cap}"):]
+        return await _from_dev_server(state, inst, request, path, inject=True)
     if request.method not in ("GET", "HEAD"):
         return Response("Method not allowed", status_code=405)
     return _static(inst, rest, request)
@@ -120,10 +122,10 @@ def _dev_path_owner(state: HostState, scope: Scope) -> Instance | None:
     return state.dev_instance(scope["dockext.record"])
 
 
-async def _from_dev_server(state: HostState, inst: Instance, request: Request, path: str) -> Response:
+async def _from_dev_server(state: HostState, inst: Instance, request: Request, path: str, *, inject: bool) -> Response:
     return await devproxy.fetch(
         state, inst, request.method, path, request.url.query, dict(request.headers),
-        lambda page: _inject_sdk(inst, page),
+        (lambda page: _inject_sdk(inst, page)) if inject else (lambda page: page),
     )
 
 

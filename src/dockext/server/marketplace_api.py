@@ -25,6 +25,7 @@ import asyncio
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -45,6 +46,7 @@ from .state import HostState
 __all__ = ["routes"]
 
 ACTIONS = ("install", "update", "remove")
+MAX_RUNNING = 4  # jobs at once (each holds a thread; the installer's lock runs them one after the other anyway)
 KEEP_FINISHED = 600.0  # seconds a finished job can still be read
 MAX_TEXT = 20_000  # characters of a description or changelog sent to the dashboard
 
@@ -96,6 +98,13 @@ class _Jobs:
 
 def routes(state: HostState) -> list[BaseRoute]:
     jobs = _Jobs()
+    # jobs have threads of their own: catalog reads (the default executor) never keep one from starting
+    workers = ThreadPoolExecutor(MAX_RUNNING, thread_name_prefix="dockext-job")
+
+    async def stop_workers() -> None:
+        workers.shutdown(wait=False, cancel_futures=True)
+
+    state.close_with(stop_workers)
 
     async def catalog(request: Request) -> Response:
         try:
@@ -127,9 +136,12 @@ def routes(state: HostState) -> list[BaseRoute]:
             model.ImageRef.parse(image)
         except DockextError as exc:
             return harden(error_response(exc, status=400))
+        if sum(1 for j in jobs.jobs.values() if j.finished is None) >= MAX_RUNNING:
+            return harden(error_response(status=429, type_="Busy",
+                                         message=f"{MAX_RUNNING} installs, updates or removals are running: wait"))
         job = Job(action, image)
         jobs.add(job)
-        asyncio.get_running_loop().run_in_executor(None, _run, state, job)
+        asyncio.get_running_loop().run_in_executor(workers, _run, state, job)
         return harden(JSONResponse({"job": job.to_json()}, status_code=202))
 
     async def status(request: Request) -> Response:
@@ -147,7 +159,8 @@ def routes(state: HostState) -> list[BaseRoute]:
 
 def _run(state: HostState, job: Job) -> None:
     """In a worker thread: what `dockext install|update|rm` would do, reported into ``job``."""
-    installer = Installer(state.layout, engine=Engine(state.engine.host), reporter=job)
+    engine = Engine(state.engine.host)
+    installer = Installer(state.layout, engine=engine, reporter=job)
     try:
         if job.action == "install":
             installer.install(job.image)
@@ -161,6 +174,8 @@ def _run(state: HostState, job: Job) -> None:
     except Exception as exc:  # noqa: BLE001 - a bug must still end the job, with what happened
         outcome = "failed"
         error = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__, "hint": None}
+    finally:
+        engine.close()
     with job._lock:
         job.state, job.error, job.finished = outcome, error, time.time()
 

@@ -71,6 +71,8 @@ class Sessions:
         return f"{body}.{self._mac(body)}"
 
     def valid(self, value: str, now: float | None = None) -> bool:
+        if not value.isascii():  # a planted cookie can hold anything; compare_digest takes ASCII str only
+            return False
         body, _, mac = value.rpartition(".")
         expiry, _, nonce = body.partition(".")
         if not (expiry.isdigit() and nonce and mac) or not hmac.compare_digest(mac, self._mac(body)):

@@ -34,7 +34,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import execution
-from ..errors import ExecRefused
+from ..errors import DockextError
 from . import wire
 from .state import HostState, Instance
 
@@ -69,10 +69,10 @@ async def handle(state: HostState, inst: Instance, ws: WebSocket) -> None:
             docker_host=state.engine.host, verbatim=True,
         )
         proc = await inst.processes.spawn(p, stdout=pipes[0][1], stderr=pipes[1][1])
-    except (ExecRefused, OSError) as exc:
+    except (DockextError, OSError) as exc:
         for fd in (*pipes[0], *pipes[1]):
             os.close(fd)
-        if isinstance(exc, ExecRefused):
+        if isinstance(exc, DockextError):  # refused (policy, the user's grants, or they cannot be read)
             await _final(ws, {"error": str(exc), "type": exc.type, "code": 126}, CLOSE_POLICY)
         else:
             code, message = execution.spawn_failure(p, exc)
