@@ -1,0 +1,78 @@
+"""The Docker engine restarts under a running dockext (reference R11): every backend comes back and is reached
+again through the same server, and the dashboard's engine views recover.
+
+Backends have `restart: always`, as Docker Desktop makes them: one the user stopped by hand runs again after the
+engine restarts (R11's "stays stopped" would need `unless-stopped`, which Docker Desktop does not use; the
+choice is in docs/compatibility.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.support.cli import run_dockext
+from tests.support.engine import restart_dockerd
+from tests.support.server import start_server
+from tests.support.session import Session
+
+from .test_install import labelled
+
+pytestmark = pytest.mark.engine
+
+PREFIX = "dockext-restart"
+
+
+def eventually(check, timeout: float = 90.0):
+    """``check()``'s first truthy value; its last error if none comes within ``timeout`` (not a speed test)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (httpx.HTTPError, AssertionError) as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s: {last}")
+
+
+def test_backends_come_back_after_an_engine_restart_and_dockext_reaches_them(tmp_path, fixture_image, docker_client):
+    home = tmp_path / "home"
+    refs = fixture_image("vm-image", repo_prefix=PREFIX), fixture_image("compose", repo_prefix=PREFIX)
+    for ref in refs:
+        run_dockext("install", "-f", ref, home=home)
+    server = start_server(home)
+    try:
+        session = Session(server)
+        uis = [session.open_ui(f"{PREFIX}_vm-image"), session.open_ui(f"{PREFIX}_compose")]
+        session.wait_backend(uis[0])
+        session.wait_backend(uis[1], "/whoami")
+        # one backend stopped by hand: restart: always brings it back with the engine, as in Docker Desktop
+        for ctr in labelled(docker_client, f"com.docker.compose.project={PREFIX}_compose-desktop-extension"):
+            ctr.stop(timeout=5)
+
+        took = restart_dockerd()
+        print(f"dockerd answered again {took:.1f} s after SIGTERM")
+
+        def answers(ui, path: str, expected: dict) -> bool:
+            with session.page(ui, timeout=5) as c:
+                r = c.get(f"{ui.api}/vm{path}")
+                return r.status_code == 200 and r.json() == expected
+
+        t0 = time.monotonic()
+        eventually(lambda: answers(uis[0], "/hello", {"message": "hello from vm-image"}))
+        eventually(lambda: answers(uis[1], "/whoami", {"hostname": "compose-api"}))
+        # the same server and UI instances: its pooled connections to the old sockets were replaced
+        print(f"both backends answered again {time.monotonic() - t0:.1f} s after the engine did")
+        with session.dashboard() as dash:  # the dashboard's own engine client reconnected
+            eventually(lambda: dash.get("/api/docker/containers").status_code == 200)
+        rows = {r["id"]: r["vm"] for r in json.loads(run_dockext("ls", "--format", "json", home=home).stdout)}
+        assert rows == {f"{PREFIX}/vm-image": "Running(1)", f"{PREFIX}/compose": "Running(2)"}
+    finally:
+        server.stop()
+        for ref in refs:
+            run_dockext("rm", ref, home=home, check=False)

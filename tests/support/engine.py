@@ -1,0 +1,64 @@
+"""Restarting the test machine's dockerd, as a host reboot or `systemctl restart docker` would (reference R11).
+
+dockerd is stopped with SIGTERM (live-restore is off here: its containers stop with it) and started again with
+the command line it had, its output appended to the same log, in the host's network namespace (the tests run
+in their own, tests/conftest.py), in a session of its own so that it outlives the test run. The pid file of
+.ci/setup-engine.sh is kept up to date, so that `setup-engine.sh stop` still finds it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+
+PIDFILE = Path("/var/lib/ci-engine/dockerd.pid")
+
+
+def dockerd_pid() -> int:
+    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
+    if len(found) != 1:
+        raise AssertionError(f"expected one dockerd to restart, found {found or 'none'}")
+    return int(found[0])
+
+
+def restart_dockerd(timeout: float = 90) -> float:
+    """Stop and start dockerd; return the seconds it took until it answered again."""
+    pid = dockerd_pid()
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    log = os.readlink(f"/proc/{pid}/fd/1")
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"dockerd {pid} did not stop within {timeout} s")
+        time.sleep(0.1)
+    host_ns = os.environ.get("DOCKEXT_TEST_HOST_NETNS")
+    enter = ["nsenter", f"--net={host_ns}"] if host_ns else []
+    with open(log if log.startswith("/") else os.devnull, "ab") as out:
+        proc = subprocess.Popen([*enter, *[a.decode() for a in argv]], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+    while True:
+        try:
+            client = docker.from_env(timeout=5)  # made anew each time: it asks the version as it is made
+            try:
+                client.ping()
+            finally:
+                client.close()
+            break
+        except Exception:  # not up yet: no socket, connection refused, a 500 while it starts...
+            if proc.poll() is not None:
+                raise AssertionError(f"dockerd exited {proc.returncode} on restart; see {log}") from None
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError(f"dockerd did not answer within {timeout} s of its restart") from None
+            time.sleep(0.1)
+    if PIDFILE.exists():  # setup-engine.sh's; it named the old dockerd (or one that is gone)
+        named = PIDFILE.read_text().strip()
+        if named == str(pid) or not Path(f"/proc/{named}").exists():
+            PIDFILE.write_text(f"{dockerd_pid()}\n")
+    return time.monotonic() - t0
