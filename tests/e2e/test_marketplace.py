@@ -41,7 +41,7 @@ def card(page: Page, image: str):
 
 
 def confirm(page: Page, label: str) -> None:
-    dialog = page.locator("dialog.mk-dialog")
+    dialog = page.locator("dialog.dx-dialog")
     if label != "Remove":
         expect(dialog).to_contain_text("Extensions can install binaries")  # the CLI's warning
     dialog.get_by_role("button", name=label, exact=True).click()

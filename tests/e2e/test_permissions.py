@@ -61,7 +61,21 @@ def test_denied_docker_and_host_access_is_refused_everywhere_and_allowed_again(p
         assert rows == [{"id": f"{PREFIX}/host-binary", "docker": False, "host": False,
                          "backend": ["host binaries run as you: hello.sh"]}]
 
-        run_dockext("permissions", "set", ref, "docker=allow", "host=allow", home=server.home)
+        # allowed again from the dashboard's dialog (the same as `dockext permissions set`)
+        page.locator("#home-button").click()
+        page.get_by_role("button", name="Change the permissions of Host Binary").click()
+        dialog = page.locator("dialog.dx-dialog")
+        expect(dialog).to_contain_text("run hello.sh as you")
+        dialog.get_by_role("checkbox", name="Docker engine").check()
+        dialog.get_by_role("checkbox", name="Host binaries").check()
+        dialog.get_by_role("button", name="Save").click()
+        expect(page.locator("#toasts")).to_contain_text("Permissions of Host Binary saved.")
+        expect(page.locator("#ext-rows")).not_to_contain_text("denied")  # the change came back as an event
+        rows = json.loads(run_dockext("permissions", "ls", "--format", "json", home=server.home).stdout)
+        assert (rows[0]["docker"], rows[0]["host"]) == (True, True)
+        ui2 = open_tab(page, KEY)
+        expect(ui2.locator("#host")).to_have_text("Hello, John! (2 args)")
+        frame = page.locator("#extension-frame").element_handle().content_frame()
         assert frame.evaluate(EXEC_IN_PAGE, "docker") == "ran"
         assert frame.evaluate(EXEC_IN_PAGE, "host") == "ran"
     finally:

@@ -453,3 +453,19 @@ def test_backend_cookies_reach_the_browser_intact_and_the_proxy_keeps_none(env, 
     client.get(f"{base}/__dockext__/vm/after")
     _, path, headers, _ = backend.seen[-1]
     assert path == "/after" and "Cookie" not in headers and "cookie" not in headers
+
+
+def test_permissions_are_changed_through_the_dashboard_api_only_with_its_csrf_guard(env):
+    client, state, a, _ = env
+    login(client)
+    url = f"/api/extensions/{a.key}/permissions"
+    assert client.put(url, json={"docker": False}).status_code == 403  # no X-Dockext: a cross-site form
+    headers = {"X-Dockext": "1"}
+    assert client.put(url, json={"docker": False}, headers={**headers, "Origin": ext_url(state, a)}).status_code == 403
+    for bad in ({}, {"docker": "no"}, {"network": False}, ["docker"]):
+        assert client.put(url, json=bad, headers=headers).status_code == 400, bad
+    assert client.put("/api/extensions/nope/permissions", json={"docker": False}, headers=headers).status_code == 404
+    r = client.put(url, json={"docker": False}, headers=headers)
+    assert r.status_code == 200 and r.json() == {"permissions": {"docker": False, "host": True}}
+    [listed] = [e for e in client.get("/api/extensions").json() if e["key"] == a.key]
+    assert listed["permissions"] == {"docker": False, "host": True}

@@ -185,6 +185,27 @@ def create(
         listed.sort(key=lambda e: (e["title"].lower(), e["key"]))
         return harden(JSONResponse(listed))
 
+    async def set_permissions(request: Request) -> Response:
+        """``PUT {"docker"?: bool, "host"?: bool}``: what ``dockext permissions set`` does, from the dashboard."""
+        record = state.record(request.path_params["key"])
+        if record is None:
+            return harden(error_response(status=404, type_="NotInstalled", message="no such extension"))
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not body or any(
+            k not in permissions.NAMES or not isinstance(v, bool) for k, v in body.items()
+        ):
+            return harden(error_response(status=400, type_="BadRequest",
+                                         message='expected {"docker"?: true|false, "host"?: true|false}'))
+        try:  # the store's lock may be held by an install: wait for it off the event loop
+            grants = await asyncio.to_thread(permissions.set_grants, state.layout, record.key, **body)
+        except DockextError as exc:
+            return harden(error_response(exc))
+        state.refresh()  # the grants file changed: the dashboards are told
+        return harden(JSONResponse({"permissions": grants.to_json()}))
+
     async def icon(request: Request) -> Response:
         record = state.record(request.path_params["key"])
         if record is None or not record.icon:
@@ -250,6 +271,7 @@ def create(
         Route("/static/{path:path}", static),
         Route("/api/extensions", list_extensions),
         Route("/api/extensions/{key}/icon", icon),
+        Route("/api/extensions/{key}/permissions", set_permissions, methods=["PUT"]),
         Route("/api/events", events),
         Route("/api/ui-instances", open_instance, methods=["POST"]),
         Route("/api/ui-instances/{id}", close_instance, methods=["DELETE"]),

@@ -406,7 +406,80 @@
     if ((asked.hostPaths || []).length) add("host paths", `Host paths its backend mounts: ${asked.hostPaths.join(", ")}`, "risk");
     if ((asked.devices || []).length) add("devices", `Devices: ${asked.devices.join(", ")}`, "risk");
     if ((asked.capabilities || []).length) add("capabilities", `Added capabilities: ${asked.capabilities.join(", ")}`, "risk");
+    if (grants) {
+      const edit = el("button", "link-button chip-edit", "Change");
+      edit.type = "button";
+      edit.setAttribute("aria-label", `Change the permissions of ${extTitle(ext)}`);
+      edit.addEventListener("click", () => editPermissions(ext));
+      chips.appendChild(edit);
+    }
     return chips;
+  }
+
+  // The permissions dialog: what `dockext permissions set` does. Enforced by the server at once.
+  function editPermissions(ext) {
+    const dialog = el("dialog", "dx-dialog");
+    const form = el("form");
+    form.method = "dialog";
+    const title = el("h2", null, `Permissions of ${extTitle(ext)}`);
+    title.id = "dx-dialog-title";
+    dialog.setAttribute("aria-labelledby", title.id);
+    const toggle = (name, label, hint, checked) => {
+      const row = el("label", "dx-check");
+      const box = el("input");
+      box.type = "checkbox";
+      box.name = name;
+      box.checked = checked;
+      const text = el("span");
+      text.append(el("strong", null, label), el("span", "dx-check-hint", hint));
+      row.append(box, text);
+      return row;
+    };
+    const fields = [toggle("docker", "Docker engine", "run docker commands and read the container and image lists",
+      ext.permissions.docker)];
+    const names = ext.host && Array.isArray(ext.host.binaries) ? ext.host.binaries : [];
+    if (names.length) fields.push(toggle("host", "Host binaries", `run ${names.join(", ")} as you`, ext.permissions.host));
+    const asked = ext.requested;
+    let about = "It has no backend.";
+    if (ext.vm && asked) about = backendText(asked);
+    else if (ext.vm) about = "What its backend gets was not recorded (installed by an older dockext).";
+    const backend = el("p", null, about);
+    const buttons = el("div", "dx-dialog-buttons");
+    const cancel = el("button", "button button-secondary", "Cancel");
+    cancel.value = "cancel";
+    const save = el("button", "button", "Save");
+    save.value = "save";
+    buttons.append(cancel, save);
+    form.append(title, ...fields, backend, buttons);
+    dialog.appendChild(form);
+    document.body.appendChild(dialog);
+    dialog.addEventListener("close", async () => {
+      dialog.remove();
+      if (dialog.returnValue !== "save") return;
+      const body = {};
+      for (const box of form.querySelectorAll("input[type=checkbox]")) body[box.name] = box.checked;
+      try {
+        await api("PUT", `/api/extensions/${encodeURIComponent(ext.key)}/permissions`, body);
+        showToast("success", `Permissions of ${extTitle(ext)} saved.`, "dockext");
+      } catch (error) {
+        showToast("error", `Could not save the permissions of ${extTitle(ext)}: ${error.message}`, "dockext");
+      }
+    });
+    dialog.showModal();
+  }
+
+  function backendText(asked) {
+    const parts = [];
+    if ((asked.privileged || []).length) parts.push(`privileged containers (${asked.privileged.join(", ")})`);
+    if (asked.engineSocket) parts.push("the Docker engine's socket");
+    if ((asked.hostPid || []).length) parts.push("the host's processes");
+    if ((asked.hostNetwork || []).length) parts.push("the host's network");
+    if ((asked.hostPaths || []).length) parts.push(`host paths (${asked.hostPaths.join(", ")})`);
+    if ((asked.devices || []).length) parts.push(`devices (${asked.devices.join(", ")})`);
+    if ((asked.capabilities || []).length) parts.push(`capabilities (${asked.capabilities.join(", ")})`);
+    return parts.length
+      ? `Its backend gets ${parts.join(", ")}: set by its compose file, not by these permissions.`
+      : "Its backend gets nothing from the host beyond its own containers.";
   }
 
   // The image ID, breakable after each "/" (registry/namespace/name) rather than anywhere.

@@ -225,24 +225,24 @@
   // ------------------------------------------------------------------------------------- actions
 
   function confirmThen(ext, action) {
-    const dialog = el("dialog", "mk-dialog");
-    dialog.setAttribute("aria-labelledby", "mk-dialog-title");
+    const dialog = el("dialog", "dx-dialog");
+    dialog.setAttribute("aria-labelledby", "dx-dialog-title");
     const verb = { install: "Install", update: "Update", remove: "Remove" }[action];
     const title = el("h2", null, action === "update" ? `Update ${ext.title} to ${ext.tag}?` : `${verb} ${ext.title}?`);
-    title.id = "mk-dialog-title";
+    title.id = "dx-dialog-title";
     const text =
       action === "remove"
         ? "Its containers and files go; its named volumes are kept."
         : WARNING;
     const form = el("form");
     form.method = "dialog";
-    const buttons = el("div", "mk-dialog-buttons");
+    const buttons = el("div", "dx-dialog-buttons");
     const cancel = el("button", "button button-secondary", "Cancel");
     cancel.value = "cancel";
-    const ok = el("button", action === "remove" ? "button mk-danger" : "button", verb);
+    const ok = el("button", action === "remove" ? "button dx-danger" : "button", verb);
     ok.value = "ok";
     buttons.append(cancel, ok);
-    form.append(title, el("p", null, text), el("p", "mk-ref", action === "remove" ? ext.image : `${ext.image}:${ext.tag}`), buttons);
+    form.append(title, el("p", null, text), el("p", "dx-ref", action === "remove" ? ext.image : `${ext.image}:${ext.tag}`), buttons);
     dialog.appendChild(form);
     document.body.appendChild(dialog);
     dialog.addEventListener("close", () => {
