@@ -18,7 +18,8 @@ from tests.support.engine import restart_dockerd
 from tests.support.server import start_server
 from tests.support.session import Session
 
-from .test_install import labelled
+from .test_install import assert_nothing_left, get_over_socket, labelled, ls_json, record
+from .test_interrupts import read_until, start
 
 pytestmark = pytest.mark.engine
 
@@ -34,7 +35,7 @@ def eventually(check, timeout: float = 90.0):
             value = check()
             if value:
                 return value
-        except (httpx.HTTPError, AssertionError) as exc:
+        except (httpx.HTTPError, AssertionError, OSError) as exc:
             last = exc
         time.sleep(0.2)
     raise AssertionError(f"not within {timeout} s: {last}")
@@ -76,3 +77,31 @@ def test_backends_come_back_after_an_engine_restart_and_dockext_reaches_them(tmp
         server.stop()
         for ref in refs:
             run_dockext("rm", ref, home=home, check=False)
+
+
+def test_an_install_the_engine_restarts_under_ends_whole_or_undone(tmp_path, fixture_image, docker_client):
+    """R5: dockerd restarts while `compose up` runs. Either the install completed, or it failed and was undone
+    with nothing left behind; either way an install (again) then works."""
+    home = tmp_path / "home"
+    ref = fixture_image("vm-image", tag="1.1.0", repo_prefix=PREFIX)
+    key, project = f"{PREFIX}_vm-image", f"{PREFIX}_vm-image-desktop-extension"
+    proc = start(home, "install", "-f", ref, DOCKEXT_BACKEND_TIMEOUT="60")
+    read_until(proc, "Starting service in Desktop VM")
+    restart_dockerd()
+    out, err = proc.communicate(timeout=180)
+    print(f"install exited {proc.returncode} after the restart:\n{err[-400:]}")
+    try:
+        if proc.returncode == 0:
+            assert [r["image"] for r in ls_json(home)] == [ref]
+        else:
+            assert "Removing extension (install failed)" in out, out + err
+            assert ls_json(home) == []
+            assert_nothing_left(home, docker_client, key, project)
+            run_dockext("install", "-f", ref, home=home)  # the retry
+        rec = record(home, key)
+        sock = home / "gs" / rec["vm"]["gs_key"] / "backend.sock"
+        status, _ = eventually(lambda: get_over_socket(sock, "/hello") if sock.exists() else None)
+        assert status == 200
+    finally:
+        run_dockext("rm", ref, home=home, check=False)
+    assert_nothing_left(home, docker_client, key, project)

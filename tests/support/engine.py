@@ -20,10 +20,26 @@ PIDFILE = Path("/var/lib/ci-engine/dockerd.pid")
 
 
 def dockerd_pid() -> int:
-    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
+    listed = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
+    found = [p for p in listed if _running(int(p))]  # not the zombies of earlier ones nobody reaped
     if len(found) != 1:
         raise AssertionError(f"expected one dockerd to restart, found {found or 'none'}")
     return int(found[0])
+
+
+def _running(pid: int) -> bool:
+    """Not exited. A dockerd an earlier restart started is a child of this process: once it exits it stays a
+    zombie (its /proc entry with it) until it is reaped, so reap it."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: whoever started it reaps it
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def restart_dockerd(timeout: float = 90) -> float:
@@ -34,7 +50,7 @@ def restart_dockerd(timeout: float = 90) -> float:
     cwd = os.readlink(f"/proc/{pid}/cwd")
     t0 = time.monotonic()
     os.kill(pid, signal.SIGTERM)
-    while Path(f"/proc/{pid}").exists():
+    while _running(pid):
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"dockerd {pid} did not stop within {timeout} s")
         time.sleep(0.1)
