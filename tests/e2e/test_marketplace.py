@@ -53,10 +53,19 @@ def test_browse_install_update_and_remove_from_the_marketplace(
 ):
     ui_only, vm_image = f"{REGISTRY}/{namespace}/ui-only", f"{REGISTRY}/{namespace}/vm-image"
     key = model.extension_key(model.ImageRef.parse(ui_only))
-    run_dockext("marketplace", "add", f"{REGISTRY}/{namespace}", home=server.home)
     page.goto(server.login_url)
     page.locator("#marketplace-button").click()
     expect(page).to_have_url(f"{server.url}/#/marketplace")
+    # no source yet: one is added from the dashboard (what `dockext marketplace add` does)
+    page.get_by_role("button", name="Add a registry").click()
+    dialog = page.locator("dialog.dx-dialog")
+    dialog.get_by_label("Registry or namespace").fill("https://nope")
+    dialog.get_by_role("button", name="Add", exact=True).click()
+    expect(dialog.locator(".mk-source-error")).to_contain_text("without a scheme")
+    dialog.get_by_label("Registry or namespace").fill(f"{REGISTRY}/{namespace}")
+    dialog.get_by_role("button", name="Add", exact=True).click()
+    expect(dialog).to_have_count(0)
+    assert f"{REGISTRY}/{namespace}" in run_dockext("marketplace", "ls", home=server.home).stdout
     expect(card(page, ui_only).locator(".mk-title")).to_have_text("UI Only")
     expect(card(page, vm_image).locator(".mk-title")).to_have_text("VM Image")
     expect(card(page, ui_only).locator(".mk-vendor")).to_have_text("dockext tests")

@@ -8,6 +8,9 @@
   ``update`` (a greater version than the installed one is offered). The catalog is built by
   :func:`dockext.marketplace.browse` in a worker thread; what sources answered is reused for a minute unless
   ``refresh=1`` asks them again.
+* ``POST /api/marketplace/sources`` ``{"registry": "REGISTRY[/NAMESPACE]"}`` (``201 {"source": {"label",
+  "kind"}}``) and ``DELETE /api/marketplace/sources?label=...`` (204): ``dockext marketplace add|rm`` for registry
+  sources (lists name a file on the server's host: the CLI adds those). The allow-list switch stays on the CLI.
 * ``POST /api/marketplace/jobs`` ``{"action": "install" | "update" | "remove", "image": "repo:tag" | "repo"}``:
   ``202 {"job": job}``; ``GET /api/marketplace/jobs/{id}``: ``{"job": job}``, job = ``{"id", "action",
   "image", "state": "running" | "done" | "failed", "steps": [text], "error": {"type", "message", "hint"} |
@@ -150,7 +153,33 @@ def routes(state: HostState) -> list[BaseRoute]:
             return harden(error_response(status=404, type_="NotFound", message="no such job"))
         return harden(JSONResponse({"job": job.to_json()}))
 
+    async def add_source(request: Request) -> Response:
+        """``POST {"registry": "REGISTRY[/NAMESPACE]"}``: what ``dockext marketplace add`` does."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        spec = body.get("registry") if isinstance(body, dict) else None
+        if not isinstance(spec, str) or not spec.strip() or len(spec) > 300:
+            return harden(error_response(status=400, type_="BadRequest", message='expected {"registry": "HOST[/NS]"}'))
+        try:
+            source = await asyncio.to_thread(marketplace.add_registry, state.layout, spec)
+        except DockextError as exc:
+            return harden(error_response(exc))
+        return harden(JSONResponse({"source": {"label": source.label, "kind": source.kind}}, status_code=201))
+
+    async def remove_source(request: Request) -> Response:
+        """``DELETE ?label=...``: what ``dockext marketplace rm`` does."""
+        label = request.query_params.get("label", "")
+        try:
+            await asyncio.to_thread(marketplace.remove, state.layout, label)
+        except DockextError as exc:
+            return harden(error_response(exc))
+        return harden(Response(status_code=204))
+
     return [
+        Route("/api/marketplace/sources", add_source, methods=["POST"]),
+        Route("/api/marketplace/sources", remove_source, methods=["DELETE"]),
         Route("/api/marketplace", catalog),
         Route("/api/marketplace/jobs", start, methods=["POST"]),
         Route("/api/marketplace/jobs/{id}", status),

@@ -76,7 +76,8 @@
     });
     search.appendChild(input);
     const refresh = button("button button-secondary", "Refresh", () => load(true));
-    toolbar.append(search, el("div", "toolbar-spacer"), refresh);
+    const sourcesButton = button("button button-secondary", "Sources", () => editSources());
+    toolbar.append(search, el("div", "toolbar-spacer"), sourcesButton, refresh);
 
     const notes = el("div", "mk-notes");
     const body = el("div", "mk-body");
@@ -124,8 +125,9 @@
       const empty = el("div", "empty-state");
       empty.append(
         el("h2", null, "No Marketplace sources yet"),
-        el("p", "muted", "Add a registry (all its extensions, or one namespace), or a list of extension images:"),
-        command("dockext marketplace add REGISTRY/NAMESPACE"),
+        el("p", "muted", "Add a registry (all its extensions, or one namespace):"),
+        button("button", "Add a registry", () => editSources()),
+        el("p", "muted", "or, from a terminal, a list of extension images:"),
         command("dockext marketplace add --list extensions.txt"),
       );
       els.body.replaceChildren(empty);
@@ -220,6 +222,69 @@
     a.target = "_blank";
     a.rel = "noopener noreferrer";
     return a;
+  }
+
+  // ------------------------------------------------------------------------------------- sources
+
+  // The sources dialog: `dockext marketplace add REGISTRY[/NAMESPACE]` and `rm` from the dashboard.
+  function editSources() {
+    let changed = false; // reload the catalog when the dialog closes
+    const dialog = el("dialog", "dx-dialog mk-sources");
+    dialog.setAttribute("aria-labelledby", "dx-dialog-title");
+    const title = el("h2", null, "Marketplace sources");
+    title.id = "dx-dialog-title";
+    const list = el("ul", "mk-source-list");
+    const sources = data && Array.isArray(data.sources) ? data.sources : [];
+    for (const s of sources) {
+      const li = el("li");
+      li.append(el("span", "mk-source-label", s.label), el("span", "mk-source-kind", s.kind));
+      li.appendChild(
+        button("button button-secondary", "Remove", async () => {
+          try {
+            await dx.api("DELETE", `/api/marketplace/sources?label=${encodeURIComponent(s.label)}`);
+            li.remove();
+            changed = true;
+          } catch (error) {
+            dx.toast("error", `Could not remove ${s.label}: ${error.message}`);
+          }
+        }),
+      );
+      list.appendChild(li);
+    }
+    const form = el("form", "mk-source-form");
+    const label = el("label", null, "Registry or namespace");
+    const input = el("input", "search-input");
+    input.id = "mk-source-input";
+    label.htmlFor = input.id;
+    input.placeholder = "registry.example.com/acme";
+    input.autocomplete = "off";
+    input.spellcheck = false;
+    const add = el("button", "button", "Add");
+    add.type = "submit";
+    const message = el("p", "mk-source-error");
+    message.setAttribute("role", "alert");
+    form.append(label, input, add);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      message.textContent = "";
+      try {
+        await dx.api("POST", "/api/marketplace/sources", { registry: input.value });
+        changed = true;
+        dialog.close();
+      } catch (error) {
+        message.textContent = error.message;
+      }
+    });
+    const buttons = el("div", "dx-dialog-buttons");
+    buttons.appendChild(button("button button-secondary", "Close", () => dialog.close()));
+    dialog.append(title, list, form, message, buttons);
+    document.body.appendChild(dialog);
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      if (changed) load(true);
+    });
+    dialog.showModal();
+    input.focus();
   }
 
   // ------------------------------------------------------------------------------------- actions
