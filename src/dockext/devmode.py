@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import DockextError, StateError
+from .errors import DockextError
 from .paths import Layout
-from .store import Store, atomic_write
+from .store import Store, atomic_write, read_settings
 
 __all__ = ["FILE", "SCHEMA", "DevSettings", "check_url", "load", "reset", "set_debug", "set_ui_source"]
 
@@ -62,19 +62,9 @@ def check_url(url: str) -> str:
 
 def load(layout: Layout) -> dict[str, DevSettings]:
     """Settings by extension key; extensions without any are absent."""
-    path = layout.root / FILE
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
+    data = read_settings(layout.root / FILE, SCHEMA, "the developer settings", "deleting it turns dev mode off")
+    if data is None:
         return {}
-    except (OSError, ValueError) as exc:
-        raise StateError(f"the developer settings {path} are unreadable: {exc}") from exc
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if not isinstance(schema, int) or schema > SCHEMA:
-        raise StateError(
-            f"the developer settings {path} have schema {schema!r}; this dockext understands up to {SCHEMA}",
-            hint="It was probably written by a newer dockext: upgrade dockext, or delete the file.",
-        )
     out: dict[str, DevSettings] = {}
     for key, value in (data.get("extensions") or {}).items():
         if isinstance(value, dict):

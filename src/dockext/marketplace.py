@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from . import model
 from .errors import DockextError, InvalidImageReference, InvalidSource, NotListed, SourceNotFound, StateError
 from .paths import Layout
-from .store import Store, atomic_write
+from .store import Store, atomic_write, read_settings
 
 if TYPE_CHECKING:  # imported when browsing only: the installer imports this module for check_allowed
     from . import registry
@@ -215,20 +215,10 @@ def load(layout: Layout) -> Settings:
 
     An unreadable file raises :class:`StateError` rather than reading as "no restriction"."""
     path = _path(layout)
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
+    data = read_settings(path, SCHEMA, "the Marketplace settings",
+                         "deleting it removes every source and turns only-listed off")
+    if data is None:
         return Settings()
-    except (OSError, ValueError) as exc:
-        raise StateError(f"the Marketplace settings {path} are unreadable: {exc}",
-                         hint="Fix or delete the file (deleting it removes every source and turns only-listed off).",
-                         ) from None
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if not isinstance(schema, int) or schema > SCHEMA:
-        raise StateError(
-            f"the Marketplace settings {path} have schema {schema!r}; this dockext understands up to {SCHEMA}",
-            hint="It was probably written by a newer dockext: upgrade dockext, or delete the file.",
-        )
     try:
         sources = tuple(_source_from_json(s) for s in data.get("sources") or [])
         only_listed = data.get("only_listed", False)

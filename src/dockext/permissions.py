@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import compose as composefile
-from .errors import DockextError, PermissionDenied, StateError
+from .errors import DockextError, PermissionDenied
 from .paths import Layout
-from .store import Store, atomic_write
+from .store import Store, atomic_write, read_settings
 
 __all__ = [
     "DEFAULT", "FILE", "NAMES", "REQUESTED_FILE", "SCHEMA", "Grants", "Requested", "check", "forget", "grants_for",
@@ -175,18 +175,10 @@ _REQUESTED_KEYS: Final = {
 # -- grants ---------------------------------------------------------------------------------------------
 
 def load(layout: Layout) -> dict[str, Grants]:
-    path = layout.root / FILE
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
+    data = read_settings(layout.root / FILE, SCHEMA, "the permissions",
+                         "deleting it gives every extension the defaults")
+    if data is None:
         return {}
-    except (OSError, ValueError) as exc:
-        raise StateError(f"the permissions file {path} is unreadable: {exc}",
-                         hint="Fix or delete it (deleting gives every extension the defaults).") from exc
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if not isinstance(schema, int) or schema > SCHEMA:
-        raise StateError(f"the permissions file {path} has schema {schema!r}; this dockext understands up to {SCHEMA}",
-                         hint="It was probably written by a newer dockext: upgrade dockext.")
     out: dict[str, Grants] = {}
     for key, value in (data.get("extensions") or {}).items():
         if isinstance(value, dict):

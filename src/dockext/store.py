@@ -21,7 +21,10 @@ from typing import Any
 from .errors import Busy, NotInstalled, StateError
 from .paths import Layout
 
-__all__ = ["PREV_PREFIX", "RECORD_FILE", "SCHEMA_VERSION", "Record", "Store", "UiInfo", "VmInfo", "atomic_write"]
+__all__ = [
+    "PREV_PREFIX", "RECORD_FILE", "SCHEMA_VERSION", "Record", "Store", "UiInfo", "VmInfo", "atomic_write",
+    "read_settings",
+]
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "extension.json"
@@ -80,6 +83,27 @@ class Record:
         vm = body.pop("vm", None)
         body["host_binaries"] = tuple(body.get("host_binaries", ()))
         return cls(**body, ui=UiInfo(**ui) if ui else None, vm=VmInfo(**vm) if vm else None)
+
+
+def read_settings(path: Path, schema: int, what: str, delete_hint: str) -> dict[str, Any] | None:
+    """A versioned JSON settings file (``{"schema": N, ...}``): None if missing, else its object.
+
+    An unreadable file, or one from a newer dockext, is a :class:`StateError` naming ``what`` it is: never read
+    as "no settings" (for the allow-list or the grants that would lift a restriction)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StateError(f"{what} {path} are unreadable: {exc}",
+                         hint=f"Fix or delete the file ({delete_hint}).") from None
+    found = data.get("schema") if isinstance(data, dict) else None
+    if not isinstance(found, int) or found > schema:
+        raise StateError(
+            f"{what} {path} have schema {found!r}; this dockext understands up to {schema}",
+            hint="It was probably written by a newer dockext: upgrade dockext, or delete the file.",
+        )
+    return dict(data)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

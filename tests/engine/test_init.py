@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
-import socket
 
 import docker.errors
 import pytest
 
+from tests.support.backends import get_over_socket
 from tests.support.cli import run_dockext
 from tests.support.images import PYBASE, TEST_LABEL, ensure_pybase
 
@@ -21,23 +20,6 @@ DESCRIPTION = 'Says hello & lists "containers"'
 REPOSITORY = "dockext-init/hello-ext"
 KEY = "dockext-init_hello-ext"
 PROJECT = f"{KEY}-desktop-extension"
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=10)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
-
-
-def get_over_socket(path, url):
-    conn = UnixHTTPConnection(str(path))
-    conn.request("GET", url)
-    resp = conn.getresponse()
-    return resp.status, resp.read().decode()
 
 
 def backend_containers(docker_client):

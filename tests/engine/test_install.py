@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
 
 import pytest
 
+from tests.support.backends import get_over_socket
 from tests.support.cli import run_dockext
 
 pytestmark = pytest.mark.engine
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=10)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
-
-
-def get_over_socket(path, url):
-    conn = UnixHTTPConnection(str(path))
-    conn.request("GET", url)
-    resp = conn.getresponse()
-    return resp.status, resp.read().decode()
 
 
 def labelled(docker_client, label):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
+import socket
 import socketserver
 import threading
 from pathlib import Path
@@ -62,3 +64,23 @@ class RecordingBackend:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection to a unix socket (a backend's, as dockext reaches it)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def get_over_socket(path, url):
+    """``GET url`` on the unix socket ``path``: (status, body text)."""
+    conn = UnixHTTPConnection(str(path))
+    conn.request("GET", url)
+    resp = conn.getresponse()
+    return resp.status, resp.read().decode()

@@ -6,13 +6,11 @@ tests/e2e/test_init.py."""
 from __future__ import annotations
 
 import html
-import http.client
 import json
 import os
 import pty
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ from click.testing import CliRunner
 
 from dockext import scaffold
 from dockext.cli import cli
+from tests.support.backends import UnixHTTPConnection
 
 FILES = [
     "Dockerfile", "Makefile", "README.md", "backend/main.py", "icon.svg", "metadata.json",
@@ -260,16 +259,6 @@ def test_docker_extension_init_is_the_same_command(tmp_path):
                            capture_output=True, text=True)
     assert "Usage: docker extension init [OPTIONS] DIR" in usage.stdout
     assert "--repository NS/REPO" in usage.stdout
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=10)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
 
 
 def test_the_generated_backend_answers_hello_on_its_socket_and_stops_on_sigterm(tmp_path):
