@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import docker.errors
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support import images
 from tests.support.cli import run_dockext
 from tests.support.images import TEST_LABEL
 from tests.support.server import start_server
@@ -92,3 +94,41 @@ def test_markup_in_labels_and_arguments_is_printed_as_it_is_by_the_cli(home: Pat
     wrong = run_dockext("rm", "[/]", home=home, check=False)
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr, wrong.stderr
     assert wrong.stderr.startswith("Error: ") and "[/]" in wrong.stderr
+
+
+def test_markup_in_a_registrys_labels_is_text_in_the_marketplace_too(
+    page: Page, home: Path, tmp_path, docker_client: docker.DockerClient
+) -> None:
+    """The Marketplace reads labels straight from a registry, before anything is installed (Docker Desktop's
+    CVE-2023-0625 came through the detailed description and changelog labels)."""
+    ns = f"dockext-hostile-{secrets.token_hex(3)}"
+    remote = images.push_fixture(docker_client, _retag(docker_client, REF, f"{ns}/evil:1.0.0"))
+    mk_home = tmp_path / "mk-home"
+    server = start_server(mk_home)
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    try:
+        run_dockext("marketplace", "add", f"{remote.split('/')[0]}/{ns}", home=mk_home)
+        page.goto(server.login_url)
+        page.locator("#marketplace-button").click()
+        card = page.locator(".mk-card").filter(has_text="Evil")
+        expect(card.locator(".mk-title")).to_have_text(TITLE)  # the characters themselves
+        expect(card.locator(".mk-vendor")).to_have_text(VENDOR)
+        card.locator(".mk-details summary").click()
+        # the detailed description was nothing but a <script>: as text (tags and scripts dropped), nothing is left
+        expect(card.locator(".mk-details")).to_contain_text(f"{remote.rsplit(':', 1)[0]}:1.0.0")
+        expect(card.locator(".mk-text")).to_have_text(["First version."])  # only the changelog it inherited
+        expect(card.locator(".mk-links a")).to_have_count(0)  # the javascript: publisher URL is no link
+        assert page.locator("img[src='/pwned-img'], svg[onload]").count() == 0
+        assert page.evaluate("window.__pwned") is None
+        assert not [u for u in requested if "pwned" in u], requested
+    finally:
+        server.stop()
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(f"{ns}/evil:1.0.0", noprune=True)
+
+
+def _retag(client: docker.DockerClient, ref: str, new: str) -> str:
+    repository, _, tag = new.rpartition(":")
+    client.images.get(ref).tag(repository, tag)
+    return new
