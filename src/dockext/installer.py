@@ -25,6 +25,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -79,13 +80,18 @@ class Installer:
         self.owner = hashlib.sha256(str(layout.root).encode()).hexdigest()[:16]
 
     # -- install -------------------------------------------------------------------------------------
-    def install(self, image: str) -> Record:
+    @contextlib.contextmanager
+    def _changing(self, image: str) -> Iterator[tuple[model.ImageRef, str]]:
+        """An install or update of IMAGE: allowed by the allow-list, under the lock, after any recovery."""
         marketplace.check_allowed(self.layout, image)
         ref = model.ImageRef.parse(image)
-        key = model.extension_key(ref)
         self.layout.ensure()
         with self.store.lock():
             self._recover_locked()
+            yield ref, model.extension_key(ref)
+
+    def install(self, image: str) -> Record:
+        with self._changing(image) as (ref, key):
             if (self.layout.extension_dir(key) / RECORD_FILE).exists():
                 existing = self.store.read(key)
                 if existing.id != ref.name:
@@ -323,12 +329,7 @@ class Installer:
     def update(self, image: str) -> Record:
         """Replace the installed version of IMAGE's extension with IMAGE[:TAG]; the old one comes back if the
         new one cannot be installed and started. Named volumes, the UI's origin and its socket dir are kept."""
-        marketplace.check_allowed(self.layout, image)
-        ref = model.ImageRef.parse(image)
-        key = model.extension_key(ref)
-        self.layout.ensure()
-        with self.store.lock():
-            self._recover_locked()
+        with self._changing(image) as (ref, key):
             if not (self.layout.extension_dir(key) / RECORD_FILE).exists():
                 raise NotInstalled(
                     f"extension {ref.name} is not installed, so it cannot be updated",

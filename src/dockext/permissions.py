@@ -78,23 +78,19 @@ class Requested:
 
     def lines(self) -> list[str]:
         """For a person: one line per thing asked, worst first; empty if nothing beyond its own containers."""
-        out = []
-        if self.privileged:
-            out.append(f"privileged containers (root on the host): {', '.join(self.privileged)}")
+        out = [f"privileged containers (root on the host): {', '.join(self.privileged)}"] if self.privileged else []
         if self.engine_socket:
             out.append("the Docker engine's socket (full control of the engine)")
-        if self.host_pid:
-            out.append(f"the host's processes (pid: host): {', '.join(self.host_pid)}")
-        if self.host_network:
-            out.append(f"the host's network (network_mode: host): {', '.join(self.host_network)}")
-        if self.host_paths:
-            out.append(f"host paths: {', '.join(self.host_paths)}")
-        if self.devices:
-            out.append(f"devices: {', '.join(self.devices)}")
-        if self.capabilities:
-            out.append(f"capabilities: {', '.join(self.capabilities)}")
-        if self.host_binaries:
-            out.append(f"host binaries run as you: {', '.join(self.host_binaries)}")
+        for what, names in (
+            ("the host's processes (pid: host)", self.host_pid),
+            ("the host's network (network_mode: host)", self.host_network),
+            ("host paths", self.host_paths),
+            ("devices", self.devices),
+            ("capabilities", self.capabilities),
+            ("host binaries run as you", self.host_binaries),
+        ):
+            if names:
+                out.append(f"{what}: {', '.join(names)}")
         return out
 
     def to_json(self) -> dict[str, Any]:
