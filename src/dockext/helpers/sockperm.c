@@ -1,14 +1,38 @@
 /*
+ * sockperm DIR UID GID | sockperm idle | sockperm connect PATH | sockperm probe PATH
+ *
+ * A static helper for the small FROM scratch containers that dockext adds to an extension's compose project.
+ *
  * sockperm DIR UID GID
+ *   Gives every unix socket in DIR to UID:GID and makes sure its owner may read and write it, so that an
+ *   ordinary user can connect() to sockets that root-run extension backends create (root 0755 under
+ *   umask 022).
+ *   Runs as PID 1 of a FROM scratch container (network none, read-only, only CAP_CHOWN, CAP_FOWNER and
+ *   CAP_DAC_OVERRIDE), with DIR bind-mounted. It scans DIR at start, after every inotify event, and every
+ *   2 seconds in case an event was missed. It never follows symlinks and never touches anything that is not a
+ *   socket. Silent unless something fails (then one line on stderr). Exits 0 on SIGTERM/SIGINT, 1 when DIR
+ *   goes away, 2 on bad arguments.
  *
- * Gives every unix socket in DIR to UID:GID and makes sure its owner may read and write it, so that an
- * ordinary user can connect() to sockets that root-run extension backends create (root 0755 under umask 022).
+ * sockperm idle
+ *   PID 1 of the relay container of a remote engine (network none, read-only, cap_drop ALL plus DAC_OVERRIDE,
+ *   the backend's socket volume mounted): sleeps until SIGTERM or SIGINT, then exits 0. dockext reaches the
+ *   backend socket by exec'ing `connect` in it.
  *
- * Runs as PID 1 of a FROM scratch container (network none, read-only, only CAP_CHOWN, CAP_FOWNER and
- * CAP_DAC_OVERRIDE), with DIR bind-mounted. It scans DIR at start, after every inotify event, and every
- * 2 seconds in case an event was missed. It never follows symlinks and never touches anything that is not a
- * socket. Silent unless something fails (then one line on stderr). Exits 0 on SIGTERM/SIGINT, 1 when DIR
- * goes away, 2 on bad arguments.
+ * sockperm connect PATH
+ *   Connects a SOCK_STREAM unix socket to PATH and copies stdin to it and it to stdout (an exec's hijacked
+ *   stream carrying HTTP). A full accept queue (EAGAIN) is retried for up to 10 s, backing off from 0.5 ms to
+ *   20 ms. Stdin's EOF becomes shutdown(SHUT_WR) and the answer is still copied; the socket's EOF (or a read
+ *   error) ends the copy: exit 0, without waiting for stdin. Stdout going away (EPIPE) also exits 0, quietly.
+ *
+ * sockperm probe PATH
+ *   Connects as `connect` does, closes, exits 0.
+ *
+ * When connect or probe cannot connect: exactly one line on stderr, exit 3:
+ *   sockperm: connect ENOENT /run/guest-services/backend.sock: No such file or directory
+ * The first word after "connect " is the errno's name (ENOENT, ECONNREFUSED, EACCES, ENOTSOCK, ETIMEDOUT,
+ * EAGAIN, ... or E<number> for others); the text after the colon is the same on every build for named
+ * errnos (glibc's wording). Bad arguments (unknown mode, wrong count, empty PATH, PATH longer than sun_path):
+ * one line on stderr, exit 2. Should poll(2) itself fail while copying: one line on stderr, exit 1.
  *
  * Built static by tools/build-helpers.sh (the only way the committed binaries are made).
  */
@@ -23,12 +47,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RESCAN_MS 2000
 #define WATCH_MASK (IN_CREATE | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR)
+#define RELAY_BUF 65536                    /* per direction */
+#define CONNECT_TRY_NS 10000000000LL       /* retry a full accept queue (EAGAIN) for at most 10 s, */
+#define BACKOFF_FIRST_NS 500000L           /* waiting 0.5 ms first, */
+#define BACKOFF_MAX_NS 20000000L           /* doubling up to 20 ms */
+#define USAGE "usage: sockperm DIR UID GID | sockperm idle | sockperm connect PATH | sockperm probe PATH" \
+              "  (UID and GID: decimal numbers)\n"
 
 static uid_t want_uid;
 static gid_t want_gid;
@@ -124,24 +157,34 @@ static int drain(int ifd) {
     }
 }
 
-int main(int argc, char **argv) {
-    unsigned long uid, gid;
-    if (argc != 4 || argv[1][0] == '\0' || parse_id(argv[2], &uid) != 0 || parse_id(argv[3], &gid) != 0) {
-        fprintf(stderr, "usage: sockperm DIR UID GID  (UID and GID: decimal numbers)\n");
-        return 2;
-    }
-    want_uid = (uid_t)uid;
-    want_gid = (gid_t)gid;
-    const char *dir = argv[1];
+static int usage(void) {
+    fputs(USAGE, stderr);
+    return 2;
+}
 
+static int on_exit_signals(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
         perror("sockperm: sigaction");
-        return 1;
+        return -1;
     }
+    return 0;
+}
+
+/* sockperm DIR UID GID */
+static int perm_main(int argc, char **argv) {
+    unsigned long uid, gid;
+    if (argc != 4 || argv[1][0] == '\0' || parse_id(argv[2], &uid) != 0 || parse_id(argv[3], &gid) != 0)
+        return usage();
+    want_uid = (uid_t)uid;
+    want_gid = (gid_t)gid;
+    const char *dir = argv[1];
+
+    if (on_exit_signals() != 0)
+        return 1;
 
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
@@ -170,4 +213,224 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
+}
+
+/* sockperm idle: PID 1 of the relay container. on_signal exits, so there is no flag to race with. */
+static int idle_main(void) {
+    if (on_exit_signals() != 0)
+        return 1;
+    for (;;)
+        pause();
+}
+
+/* The errnos a caller may act on, by name, with glibc's wording so that every build prints the same line. */
+static const struct {
+    int err;
+    const char *name, *text;
+} errnames[] = {
+    {ENOENT, "ENOENT", "No such file or directory"},
+    {ECONNREFUSED, "ECONNREFUSED", "Connection refused"},
+    {EACCES, "EACCES", "Permission denied"},
+    {ENOTSOCK, "ENOTSOCK", "Socket operation on non-socket"},
+    {ETIMEDOUT, "ETIMEDOUT", "Connection timed out"},
+    {EAGAIN, "EAGAIN", "Resource temporarily unavailable"},
+    {EPERM, "EPERM", "Operation not permitted"},
+    {ENOTDIR, "ENOTDIR", "Not a directory"},
+    {ELOOP, "ELOOP", "Too many levels of symbolic links"},
+    {ENAMETOOLONG, "ENAMETOOLONG", "File name too long"},
+    {EPROTOTYPE, "EPROTOTYPE", "Protocol wrong type for socket"},
+    {ECONNRESET, "ECONNRESET", "Connection reset by peer"},
+    {EINVAL, "EINVAL", "Invalid argument"},
+    {EMFILE, "EMFILE", "Too many open files"},
+    {ENFILE, "ENFILE", "Too many open files in system"},
+    {ENOMEM, "ENOMEM", "Cannot allocate memory"},
+    {ENOBUFS, "ENOBUFS", "No buffer space available"},
+};
+
+static int connect_failed(const char *path, int err) {
+    for (size_t i = 0; i < sizeof errnames / sizeof errnames[0]; i++) {
+        if (errnames[i].err == err) {
+            fprintf(stderr, "sockperm: connect %s %s: %s\n", errnames[i].name, path, errnames[i].text);
+            return 3;
+        }
+    }
+    fprintf(stderr, "sockperm: connect E%d %s: %s\n", err, path, strerror(err));
+    return 3;
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void set_sndtimeo(int fd, long long ns) {
+    struct timeval tv = {.tv_sec = (time_t)(ns / 1000000000LL),
+                         .tv_usec = (suseconds_t)(ns % 1000000000LL / 1000)};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv); /* best effort: only bounds a wait */
+}
+
+/*
+ * A blocking connect; returns the socket, or -1 with errno set. A full accept queue is EAGAIN where connect
+ * does not wait (nonblocking sockets, other kernels): retried with a backoff. Linux makes a blocking connect
+ * wait for room instead, for SO_SNDTIMEO, which is set to what is left of the 10 s (and reset afterwards, as
+ * it would also bound writes), so a listener that never accepts cannot hold the exec forever either.
+ */
+static int connect_unix(const struct sockaddr_un *sa) {
+    long long deadline = now_ns() + CONNECT_TRY_NS;
+    long delay = BACKOFF_FIRST_NS;
+    for (;;) {
+        int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s < 0)
+            return -1;
+        if (s <= STDERR_FILENO) { /* fd 0, 1 or 2 was closed: keep them apart from the socket */
+            int t = fcntl(s, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+            int e = errno;
+            close(s);
+            if (t < 0) {
+                errno = e;
+                return -1;
+            }
+            s = t;
+        }
+        long long left = deadline - now_ns();
+        set_sndtimeo(s, left > 1000 ? left : 1000);
+        if (connect(s, (const struct sockaddr *)sa, sizeof *sa) == 0) {
+            set_sndtimeo(s, 0);
+            return s;
+        }
+        int e = errno;
+        close(s);
+        if (e == EINTR)
+            continue;
+        left = deadline - now_ns();
+        if (e != EAGAIN || left <= 0) {
+            errno = e;
+            return -1;
+        }
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = delay < left ? delay : (long)left};
+        nanosleep(&ts, NULL);
+        delay = delay * 2 < BACKOFF_MAX_NS ? delay * 2 : BACKOFF_MAX_NS;
+    }
+}
+
+/* Write all of buf to a blocking (or, should it be one, a nonblocking) fd; -1 on error. */
+static int write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                poll(&p, 1, -1);
+                continue;
+            }
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Copy stdin -> sock and sock -> stdout until the socket's EOF. Stdin and stdout stay blocking (they belong
+ * to the exec); the socket is nonblocking, so that a backend that answers before it has read all of a
+ * request is still read while the rest of the request waits for room: a partial write keeps its rest in
+ * `up`, stdin is not read until it is gone, and only then is POLLOUT asked for.
+ */
+static int relay(int sock) {
+    static char up[RELAY_BUF], down[RELAY_BUF];
+    size_t up_off = 0, up_len = 0;
+    int in_open = 1, shut = 0;
+    if (fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK) != 0) {
+        perror("sockperm: fcntl");
+        return 1;
+    }
+    for (;;) {
+        struct pollfd p[2] = {
+            {.fd = in_open && up_len == 0 ? STDIN_FILENO : -1, .events = POLLIN},
+            {.fd = sock, .events = POLLIN | (up_len > 0 ? POLLOUT : 0)},
+        };
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            perror("sockperm: poll");
+            return 1;
+        }
+        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t n = read(sock, down, sizeof down);
+            if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+                n = -2; /* nothing after all */
+            if (n == 0 || n == -1)
+                return 0; /* EOF, or ECONNRESET and the like: the answer is complete as far as it goes */
+            if (n > 0 && write_all(STDOUT_FILENO, down, (size_t)n) != 0)
+                return 0; /* stdout's reader went away: nobody to tell */
+        }
+        int try_up = up_len > 0 && (p[1].revents & (POLLOUT | POLLERR | POLLHUP));
+        if (in_open && up_len == 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) {
+            ssize_t n = read(STDIN_FILENO, up, sizeof up);
+            if (n > 0) {
+                up_off = 0;
+                up_len = (size_t)n;
+                try_up = 1; /* written just below, without waiting for POLLOUT */
+            } else if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                in_open = 0; /* EOF (or a broken stdin, taken as one) */
+            }
+        }
+        while (try_up && up_len > 0) {
+            ssize_t n = write(sock, up + up_off, up_len);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                    up_len = 0; /* EPIPE: the backend reads no more; its answer may still come */
+                    in_open = 0;
+                    shut = 1;
+                }
+                break;
+            }
+            up_off += (size_t)n;
+            up_len -= (size_t)n;
+            if (up_len > 0)
+                break; /* partial: the socket is full, wait for POLLOUT rather than for EAGAIN */
+        }
+        if (!in_open && up_len == 0 && !shut) {
+            shutdown(sock, SHUT_WR);
+            shut = 1;
+        }
+    }
+}
+
+/* sockperm connect PATH, sockperm probe PATH */
+static int connect_main(const char *path, int probe) {
+    struct sockaddr_un sa;
+    size_t len = strlen(path);
+    if (len > sizeof sa.sun_path) {
+        fprintf(stderr, "sockperm: socket path too long (%zu bytes, at most %zu): %s\n", len,
+                sizeof sa.sun_path, path);
+        return 2;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, len); /* Linux takes a full sun_path without the NUL */
+    signal(SIGPIPE, SIG_IGN);
+    int sock = connect_unix(&sa);
+    if (sock < 0)
+        return connect_failed(path, errno);
+    if (probe) {
+        close(sock);
+        return 0;
+    }
+    return relay(sock);
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "idle") == 0)
+        return argc == 2 ? idle_main() : usage();
+    if (strcmp(mode, "connect") == 0 || strcmp(mode, "probe") == 0)
+        return argc == 3 && argv[2][0] != '\0' ? connect_main(argv[2], mode[0] == 'p') : usage();
+    return perm_main(argc, argv);
 }
