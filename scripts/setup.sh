@@ -70,6 +70,31 @@ engine() {
 }
 
 browser() { apt_install chromium; }
+
+# OpenSSH's sshd for the ssh:// engine tests (tests/support/sshd.py runs it with its own config on 127.0.0.1).
+# Taken out of Debian's openssh-server package into the venv rather than installed, so that no ssh service
+# is set up or started on this machine; its libraries are ordinary packages.
+SSHD_DIR=$VENV/opt/openssh
+sshd_bin() {
+  if ! getent passwd sshd >/dev/null; then  # the unprivileged user sshd drops to (its package would add it)
+    need_root "add the sshd system user"
+    useradd --system --no-create-home --home-dir /run/sshd --shell /usr/sbin/nologin sshd
+  fi
+  if [ -x /usr/sbin/sshd ]; then say "/usr/sbin/sshd present ($(/usr/sbin/sshd -V 2>&1 | head -n 1))"; return 0; fi
+  if [ -x "$SSHD_DIR/usr/sbin/sshd" ]; then say "$SSHD_DIR/usr/sbin/sshd present"; return 0; fi
+  apt_install openssh-client libwrap0 libgssapi-krb5-2 libkrb5-3 libpam0g libaudit1 libselinux1 libssl3
+  local tmp
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && apt-get download openssh-server); then
+    need_root "apt-get update"
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    (cd "$tmp" && apt-get download openssh-server)
+  fi
+  mkdir -p "$SSHD_DIR"
+  dpkg-deb -x "$tmp"/openssh-server_*.deb "$SSHD_DIR"
+  rm -rf "$tmp"
+  say "extracted sshd to $SSHD_DIR ($("$SSHD_DIR/usr/sbin/sshd" -V 2>&1 | head -n 1))"
+}
 pyvenv() { apt_install python3-venv; }
 
 docker_group() {
@@ -140,4 +165,5 @@ if [ $BROWSER -eq 1 ]; then step chromium browser; fi
 step python3-venv pyvenv
 step docker-group docker_group
 step venv venv
+step sshd sshd_bin
 step conformance conformance

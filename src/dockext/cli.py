@@ -544,7 +544,7 @@ def _vm_states(records: list[Record]) -> dict[str, list[str]] | None:
     if not any(r.vm for r in records):
         return {}
     try:
-        containers = Engine().client.api.containers(all=True, filters={"label": "com.docker.desktop.extension=true"})
+        containers = Engine().backend_containers()
     except Exception:  # noqa: BLE001 - the list still prints when the engine is down
         return None
     states: dict[str, list[str]] = {}

@@ -83,13 +83,15 @@ def _ours(path: Path) -> bool:
 _VALUED = {"-H", "--host", "-c", "--context", "--config", "-l", "--log-level", "--tlscacert", "--tlscert", "--tlskey"}
 
 
-def docker_globals(options: list[str]) -> dict[str, str]:
-    """The environment that docker's global ``options`` (given before ``extension``) mean for dockext.
+def docker_globals(options: list[str]) -> dict[str, str | None]:
+    """The environment changes that docker's global ``options`` (given before ``extension``) mean for dockext
+    (None: unset the variable), so that :func:`dockext.dockerhost.resolve` picks the engine the CLI would.
 
-    ``-H``/``--host`` selects the engine (``DOCKER_HOST``); ``--config`` is the CLI's own directory;
-    ``--debug`` and ``--log-level`` do not concern dockext. A context other than ``default`` and TLS
-    options are refused (dockext reads ``DOCKER_HOST`` only), rather than silently used on another engine."""
-    env: dict[str, str] = {}
+    ``-H``/``--host`` and ``-c``/``--context`` select the engine (as in the CLI, not both, and the context wins
+    over ``$DOCKER_HOST``); ``--tls``, ``--tlsverify`` and the certificate files give its TLS settings;
+    ``--config`` is the CLI's own directory; ``--debug`` and ``--log-level`` do not concern dockext."""
+    env: dict[str, str | None] = {}
+    files: dict[str, str] = {}
     i = 0
     while i < len(options):
         name, eq, value = options[i].partition("=")
@@ -102,21 +104,45 @@ def docker_globals(options: list[str]) -> dict[str, str]:
         if name in ("-H", "--host"):
             env["DOCKER_HOST"] = value
         elif name in ("-c", "--context"):
-            if value != "default":
-                raise DockextError(
-                    f"dockext does not read docker contexts (--context {value})",
-                    hint="Set DOCKER_HOST to the context's engine: "
-                    "docker context inspect NAME --format '{{.Endpoints.docker.Host}}'",
-                )
+            env["DOCKER_CONTEXT"] = value
         elif name == "--config":
             env["DOCKER_CONFIG"] = value
         elif name in ("-D", "--debug", "-l", "--log-level"):
             pass
-        elif name.startswith("--tls"):
-            raise DockextError(f"dockext does not support TLS engine options yet ({name})")
+        elif name in ("--tls", "--tlsverify"):
+            on = not eq or value.lower() in ("1", "true")
+            env["DOCKER_TLS_VERIFY" if name == "--tlsverify" else "DOCKER_TLS"] = "1" if on else None
+        elif name in _TLS_FILES:
+            files[name] = value
         else:
             raise DockextError(f"unknown docker option {options[i - 1]!r} before `{NAME}`")
+    if "DOCKER_HOST" in env and "DOCKER_CONTEXT" in env:
+        raise DockextError("conflicting options: either specify --host or --context, not both")
+    if "DOCKER_CONTEXT" in env:
+        if env["DOCKER_CONTEXT"] == "default":
+            env["DOCKER_CONTEXT"] = None  # the engine of $DOCKER_HOST, or the local socket
+        else:
+            env["DOCKER_HOST"] = None  # a context named on the command line wins over $DOCKER_HOST
+    if files:
+        env["DOCKER_CERT_PATH"] = _cert_dir(files)
     return env
+
+
+#: docker's certificate options and the file name each must have in DOCKER_CERT_PATH
+_TLS_FILES = {"--tlscacert": "ca.pem", "--tlscert": "cert.pem", "--tlskey": "key.pem"}
+
+
+def _cert_dir(files: dict[str, str]) -> str:
+    """The one directory the given certificate files are in under their usual names (all dockext reads)."""
+    dirs = {str(Path(path).expanduser().resolve().parent) for path in files.values()}
+    wrong = [f"{opt} {path}" for opt, path in files.items() if Path(path).name != _TLS_FILES[opt]]
+    if len(dirs) != 1 or wrong:
+        raise DockextError(
+            "dockext reads an engine's TLS files from one directory, as ca.pem, cert.pem and key.pem",
+            hint="Put them in one directory under those names and pass --tlscacert DIR/ca.pem (and so on), or "
+            "set DOCKER_CERT_PATH=DIR.",
+        )
+    return dirs.pop()
 
 
 def _command_index(args: list[str]) -> int | None:
@@ -141,7 +167,11 @@ def main(argv: list[str] | None = None) -> None:
     at = _command_index(args)
     if at is not None:
         try:
-            os.environ.update(docker_globals(args[:at]))
+            for name, value in docker_globals(args[:at]).items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         except DockextError as exc:
             print(f"Error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)

@@ -15,12 +15,15 @@ import yaml
 from .errors import MetadataError
 
 __all__ = [
+    "GS_VOLUME",
     "GUEST_SERVICES",
     "PLACEHOLDER",
     "RAW_SOCKET_SOURCES",
     "Rewritten",
     "extension_labels",
     "generated",
+    "guest_services_bind",
+    "guest_services_volume",
     "parse",
     "rewrite",
 ]
@@ -29,6 +32,24 @@ PLACEHOLDER = "${DESKTOP_PLUGIN_IMAGE}"
 GUEST_SERVICES = "/run/guest-services"
 #: Paths a compose file uses for the engine socket inside Docker Desktop's VM; all map to our engine's socket.
 RAW_SOCKET_SOURCES = ("/var/run/docker.sock.raw", "/run/docker.sock.raw", "/var/run/docker.sock", "/run/docker.sock")
+#: The project volume holding ``/run/guest-services`` when the engine is remote: a tmpfs, so that sockets a
+#: backend left behind vanish when the project's containers stop (as a fresh directory does locally).
+GS_VOLUME = "dockext-guest-services"
+GS_VOLUME_SPEC: dict[str, Any] = {
+    "driver": "local",
+    "driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "mode=1777,size=64m"},
+    "labels": {"dockext.guest-services": "true"},
+}
+
+
+def guest_services_bind(directory: str) -> dict[str, Any]:
+    """``/run/guest-services`` as a directory of this host (the engine is local)."""
+    return {"type": "bind", "source": directory, "target": GUEST_SERVICES}
+
+
+def guest_services_volume() -> dict[str, Any]:
+    """``/run/guest-services`` as the project's :data:`GS_VOLUME` (the engine is remote)."""
+    return {"type": "volume", "source": GS_VOLUME, "target": GUEST_SERVICES}
 
 
 def generated() -> dict[str, Any]:
@@ -84,15 +105,16 @@ def rewrite(
     image: str,
     title: str,
     engine_socket: str,
-    guest_services_dir: str,
+    guest_services: Mapping[str, Any],
     extra_services: Mapping[str, dict[str, Any]] | None = None,
 ) -> Rewritten:
     """Apply Docker Desktop's "additional compose attributes" to an extension compose file.
 
     * project ``name``; ``${DESKTOP_PLUGIN_IMAGE}`` replaced by the extension image;
     * on every service: the extension labels, ``restart: always`` unless the author chose a policy, the
-      engine-socket paths of the VM mapped to this engine's socket, and ``guest_services_dir`` bind-mounted
-      at ``/run/guest-services`` (replacing any mount the file made there itself);
+      engine-socket paths of the VM mapped to this engine's socket, and the ``guest_services`` mount
+      (:func:`guest_services_bind` or :func:`guest_services_volume`) at ``/run/guest-services``, replacing
+      any mount the file made there itself; with the volume, :data:`GS_VOLUME` is declared too;
     * the first service (in the author's order) is named ``<project>-service`` unless it has a name.
     """
     out = copy.deepcopy(dict(doc))
@@ -100,18 +122,26 @@ def rewrite(
     services: dict[str, Any] = out["services"]
     first = next(iter(services))
     labels = extension_labels(key, title)
+    gs = dict(guest_services)
     for name, svc in list(services.items()):
-        services[name] = _rewrite_service(svc, image, labels, engine_socket, guest_services_dir)
+        services[name] = _rewrite_service(svc, image, labels, engine_socket, gs)
     services[first].setdefault("container_name", f"{project}-service")
     for name, svc in (extra_services or {}).items():
         if name in services:
             raise MetadataError("vm.composefile", f"service name {name!r} is reserved by dockext")
-        services[name] = _rewrite_service(copy.deepcopy(svc), image, labels, engine_socket, guest_services_dir)
+        services[name] = _rewrite_service(copy.deepcopy(svc), image, labels, engine_socket, gs)
+    if gs.get("type") == "volume":
+        volumes = out.get("volumes")
+        volumes = dict(volumes) if isinstance(volumes, dict) else {}
+        if GS_VOLUME in volumes:
+            raise MetadataError("vm.composefile", f"volume name {GS_VOLUME!r} is reserved by dockext")
+        volumes[GS_VOLUME] = copy.deepcopy(GS_VOLUME_SPEC)
+        out["volumes"] = volumes
     return Rewritten(out, first)
 
 
 def _rewrite_service(
-    svc: dict[str, Any], image: str, labels: Mapping[str, str], engine_socket: str, guest_services_dir: str
+    svc: dict[str, Any], image: str, labels: Mapping[str, str], engine_socket: str, guest_services: dict[str, Any]
 ) -> dict[str, Any]:
     if isinstance(svc.get("image"), str):
         svc["image"] = svc["image"].replace(PLACEHOLDER, image).replace("$DESKTOP_PLUGIN_IMAGE", image)
@@ -121,7 +151,7 @@ def _rewrite_service(
         svc["restart"] = "always"
     volumes = [_map_engine_socket(v, engine_socket) for v in svc.get("volumes") or []]
     volumes = [v for v in volumes if _mount_target(v) != GUEST_SERVICES]
-    volumes.append({"type": "bind", "source": guest_services_dir, "target": GUEST_SERVICES})
+    volumes.append(dict(guest_services))
     svc["volumes"] = volumes
     return svc
 

@@ -13,6 +13,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from .dockerhost import DockerHost
 from .errors import ComposeError
 
 __all__ = ["Compose", "compose_binary"]
@@ -36,13 +37,12 @@ def compose_binary() -> str:
 
 
 class Compose:
-    def __init__(self, docker_host: str, timeout: float = 600.0) -> None:
+    def __init__(self, docker_host: DockerHost, timeout: float = 600.0) -> None:
         self.docker_host = docker_host
         self.timeout = timeout
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k != "DOCKER_CONTEXT"}
-        env["DOCKER_HOST"] = self.docker_host
+        env = self.docker_host.apply({k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")})
         env["COMPOSE_BAKE"] = "false"  # no buildx here; keeps compose from warning on every call
         env.update(extra or {})
         return env

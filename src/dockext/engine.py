@@ -15,7 +15,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from . import archive
+from . import archive, dockerhost, sshdial
+from .dockerhost import DockerHost
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound
 from .model import ImageRef
 
@@ -23,17 +24,40 @@ __all__ = ["Engine", "ImageFiles", "LoadOutput", "PullEvent", "TagSnapshot"]
 
 PullEvent = dict[str, Any]
 COPY_LABEL = "dockext.copy"
+HELPER_LABEL = "dockext.helper"  # on dockext's own services in an extension's project (sockperm.py)
+MIN_API_VERSION = "1.24"  # the oldest the docker SDK speaks; only to ask a TLS engine for its own
 
 
-def _engine_host() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+#: ``1`` or ``0``: whether the engine's containers can see this host's file system (see :attr:`Engine.remote`).
+REMOTE_ENV = "DOCKEXT_REMOTE_ENGINE"
+
+
+def is_remote(host: str, override: str | None = None) -> bool:
+    """Whether backends of the engine at ``host`` must be reached through a relay (docs/design.md, "Remote
+    engines"): any engine not reached through a unix socket, unless ``DOCKEXT_REMOTE_ENGINE`` says otherwise
+    (``1`` for a unix socket that leads elsewhere, such as one forwarded by ``ssh -L``)."""
+    if override is not None and override.strip() != "":
+        value = override.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise DockextError(f"{REMOTE_ENV}={override!r} is neither 1 nor 0",
+                           hint=f"Unset {REMOTE_ENV} to decide from DOCKER_HOST, or set it to 1 or 0.")
+    return urlparse(host).scheme != "unix"
 
 
 class Engine:
-    """One connection to the engine dockext manages (``$DOCKER_HOST`` or the default unix socket)."""
+    """One connection to the engine dockext manages (:func:`dockext.dockerhost.resolve`: ``$DOCKER_HOST``, the
+    current docker context, or the default unix socket)."""
 
-    def __init__(self, host: str | None = None) -> None:
-        self.host = host or _engine_host()
+    def __init__(self, target: DockerHost | str | None = None) -> None:
+        if target is None:
+            target = dockerhost.resolve()
+        elif isinstance(target, str):
+            target = DockerHost(target)
+        self.target = target
+        self.host = target.url
         self._client: docker.DockerClient | None = None
 
     # -- connection ----------------------------------------------------------------------------------
@@ -47,16 +71,40 @@ class Engine:
     def client(self) -> docker.DockerClient:
         if self._client is None:
             try:
-                self._client = docker.DockerClient(base_url=self.host, version="auto", timeout=300)
+                self._client = self._connect()
             except docker.errors.DockerException as exc:
                 raise self._unavailable(exc) from None
         return self._client
 
+    def _connect(self) -> docker.DockerClient:
+        kwargs = self.target.sdk_kwargs()
+        if self.target.scheme == "ssh":
+            kwargs["base_url"] = sshdial.dialer_for(self.target.url).host
+        if not self.target.tls:
+            return docker.DockerClient(**kwargs, version="auto", timeout=300)
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the engine's CA whenever trust_env is on,
+        # and version="auto" asks the engine before that could be turned off: ask with a client that has it
+        # off, then make the real one with the version the engine gave.
+        probe = docker.DockerClient(**kwargs, version=MIN_API_VERSION, timeout=30)
+        probe.api.trust_env = False
+        try:
+            version = str(probe.version(api_version=False)["ApiVersion"])
+        except requests.exceptions.RequestException as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            probe.close()
+        client = docker.DockerClient(**kwargs, version=version, timeout=300)
+        client.api.trust_env = False
+        return client
+
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
+        why = _short(exc)
+        if self.target.scheme == "ssh":
+            why = sshdial.dialer_for(self.target.url).last_error or why
         return EngineUnavailable(
-            f"cannot reach the Docker engine at {self.host}: {_short(exc)}",
+            f"cannot reach the Docker engine at {self.target.describe()}: {why}",
             hint="Is dockerd running, and may this user use it (member of the 'docker' group)? "
-            "Set DOCKER_HOST to use another engine.",
+            "Set DOCKER_HOST (or `docker context use`) to use another engine.",
         )
 
     @contextlib.contextmanager
@@ -71,6 +119,12 @@ class Engine:
             if "Error while fetching server API version" in str(exc) or "Connection aborted" in str(exc):
                 raise self._unavailable(exc) from None
             raise EngineError(f"{doing}: {_short(exc)}") from None
+
+    @property
+    def remote(self) -> bool:
+        """True when the engine's containers cannot see this host's files: backend sockets are then reached
+        through a relay container instead of a directory bind-mounted from here."""
+        return is_remote(self.host, os.environ.get(REMOTE_ENV))
 
     def ping(self) -> None:
         with self._errors("ping the engine"):
@@ -148,6 +202,13 @@ class Engine:
                 )
             )
 
+    def backend_containers(self) -> list[dict[str, Any]]:
+        """Every extension backend's containers (``docker ps -a`` objects), without dockext's own helpers in
+        their projects (the socket-permission sidecar, a remote engine's relay)."""
+        with self._errors("list containers"):
+            found = self.client.api.containers(all=True, filters={"label": "com.docker.desktop.extension=true"})
+        return [c for c in found if HELPER_LABEL not in (c.get("Labels") or {})]
+
     def project_volumes(self, project: str) -> set[str]:
         with self._errors("list volumes"):
             found = self.client.api.volumes(filters={"label": f"com.docker.compose.project={project}"})
@@ -157,6 +218,18 @@ class Engine:
         for name in names:
             with contextlib.suppress(docker.errors.DockerException):
                 self.client.api.remove_volume(name, force=True)
+
+    def exec_run(self, container: str, cmd: list[str]) -> tuple[int, str]:
+        """Run ``cmd`` in a running container and wait: its exit code and its stderr (stdout is not kept)."""
+        with self._errors(f"run {cmd[0]} in {container}"):
+            try:
+                exec_id = self.client.api.exec_create(container, cmd, stdout=False, stderr=True)["Id"]
+                err = self.client.api.exec_start(exec_id)
+                code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+            except docker.errors.APIError as exc:  # no such container, or not running
+                return -1, _short(exc)
+        text = bytes(err or b"").decode(errors="replace")
+        return (code if isinstance(code, int) else -1), text
 
     def container_logs(self, container_id: str, tail: int = 20) -> str:
         with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):

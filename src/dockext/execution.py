@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import argv as policy
+from .dockerhost import DockerHost
 from .errors import ExecRefused
 from .store import Record
 
@@ -84,11 +85,8 @@ def docker_cli() -> str:
     return found
 
 
-def _base_env(docker_host: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("DOCKER_CONTEXT", None)
-    env["DOCKER_HOST"] = docker_host
-    return env
+def _base_env(docker_host: DockerHost) -> dict[str, str]:
+    return docker_host.apply(os.environ)
 
 
 def plan(
@@ -99,7 +97,7 @@ def plan(
     args: Any,
     options: Mapping[str, Any] | None,
     *,
-    docker_host: str,
+    docker_host: DockerHost,
     verbatim: bool = False,
 ) -> ExecPlan:
     """The argv, cwd and environment of one exec request, or :class:`ExecRefused`.
@@ -120,9 +118,7 @@ def plan(
     tokens = _verbatim(cmd, args) if verbatim else policy.split_command_line(cmd, args)
     line = policy.joined(cmd, args)
     if cli == "docker":
-        env = _base_env(docker_host)
-        env.update(user_env)
-        env["DOCKER_HOST"] = docker_host
+        env = docker_host.apply({**_base_env(docker_host), **user_env})
         return ExecPlan([docker_cli(), *policy.docker_argv(tokens)], cwd, env, f"docker {line}")
     if cli == "vm":
         if record.vm is None:
@@ -141,10 +137,8 @@ def plan(
             raise ExecRefused("no command given")
         name = policy.host_binary(tokens[0], record.host_binaries)
         host_dir = ext_dir / "host"
-        env = _base_env(docker_host)
-        env.update(user_env)
+        env = docker_host.apply({**_base_env(docker_host), **user_env})
         env["PATH"] = os.pathsep.join([str(host_dir), os.environ.get("PATH", os.defpath)])
-        env["DOCKER_HOST"] = docker_host
         return ExecPlan([str(host_dir / name), *tokens[1:]], cwd or str(host_dir), env, line)
     raise ExecRefused(f"unknown cli {cli!r}: expected docker, vm or host")
 

@@ -74,7 +74,7 @@ class Installer:
         self.layout = layout
         self.store = Store(layout)
         self.engine = engine or Engine()
-        self.compose = compose or Compose(self.engine.host)
+        self.compose = compose or Compose(self.engine.target)
         self.report: Reporter = reporter or Silent()
         self.backend_timeout = backend_timeout or float(os.environ.get("DOCKEXT_BACKEND_TIMEOUT", "60"))
         self.owner = hashlib.sha256(str(layout.root).encode()).hexdigest()[:16]
@@ -220,10 +220,22 @@ class Installer:
             )
         project = model.compose_project(record.key)
         extra: dict[str, dict[str, Any]] = {}
-        use_sockperm = os.geteuid() != 0 and bool(socket_name)
-        if use_sockperm:
-            image = sockperm.ensure_image(self.engine.client)
-            extra["dockext-sockperm"] = sockperm.service(image, os.geteuid(), os.getegid())
+        relay: str | None = None
+        if self.engine.remote:
+            # the engine's containers cannot see gs_dir: the sockets live in a project volume, reached
+            # through an exec in a relay container (docs/design.md, "Remote engines")
+            guest_services = composefile.guest_services_volume()
+            use_sockperm = False
+            if socket_name:
+                relay = f"{project}-{sockperm.RELAY_SERVICE}"
+                image = sockperm.ensure_image(self.engine.client)
+                extra[sockperm.RELAY_SERVICE] = sockperm.relay_service(image, relay)
+        else:
+            guest_services = composefile.guest_services_bind(str(gs_dir))
+            use_sockperm = os.geteuid() != 0 and bool(socket_name)
+            if use_sockperm:
+                image = sockperm.ensure_image(self.engine.client)
+                extra["dockext-sockperm"] = sockperm.service(image, os.geteuid(), os.getegid())
         self.report.step("Setting additional compose attributes")
         rewritten = composefile.rewrite(
             doc,
@@ -232,7 +244,7 @@ class Installer:
             image=record.image,
             title=record.title,
             engine_socket=self.engine.socket_path,
-            guest_services_dir=str(gs_dir),
+            guest_services=guest_services,
             extra_services=extra,
         )
         (stage / "vm").mkdir(mode=0o755)
@@ -245,6 +257,7 @@ class Installer:
             socket=socket_name,
             gs_key=gs_key,
             sockperm=use_sockperm,
+            relay=relay,
         )
         return replace(record, vm=vm)
 
@@ -279,16 +292,19 @@ class Installer:
     def _start_backend(self, record: Record, target: Path) -> None:
         assert record.vm
         gs_dir = self.layout.guest_services / record.vm.gs_key
-        shutil.rmtree(gs_dir, ignore_errors=True)
-        gs_dir.mkdir(parents=True)
-        # Backends that run as a non-root user must be able to create their socket here too. Other host
-        # users cannot reach it: the dockext home above it is 0700.
-        gs_dir.chmod(0o1777)
+        if record.vm.relay is None:
+            shutil.rmtree(gs_dir, ignore_errors=True)
+            gs_dir.mkdir(parents=True)
+            # Backends that run as a non-root user must be able to create their socket here too. Other host
+            # users cannot reach it: the dockext home above it is 0700.
+            gs_dir.chmod(0o1777)
         self.report.step("Starting service in Desktop VM...")
         self.compose.up(
             record.vm.project, target / "vm" / "docker-compose.yaml", {"DESKTOP_PLUGIN_IMAGE": record.image}
         )
-        if record.vm.socket:
+        if record.vm.socket and record.vm.relay:
+            self._wait_for_relayed_socket(record, record.vm.relay, record.vm.socket)
+        elif record.vm.socket:
             self._wait_for_socket(record, gs_dir / record.vm.socket)
         self.report.step("VM service started")
 
@@ -313,6 +329,33 @@ class Installer:
             f"the backend did not expose its socket {record.vm.socket} within {self.backend_timeout:.0f} s "
             f"({last_error}){details}",
             hint="The backend must listen on /run/guest-services/" + (record.vm.socket or "") + " in its container.",
+        )
+
+    def _wait_for_relayed_socket(self, record: Record, relay: str, socket_name: str) -> None:
+        """:meth:`_wait_for_socket` on a remote engine: ``sockperm probe`` in the relay container until it
+        connects."""
+        deadline = time.monotonic() + self.backend_timeout
+        last_error = "it does not exist"
+        while time.monotonic() < deadline:
+            code, err = self.engine.exec_run(relay, sockperm.probe_command(socket_name))
+            if code == 0:
+                return
+            refused = sockperm.refusal(err)
+            if refused is not None:
+                last_error = {
+                    "ENOENT": "it does not exist",
+                    "ECONNREFUSED": "nothing listens on it",
+                    "EACCES": "the relay is not allowed to connect to it",
+                }.get(refused[0], f"connecting fails: {refused[0]}")
+            elif err.strip():
+                last_error = f"the relay container {relay}: {err.strip().splitlines()[-1]}"
+            time.sleep(0.2)
+        assert record.vm
+        details = self._backend_diagnosis(record.vm.project)
+        raise BackendNotReady(
+            f"the backend did not expose its socket {socket_name} within {self.backend_timeout:.0f} s "
+            f"({last_error}){details}",
+            hint="The backend must listen on /run/guest-services/" + socket_name + " in its container.",
         )
 
     def _backend_diagnosis(self, project: str) -> str:
@@ -480,6 +523,8 @@ class Installer:
                     self.report.step("Removing extension VM service...")
                     self.engine.ping()
                     self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
+                    if record.vm.relay:  # the sockets' tmpfs holds no data: unlike the extension's volumes, it goes
+                        self.engine.remove_volumes({f"{record.vm.project}_{composefile.GS_VOLUME}"})
                     self.report.step("Extension removed from Desktop VM")
                     crashpoint.reached("rm:backend-stopped")
             except BaseException:

@@ -5,6 +5,11 @@ ordinary user cannot ``connect()`` to those. Install then adds one more service 
 project: the static helper ``helpers/sockperm-linux-<arch>`` (source ``helpers/sockperm.c``, built by
 ``tools/build-helpers.sh``) in a ``FROM scratch`` image that dockext builds locally. It watches
 ``/run/guest-services`` and gives each socket to dockext's uid (see docs/design.md).
+
+The same binary is the **relay** of a remote engine (docs/design.md, "Remote engines"): ``sockperm idle`` is
+the PID 1 of a ``dockext-relay`` service sharing the project's guest-services volume, and dockext reaches a
+backend socket by an exec of ``sockperm connect PATH`` in it, whose stdin and stdout carry the bytes
+(``sockperm probe PATH`` tells whether the socket accepts connections).
 """
 
 from __future__ import annotations
@@ -20,13 +25,20 @@ import docker.errors
 import requests.exceptions
 
 from . import errors
+from .engine import HELPER_LABEL
 
-__all__ = ["GUEST_SERVICES", "IMAGE_REPO", "LABEL", "binary_path", "ensure_image", "service"]
+__all__ = [
+    "GUEST_SERVICES", "IMAGE_REPO", "LABEL", "RELAY_SERVICE", "binary_path", "connect_command", "ensure_image",
+    "probe_command", "relay_service", "service",
+]
 
 IMAGE_REPO = "dockext/sockperm"
 #: Label on the image and on the compose service, so both can be found (and cleaned up) by filter.
-LABEL = "dockext.helper"
+LABEL = HELPER_LABEL
 GUEST_SERVICES = "/run/guest-services"
+RELAY_SERVICE = "dockext-relay"
+#: exit code of ``connect``/``probe`` when the socket refuses; stderr then says ``sockperm: connect ENAME PATH: ...``
+REFUSED = 3
 
 _HELPERS = Path(__file__).parent / "helpers"
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -92,6 +104,44 @@ def service(image: str, uid: int, gid: int) -> dict[str, Any]:
         "cap_add": ["CHOWN", "FOWNER", "DAC_OVERRIDE"],
         "labels": {LABEL: "sockperm"},
     }
+
+
+def relay_service(image: str, container_name: str) -> dict[str, Any]:
+    """The compose service a remote engine's backend sockets are reached through (``sockperm idle``).
+
+    It needs no network and no capability but DAC_OVERRIDE (to connect to a socket a non-root backend
+    created 0755); the compose rewrite gives it the guest-services volume like every other service."""
+    return {
+        "image": image,
+        "command": ["idle"],
+        "container_name": container_name,
+        "network_mode": "none",
+        "restart": "always",
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "cap_add": ["DAC_OVERRIDE"],
+        "security_opt": ["no-new-privileges:true"],
+        "labels": {LABEL: "relay"},
+    }
+
+
+def connect_command(socket_name: str) -> list[str]:
+    """The exec that joins its stdin and stdout to a backend socket, in the relay container."""
+    return ["/sockperm", "connect", f"{GUEST_SERVICES}/{socket_name}"]
+
+
+def probe_command(socket_name: str) -> list[str]:
+    """The exec that exits 0 when the backend socket accepts a connection (else :data:`REFUSED`)."""
+    return ["/sockperm", "probe", f"{GUEST_SERVICES}/{socket_name}"]
+
+
+def refusal(stderr: str) -> tuple[str, str] | None:
+    """``(errno name, path)`` from a ``connect``/``probe`` failure line, or None if it is not one."""
+    for line in stderr.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[0] == "sockperm:" and parts[1] in ("connect", "probe") and parts[2][:1] == "E":
+            return parts[2], parts[3].split(":", 1)[0]
+    return None
 
 
 def _context(binary: bytes) -> io.BytesIO:

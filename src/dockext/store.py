@@ -45,6 +45,9 @@ class VmInfo:
     socket: str | None
     gs_key: str
     sockperm: bool = False
+    #: container name of the relay a remote engine's backend socket is reached through; None: the socket is
+    #: in ``gs/<gs_key>/`` on this host
+    relay: str | None = None
 
 
 @dataclass(frozen=True)

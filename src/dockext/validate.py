@@ -29,7 +29,7 @@ import docker.errors
 import docker.utils
 import requests.exceptions
 
-from . import API_VERSION, marketplace, model
+from . import API_VERSION, marketplace, model, sockperm
 from . import compose as composefile
 from .engine import Engine, ImageFiles
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound, InvalidImageReference, MetadataError
@@ -622,6 +622,10 @@ def check_files(
     return found
 
 
+#: services dockext adds to a backend's project (the socket-permission helper, a remote engine's relay)
+RESERVED_SERVICES = ("dockext-sockperm", sockperm.RELAY_SERVICE)
+
+
 def _check_compose(text: bytes, config: ImageConfig | None) -> list[Finding]:
     try:
         doc = composefile.parse(text)
@@ -629,9 +633,14 @@ def _check_compose(text: bytes, config: ImageConfig | None) -> list[Finding]:
         return [Finding("error", exc.field, exc.problem, "See https://docs.docker.com/compose/compose-file/")]
     found: list[Finding] = []
     services: dict[str, Any] = doc["services"]
-    if "dockext-sockperm" in services:
-        found.append(Finding("error", "vm.composefile", "service name 'dockext-sockperm' is reserved by dockext",
-                             "Rename the service"))
+    for reserved in RESERVED_SERVICES:
+        if reserved in services:
+            found.append(Finding("error", "vm.composefile", f"service name {reserved!r} is reserved by dockext",
+                                 "Rename the service"))
+    volumes = doc.get("volumes")
+    if isinstance(volumes, dict) and composefile.GS_VOLUME in volumes:
+        found.append(Finding("error", "vm.composefile", f"volume name {composefile.GS_VOLUME!r} is reserved by dockext",
+                             "Rename the volume"))
     for name, svc in services.items():
         image = svc.get("image")
         if not isinstance(image, str) or not image.strip():

@@ -4,6 +4,7 @@ extension's UI (its calls go to the real engine, backend and host binaries), lea
 from __future__ import annotations
 
 import http.client
+import os
 import platform
 import time
 import urllib.parse
@@ -80,6 +81,8 @@ def test_without_the_token_only_the_login_page_answers(page: Page, server):
     page.fill("input[name=token]", server.token)
     page.keyboard.press("Enter")
     expect(page.locator("#home-title")).to_have_text("Installed extensions")
+    # the header says which engine this is (remote ones: tests/e2e/test_remote_engine.py)
+    expect(page.locator("#engine-name")).to_have_text(os.environ.get("DOCKER_HOST") or "Local engine")
 
 
 def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, fixture_image):

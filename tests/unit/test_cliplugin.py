@@ -35,11 +35,26 @@ def test_dockers_global_options_before_the_command_select_the_engine_or_are_refu
     assert cliplugin.docker_globals(["-H", "unix:///x.sock", "--log-level", "debug", "-D"]) == {
         "DOCKER_HOST": "unix:///x.sock"
     }
-    assert cliplugin.docker_globals(["--host=tcp://127.0.0.1:2375", "--context", "default", "--config", "/c"]) == {
+    assert cliplugin.docker_globals(["--host=tcp://127.0.0.1:2375", "--config", "/c"]) == {
         "DOCKER_HOST": "tcp://127.0.0.1:2375", "DOCKER_CONFIG": "/c",
     }
-    for refused in (["--context", "remote"], ["--tlsverify"], ["--bogus"], ["-H"]):
-        with pytest.raises(DockextError):
+    # a context: read by dockext as the CLI would (it wins over $DOCKER_HOST); "default" is $DOCKER_HOST or the socket
+    assert cliplugin.docker_globals(["--context", "remote"]) == {"DOCKER_CONTEXT": "remote", "DOCKER_HOST": None}
+    assert cliplugin.docker_globals(["-c=default"]) == {"DOCKER_CONTEXT": None}
+    # TLS: the switches, and certificate files that sit in one directory under their usual names
+    assert cliplugin.docker_globals(["-H", "tcp://e:2376", "--tlsverify", "--tlscacert", "/certs/ca.pem",
+                                     "--tlscert=/certs/cert.pem", "--tlskey", "/certs/key.pem"]) == {
+        "DOCKER_HOST": "tcp://e:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs",
+    }
+    assert cliplugin.docker_globals(["--tls", "--tlsverify=false"]) == {"DOCKER_TLS": "1", "DOCKER_TLS_VERIFY": None}
+    for refused, why in (
+        (["-H", "tcp://x", "--context", "remote"], "not both"),
+        (["--tlscacert", "/a/ca.pem", "--tlscert", "/b/cert.pem"], "one directory"),
+        (["--tlscacert", "/a/my-ca.crt"], "one directory"),
+        (["--bogus"], "unknown docker option"),
+        (["-H"], "needs a value"),
+    ):
+        with pytest.raises(DockextError, match=why):
             cliplugin.docker_globals(refused)
     assert cliplugin._command_index(["--config", "extension", "extension", "ls"]) == 2
     assert cliplugin._command_index(["ls"]) is None

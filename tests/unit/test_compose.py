@@ -14,8 +14,9 @@ KW = dict(
     image="acme/ext:1.2.0",
     title="My Ext",
     engine_socket="/run/user/1000/docker.sock",
-    guest_services_dir="/home/u/.local/share/dockext/gs/abcd1234",
+    guest_services=compose.guest_services_bind("/home/u/.local/share/dockext/gs/abcd1234"),
 )
+GS_BIND = {"type": "bind", "source": "/home/u/.local/share/dockext/gs/abcd1234", "target": "/run/guest-services"}
 
 
 def test_generated_backend_runs_the_extension_image_with_init():
@@ -51,9 +52,7 @@ services:
         assert svc["labels"]["com.docker.desktop.extension"] == "true"
         assert svc["labels"]["com.docker.desktop.extension.name"] == "My Ext"
         assert svc["labels"]["dockext.extension"] == "acme_ext"
-        assert {"type": "bind", "source": KW["guest_services_dir"], "target": "/run/guest-services"} in svc[
-            "volumes"
-        ]
+        assert GS_BIND in svc["volumes"]
     assert zeta["container_name"] == "acme_ext-desktop-extension-service"
     assert "container_name" not in alpha
 
@@ -82,9 +81,7 @@ volumes:
     assert {"type": "bind", "source": "/run/user/1000/docker.sock", "target": "/sock"} in vols
     assert "data:/data" in vols
     # the old explicit guest-services mount is replaced by ours, not doubled
-    assert [v for v in vols if "guest-services" in str(v)] == [
-        {"type": "bind", "source": KW["guest_services_dir"], "target": "/run/guest-services"}
-    ]
+    assert [v for v in vols if "guest-services" in str(v)] == [GS_BIND]
 
 
 def test_author_container_name_and_deploy_restart_policy_are_kept():
@@ -126,3 +123,35 @@ def test_broken_compose_files_name_the_field(text, problem):
         compose.parse(text)
     assert info.value.field == "vm.composefile"
     assert problem in str(info.value)
+
+
+def test_remote_engine_guest_services_is_a_tmpfs_volume_of_the_project_shared_with_the_relay():
+    """A remote engine's containers cannot see this host: /run/guest-services is a project volume instead of a
+    directory here, declared as a tmpfs (sockets left by a stopped backend vanish), on every service, the
+    relay included; the author's own volumes stay beside it."""
+    doc = compose.parse(
+        b"services:\n  a:\n    image: x\n    volumes: [data:/data, /run/guest-services:/run/guest-services]\n"
+        b"  b:\n    image: y\nvolumes:\n  data: {}\n"
+    )
+    relay = {"image": "dockext/sockperm:abc", "command": ["idle"]}
+    out = compose.rewrite(doc, **{**KW, "guest_services": compose.guest_services_volume()},
+                          extra_services={"dockext-relay": relay}).document
+    mount = {"type": "volume", "source": compose.GS_VOLUME, "target": "/run/guest-services"}
+    for name in ("a", "b", "dockext-relay"):
+        assert [v for v in out["services"][name]["volumes"] if "guest-services" in str(v)] == [mount]
+    assert "data:/data" in out["services"]["a"]["volumes"]
+    assert out["volumes"]["data"] == {}
+    spec = out["volumes"][compose.GS_VOLUME]
+    assert spec["driver"] == "local" and spec["driver_opts"]["type"] == "tmpfs"
+    assert "mode=1777" in spec["driver_opts"]["o"]
+    # the document compose reads back is still valid YAML with both volumes
+    assert set(yaml.safe_load(compose.rewrite(doc, **{**KW, "guest_services": compose.guest_services_volume()})
+                              .dump())["volumes"]) == {"data", compose.GS_VOLUME}
+
+
+def test_remote_engine_volume_name_is_reserved():
+    doc = compose.parse(b"services:\n  a:\n    image: x\nvolumes:\n  dockext-guest-services: {}\n")
+    with pytest.raises(MetadataError, match="reserved"):
+        compose.rewrite(doc, **{**KW, "guest_services": compose.guest_services_volume()})
+    # a local engine does not declare the volume, so the name is only the author's there
+    assert "dockext-guest-services" in compose.rewrite(doc, **KW).document["volumes"]

@@ -8,6 +8,7 @@ asked.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from dockext import settings
+from dockext.dockerhost import DockerHost
 from dockext.errors import EngineUnavailable, StateError
 from dockext.paths import Layout
 from dockext.server import HostState, create_app
@@ -88,9 +90,16 @@ def test_docker_host_forms():
     assert (tcp.base_url, tcp.tcp) == ("http://10.0.0.5:2376", ("10.0.0.5", 2376))
     assert endpoint("tcp://[::1]:2375").base_url == "http://[::1]:2375"
     assert endpoint("tcp://engine").tcp == ("engine", 2375)
-    for bad in ("ssh://user@host", "npipe:////./pipe/docker_engine", "unix://", "tcp://"):
+    for bad in ("npipe:////./pipe/docker_engine", "unix://", "tcp://"):
         with pytest.raises(EngineUnavailable):
             endpoint(bad)
+    # ssh:// goes through this process's dialer: a private unix socket (dockext/sshdial.py)
+    ssh = endpoint("ssh://user@host:2222")
+    assert ssh.uds and ssh.uds.endswith("/engine.sock") and os.stat(os.path.dirname(ssh.uds)).st_mode & 0o077 == 0
+    assert endpoint("ssh://user@host:2222").uds == ssh.uds  # one dialer per address
+    # TLS: https to the same host and port, the CLI's default port 2376 when none is given
+    tls = endpoint(DockerHost("tcp://engine", tls=True, verify=False))
+    assert (tls.base_url, tls.tcp, tls.ssl is not None) == ("https://engine:2376", ("engine", 2376), True)
 
 
 def test_engine_statuses_become_error_types():

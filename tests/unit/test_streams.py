@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from dockext import execution
+from dockext.dockerhost import DockerHost
 from dockext.errors import ExecRefused
 from dockext.paths import Layout
 from dockext.server import HostState, create_app
@@ -303,22 +304,22 @@ def test_the_socket_needs_the_extensions_own_origin_and_capability(env):
 def test_plan_verbatim_keeps_args_whole_and_keeps_the_policy(tmp_path):
     record = make_record("acme_a", host_binaries=("argv.sh",))
     plan = execution.plan(record, tmp_path, "docker", "run", ["--name", "a b", "'x'"], None,
-                          docker_host="unix:///d.sock", verbatim=True)
+                          docker_host=DockerHost("unix:///d.sock"), verbatim=True)
     assert plan.argv[1:] == ["run", "--name", "a b", "'x'"]
     assert plan.display == "docker run --name a b 'x'"
     assert plan.env["DOCKER_HOST"] == "unix:///d.sock"
-    split = execution.plan(record, tmp_path, "docker", "run", ["--name", "a b", "'x'"], None, docker_host="unix:///d")
+    split = execution.plan(record, tmp_path, "docker", "run", ["--name", "a b", "'x'"], None, docker_host=DockerHost("unix:///d"))
     assert split.argv[1:] == ["run", "--name", "a", "b", "x"]
-    host = execution.plan(record, tmp_path, "host", "argv.sh", ["a b"], {"cwd": "/tmp"}, docker_host="x",
+    host = execution.plan(record, tmp_path, "host", "argv.sh", ["a b"], {"cwd": "/tmp"}, docker_host=DockerHost("x"),
                           verbatim=True)
     assert host.argv == [str(tmp_path / "host" / "argv.sh"), "a b"] and host.cwd == "/tmp"
     vm = execution.plan(make_record("acme_a"), tmp_path, "vm", "sh", ["-c", "echo a b"], {"env": {"A": "1"}},
-                        docker_host="x", verbatim=True)
+                        docker_host=DockerHost("x"), verbatim=True)
     assert vm.argv[1:] == ["exec", "--env", "A=1", "c", "sh", "-c", "echo a b"]
     for cli, cmd, args in [("docker", "-H", ["x"]), ("docker", "", []), ("host", "argv.sh ", []),
                            ("host", "../argv.sh", [])]:
         with pytest.raises(ExecRefused):
-            execution.plan(record, tmp_path, cli, cmd, args, None, docker_host="x", verbatim=True)
+            execution.plan(record, tmp_path, cli, cmd, args, None, docker_host=DockerHost("x"), verbatim=True)
 
 
 def test_exit_status_is_what_a_shell_reports():

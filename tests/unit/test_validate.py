@@ -311,10 +311,13 @@ def test_the_entry_page_is_looked_for_in_the_ui_root():
 def test_compose_file_is_parsed_and_the_backend_needs_a_command():
     doc = {**UI_DOC, "vm": {"composefile": "docker-compose.yaml"}}
     entries = {**UI_ENTRIES, "/docker-compose.yaml": PathInfo("file")}
-    compose = b"services:\n  api:\n    image: ${DESKTOP_PLUGIN_IMAGE}\n  dockext-sockperm:\n    image: x\n  b: {}\n"
+    compose = (b"services:\n  api:\n    image: ${DESKTOP_PLUGIN_IMAGE}\n  dockext-sockperm:\n    image: x\n  b: {}\n"
+               b"  dockext-relay: {image: x}\nvolumes:\n  dockext-guest-services: {}\n")
     report = run(doc, entries, {"/docker-compose.yaml": compose}, config=ImageConfig(has_command=False))
     assert [f.message for f in report.errors] == [
         "service name 'dockext-sockperm' is reserved by dockext",
+        "service name 'dockext-relay' is reserved by dockext",
+        "volume name 'dockext-guest-services' is reserved by dockext",
         "service 'api' runs the extension image, which has no CMD or ENTRYPOINT",
         "service 'b' has no image (extensions cannot build)",
     ]

@@ -21,15 +21,15 @@ import asyncio
 import collections
 import contextlib
 import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import PurePath
 from typing import cast
 
 import httptools
 
 from ..errors import BackendNotReady
 
-__all__ = ["IDEMPOTENT", "Answer", "BackendPool"]
+__all__ = ["IDEMPOTENT", "Answer", "BackendPool", "Opener", "unreachable"]
 
 #: methods a client may send again when a kept-alive connection turns out to be closed (RFC 9110 9.2.2)
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
@@ -39,6 +39,21 @@ MAX_IDLE = 32  # idle connections kept per backend...
 #: idle connection, so a request is rarely sent on a connection the backend is closing at that moment (a POST
 #: could not be sent again), and a burst's connections do not stay open after it
 IDLE_TIMEOUT = 4.0
+#: Opens a connection to the backend socket some other way than ``connect(2)`` here (a remote engine's relay,
+#: :mod:`dockext.server.relay`): given the protocol factory, returns the connected protocol.
+Opener = Callable[[Callable[[], asyncio.Protocol]], Awaitable[asyncio.Protocol]]
+_WHY = {
+    "ENOENT": "the backend socket does not exist; is the backend running?",
+    "ECONNREFUSED": "nothing listens on the backend socket",
+    "EACCES": "dockext may not connect to the backend socket",
+}
+
+
+def unreachable(errno_name: str, socket_name: str, detail: str = "") -> BackendNotReady:
+    """``connect ENOENT backend.sock (the backend socket does not exist; ...)``: the words for a socket that
+    refuses, whether dockext connects to it here or a relay does on a remote engine."""
+    why = _WHY.get(errno_name, detail)
+    return BackendNotReady(f"connect {errno_name} {socket_name}" + (f" ({why})" if why else ""))
 
 
 class Answer:
@@ -221,7 +236,9 @@ class _Connection(asyncio.Protocol):
         answer = self.answer
         if answer is None:
             return
-        if answer.status and answer._until_eof:
+        if isinstance(exc, BackendNotReady) and not self.got_bytes:  # a relay saying why it could not connect
+            self._fail(exc)
+        elif answer.status and answer._until_eof:
             self._done()  # a body without a length ends when the backend closes
         elif not self.got_bytes:
             self._fail(_Stale("the backend closed the connection before answering"))
@@ -273,10 +290,11 @@ class BackendPool:
     """Kept-alive HTTP/1.1 connections to one backend socket."""
 
     def __init__(
-        self, path: Path, *, connect_timeout: float = 5.0, answer_timeout: float = 300.0,
-        idle_timeout: float = IDLE_TIMEOUT,
+        self, path: PurePath, *, connect_timeout: float = 5.0, answer_timeout: float = 300.0,
+        idle_timeout: float = IDLE_TIMEOUT, opener: Opener | None = None,
     ) -> None:
         self.path = path
+        self.opener = opener
         self.connect_timeout = connect_timeout
         self.answer_timeout = answer_timeout
         self.idle_timeout = idle_timeout
@@ -327,6 +345,14 @@ class BackendPool:
         return None
 
     async def _connect(self) -> _Connection:
+        if self.opener is not None:
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    conn = cast(_Connection, await self.opener(lambda: _Connection(self)))
+            except TimeoutError as exc:
+                raise self._unreachable(exc) from None
+            self._all.add(conn)
+            return conn
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -356,16 +382,14 @@ class BackendPool:
         """What went wrong connecting, in words a person can act on."""
         name = self.path.name
         if isinstance(exc, TimeoutError):
-            why = f"ETIMEDOUT {name} (the backend did not accept within {self.connect_timeout:g} s)"
-        elif isinstance(exc, FileNotFoundError):
-            why = f"ENOENT {name} (the backend socket does not exist; is the backend running?)"
-        elif isinstance(exc, ConnectionRefusedError):
-            why = f"ECONNREFUSED {name} (nothing listens on the backend socket)"
-        elif isinstance(exc, PermissionError):
-            why = f"EACCES {name} (dockext may not connect to the backend socket)"
-        else:
-            why = f"{name}: {exc.strerror or exc}"
-        return BackendNotReady(f"connect {why}")
+            return unreachable("ETIMEDOUT", name, f"the backend did not accept within {self.connect_timeout:g} s")
+        if isinstance(exc, FileNotFoundError):
+            return unreachable("ENOENT", name)
+        if isinstance(exc, ConnectionRefusedError):
+            return unreachable("ECONNREFUSED", name)
+        if isinstance(exc, PermissionError):
+            return unreachable("EACCES", name)
+        return BackendNotReady(f"connect {name}: {exc.strerror or exc}")
 
     def _release(self, conn: _Connection) -> None:
         if len(self._idle) < MAX_IDLE:

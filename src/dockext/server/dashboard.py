@@ -260,6 +260,16 @@ def create(
             await state.close_instance(inst)
         return harden(Response(status_code=204))
 
+    async def engine_info(request: Request) -> Response:
+        """Which engine this server manages, as resolved at start (no request to the engine)."""
+        target = state.engine.target
+        try:
+            remote: bool | None = state.engine.remote
+        except DockextError:
+            remote = None
+        return harden(JSONResponse({"host": target.url, "description": target.describe(), "source": target.source,
+                                    "tls": target.tls, "remote": remote}))
+
     async def favicon(request: Request) -> Response:
         return harden(Response(status_code=204))
 
@@ -273,6 +283,7 @@ def create(
         Route("/api/extensions/{key}/icon", icon),
         Route("/api/extensions/{key}/permissions", set_permissions, methods=["PUT"]),
         Route("/api/events", events),
+        Route("/api/engine", engine_info),
         Route("/api/ui-instances", open_instance, methods=["POST"]),
         Route("/api/ui-instances/{id}", close_instance, methods=["DELETE"]),
         Route("/api/ui-instances/{id}/close", close_instance, methods=["POST"]),
@@ -289,9 +300,7 @@ def _backend_states(state: HostState) -> dict[str, tuple[int, int]]:
     """(running, total) containers per compose project of extension backends; empty if the engine is down."""
     out: dict[str, tuple[int, int]] = {}
     try:
-        containers = state.engine.client.api.containers(
-            all=True, filters={"label": "com.docker.desktop.extension=true"}
-        )
+        containers = state.engine.backend_containers()
     except Exception:  # noqa: BLE001 - the list must render even when the engine is gone
         return out
     for c in containers:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import re
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -61,8 +60,6 @@ OPTION_KINDS: dict[str, str] = {
 }
 EXTENSION_LISTS = {"containers": "/containers/json", "images": "/images/json"}
 
-_ENGINES: weakref.WeakKeyDictionary[HostState, EngineHTTP] = weakref.WeakKeyDictionary()
-
 
 class InvalidOptions(DockextError):
     http_status = 400
@@ -72,17 +69,12 @@ class InvalidOptions(DockextError):
 
 def engine_for(state: HostState) -> EngineHTTP:
     """The one async engine client of this server (closed with the server's other clients)."""
-    engine = _ENGINES.get(state)
-    if engine is None:
-        engine = EngineHTTP(state.engine.host)
-        _ENGINES[state] = engine
-        state.close_with(engine.client.aclose)
-    return engine
+    return state.engine_api()
 
 
 def set_engine(state: HostState, engine: EngineHTTP) -> None:
     """Use ``engine`` for ``state`` (tests: an engine over a mock transport)."""
-    _ENGINES[state] = engine
+    state.set_engine_api(engine)
 
 
 # -- extensions: listContainers / listImages -------------------------------------------------------------

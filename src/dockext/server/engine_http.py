@@ -16,8 +16,9 @@ import codecs
 import contextlib
 import json
 import re
+import ssl
 import struct
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,8 @@ from urllib.parse import quote, urlparse
 
 import httpx
 
+from .. import sshdial
+from ..dockerhost import DockerHost
 from ..errors import DockextError, EngineUnavailable
 
 __all__ = [
@@ -66,24 +69,33 @@ class Endpoint:
     base_url: str
     uds: str | None = None
     tcp: tuple[str, int] | None = None
+    ssl: ssl.SSLContext | None = None
 
 
-def endpoint(host: str) -> Endpoint:
-    """Where ``DOCKER_HOST`` points: ``unix:///path``, ``tcp://host:port`` (plain HTTP) or ``http://host:port``."""
-    parsed = urlparse(host)
+def endpoint(host: DockerHost | str) -> Endpoint:
+    """Where the engine is: ``unix:///path``, ``tcp://host:port`` (``http://``) in plain HTTP or TLS, or
+    ``ssh://`` (the socket of this process's ssh dialer)."""
+    target = host if isinstance(host, DockerHost) else DockerHost(host)
+    parsed = urlparse(target.url)
     if parsed.scheme == "unix":
         if not parsed.path:
-            raise EngineUnavailable(f"DOCKER_HOST {host!r} names no socket path")
+            raise EngineUnavailable(f"DOCKER_HOST {target.url!r} names no socket path")
         return Endpoint("http://docker", uds=parsed.path)
-    if parsed.scheme in ("tcp", "http"):
+    if parsed.scheme == "ssh":  # through this process's ssh dialer (dockext/sshdial.py)
+        return Endpoint("http://docker", uds=sshdial.dialer_for(target.url).path)
+    if parsed.scheme in ("tcp", "http", "https"):
         if not parsed.hostname:
-            raise EngineUnavailable(f"DOCKER_HOST {host!r} names no host")
-        port = parsed.port or 2375
+            raise EngineUnavailable(f"DOCKER_HOST {target.url!r} names no host")
+        context = target.ssl_context()
+        if context is None and parsed.scheme == "https":
+            context = DockerHost(target.url, tls=True, verify=True).ssl_context()
+        port = parsed.port or (2376 if context else 2375)
         name = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
-        return Endpoint(f"http://{name}:{port}", tcp=(parsed.hostname, port))
+        scheme = "https" if context else "http"
+        return Endpoint(f"{scheme}://{name}:{port}", tcp=(parsed.hostname, port), ssl=context)
     raise EngineUnavailable(
-        f"DOCKER_HOST {host!r} is not supported by the dashboard's Docker views",
-        hint="Use unix:///path/to/docker.sock or tcp://host:port.",
+        f"DOCKER_HOST {target.url!r} is not supported by the dashboard's Docker views",
+        hint="Use unix:///path/to/docker.sock, tcp://host:port (with DOCKER_TLS_VERIFY for TLS) or ssh://user@host.",
     )
 
 
@@ -101,11 +113,14 @@ def _message(response: httpx.Response, body: bytes) -> str:
 class EngineHTTP:
     """One pooled async connection to the engine (``state.engine.host``)."""
 
-    def __init__(self, host: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.host = host
-        self.endpoint = endpoint(host)
+    def __init__(self, host: DockerHost | str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.target = host if isinstance(host, DockerHost) else DockerHost(host)
+        self.host = self.target.url
+        self.endpoint = endpoint(self.target)
         if transport is None:
-            transport = httpx.AsyncHTTPTransport(uds=self.endpoint.uds, retries=0)
+            transport = httpx.AsyncHTTPTransport(
+                uds=self.endpoint.uds, retries=0, verify=self.endpoint.ssl if self.endpoint.ssl else True
+            )
         self.client = httpx.AsyncClient(
             transport=transport, base_url=self.endpoint.base_url, timeout=httpx.Timeout(60.0, connect=5.0)
         )
@@ -114,8 +129,11 @@ class EngineHTTP:
         await self.client.aclose()
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
+        why = str(exc) or type(exc).__name__
+        if self.target.scheme == "ssh":
+            why = sshdial.dialer_for(self.target.url).last_error or why
         return EngineUnavailable(
-            f"cannot reach the Docker engine at {self.host}: {exc or type(exc).__name__}",
+            f"cannot reach the Docker engine at {self.target.describe()}: {why}",
             hint="Is dockerd running, and may this user use it?",
         )
 
@@ -189,9 +207,22 @@ class EngineHTTP:
             if self.endpoint.uds is not None:
                 return await asyncio.open_unix_connection(self.endpoint.uds)
             assert self.endpoint.tcp is not None
-            return await asyncio.open_connection(*self.endpoint.tcp)
+            return await asyncio.open_connection(*self.endpoint.tcp, ssl=self.endpoint.ssl)
         except OSError as exc:
             raise self._unavailable(exc) from None
+
+    async def connect(self, factory: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
+        """A new connection to the engine driven by the protocol ``factory`` makes (for hijacked streams)."""
+        loop = asyncio.get_running_loop()
+        try:
+            if self.endpoint.uds is not None:
+                _, protocol = await loop.create_unix_connection(factory, self.endpoint.uds)
+            else:
+                assert self.endpoint.tcp is not None
+                _, protocol = await loop.create_connection(factory, *self.endpoint.tcp, ssl=self.endpoint.ssl)
+        except OSError as exc:
+            raise self._unavailable(exc) from None
+        return protocol
 
 
 # The shell of an interactive session: tell dockext its pid (as an OSC sequence a terminal would ignore),

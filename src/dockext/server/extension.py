@@ -235,7 +235,7 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
         plan = execution.plan(
             inst.record, inst.ext_dir, str(body.get("cli")), body.get("cmd"), body.get("args", []),
             body.get("options") if isinstance(body.get("options"), dict) else None,
-            docker_host=state.engine.host,
+            docker_host=state.engine.target,
         )
     except DockextError as exc:
         return error_response(exc)

@@ -188,7 +188,7 @@ def routes(state: HostState) -> list[BaseRoute]:
 
 def _run(state: HostState, job: Job) -> None:
     """In a worker thread: what `dockext install|update|rm` would do, reported into ``job``."""
-    engine = Engine(state.engine.host)
+    engine = Engine(state.engine.target)
     installer = Installer(state.layout, engine=engine, reporter=job)
     try:
         if job.action == "install":

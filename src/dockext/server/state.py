@@ -11,10 +11,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .. import devmode, permissions
+from .. import devmode, permissions, sockperm
 from ..devmode import DevSettings
 from ..engine import Engine
 from ..errors import DockextError
@@ -22,6 +22,8 @@ from ..execution import ProcessGroup
 from ..paths import Layout
 from ..store import Record, Store
 from .backend_http import BackendPool
+from .engine_http import EngineHTTP
+from .relay import open_relayed
 from .sessions import Sessions
 
 __all__ = ["DASHBOARD_NAME", "HostState", "Instance", "host_info"]
@@ -82,6 +84,7 @@ class HostState:
         self.instance_ids: dict[str, Instance] = {}
         self._pools: dict[tuple[str, str], BackendPool] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._engine_api: EngineHTTP | None = None
         self.changed = asyncio.Event()
         self.refresh()
 
@@ -207,8 +210,30 @@ class HostState:
         if pool is None:
             path = self.backend_socket(record)
             assert path is not None
-            pool = self._pools[key] = BackendPool(path)
+            relay = record.vm.relay
+            if relay is None:
+                pool = self._pools[key] = BackendPool(path)
+            else:  # a remote engine: each connection is an exec in the relay container
+                engine, socket_name = self.engine_api(), record.vm.socket
+
+                def opener(factory: Callable[[], asyncio.Protocol]) -> Awaitable[asyncio.Protocol]:
+                    return open_relayed(engine, relay, socket_name, factory)
+
+                remote_path = PurePosixPath(sockperm.GUEST_SERVICES) / socket_name
+                pool = self._pools[key] = BackendPool(remote_path, opener=opener)
         return pool
+
+    def engine_api(self) -> EngineHTTP:
+        """The one async Engine API client of this server (closed with the server's other clients)."""
+        if self._engine_api is None:
+            self.set_engine_api(EngineHTTP(self.engine.target))
+        assert self._engine_api is not None
+        return self._engine_api
+
+    def set_engine_api(self, engine: EngineHTTP) -> None:
+        """Use ``engine`` (tests: one over a mock transport)."""
+        self._engine_api = engine
+        self.close_with(engine.aclose)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(self.close_instance(i) for i in list(self.instances.values())))

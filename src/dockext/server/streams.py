@@ -66,7 +66,7 @@ async def handle(state: HostState, inst: Instance, ws: WebSocket) -> None:
         p = execution.plan(
             inst.record, inst.ext_dir, str(request.get("cli")), request.get("cmd"), request.get("args", []),
             options if isinstance(options, dict) else None,
-            docker_host=state.engine.host, verbatim=True,
+            docker_host=state.engine.target, verbatim=True,
         )
         proc = await inst.processes.spawn(p, stdout=pipes[0][1], stderr=pipes[1][1])
     except (DockextError, OSError) as exc:

@@ -937,6 +937,24 @@
 
     refresh();
     connectEvents();
+    showEngine();
+  }
+
+  // Which engine this dockext manages: "Local engine", or the remote address (the full description in the title).
+  async function showEngine() {
+    let info;
+    try {
+      info = await api("GET", "/api/engine");
+    } catch (_) {
+      return; // the pill stays hidden; the views say when the engine cannot be reached
+    }
+    const pill = document.getElementById("engine-pill");
+    const local = info.remote === false && info.source === "default";
+    document.getElementById("engine-name").textContent = local ? "Local engine" : String(info.host);
+    pill.dataset.remote = String(info.remote === true);
+    pill.title = `Docker engine: ${info.description}` +
+      (info.remote ? " (a remote engine: backends are reached through a relay container)" : "");
+    pill.hidden = false;
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start, { once: true });
