@@ -78,6 +78,10 @@ def handle_errors(fn: F) -> F:
         except Terminated as exc:
             err.print(f"Stopped by {exc}.")
             sys.exit(128 + signal.Signals[str(exc)].value)
+        except OSError as exc:  # a file dockext could not read or write, outside an operation that says more
+            where = f" ({exc.filename})" if exc.filename else ""
+            err.print(Text.assemble(("Error:", "bold red"), " ", f"{exc.strerror or exc}{where}"), soft_wrap=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             err.print("Interrupted.")
             sys.exit(130)

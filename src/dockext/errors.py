@@ -110,6 +110,12 @@ class StateError(DockextError):
     """dockext's own state on disk is unreadable or from a newer version."""
 
 
+class StorageError(DockextError):
+    """dockext could not write its files (a full disk, a read-only or unwritable home); nothing was changed."""
+
+    http_status = 507
+
+
 class RegistryError(DockextError):
     """A registry could not be reached or answered with an error; the message names the registry and what failed."""
 

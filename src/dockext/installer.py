@@ -17,6 +17,7 @@ table of what recovery does after a crash at each step.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -34,7 +35,15 @@ from . import compose as composefile
 from . import crashpoint, marketplace, model, permissions, sockperm
 from .composecli import Compose
 from .engine import Engine, ImageFiles, PullEvent
-from .errors import AlreadyInstalled, BackendNotReady, DockextError, MetadataError, NotInstalled, UpdateFailed
+from .errors import (
+    AlreadyInstalled,
+    BackendNotReady,
+    DockextError,
+    MetadataError,
+    NotInstalled,
+    StorageError,
+    UpdateFailed,
+)
 from .paths import Layout
 from .store import PREV_PREFIX, RECORD_FILE, Record, Store, UiInfo, VmInfo, atomic_write
 
@@ -85,10 +94,26 @@ class Installer:
         """An install or update of IMAGE: allowed by the allow-list, under the lock, after any recovery."""
         marketplace.check_allowed(self.layout, image)
         ref = model.ImageRef.parse(image)
-        self.layout.ensure()
-        with self.store.lock():
-            self._recover_locked()
-            yield ref, model.extension_key(ref)
+        with self._storage_errors():
+            self.layout.ensure()
+            with self.store.lock():
+                self._recover_locked()
+                yield ref, model.extension_key(ref)
+
+    @contextlib.contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """A file dockext could not write becomes a StorageError saying where and what to do, once the operation
+        has rolled back (the exception passes through its undo first)."""
+        try:
+            yield
+        except OSError as exc:
+            where = exc.filename or self.layout.root
+            why = exc.strerror or str(exc)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                hint = f"Free some space where dockext keeps its files ({self.layout.root}: df -h), then try again."
+            else:
+                hint = f"Check that {self.layout.root} is on a writable file system and belongs to this user."
+            raise StorageError(f"cannot write {where}: {why} (the operation was undone)", hint=hint) from None
 
     def install(self, image: str) -> Record:
         with self._changing(image) as (ref, key):
@@ -510,7 +535,7 @@ class Installer:
 
     # -- remove --------------------------------------------------------------------------------------
     def remove(self, image: str) -> Record:
-        with self.store.lock():
+        with self._storage_errors(), self.store.lock():
             self._recover_locked()
             key = self.key_for(image)
             target = self.layout.extension_dir(key)

@@ -57,6 +57,38 @@ def test_an_update_reopens_the_open_tab_on_the_new_version_and_keeps_its_local_s
         run_dockext("rm", key, home=server.home)
 
 
+def test_an_extension_removed_and_installed_again_starts_with_fresh_storage_and_no_service_worker(
+    page: Page, server, fixture_image
+):
+    """S16: rm, then install under the same name: a new origin, so nothing the old install stored is there.
+    And no service worker (which would survive an update, on the same origin) can be registered at all."""
+    ref = fixture_image("ui-only", tag="1.0.0", repo_prefix=PREFIX)
+    key = f"{PREFIX}_ui-only"
+    run_dockext("install", "-f", ref, home=server.home)
+    page.goto(server.login_url)
+    open_tab(page, key)
+    frame_eval(page, "localStorage.setItem('left', 'by the first install')")
+    first_origin = frame_eval(page, "location.origin")
+    # the request a browser makes for a service worker's script is refused; the same file otherwise served
+    sw_fetch = "(h) => fetch('app.js', {headers: h}).then((r) => r.status)"
+    assert frame_eval(page, f"({sw_fetch})({{'Service-Worker': 'script'}})") == 403
+    assert frame_eval(page, f"({sw_fetch})({{}})") == 200
+    registered = frame_eval(page, "navigator.serviceWorker.register('app.js').then(() => 'registered', (e) => e.name)")
+    assert registered != "registered"
+    run_dockext("rm", ref, home=server.home)
+    expect(tab(page, key)).to_have_count(0, timeout=15_000)
+
+    run_dockext("install", "-f", ref, home=server.home)
+    try:
+        expect(tab(page, key)).to_be_visible(timeout=15_000)
+        open_tab(page, key)
+        assert frame_eval(page, "location.origin") != first_origin
+        assert frame_eval(page, "localStorage.getItem('left')") is None
+        assert frame_eval(page, "localStorage.length") == 0
+    finally:
+        run_dockext("rm", key, home=server.home)
+
+
 def test_the_tab_waits_while_a_backend_is_replaced_then_opens_the_new_version(page: Page, server, fixture_image):
     v1 = fixture_image("vm-image", tag="1.0.0", repo_prefix=PREFIX)
     v2 = fixture_image("vm-image", tag="2.0.0", repo_prefix=PREFIX)

@@ -243,3 +243,29 @@ def test_backend_that_never_creates_its_socket_is_rolled_back(home, fixture_imag
     assert_nothing_left(
         home, docker_client, "dockext-test_bad-no-socket", "dockext-test_bad-no-socket-desktop-extension"
     )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs takes root (CI runs as root)")
+def test_a_full_disk_during_install_is_a_clear_error_and_leaves_nothing(tmp_path, fixture_image, docker_client):
+    """R9: dockext's home on a 16 KiB tmpfs, an extension whose UI does not fit: an error a person can act on
+    (no traceback), the install undone, and the same install working once there is room."""
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)], check=True)
+    ref = fixture_image("conformance-v1")
+    key, project = "dockext-test_conformance-v1", "dockext-test_conformance-v1-desktop-extension"
+    try:
+        home = full / "home"
+        out = run_dockext("install", "-f", ref, home=home, check=False)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "Traceback" not in out.stderr
+        assert "No space left on device (the operation was undone)" in out.stderr
+        assert f"Free some space where dockext keeps its files ({home}" in out.stderr
+        assert_nothing_left(home, docker_client, key, project)
+        assert ls_json(home) == []
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    roomy = tmp_path / "roomy"
+    run_dockext("install", "-f", ref, home=roomy)
+    run_dockext("rm", ref, home=roomy)
+    assert_nothing_left(roomy, docker_client, key, project)

@@ -72,7 +72,12 @@ def create(state: HostState) -> ASGIApp:
             await _proxy(state, found[0], scope, receive, send)
             return
         request = Request(scope, receive)
-        response = await _dispatch(state, found, request)
+        if request.headers.get("service-worker") == "script":
+            # A service worker would outlive the UI instance it came from and keep answering for the origin
+            # after an update (which keeps the origin): never registered (reference S16)
+            response: Response = Response("Service workers are not supported for extension UIs.\n", status_code=403)
+        else:
+            response = await _dispatch(state, found, request)
         await _send(state, response, scope, receive, send)
 
     return app
