@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,12 +187,19 @@ class Engine:
             with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                 self.client.api.remove_container(ctr["Id"], force=True)
 
-    def gc_copy_containers(self, owner: str) -> None:
-        """Remove copy containers left by a dockext process that was killed."""
-        with self._errors("list containers"):
-            for c in self.client.api.containers(all=True, filters={"label": f"{COPY_LABEL}={owner}"}):
-                with contextlib.suppress(docker.errors.DockerException):
+    def gc_copy_containers(self, owner: str, wait: float = 5.0) -> None:
+        """Remove copy containers left by a dockext process that was killed, and wait (at most ``wait`` s) until
+        they are gone: one the killed process was removing is still listed while the engine finishes."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self._errors("list containers"):
+                left = self.client.api.containers(all=True, filters={"label": f"{COPY_LABEL}={owner}"})
+            if not left or time.monotonic() > deadline:
+                return
+            for c in left:
+                with contextlib.suppress(docker.errors.DockerException):  # 409: its removal is under way
                     self.client.api.remove_container(c["Id"], force=True)
+            time.sleep(0.1)
 
     # -- projects ------------------------------------------------------------------------------------
     def project_containers(self, project: str) -> list[dict[str, Any]]:

@@ -8,6 +8,11 @@ consistent state: the old version or the new one, its backend answering, named v
 from __future__ import annotations
 
 import json
+import os
+import random
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -174,3 +179,41 @@ def test_containers_removed_behind_dockexts_back_show_as_missing_and_an_update_r
     out = run_dockext("update", "-f", v1, home=home)
     assert f'Extension "Compose Backend" updated to {v1}' in out.stdout
     assert_running(home, docker_client, v1)  # its volume's file too: the volume was never the container's
+
+
+def _killed_at_random(home, seed: int, *args: str, longest: float) -> float:
+    """Run ``dockext ARGS`` and SIGKILL it after a delay drawn with ``seed`` from [0, longest) s: a moment
+    between the named steps too (reference R4). Returns the delay."""
+    delay = random.Random(seed).uniform(0.0, longest)
+    env = {**os.environ, "DOCKEXT_HOME": str(home), "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dockext.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    return delay
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kill_at_a_random_moment_of_an_update_leaves_one_working_version(seed, home, installed, docker_client):
+    v1, v2, _ = installed
+    slug = record(home, KEY)["origin_slug"]
+    delay = _killed_at_random(home, seed, "update", "-f", v2, longest=4.0)
+    [row] = ls_json(home)  # `ls` recovers whatever the kill interrupted
+    assert row["image"] in (v1, v2), (delay, row)
+    assert_running(home, docker_client, row["image"], slug=slug)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kill_at_a_random_moment_of_an_install_leaves_it_whole_or_gone(seed, home, fixture_image, docker_client):
+    ref = fixture_image("vm-image", repo_prefix=PREFIX)
+    key, project = f"{PREFIX}_vm-image", f"{PREFIX}_vm-image-desktop-extension"
+    delay = _killed_at_random(home, 100 + seed, "install", "-f", ref, longest=2.5)
+    rows = ls_json(home)
+    if rows:
+        assert [r["image"] for r in rows] == [ref], delay
+        rec = record(home, key)
+        status, _ = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "backend.sock", "/hello")
+        assert status == 200, delay
+        run_dockext("rm", key, home=home)
+    assert_nothing_left(home, docker_client, key, project)
