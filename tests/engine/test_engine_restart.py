@@ -42,16 +42,23 @@ def eventually(check, timeout: float = 90.0):
 
 
 def test_backends_come_back_after_an_engine_restart_and_dockext_reaches_them(tmp_path, fixture_image, docker_client):
+    """Also R13: the stale-socket backend listens like Node's (no removing an old socket file first), so after
+    the restart it fails with EADDRINUSE until the server removes the socket its killed run left."""
     home = tmp_path / "home"
-    refs = fixture_image("vm-image", repo_prefix=PREFIX), fixture_image("compose", repo_prefix=PREFIX)
+    refs = (fixture_image("vm-image", repo_prefix=PREFIX), fixture_image("compose", repo_prefix=PREFIX),
+            fixture_image("stale-socket", repo_prefix=PREFIX))
     for ref in refs:
         run_dockext("install", "-f", ref, home=home)
+    stale_sock = home / "gs" / record(home, f"{PREFIX}_stale-socket")["vm"]["gs_key"] / "stale.sock"
     server = start_server(home)
     try:
         session = Session(server)
-        uis = [session.open_ui(f"{PREFIX}_vm-image"), session.open_ui(f"{PREFIX}_compose")]
+        uis = [session.open_ui(f"{PREFIX}_vm-image"), session.open_ui(f"{PREFIX}_compose"),
+               session.open_ui(f"{PREFIX}_stale-socket")]
         session.wait_backend(uis[0])
         session.wait_backend(uis[1], "/whoami")
+        session.wait_backend(uis[2])
+        inode_before = stale_sock.stat().st_ino
         # one backend stopped by hand: restart: always brings it back with the engine, as in Docker Desktop
         for ctr in labelled(docker_client, f"com.docker.compose.project={PREFIX}_compose-desktop-extension"):
             ctr.stop(timeout=5)
@@ -67,12 +74,17 @@ def test_backends_come_back_after_an_engine_restart_and_dockext_reaches_them(tmp
         t0 = time.monotonic()
         eventually(lambda: answers(uis[0], "/hello", {"message": "hello from vm-image"}))
         eventually(lambda: answers(uis[1], "/whoami", {"hostname": "compose-api"}))
+        with session.page(uis[2], timeout=5) as c:
+            eventually(lambda: c.get(f"{uis[2].api}/vm/hello").json().get("message") == "hello from stale-socket")
+        assert stale_sock.stat().st_ino != inode_before  # a new socket: the old file was removed
+        assert "nothing listened on it" in server.log.read_text()
         # the same server and UI instances: its pooled connections to the old sockets were replaced
         print(f"both backends answered again {time.monotonic() - t0:.1f} s after the engine did")
         with session.dashboard() as dash:  # the dashboard's own engine client reconnected
             eventually(lambda: dash.get("/api/docker/containers").status_code == 200)
         rows = {r["id"]: r["vm"] for r in json.loads(run_dockext("ls", "--format", "json", home=home).stdout)}
-        assert rows == {f"{PREFIX}/vm-image": "Running(1)", f"{PREFIX}/compose": "Running(2)"}
+        assert rows == {f"{PREFIX}/vm-image": "Running(1)", f"{PREFIX}/compose": "Running(2)",
+                        f"{PREFIX}/stale-socket": "Running(1)"}
     finally:
         server.stop()
         for ref in refs:

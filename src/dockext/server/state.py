@@ -25,6 +25,7 @@ from .backend_http import BackendPool
 from .engine_http import EngineHTTP
 from .relay import open_relayed
 from .sessions import Sessions
+from .stalesockets import StaleSockets
 
 __all__ = ["DASHBOARD_NAME", "HostState", "Instance", "host_info"]
 
@@ -85,6 +86,7 @@ class HostState:
         self._pools: dict[tuple[str, str], BackendPool] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._engine_api: EngineHTTP | None = None
+        self.stale_sockets = StaleSockets()
         self.changed = asyncio.Event()
         self.refresh()
 
@@ -136,6 +138,18 @@ class HostState:
             await asyncio.sleep(interval)
             with contextlib.suppress(OSError, DockextError):
                 self.refresh()
+            for path in self.stale_sockets.sweep(self.local_backend_sockets()):
+                print(f"dockext: removed {path}: nothing listened on it (its backend can listen again)", flush=True)
+
+    def local_backend_sockets(self) -> list[Path]:
+        """The backend sockets of installed extensions that are files here (not a remote engine's, and not one
+        being updated, whose directory the update itself empties)."""
+        updating = {r.key for r in self.updating}
+        return [
+            self.layout.guest_services / r.vm.gs_key / r.vm.socket
+            for r in self.by_slug.values()
+            if r.vm is not None and r.vm.socket and r.vm.relay is None and r.key not in updating
+        ]
 
     # -- UI instances --------------------------------------------------------------------------------
     def open_instance(self, record: Record, dashboard_origin: str, theme: str | None = None) -> Instance:
