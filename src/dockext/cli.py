@@ -101,8 +101,11 @@ def cli() -> None:
 @click.argument("image")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--image", "pick", metavar="REF", help="From a tar file holding several images: the one to install.")
+@click.option("--deny", multiple=True, type=click.Choice(["engine", "system"]),
+              help="Withhold from its backend from the start: engine (the Docker engine's socket), system "
+              "(privileged mode, the host's namespaces, host paths, devices, capabilities). Repeatable.")
 @handle_errors
-def install(image: str, force: bool, pick: str | None) -> None:
+def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) -> None:
     """Install the extension IMAGE[:TAG] (pulled if it is not local), or the one in a `docker save` FILE.
 
     IMAGE is a file when a file of that name exists, or when it looks like a path (./ext.tar, /x/ext.tar.gz,
@@ -127,9 +130,9 @@ def install(image: str, force: bool, pick: str | None) -> None:
     reporter = CliReporter(out)
     installer = Installer(layout(), reporter=reporter)
     if tarball is None:
-        installer.install(image)
+        installer.install(image, deny=deny)
     else:
-        offline.install_tarball(installer, tarball, pick, reporter, arg=image)
+        offline.install_tarball(installer, tarball, pick, reporter, arg=image, deny=deny)
 
 
 @cli.command()
@@ -435,21 +438,30 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
     for r in records:
         g = grants.get(r.key, perms.DEFAULT)
         asked = perms.read_requested(lay.extension_dir(r.key))
-        rows.append({
-            "id": r.id, "docker": g.docker, "host": g.host if r.host_binaries else None,
-            "backend": asked.lines() if asked is not None else None,
-        })
+        row: dict[str, Any] = {"id": r.id, "docker": g.docker, "host": g.host if r.host_binaries else None}
+        for name in perms.BACKEND_NAMES:  # None: its backend does not ask for it
+            row[name] = g.allows(name) if r.vm is not None and (asked is None or asked.asks(name)) else None
+        row["withheld"] = list(r.vm.withheld) if r.vm else []
+        row["backend"] = asked.lines() if asked is not None else None
+        rows.append(row)
     if fmt == "json":
         print(json.dumps(rows, indent=2))
         return
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for col in ("ID", "DOCKER", "HOST", "BACKEND GETS"):
-        table.add_column(col, no_wrap=col != "BACKEND GETS")
+    for col in ("ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "BACKEND ASKS FOR"):
+        table.add_column(col, no_wrap=col != "BACKEND ASKS FOR")
+
+    def word(row: dict[str, Any], name: str) -> str:
+        if row[name] is None:
+            return "-"
+        said = "allowed" if row[name] else "denied"
+        pending = name in perms.BACKEND_NAMES and row[name] == (name in row["withheld"])
+        return said + (" (not applied yet)" if pending else "")
+
     for row in rows:
         backend = row["backend"]
         table.add_row(
-            row["id"], "allowed" if row["docker"] else "denied",
-            "-" if row["host"] is None else ("allowed" if row["host"] else "denied"),
+            row["id"], *(word(row, n) for n in perms.NAMES),
             "(not recorded: installed by an older dockext)" if backend is None else ("; ".join(backend) or "-"),
         )
     out.print(table, soft_wrap=True, crop=False)
@@ -460,7 +472,8 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
 @click.argument("changes", nargs=-1, required=True, metavar="NAME=allow|deny...")
 @handle_errors
 def permissions_set(extension: str, changes: tuple[str, ...]) -> None:
-    """Allow or deny EXTENSION a permission: docker=allow|deny, host=allow|deny. Takes effect at once."""
+    """Allow or deny EXTENSION a permission: docker, host (its UI: at once), engine, system (its backend: it is
+    recreated without, or with, what they cover), each =allow or =deny."""
     from . import permissions as perms
 
     parsed: dict[str, bool] = {}
@@ -469,11 +482,9 @@ def permissions_set(extension: str, changes: tuple[str, ...]) -> None:
         if name not in perms.NAMES or value not in ("allow", "deny"):
             raise click.UsageError(f"{change!r}: expected one of {', '.join(perms.NAMES)} =allow or =deny")
         parsed[name] = value == "allow"
-    lay = layout()
-    key = Installer(lay).key_for(extension)
-    grants = perms.set_grants(lay, key, **parsed)
-    said = ", ".join(f"{n} {'allowed' if grants.allows(n) else 'denied'}" for n in perms.NAMES)
-    out.print(f"{extension}: {said}.", soft_wrap=True)
+    grants, recreated = Installer(layout(), reporter=CliReporter(out)).set_permissions(extension, **parsed)
+    said = ", ".join(f"{n} {'allowed' if grants.allows(n) else 'denied'}" for n in perms.NAMES if n in parsed)
+    out.print(f"{extension}: {said}." + (" Its backend was recreated." if recreated else ""), soft_wrap=True)
 
 
 @cli.group()

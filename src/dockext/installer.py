@@ -90,9 +90,10 @@ class Installer:
 
     # -- install -------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _changing(self, image: str) -> Iterator[tuple[model.ImageRef, str]]:
+    def _changing(self, image: str, *, listed: bool = True) -> Iterator[tuple[model.ImageRef, str]]:
         """An install or update of IMAGE: allowed by the allow-list, under the lock, after any recovery."""
-        marketplace.check_allowed(self.layout, image)
+        if listed:
+            marketplace.check_allowed(self.layout, image)
         ref = model.ImageRef.parse(image)
         with self._storage_errors():
             self.layout.ensure()
@@ -115,7 +116,13 @@ class Installer:
                 hint = f"Check that {self.layout.root} is on a writable file system and belongs to this user."
             raise StorageError(f"cannot write {where}: {why} (the operation was undone)", hint=hint) from None
 
-    def install(self, image: str) -> Record:
+    def install(self, image: str, *, deny: tuple[str, ...] = ()) -> Record:
+        """Install IMAGE. ``deny`` names backend grants (``engine``, ``system``) withheld from the start, so that
+        its backend never runs with them."""
+        unknown = [n for n in deny if n not in permissions.BACKEND_NAMES]
+        if unknown:
+            raise DockextError(f"--deny {', '.join(unknown)}: not a backend permission",
+                               hint=f"The backend permissions are: {', '.join(permissions.BACKEND_NAMES)}.")
         with self._changing(image) as (ref, key):
             if (self.layout.extension_dir(key) / RECORD_FILE).exists():
                 existing = self.store.read(key)
@@ -131,9 +138,14 @@ class Installer:
             image_id, labels = self._image(ref)
             stage = self.layout.staging / f"{key}.{uuid.uuid4().hex[:8]}"
             try:
+                if deny:
+                    permissions.set_grants_locked(self.layout, key, **{n: False for n in deny})
                 record = self._stage(ref, key, image_id, labels, stage)
                 crashpoint.reached("install:staged")
                 return self._activate(record, stage)
+            except BaseException:
+                permissions.forget(self.layout, key)  # nothing installed: no grants either
+                raise
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
 
@@ -211,11 +223,19 @@ class Installer:
             labels=labels,
             metadata=meta.raw,
         )
+        asked = permissions.requested(compose_doc, record.host_binaries)
+        got = asked
         if compose_doc is not None and meta.vm:
             gs_key = previous.vm.gs_key if previous and previous.vm else secrets.token_hex(4)
-            record = self._stage_backend(record, meta, compose_doc, stage, gs_key)
-        asked = permissions.requested(compose_doc, record.host_binaries)
-        for line in asked.lines():
+            grants = permissions.grants_for(self.layout, key)
+            restricted = composefile.restrict(compose_doc, engine=grants.engine, system=grants.system)
+            withheld = permissions.withheld(grants, asked)
+            record = self._stage_backend(record, meta, restricted, stage, gs_key, withheld)
+            got = permissions.requested(restricted, record.host_binaries)
+            for name in withheld:
+                self.report.step(f"Withheld by your permissions ({name}=deny): it asked to "
+                                 f"{permissions.EXPLAIN[name]}")
+        for line in got.lines():
             self.report.step(f"It gets {line}")
         atomic_write(stage / permissions.REQUESTED_FILE, json.dumps(asked.to_json(), indent=2).encode())
         atomic_write(stage / PENDING_FILE, _record_bytes(record))
@@ -233,7 +253,8 @@ class Installer:
         return name
 
     def _stage_backend(
-        self, record: Record, meta: model.Metadata, doc: dict[str, Any], stage: Path, gs_key: str
+        self, record: Record, meta: model.Metadata, doc: dict[str, Any], stage: Path, gs_key: str,
+        withheld: tuple[str, ...] = (),
     ) -> Record:
         self.report.step("Installing service in Desktop VM...")
         gs_dir = self.layout.guest_services / gs_key
@@ -283,6 +304,7 @@ class Installer:
             gs_key=gs_key,
             sockperm=use_sockperm,
             relay=relay,
+            withheld=withheld,
         )
         return replace(record, vm=vm)
 
@@ -394,10 +416,40 @@ class Installer:
         return "".join(lines)
 
     # -- update --------------------------------------------------------------------------------------
-    def update(self, image: str) -> Record:
+    def set_permissions(self, extension: str, **changes: bool) -> tuple[permissions.Grants, bool]:
+        """``dockext permissions set``: save the grants; when a backend grant changes what the backend runs with,
+        recreate it (:meth:`reapply`). If that fails the old version is back (update's rollback) and so are
+        the old grants, so that what is saved is what runs. Returns the grants and whether it was recreated."""
+        key = self.key_for(extension)
+        before = permissions.grants_for(self.layout, key)
+        grants = permissions.set_grants(self.layout, key, **changes)
+        record = self.store.read(key)
+        if record.vm is None or not any(n in changes for n in permissions.BACKEND_NAMES):
+            return grants, False
+        asked = permissions.read_requested(self.layout.extension_dir(key))
+        wanted = (permissions.withheld(grants, asked) if asked is not None
+                  else tuple(n for n in permissions.BACKEND_NAMES if not grants.allows(n)))
+        if wanted == record.vm.withheld:
+            return grants, False
+        try:
+            self.reapply(key)
+        except BaseException:
+            permissions.set_grants(self.layout, key, **before.to_json())
+            raise
+        return grants, True
+
+    def reapply(self, extension: str) -> Record:
+        """Recreate an installed extension's backend with the permissions now in force (``dockext permissions
+        set`` of ``engine`` or ``system``): an update to the installed version, with its rollback. The
+        allow-list is not asked again: the version is the one already installed."""
+        record = self.store.read(self.key_for(extension))
+        return self.update(record.image, listed=False,
+                           announce=f'Recreating the backend of "{record.title}" with its new permissions')
+
+    def update(self, image: str, *, listed: bool = True, announce: str | None = None) -> Record:
         """Replace the installed version of IMAGE's extension with IMAGE[:TAG]; the old one comes back if the
         new one cannot be installed and started. Named volumes, the UI's origin and its socket dir are kept."""
-        with self._changing(image) as (ref, key):
+        with self._changing(image, listed=listed) as (ref, key):
             if not (self.layout.extension_dir(key) / RECORD_FILE).exists():
                 raise NotInstalled(
                     f"extension {ref.name} is not installed, so it cannot be updated",
@@ -410,7 +462,7 @@ class Installer:
                     hint=f"Remove {old.id} first with: dockext rm {old.id}",
                 )
             image_id, labels = self._image(ref)
-            self.report.step(f'Updating extension "{old.title}" from {old.image} to {ref.pull_ref}')
+            self.report.step(announce or f'Updating extension "{old.title}" from {old.image} to {ref.pull_ref}')
             stage = self.layout.staging / f"{key}.{uuid.uuid4().hex[:8]}"
             try:
                 new = self._stage(ref, key, image_id, labels, stage, previous=old)

@@ -224,7 +224,7 @@ def explain_load_error(error: str, name: str) -> DockextError:
 
 
 def install_tarball(installer: Installer, path: Path, wanted: str | None, reporter: Reporter,
-                    arg: str | None = None) -> Record:
+                    arg: str | None = None, deny: tuple[str, ...] = ()) -> Record:
     """Load the tarball at ``path`` into the engine and install the extension image it holds.
 
     On any failure once the engine has answered the load (and on Ctrl-C from then on), what the load tagged
@@ -245,7 +245,7 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
             raise explain_load_error(output.error, name)
         ref = choose(loaded, wanted, name)
         reporter.step(f"Loaded image: {ref}")
-        record = installer.install(ref)
+        record = installer.install(ref, deny=deny)
         done = True
         # Other tags the file carried stay, as with `docker load`, except those it moved: a file must not
         # repoint a name that was there (another extension's image, say) to an image of its own.

@@ -9,12 +9,18 @@ where the page cannot reach around it:
   most machines means the host. Denied: those calls reject, saying so.
 * ``host``: its UI may run the host binaries it ships (``ddClient.extension.host.cli.exec``), as the user
   running dockext. Denied: those calls reject.
+* ``engine``: its *backend* may mount the Docker engine's socket. Denied: the mount is taken out of its compose
+  file and the backend runs without it.
+* ``system``: its backend may have host access: privileged mode, the host's network, PID, IPC, UTS, user or
+  cgroup namespace, host paths, devices, added capabilities, security options. Denied: all of that is taken
+  out of its compose file (named volumes and its socket directory stay).
 
 Its own backend (``vm.service``, ``vm.cli.exec``) and the user-mediated calls (file dialog, toasts,
-``openExternal``) are always its own. What the *backend* gets is decided by its compose file, read at
-install: :func:`requested` lists what it asks of the host (the engine socket, privileged mode, the host's
-network or PID namespace, host directories, devices, added capabilities), which ``dockext install`` prints
-and ``dockext permissions`` shows.
+``openExternal``) are always its own. What the backend *asks* for is read from its compose file at install:
+:func:`requested` lists it, ``dockext install`` prints it and ``dockext permissions`` shows it, beside what was
+withheld (``VmInfo.withheld`` in its record: the backend grants in force when it was last started). The UI
+grants are enforced by the server on every call; the backend grants when the backend is (re)created, so
+changing one restarts the backend (``Installer.reapply``, an update to the installed version).
 
 Grants live in ``<home>/permissions.json`` (atomic, versioned, 0600) by extension key; an extension without
 an entry has the defaults (:data:`DEFAULT`). They stay through updates, and go with ``dockext rm``.
@@ -34,17 +40,23 @@ from .paths import Layout
 from .store import Store, atomic_write, read_settings
 
 __all__ = [
-    "DEFAULT", "FILE", "NAMES", "REQUESTED_FILE", "SCHEMA", "Grants", "Requested", "check", "forget", "grants_for",
-    "load", "read_requested", "requested", "set_grants",
+    "BACKEND_NAMES", "DEFAULT", "FILE", "NAMES", "REQUESTED_FILE", "SCHEMA", "UI_NAMES", "Grants", "Requested",
+    "check", "forget", "grants_for", "load", "read_requested", "requested", "set_grants", "set_grants_locked",
+    "withheld",
 ]
 
 SCHEMA: Final = 1
 FILE: Final = "permissions.json"
 REQUESTED_FILE: Final = "requested.json"  # in an extension's directory: what its backend asked for at install
-NAMES: Final = ("docker", "host")
+UI_NAMES: Final = ("docker", "host")  # enforced by the server, call by call
+BACKEND_NAMES: Final = ("engine", "system")  # enforced in the backend's compose file, when it is (re)created
+NAMES: Final = UI_NAMES + BACKEND_NAMES
 EXPLAIN: Final = {
     "docker": "run docker commands and read the engine's lists (ddClient.docker)",
     "host": "run the host binaries it ships (ddClient.extension.host.cli.exec)",
+    "engine": "mount the Docker engine's socket in its backend",
+    "system": "give its backend host access (privileged mode, the host's namespaces, host paths, devices, "
+              "capabilities)",
 }
 
 
@@ -52,12 +64,14 @@ EXPLAIN: Final = {
 class Grants:
     docker: bool = True
     host: bool = True
+    engine: bool = True
+    system: bool = True
 
     def allows(self, name: str) -> bool:
         return bool(getattr(self, name))
 
     def to_json(self) -> dict[str, bool]:
-        return {"docker": self.docker, "host": self.host}
+        return {name: self.allows(name) for name in NAMES}
 
 
 DEFAULT: Final = Grants()
@@ -75,6 +89,16 @@ class Requested:
     devices: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()  # cap_add
     host_binaries: tuple[str, ...] = field(default=())
+    other: tuple[str, ...] = ()  # more host access: "ipc: host", "security_opt: seccomp=unconfined", ...
+
+    def asks(self, name: str) -> bool:
+        """Whether the backend asks for what the backend grant ``name`` covers."""
+        if name == "engine":
+            return self.engine_socket
+        if name == "system":
+            return any((self.privileged, self.host_network, self.host_pid, self.host_paths, self.devices,
+                        self.capabilities, self.other))
+        return False
 
     def lines(self) -> list[str]:
         """For a person: one line per thing asked, worst first; empty if nothing beyond its own containers."""
@@ -87,6 +111,7 @@ class Requested:
             ("host paths", self.host_paths),
             ("devices", self.devices),
             ("capabilities", self.capabilities),
+            ("other host access", self.other),
             ("host binaries run as you", self.host_binaries),
         ):
             if names:
@@ -99,12 +124,13 @@ class Requested:
             "hostNetwork": list(self.host_network), "hostPid": list(self.host_pid),
             "hostPaths": list(self.host_paths), "devices": list(self.devices),
             "capabilities": list(self.capabilities), "hostBinaries": list(self.host_binaries),
+            "other": list(self.other),
         }
 
 
 def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, ...] = ()) -> Requested:
     """What the backend described by ``compose_doc`` (as in the image, before dockext's rewrites) asks for."""
-    found: dict[str, set[str]] = {k: set() for k in ("privileged", "net", "pid", "paths", "devices", "caps")}
+    found: dict[str, set[str]] = {k: set() for k in ("privileged", "net", "pid", "paths", "devices", "caps", "other")}
     engine_socket = False
     services = (compose_doc or {}).get("services") or {}
     for name, svc in services.items() if isinstance(services, dict) else ():
@@ -116,12 +142,19 @@ def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, .
             found["net"].add(str(name))
         if svc.get("pid") == "host":
             found["pid"].add(str(name))
+        for key, value in composefile.HOST_MODES.items():
+            if key not in ("network_mode", "pid") and svc.get(key) == value:
+                found["other"].add(f"{key}: host")
+        for opt in svc.get("security_opt") or [] if isinstance(svc.get("security_opt"), list) else []:
+            found["other"].add(f"security_opt: {opt}")
+        if svc.get("device_cgroup_rules"):
+            found["other"].add("device_cgroup_rules")
         for cap in svc.get("cap_add") or []:
             found["caps"].add(str(cap))
         for device in svc.get("devices") or []:
             found["devices"].add(str(device).split(":", 1)[0] if isinstance(device, str) else str(device))
         for volume in svc.get("volumes") or []:
-            source = _bind_source(volume)
+            source = composefile.bind_source(volume)
             if source is None:
                 continue
             if source in composefile.RAW_SOCKET_SOURCES:
@@ -131,23 +164,12 @@ def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, .
     return Requested(
         engine_socket=engine_socket, privileged=_sorted(found["privileged"]), host_network=_sorted(found["net"]),
         host_pid=_sorted(found["pid"]), host_paths=_sorted(found["paths"]), devices=_sorted(found["devices"]),
-        capabilities=_sorted(found["caps"]), host_binaries=tuple(host_binaries),
+        capabilities=_sorted(found["caps"]), host_binaries=tuple(host_binaries), other=_sorted(found["other"]),
     )
 
 
 def _sorted(items: set[str]) -> tuple[str, ...]:
     return tuple(sorted(items))
-
-
-def _bind_source(volume: object) -> str | None:
-    """The host path a compose volume entry binds, or None for a named volume (or something unreadable)."""
-    if isinstance(volume, str):
-        source = volume.split(":", 1)[0] if ":" in volume else ""
-    elif isinstance(volume, dict) and volume.get("type", "bind" if "source" in volume else "volume") == "bind":
-        source = str(volume.get("source") or "")
-    else:
-        return None
-    return source if source.startswith(("/", ".", "~")) else None
 
 
 def read_requested(ext_dir: Path) -> Requested | None:
@@ -156,7 +178,7 @@ def read_requested(ext_dir: Path) -> Requested | None:
         data = json.loads((ext_dir / REQUESTED_FILE).read_bytes())
         return Requested(
             engine_socket=data["engineSocket"] is True,
-            **{attr: tuple(str(x) for x in data[key]) for attr, key in _REQUESTED_KEYS.items()},
+            **{attr: tuple(str(x) for x in data.get(key, ())) for attr, key in _REQUESTED_KEYS.items()},
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -164,7 +186,7 @@ def read_requested(ext_dir: Path) -> Requested | None:
 
 _REQUESTED_KEYS: Final = {
     "privileged": "privileged", "host_network": "hostNetwork", "host_pid": "hostPid", "host_paths": "hostPaths",
-    "devices": "devices", "capabilities": "capabilities", "host_binaries": "hostBinaries",
+    "devices": "devices", "capabilities": "capabilities", "host_binaries": "hostBinaries", "other": "other",
 }
 
 
@@ -188,19 +210,24 @@ def grants_for(layout: Layout, key: str) -> Grants:
 
 
 def set_grants(layout: Layout, key: str, **changes: bool) -> Grants:
+    with Store(layout).lock():
+        return set_grants_locked(layout, key, **changes)
+
+
+def set_grants_locked(layout: Layout, key: str, **changes: bool) -> Grants:
+    """:func:`set_grants` for a caller that holds the store's lock (an install, a reapply)."""
     unknown = set(changes) - set(NAMES)
     if unknown:
         raise DockextError(f"unknown permission {', '.join(sorted(unknown))}",
                            hint=f"The permissions are: {', '.join(NAMES)}.")
-    with Store(layout).lock():
-        table = load(layout)
-        new = replace(table.get(key, DEFAULT), **changes)
-        if new == DEFAULT:
-            table.pop(key, None)
-        else:
-            table[key] = new
-        _save(layout, table)
-        return new
+    table = load(layout)
+    new = replace(table.get(key, DEFAULT), **changes)
+    if new == DEFAULT:
+        table.pop(key, None)
+    else:
+        table[key] = new
+    _save(layout, table)
+    return new
 
 
 def forget(layout: Layout, key: str) -> None:
@@ -213,6 +240,11 @@ def forget(layout: Layout, key: str) -> None:
 def _save(layout: Layout, table: dict[str, Grants]) -> None:
     body = {"schema": SCHEMA, "extensions": {k: v.to_json() for k, v in sorted(table.items())}}
     atomic_write(layout.root / FILE, json.dumps(body, indent=2).encode() + b"\n", mode=0o600)
+
+
+def withheld(grants: Grants, asked: Requested) -> tuple[str, ...]:
+    """The backend grants ``grants`` deny that ``asked`` would use: what its compose file loses."""
+    return tuple(name for name in BACKEND_NAMES if not grants.allows(name) and asked.asks(name))
 
 
 def check(grants: Grants, name: str, title: str, key: str) -> None:

@@ -48,6 +48,8 @@ class VmInfo:
     #: container name of the relay a remote engine's backend socket is reached through; None: the socket is
     #: in ``gs/<gs_key>/`` on this host
     relay: str | None = None
+    #: backend grants denied when it was last (re)created (``permissions.BACKEND_NAMES``): taken out of its compose
+    withheld: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class Record:
         ui = body.pop("ui", None)
         vm = body.pop("vm", None)
         body["host_binaries"] = tuple(body.get("host_binaries", ()))
+        if vm:
+            vm = {**vm, "withheld": tuple(vm.get("withheld") or ())}
         return cls(**body, ui=UiInfo(**ui) if ui else None, vm=VmInfo(**vm) if vm else None)
 
 

@@ -58,8 +58,8 @@ def test_denied_docker_and_host_access_is_refused_everywhere_and_allowed_again(p
         assert frame.evaluate(EXEC_IN_PAGE, "host").startswith("PermissionDenied: Host Binary may not run the host")
 
         rows = json.loads(run_dockext("permissions", "ls", "--format", "json", home=server.home).stdout)
-        assert rows == [{"id": f"{PREFIX}/host-binary", "docker": False, "host": False,
-                         "backend": ["host binaries run as you: hello.sh"]}]
+        assert rows == [{"id": f"{PREFIX}/host-binary", "docker": False, "host": False, "engine": None,
+                         "system": None, "withheld": [], "backend": ["host binaries run as you: hello.sh"]}]
 
         # allowed again from the dashboard's dialog (the same as `dockext permissions set`)
         page.locator("#home-button").click()
@@ -94,9 +94,72 @@ def test_install_says_what_the_backend_gets(tmp_path, fixture_image):
     try:
         assert "It gets the Docker engine's socket (full control of the engine)" in out
         table = run_dockext("permissions", home=home).stdout
-        assert table.splitlines()[0].split() == ["ID", "DOCKER", "HOST", "BACKEND", "GETS"]
+        assert table.splitlines()[0].split() == ["ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "BACKEND", "ASKS", "FOR"]
         assert f"{PREFIX}/compose" in table and "allowed" in table and "the Docker engine's socket" in table
         wrong = run_dockext("permissions", "set", ref, "network=deny", home=home, check=False)
-        assert wrong.returncode == 2 and "expected one of docker, host =allow or =deny" in wrong.stderr
+        assert wrong.returncode == 2 and "expected one of docker, host, engine, system =allow or =deny" in wrong.stderr
     finally:
         run_dockext("rm", ref, home=home)
+
+
+def test_backend_grants_recreate_the_backend_without_and_with_the_engine_socket(page: Page, server, fixture_image,
+                                                                                  docker_client):
+    """The engine grant, enforced by the engine itself: installed with --deny engine, the compose backend runs
+    without the socket (its /engine call fails inside the container); allowed from the CLI, then withheld again
+    from the dashboard's dialog, it is recreated each time, its named volume's data kept."""
+    ref = fixture_image("compose", repo_prefix=PREFIX)
+    key, project = f"{PREFIX}_compose", f"{PREFIX}_compose-desktop-extension"
+
+    def server_container():
+        [ctr] = [c for c in docker_client.containers.list(filters={"label": f"com.docker.compose.project={project}"})
+                 if c.labels["com.docker.compose.service"] == "server"]
+        return ctr
+
+    def mounts_engine() -> bool:
+        return any(m["Destination"] == "/var/run/docker.sock" for m in server_container().attrs["Mounts"])
+
+    out = run_dockext("install", "-f", "--deny", "engine", ref, home=server.home).stdout
+    try:
+        assert "Withheld by your permissions (engine=deny): it asked to mount the Docker engine's socket" in out
+        assert "It gets the Docker engine's socket" not in out
+        assert not mounts_engine()
+        server_container().exec_run(["python3", "-c", "open('/data/marker', 'w').write('kept')"])
+        session = Session(server)
+        ui = session.open_ui(key)
+        session.wait_backend(ui, "/whoami")
+        with session.page(ui) as c:
+            r = c.get(f"{ui.api}/vm/engine")
+            # the backend itself cannot reach the engine: no socket where it was mounted
+            assert r.status_code == 502 and r.text.startswith("FileNotFoundError"), r.text
+        [row] = json.loads(run_dockext("permissions", "ls", "--format", "json", home=server.home).stdout)
+        assert (row["engine"], row["withheld"], row["system"]) == (False, ["engine"], None)
+
+        said = run_dockext("permissions", "set", ref, "engine=allow", home=server.home).stdout
+        assert "Recreating the backend of \"Compose Backend\" with its new permissions" in said
+        assert said.strip().endswith("Its backend was recreated.")
+        assert mounts_engine()
+        assert server_container().exec_run(["python3", "-c", "print(open('/data/marker').read())"]).output == b"kept\n"
+        ui = session.open_ui(key)
+        session.wait_backend(ui, "/engine")
+        [row] = json.loads(run_dockext("permissions", "ls", "--format", "json", home=server.home).stdout)
+        assert (row["engine"], row["withheld"]) == (True, [])
+
+        # withheld again from the dashboard: the dialog has the backend's grant
+        page.goto(server.login_url)
+        expect(page.locator("#ext-rows")).to_contain_text("engine socket")
+        page.get_by_role("button", name="Change the permissions of Compose Backend").click()
+        dialog = page.locator("dialog.dx-dialog")
+        expect(dialog).to_contain_text("Its compose file asks for the Docker engine's socket")
+        dialog.get_by_role("checkbox", name="Engine socket (backend)").uncheck()
+        dialog.get_by_role("button", name="Save").click()
+        expect(page.locator("#toasts")).to_contain_text("Its backend was recreated with them.", timeout=60_000)
+        expect(page.locator("#ext-rows")).to_contain_text("engine socket: withheld")
+        assert not mounts_engine()
+        # saving again without a change recreates nothing
+        unchanged = run_dockext("permissions", "set", ref, "engine=deny", home=server.home).stdout
+        assert "Recreating" not in unchanged and "recreated" not in unchanged
+    finally:
+        run_dockext("rm", ref, home=server.home)
+        docker_client.volumes.get(f"{project}_data").remove()
+    assert not (server.home / "permissions.json").exists() or \
+        json.loads((server.home / "permissions.json").read_text())["extensions"] == {}

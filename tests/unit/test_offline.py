@@ -305,7 +305,7 @@ class _FakeInstaller:
         self.engine = engine
         self.installed: list[str] = []
 
-    def install(self, ref: str):
+    def install(self, ref: str, deny: tuple[str, ...] = ()):
         self.installed.append(ref)
         return ref
 

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from dockext import permissions
+from dockext import compose, permissions
 from dockext.errors import DockextError, PermissionDenied, StateError
 from dockext.paths import Layout
 from dockext.permissions import DEFAULT, Grants, Requested
@@ -94,3 +94,47 @@ def test_only_a_json_true_allows(layout):
         {"schema": 1, "extensions": {"a": {"docker": "false", "host": 1}, "b": {"docker": False}}}
     ))
     assert permissions.load(layout) == {"a": Grants(docker=False, host=False), "b": Grants(docker=False, host=True)}
+
+
+RISKY = {"services": {
+    "api": {"image": "x", "volumes": [
+        "/var/run/docker.sock.raw:/var/run/docker.sock", "data:/data", "/run/guest-services:/run/guest-services",
+        {"type": "bind", "source": "/etc", "target": "/host-etc"}, "./config:/config:ro",
+    ], "cap_add": ["NET_ADMIN"], "devices": ["/dev/fuse:/dev/fuse"], "security_opt": ["seccomp=unconfined"],
+        "ipc": "host", "environment": {"A": "1"}},
+    "agent": {"image": "x", "privileged": True, "pid": "host", "network_mode": "host", "uts": "host"},
+}}
+
+
+def test_backend_grants_take_out_of_the_compose_file_what_they_cover_and_nothing_else():
+    asked = permissions.requested(RISKY)
+    assert asked.other == ("ipc: host", "security_opt: seccomp=unconfined", "uts: host")
+    assert asked.asks("engine") and asked.asks("system") and not Requested().asks("system")
+    no_engine = compose.restrict(RISKY, engine=False, system=True)
+    assert no_engine["services"]["api"]["volumes"] == RISKY["services"]["api"]["volumes"][1:]
+    assert permissions.requested(no_engine) == Requested(**{**asked.__dict__, "engine_socket": False})
+    no_system = compose.restrict(RISKY, engine=True, system=False)
+    assert no_system["services"] == {
+        "api": {"image": "x", "volumes": ["/var/run/docker.sock.raw:/var/run/docker.sock", "data:/data",
+                                          "/run/guest-services:/run/guest-services"], "environment": {"A": "1"}},
+        "agent": {"image": "x"},
+    }
+    assert permissions.requested(no_system) == Requested(engine_socket=True)
+    assert compose.restrict(RISKY, engine=True, system=True) == RISKY  # a copy, as it was
+    assert permissions.withheld(Grants(engine=False, system=False), asked) == ("engine", "system")
+    # a grant the backend does not need withholds nothing
+    assert permissions.withheld(Grants(system=False), permissions.requested(no_system)) == ()
+
+
+def test_backend_grants_are_kept_with_the_others_and_default_to_allowed(layout):
+    assert permissions.set_grants(layout, "acme_x", engine=False) == Grants(engine=False)
+    assert permissions.grants_for(layout, "acme_x").to_json() == {
+        "docker": True, "host": True, "engine": False, "system": True}
+    # a file from before the backend grants: they default to allowed
+    (layout.root / permissions.FILE).write_text(json.dumps({"schema": 1, "extensions": {"a": {"docker": False}}}))
+    assert permissions.load(layout) == {"a": Grants(docker=False)}
+    # what a backend asked for, recorded by an older dockext (no "other" yet), is still read
+    old = permissions.requested(RISKY).to_json()
+    del old["other"]
+    (layout.root / permissions.REQUESTED_FILE).write_text(json.dumps(old))
+    assert permissions.read_requested(layout.root).other == ()

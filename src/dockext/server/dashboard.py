@@ -22,7 +22,9 @@ from starlette.websockets import WebSocket
 
 from .. import permissions
 from ..devmode import DevSettings
+from ..engine import Engine
 from ..errors import DockextError
+from ..installer import Installer
 from ..store import Record
 from . import docker_api, fsapi, marketplace_api
 from .security import DASHBOARD_CSP, error_response, harden, token_ok
@@ -186,7 +188,8 @@ def create(
         return harden(JSONResponse(listed))
 
     async def set_permissions(request: Request) -> Response:
-        """``PUT {"docker"?: bool, "host"?: bool}``: what ``dockext permissions set`` does, from the dashboard."""
+        """``PUT {"docker"?, "host"?, "engine"?, "system"?: bool}``: what ``dockext permissions set`` does, from the
+        dashboard; a backend grant that changes what the backend runs with recreates it before answering."""
         record = state.record(request.path_params["key"])
         if record is None:
             return harden(error_response(status=404, type_="NotInstalled", message="no such extension"))
@@ -198,13 +201,15 @@ def create(
             k not in permissions.NAMES or not isinstance(v, bool) for k, v in body.items()
         ):
             return harden(error_response(status=400, type_="BadRequest",
-                                         message='expected {"docker"?: true|false, "host"?: true|false}'))
-        try:  # the store's lock may be held by an install: wait for it off the event loop
-            grants = await asyncio.to_thread(permissions.set_grants, state.layout, record.key, **body)
+                                         message='expected {"docker"?, "host"?, "engine"?, "system"?: true|false}'))
+        installer = Installer(state.layout, engine=Engine(state.engine.target))
+        try:  # the store's lock may be held by an install, and a backend may be recreated: off the event loop
+            grants, recreated = await asyncio.to_thread(installer.set_permissions, record.key, **body)
         except DockextError as exc:
             return harden(error_response(exc))
-        state.refresh()  # the grants file changed: the dashboards are told
-        return harden(JSONResponse({"permissions": grants.to_json()}))
+        finally:
+            state.refresh()  # the grants file (and maybe the record) changed: the dashboards are told
+        return harden(JSONResponse({"permissions": grants.to_json(), "recreated": recreated}))
 
     async def icon(request: Request) -> Response:
         record = state.record(request.path_params["key"])
@@ -317,6 +322,7 @@ def _access_json(state: HostState, r: Record, grants: dict[str, permissions.Gran
     return {
         "permissions": grants.get(r.key, permissions.DEFAULT).to_json() if grants is not None else None,
         "requested": asked.to_json() if asked else None,
+        "withheld": list(r.vm.withheld) if r.vm else [],  # backend grants its running backend was made without
     }
 
 

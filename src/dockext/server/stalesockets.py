@@ -5,7 +5,8 @@ container dies without removing it (kill -9, the engine restarting), the file st
 like Node's http server (without removing an old file first) then fails with ``EADDRINUSE`` at every restart
 the engine makes. In Docker Desktop ``/run/guest-services`` is fresh at each start of its VM; here the server
 sweeps instead: a socket whose ``connect()`` is refused (``ECONNREFUSED``: a file, but nobody listening) for
-:data:`GRACE` seconds in a row, the same file all along (inode and change time), is removed, and the backend's next restart can listen.
+:data:`GRACE` seconds in a row, the same file all along (inode and change time), is removed, and the
+backend's next restart can listen.
 
 A live socket accepts (the probe's connection is closed at once, which an HTTP server takes as a client that
 left); one being set up refuses only between its ``bind`` and ``listen``, microseconds; one whose backend is

@@ -399,13 +399,20 @@
       else add(`${name}: denied`, "A host binary its UI may not run (dockext permissions)", "denied");
     }
     const asked = ext.requested || {};
-    if ((asked.privileged || []).length) add("privileged", `Privileged containers: ${asked.privileged.join(", ")}`, "risk");
-    if (asked.engineSocket) add("engine socket", "Its backend mounts the Docker engine's socket: full control of the engine", "risk");
-    if ((asked.hostPid || []).length) add("host PIDs", "Its backend sees the host's processes (pid: host)", "risk");
-    if ((asked.hostNetwork || []).length) add("host network", "Its backend is on the host's network", "risk");
-    if ((asked.hostPaths || []).length) add("host paths", `Host paths its backend mounts: ${asked.hostPaths.join(", ")}`, "risk");
-    if ((asked.devices || []).length) add("devices", `Devices: ${asked.devices.join(", ")}`, "risk");
-    if ((asked.capabilities || []).length) add("capabilities", `Added capabilities: ${asked.capabilities.join(", ")}`, "risk");
+    const withheld = new Set(Array.isArray(ext.withheld) ? ext.withheld : []);
+    // what the backend asked for: a risk while it has it, "withheld" once the user took it away (its grant)
+    const backend = (grant, text, title) => {
+      if (withheld.has(grant)) add(`${text}: withheld`, `${title} (withheld: dockext permissions)`, "denied");
+      else add(text, title, "risk");
+    };
+    if ((asked.privileged || []).length) backend("system", "privileged", `Privileged containers: ${asked.privileged.join(", ")}`);
+    if (asked.engineSocket) backend("engine", "engine socket", "Its backend mounts the Docker engine's socket: full control of the engine");
+    if ((asked.hostPid || []).length) backend("system", "host PIDs", "Its backend sees the host's processes (pid: host)");
+    if ((asked.hostNetwork || []).length) backend("system", "host network", "Its backend is on the host's network");
+    if ((asked.hostPaths || []).length) backend("system", "host paths", `Host paths its backend mounts: ${asked.hostPaths.join(", ")}`);
+    if ((asked.devices || []).length) backend("system", "devices", `Devices: ${asked.devices.join(", ")}`);
+    if ((asked.capabilities || []).length) backend("system", "capabilities", `Added capabilities: ${asked.capabilities.join(", ")}`);
+    if ((asked.other || []).length) backend("system", "host access", `More host access: ${asked.other.join(", ")}`);
     if (grants) {
       const edit = el("button", "link-button chip-edit", "Change");
       edit.type = "button";
@@ -440,10 +447,19 @@
     const names = ext.host && Array.isArray(ext.host.binaries) ? ext.host.binaries : [];
     if (names.length) fields.push(toggle("host", "Host binaries", `run ${names.join(", ")} as you`, ext.permissions.host));
     const asked = ext.requested;
+    if (ext.vm && asked && asked.engineSocket) {
+      fields.push(toggle("engine", "Engine socket (backend)",
+        "its backend may mount the Docker engine's socket: full control of the engine", ext.permissions.engine));
+    }
+    const system = ext.vm && asked ? systemParts(asked) : [];
+    if (system.length) {
+      fields.push(toggle("system", "Host access (backend)", `its backend may have ${system.join(", ")}`,
+        ext.permissions.system));
+    }
     let about = "It has no backend.";
     if (ext.vm && asked) about = backendText(asked);
     else if (ext.vm) about = "What its backend gets was not recorded (installed by an older dockext).";
-    const backend = el("p", null, about);
+    const backend = el("p", "dx-dialog-note", about);
     const buttons = el("div", "dx-dialog-buttons");
     const cancel = el("button", "button button-secondary", "Cancel");
     cancel.value = "cancel";
@@ -459,8 +475,9 @@
       const body = {};
       for (const box of form.querySelectorAll("input[type=checkbox]")) body[box.name] = box.checked;
       try {
-        await api("PUT", `/api/extensions/${encodeURIComponent(ext.key)}/permissions`, body);
-        showToast("success", `Permissions of ${extTitle(ext)} saved.`, "dockext");
+        const saved = await api("PUT", `/api/extensions/${encodeURIComponent(ext.key)}/permissions`, body);
+        const recreated = saved && saved.recreated ? " Its backend was recreated with them." : "";
+        showToast("success", `Permissions of ${extTitle(ext)} saved.${recreated}`, "dockext");
       } catch (error) {
         showToast("error", `Could not save the permissions of ${extTitle(ext)}: ${error.message}`, "dockext");
       }
@@ -468,17 +485,25 @@
     dialog.showModal();
   }
 
-  function backendText(asked) {
+  // What the "system" grant covers, as the backend asked for it.
+  function systemParts(asked) {
     const parts = [];
     if ((asked.privileged || []).length) parts.push(`privileged containers (${asked.privileged.join(", ")})`);
-    if (asked.engineSocket) parts.push("the Docker engine's socket");
     if ((asked.hostPid || []).length) parts.push("the host's processes");
     if ((asked.hostNetwork || []).length) parts.push("the host's network");
     if ((asked.hostPaths || []).length) parts.push(`host paths (${asked.hostPaths.join(", ")})`);
     if ((asked.devices || []).length) parts.push(`devices (${asked.devices.join(", ")})`);
     if ((asked.capabilities || []).length) parts.push(`capabilities (${asked.capabilities.join(", ")})`);
+    if ((asked.other || []).length) parts.push(asked.other.join(", "));
+    return parts;
+  }
+
+  function backendText(asked) {
+    const parts = systemParts(asked);
+    if (asked.engineSocket) parts.unshift("the Docker engine's socket");
     return parts.length
-      ? `Its backend gets ${parts.join(", ")}: set by its compose file, not by these permissions.`
+      ? `Its compose file asks for ${parts.join(", ")}. Changing a backend permission recreates its backend ` +
+        "without (or with) it; its volumes are kept."
       : "Its backend gets nothing from the host beyond its own containers.";
   }
 
