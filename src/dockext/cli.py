@@ -482,9 +482,15 @@ def permissions_set(extension: str, changes: tuple[str, ...]) -> None:
         if name not in perms.NAMES or value not in ("allow", "deny"):
             raise click.UsageError(f"{change!r}: expected one of {', '.join(perms.NAMES)} =allow or =deny")
         parsed[name] = value == "allow"
-    grants, recreated = Installer(layout(), reporter=CliReporter(out)).set_permissions(extension, **parsed)
+    installer = Installer(layout(), reporter=CliReporter(out))
+    grants, recreated = installer.set_permissions(extension, **parsed)
     said = ", ".join(f"{n} {'allowed' if grants.allows(n) else 'denied'}" for n in perms.NAMES if n in parsed)
     out.print(f"{extension}: {said}." + (" Its backend was recreated." if recreated else ""), soft_wrap=True)
+    asked = perms.read_requested(layout().extension_dir(installer.key_for(extension)))
+    if not grants.engine and grants.system and (asked is None or asked.asks("system")):
+        out.print("Note: its backend keeps its host access (system), with which it can still reach the engine "
+                  "(a privileged container, the host's processes or paths); deny system too to shut it out.",
+                  soft_wrap=True)
 
 
 @cli.group()

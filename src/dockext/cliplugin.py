@@ -109,9 +109,12 @@ def docker_globals(options: list[str]) -> dict[str, str | None]:
             env["DOCKER_CONFIG"] = value
         elif name in ("-D", "--debug", "-l", "--log-level"):
             pass
-        elif name in ("--tls", "--tlsverify"):
-            on = not eq or value.lower() in ("1", "true")
-            env["DOCKER_TLS_VERIFY" if name == "--tlsverify" else "DOCKER_TLS"] = "1" if on else None
+        elif name == "--tls":
+            env["DOCKER_TLS"] = "1" if not eq or value.lower() in ("1", "true") else None
+        elif name == "--tlsverify":
+            # as in the CLI: --tlsverify given at all turns TLS on; =false only skips the verification
+            env["DOCKER_TLS"] = "1"
+            env["DOCKER_TLS_VERIFY"] = "1" if not eq or value.lower() in ("1", "true") else None
         elif name in _TLS_FILES:
             files[name] = value
         else:

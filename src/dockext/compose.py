@@ -20,13 +20,11 @@ __all__ = [
     "PLACEHOLDER",
     "RAW_SOCKET_SOURCES",
     "Rewritten",
-    "bind_source",
     "extension_labels",
     "generated",
     "guest_services_bind",
     "guest_services_volume",
     "parse",
-    "restrict",
     "rewrite",
 ]
 
@@ -189,52 +187,3 @@ def _map_engine_socket(volume: Any, engine_socket: str) -> Any:
         return f"{engine_socket}:{rest}"
     return volume
 
-
-def bind_source(volume: object) -> str | None:
-    """The host path a compose volume entry binds, or None for a named volume (or something unreadable)."""
-    if isinstance(volume, str):
-        source = volume.split(":", 1)[0] if ":" in volume else ""
-    elif isinstance(volume, dict) and volume.get("type", "bind" if "source" in volume else "volume") == "bind":
-        source = str(volume.get("source") or "")
-    else:
-        return None
-    return source if source.startswith(("/", ".", "~")) else None
-
-
-#: service keys that give a container a share of the host: all removed when ``system`` is withheld
-HOST_MODES = {"network_mode": "host", "pid": "host", "ipc": "host", "uts": "host", "userns_mode": "host",
-              "cgroup": "host"}
-SYSTEM_KEYS = ("privileged", "devices", "cap_add", "security_opt", "device_cgroup_rules")
-
-
-def restrict(doc: Mapping[str, Any], *, engine: bool, system: bool) -> dict[str, Any]:
-    """The extension's compose document without what the user withheld from its backend (``dockext
-    permissions``), before :func:`rewrite`: ``engine`` False drops mounts of the engine socket; ``system`` False
-    drops privileged mode, the host's namespaces (network, PID, IPC, UTS, user, cgroup), host-path mounts,
-    devices, added capabilities and security options. Named volumes and everything else stay."""
-    out = copy.deepcopy(dict(doc))
-    if engine and system:
-        return out
-    for svc in (out.get("services") or {}).values():
-        if not isinstance(svc, dict):
-            continue
-        kept = []
-        for volume in svc.get("volumes") or []:
-            source = bind_source(volume)
-            if source is not None and source in RAW_SOCKET_SOURCES:
-                if engine:
-                    kept.append(volume)
-            elif source is not None and not source.startswith(GUEST_SERVICES):
-                if system:
-                    kept.append(volume)
-            else:
-                kept.append(volume)
-        if "volumes" in svc:
-            svc["volumes"] = kept
-        if not system:
-            for key in SYSTEM_KEYS:
-                svc.pop(key, None)
-            for key, value in HOST_MODES.items():
-                if svc.get(key) == value:
-                    del svc[key]
-    return out

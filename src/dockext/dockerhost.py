@@ -123,7 +123,8 @@ class DockerHost:
 
 
 def _flag(value: str | None) -> bool:
-    return bool(value) and value != "0"
+    """As the Docker CLI reads DOCKER_TLS and DOCKER_TLS_VERIFY: set to anything (even 0) means on."""
+    return bool(value)
 
 
 def resolve(env: Mapping[str, str] | None = None) -> DockerHost:

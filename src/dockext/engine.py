@@ -116,6 +116,8 @@ class Engine:
             raise
         except (requests.exceptions.ConnectionError, ConnectionError) as exc:
             raise self._unavailable(exc) from None
+        except requests.exceptions.RequestException as exc:  # a read timeout, a broken answer
+            raise EngineError(f"{doing}: the engine did not answer properly: {_short(exc)}") from None
         except docker.errors.DockerException as exc:
             if "Error while fetching server API version" in str(exc) or "Connection aborted" in str(exc):
                 raise self._unavailable(exc) from None

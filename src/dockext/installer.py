@@ -26,19 +26,22 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import requests.exceptions
+
+from . import backendpolicy, crashpoint, marketplace, model, permissions, sockperm
 from . import compose as composefile
-from . import crashpoint, marketplace, model, permissions, sockperm
 from .composecli import Compose
 from .engine import Engine, ImageFiles, PullEvent
 from .errors import (
     AlreadyInstalled,
     BackendNotReady,
     DockextError,
+    EngineError,
     MetadataError,
     NotInstalled,
     StorageError,
@@ -107,6 +110,8 @@ class Installer:
         has rolled back (the exception passes through its undo first)."""
         try:
             yield
+        except requests.exceptions.RequestException as exc:  # an OSError too, but the engine's, not the disk's
+            raise EngineError(f"the Docker engine did not answer properly: {exc}") from None
         except OSError as exc:
             where = exc.filename or self.layout.root
             why = exc.strerror or str(exc)
@@ -223,15 +228,18 @@ class Installer:
             labels=labels,
             metadata=meta.raw,
         )
-        asked = permissions.requested(compose_doc, record.host_binaries)
+        engine_socket = self.engine.socket_path
+        asked = permissions.requested(compose_doc, record.host_binaries, engine_socket)
         got = asked
         if compose_doc is not None and meta.vm:
             gs_key = previous.vm.gs_key if previous and previous.vm else secrets.token_hex(4)
+            backendpolicy.check_isolation(compose_doc, model.compose_project(key))
             grants = permissions.grants_for(self.layout, key)
-            restricted = composefile.restrict(compose_doc, engine=grants.engine, system=grants.system)
+            restricted = backendpolicy.restrict(compose_doc, engine=grants.engine, system=grants.system,
+                                                engine_socket=engine_socket)
             withheld = permissions.withheld(grants, asked)
             record = self._stage_backend(record, meta, restricted, stage, gs_key, withheld)
-            got = permissions.requested(restricted, record.host_binaries)
+            got = permissions.requested(restricted, record.host_binaries, engine_socket)
             for name in withheld:
                 self.report.step(f"Withheld by your permissions ({name}=deny): it asked to "
                                  f"{permissions.EXPLAIN[name]}")
@@ -349,61 +357,62 @@ class Installer:
         self.compose.up(
             record.vm.project, target / "vm" / "docker-compose.yaml", {"DESKTOP_PLUGIN_IMAGE": record.image}
         )
-        if record.vm.socket and record.vm.relay:
-            self._wait_for_relayed_socket(record, record.vm.relay, record.vm.socket)
-        elif record.vm.socket:
-            self._wait_for_socket(record, gs_dir / record.vm.socket)
+        if record.vm.socket:
+            relay = record.vm.relay
+            probe = (self._probe_local(gs_dir / record.vm.socket) if relay is None
+                     else self._probe_relayed(relay, record.vm.socket))
+            self._wait_for_socket(record, record.vm.socket, probe)
         self.report.step("VM service started")
 
-    def _wait_for_socket(self, record: Record, path: Path) -> None:
+    def _wait_for_socket(self, record: Record, socket_name: str, probe: Callable[[], str | None]) -> None:
+        """Until ``probe()`` (None: it accepts; else why not, in words) says the backend's socket accepts."""
         deadline = time.monotonic() + self.backend_timeout
         last_error = "it does not exist"
         while time.monotonic() < deadline:
-            if path.exists():
-                try:
-                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                        s.settimeout(2)
-                        s.connect(str(path))
-                    return
-                except PermissionError:
-                    last_error = "dockext is not allowed to connect to it"
-                except OSError as exc:
-                    last_error = f"connecting fails: {exc.strerror or exc}"
-            time.sleep(0.1)
-        assert record.vm
-        details = self._backend_diagnosis(record.vm.project)
-        raise BackendNotReady(
-            f"the backend did not expose its socket {record.vm.socket} within {self.backend_timeout:.0f} s "
-            f"({last_error}){details}",
-            hint="The backend must listen on /run/guest-services/" + (record.vm.socket or "") + " in its container.",
-        )
-
-    def _wait_for_relayed_socket(self, record: Record, relay: str, socket_name: str) -> None:
-        """:meth:`_wait_for_socket` on a remote engine: ``sockperm probe`` in the relay container until it
-        connects."""
-        deadline = time.monotonic() + self.backend_timeout
-        last_error = "it does not exist"
-        while time.monotonic() < deadline:
-            code, err = self.engine.exec_run(relay, sockperm.probe_command(socket_name))
-            if code == 0:
+            why = probe()
+            if why is None:
                 return
-            refused = sockperm.refusal(err)
-            if refused is not None:
-                last_error = {
-                    "ENOENT": "it does not exist",
-                    "ECONNREFUSED": "nothing listens on it",
-                    "EACCES": "the relay is not allowed to connect to it",
-                }.get(refused[0], f"connecting fails: {refused[0]}")
-            elif err.strip():
-                last_error = f"the relay container {relay}: {err.strip().splitlines()[-1]}"
-            time.sleep(0.2)
+            last_error = why
+            time.sleep(0.1)
         assert record.vm
         details = self._backend_diagnosis(record.vm.project)
         raise BackendNotReady(
             f"the backend did not expose its socket {socket_name} within {self.backend_timeout:.0f} s "
             f"({last_error}){details}",
-            hint="The backend must listen on /run/guest-services/" + socket_name + " in its container.",
+            hint=f"The backend must listen on /run/guest-services/{socket_name} in its container.",
         )
+
+    @staticmethod
+    def _probe_local(path: Path) -> Callable[[], str | None]:
+        def probe() -> str | None:
+            if not path.exists():
+                return "it does not exist"
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(2)
+                    s.connect(str(path))
+                return None
+            except PermissionError:
+                return "dockext is not allowed to connect to it"
+            except OSError as exc:
+                return f"connecting fails: {exc.strerror or exc}"
+        return probe
+
+    def _probe_relayed(self, relay: str, socket_name: str) -> Callable[[], str | None]:
+        """A remote engine: ``sockperm probe`` in the relay container."""
+        def probe() -> str | None:
+            code, err = self.engine.exec_run(relay, sockperm.probe_command(socket_name))
+            if code == 0:
+                return None
+            refused = sockperm.refusal(err)
+            if refused is not None:
+                return {
+                    "ENOENT": "it does not exist",
+                    "ECONNREFUSED": "nothing listens on it",
+                    "EACCES": "the relay is not allowed to connect to it",
+                }.get(refused[0], f"connecting fails: {refused[0]}")
+            return f"the relay container {relay}: {err.strip().splitlines()[-1]}" if err.strip() else "no answer"
+        return probe
 
     def _backend_diagnosis(self, project: str) -> str:
         lines = []
@@ -424,12 +433,14 @@ class Installer:
         before = permissions.grants_for(self.layout, key)
         grants = permissions.set_grants(self.layout, key, **changes)
         record = self.store.read(key)
-        if record.vm is None or not any(n in changes for n in permissions.BACKEND_NAMES):
-            return grants, False
+        changed = [n for n in permissions.BACKEND_NAMES if grants.allows(n) != before.allows(n)]
         asked = permissions.read_requested(self.layout.extension_dir(key))
-        wanted = (permissions.withheld(grants, asked) if asked is not None
-                  else tuple(n for n in permissions.BACKEND_NAMES if not grants.allows(n)))
-        if wanted == record.vm.withheld:
+        if record.vm is None:
+            return grants, False
+        # recreated when a backend grant changed and the backend asks for what it covers (or did not say), or
+        # when what its backend runs without is not what the grants say (a recreation that was interrupted)
+        stale = asked is not None and permissions.withheld(grants, asked) != record.vm.withheld
+        if not stale and not any(asked is None or asked.asks(n) for n in changed):
             return grants, False
         try:
             self.reapply(key)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from . import compose as composefile
+from . import backendpolicy
 from .errors import DockextError, PermissionDenied
 from .paths import Layout
 from .store import Store, atomic_write, read_settings
@@ -128,44 +128,54 @@ class Requested:
         }
 
 
-def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, ...] = ()) -> Requested:
-    """What the backend described by ``compose_doc`` (as in the image, before dockext's rewrites) asks for."""
+def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, ...] = (),
+              engine_socket: str = "/var/run/docker.sock") -> Requested:
+    """What the backend described by ``compose_doc`` (as in the image, before dockext's rewrites) asks for, by
+    the same rules :func:`dockext.backendpolicy.restrict` takes things out with."""
     found: dict[str, set[str]] = {k: set() for k in ("privileged", "net", "pid", "paths", "devices", "caps", "other")}
-    engine_socket = False
+    asks_engine = False
     services = (compose_doc or {}).get("services") or {}
     for name, svc in services.items() if isinstance(services, dict) else ():
         if not isinstance(svc, dict):
             continue
-        if svc.get("privileged") is True:
+        if backendpolicy.is_privileged(svc.get("privileged")):
             found["privileged"].add(str(name))
         if svc.get("network_mode") == "host":
             found["net"].add(str(name))
         if svc.get("pid") == "host":
             found["pid"].add(str(name))
-        for key, value in composefile.HOST_MODES.items():
-            if key not in ("network_mode", "pid") and svc.get(key) == value:
+        for key in backendpolicy.HOST_MODES:
+            if key not in ("network_mode", "pid") and svc.get(key) == "host":
                 found["other"].add(f"{key}: host")
-        for opt in svc.get("security_opt") or [] if isinstance(svc.get("security_opt"), list) else []:
+        security = svc.get("security_opt")
+        for opt in security if isinstance(security, list) else []:
             found["other"].add(f"security_opt: {opt}")
-        if svc.get("device_cgroup_rules"):
-            found["other"].add("device_cgroup_rules")
+        for key in ("device_cgroup_rules", "gpus", "sysctls", "runtime", "cgroup_parent"):
+            if svc.get(key):
+                found["other"].add(key)
         for cap in svc.get("cap_add") or []:
             found["caps"].add(str(cap))
         for device in svc.get("devices") or []:
             found["devices"].add(str(device).split(":", 1)[0] if isinstance(device, str) else str(device))
         for volume in svc.get("volumes") or []:
-            source = composefile.bind_source(volume)
-            if source is None:
-                continue
-            if source in composefile.RAW_SOCKET_SOURCES:
-                engine_socket = True
-            elif not source.startswith(composefile.GUEST_SERVICES):
-                found["paths"].add(source)
+            needs = backendpolicy.bind_grants(volume, engine_socket)
+            if "engine" in needs:
+                asks_engine = True
+            if "system" in needs:
+                found["paths"].add(_source(volume))
+            elif not needs and isinstance(volume, str) and "$" in volume.split(":", 1)[0]:
+                found["paths"].add(volume.split(":", 1)[0])  # a variable: a host path once Compose fills it in
     return Requested(
-        engine_socket=engine_socket, privileged=_sorted(found["privileged"]), host_network=_sorted(found["net"]),
+        engine_socket=asks_engine, privileged=_sorted(found["privileged"]), host_network=_sorted(found["net"]),
         host_pid=_sorted(found["pid"]), host_paths=_sorted(found["paths"]), devices=_sorted(found["devices"]),
         capabilities=_sorted(found["caps"]), host_binaries=tuple(host_binaries), other=_sorted(found["other"]),
     )
+
+
+def _source(volume: object) -> str:
+    if isinstance(volume, dict):
+        return str(volume.get("source") or ".")
+    return str(volume).split(":", 1)[0]
 
 
 def _sorted(items: set[str]) -> tuple[str, ...]:

@@ -110,16 +110,17 @@ def relay_service(image: str, container_name: str) -> dict[str, Any]:
     """The compose service a remote engine's backend sockets are reached through (``sockperm idle``).
 
     It needs no network and no capability but DAC_OVERRIDE (to connect to a socket a non-root backend
-    created 0755); the compose rewrite gives it the guest-services volume like every other service."""
+    created 0755) and FOWNER (to remove a stale one of another user from the sticky 1777 directory); the
+    compose rewrite gives it the guest-services volume like every other service."""
     return {
         "image": image,
-        "command": ["idle"],
+        "command": ["idle", GUEST_SERVICES],  # and it removes the sockets a killed backend left there
         "container_name": container_name,
         "network_mode": "none",
         "restart": "always",
         "read_only": True,
         "cap_drop": ["ALL"],
-        "cap_add": ["DAC_OVERRIDE"],
+        "cap_add": ["DAC_OVERRIDE", "FOWNER"],
         "security_opt": ["no-new-privileges:true"],
         "labels": {LABEL: "relay"},
     }

@@ -36,6 +36,10 @@ _LOCK = threading.Lock()
 def ssh_argv(url: str) -> list[str]:
     """``ssh ... -- HOST docker system dial-stdio`` for ``ssh://[user@]host[:port]`` (the CLI's own options)."""
     parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        raise DockextError(f"DOCKER_HOST {url!r}: the port is not a number from 1 to 65535") from None
     if parsed.scheme != "ssh" or not parsed.hostname:
         raise DockextError(f"DOCKER_HOST {url!r} is not an ssh://[user@]host[:port] address")
     if parsed.path not in ("", "/") or parsed.query or parsed.password:
@@ -48,8 +52,8 @@ def ssh_argv(url: str) -> list[str]:
     argv = [ssh, "-o", "ConnectTimeout=30", "-o", "BatchMode=yes", "-T"]
     if parsed.username:
         argv += ["-l", parsed.username]
-    if parsed.port:
-        argv += ["-p", str(parsed.port)]
+    if port:
+        argv += ["-p", str(port)]
     return [*argv, "--", parsed.hostname, "docker", "system", "dial-stdio"]
 
 

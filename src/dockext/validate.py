@@ -29,7 +29,7 @@ import docker.errors
 import docker.utils
 import requests.exceptions
 
-from . import API_VERSION, marketplace, model, sockperm
+from . import API_VERSION, backendpolicy, marketplace, model, sockperm
 from . import compose as composefile
 from .engine import Engine, ImageFiles
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound, InvalidImageReference, MetadataError
@@ -641,6 +641,11 @@ def _check_compose(text: bytes, config: ImageConfig | None) -> list[Finding]:
     if isinstance(volumes, dict) and composefile.GS_VOLUME in volumes:
         found.append(Finding("error", "vm.composefile", f"volume name {composefile.GS_VOLUME!r} is reserved by dockext",
                              "Rename the volume"))
+    try:  # the isolation every backend gets (backendpolicy.py); the project's own name is not known here
+        backendpolicy.check_isolation(doc, project="\0")
+    except MetadataError as exc:
+        found.append(Finding("error", exc.field, exc.problem,
+                             "A backend may only use its own services, volumes and networks"))
     for name, svc in services.items():
         image = svc.get("image")
         if not isinstance(image, str) or not image.strip():

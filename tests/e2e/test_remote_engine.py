@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -43,6 +44,19 @@ def remote(tmp_path):
 def project_containers(docker_client, project):
     found = docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
     return {c.labels["com.docker.compose.service"]: c for c in found}
+
+
+def assert_backend_exec_and_lists_work(session: Session, ui, project: str, body: object) -> None:
+    """vm.service through the relay (``body`` echoed), docker.cli.exec (the docker CLI reaches the same engine)
+    and listContainers (the Engine API), from the page's side."""
+    session.wait_backend(ui)
+    with session.page(ui, timeout=60) as c:
+        r = c.post(f"{ui.api}/vm/echo", json={"body": body})
+        assert r.status_code == 200 and r.json()["received"] == {"body": body}
+        r = c.post(f"{ui.api}/exec", json={"cli": "docker", "cmd": "ps", "args": ["--format", "{{.Names}}"]})
+        assert r.status_code == 200 and f"{project}-service" in r.json()["stdout"].split(), r.text
+        r = c.get(f"{ui.api}/docker/containers")
+        assert r.status_code == 200 and any(f"/{project}-service" in x["Names"] for x in r.json())
 
 
 def test_a_compose_backend_on_a_remote_engine_answers_its_ui_through_the_relay(page: Page, remote, fixture_image,
@@ -108,6 +122,17 @@ def test_remote_backend_bodies_both_ways_kept_alive_connections_and_a_stopped_ba
                 r = c.get(f"{ui.api}/vm/hello")
                 assert r.status_code == 200 and r.json()["message"] == "hello from vm-image"
             assert engine.connections - before <= 5
+            # a streamed answer the page abandons: the relay's exec ends with it (not when the backend next
+            # writes, or never), and with it the backend's side of the connection
+            relay = project_containers(docker_client, project)["dockext-relay"]
+            with c.stream("GET", f"{ui.api}/vm/ticks") as ticks:
+                lines = ticks.iter_lines()
+                assert next(lines) == "tick 0" and next(lines) == "tick 1"
+                assert any("connect" in " ".join(p) for p in relay.top()["Processes"] or [])
+            deadline = time.monotonic() + 15
+            while any("connect" in " ".join(p) for p in relay.top()["Processes"] or []):
+                assert time.monotonic() < deadline, relay.top()["Processes"]
+                time.sleep(0.2)
             # the backend stopped by hand (restart: always does not undo a manual stop): a clear 502
             project_containers(docker_client, project)["service"].stop(timeout=5)
             r = c.get(f"{ui.api}/vm/hello")
@@ -142,16 +167,7 @@ def test_a_tls_engine_reached_with_the_environments_certificates_or_a_docker_con
         try:
             session = Session(server)
             ui = session.open_ui(key)
-            session.wait_backend(ui)  # vm.service: an exec in the relay, hijacked over TLS
-            with session.page(ui) as c:
-                r = c.post(f"{ui.api}/vm/echo", json={"n": 7})
-                assert r.status_code == 200 and r.json()["received"] == {"n": 7}
-                # docker.cli.exec: the docker CLI got the TLS settings too
-                r = c.post(f"{ui.api}/exec", json={"cli": "docker", "cmd": "ps", "args": ["--format", "{{.Names}}"]})
-                assert r.status_code == 200 and f"{project}-service" in r.json()["stdout"].split(), r.text
-                # ddClient.docker.listContainers: the Engine API over TLS
-                r = c.get(f"{ui.api}/docker/containers")
-                assert r.status_code == 200 and any(f"/{project}-service" in x["Names"] for x in r.json())
+            assert_backend_exec_and_lists_work(session, ui, project, body=7)  # all over TLS
         finally:
             server.stop()
 
@@ -196,16 +212,38 @@ def test_an_engine_over_ssh_is_reached_as_the_docker_cli_reaches_it(tmp_path, fi
         try:
             session = Session(server)
             ui = session.open_ui(key)
-            session.wait_backend(ui)
-            with session.page(ui, timeout=60) as c:
-                big = "y" * (1 << 20)
-                r = c.post(f"{ui.api}/vm/echo", json={"big": big})
-                assert r.status_code == 200 and r.json()["received"]["big"] == big
-                r = c.post(f"{ui.api}/exec", json={"cli": "docker", "cmd": "ps", "args": ["--format", "{{.Names}}"]})
-                assert r.status_code == 200 and f"{project}-service" in r.json()["stdout"].split(), r.text
-                r = c.get(f"{ui.api}/docker/containers")
-                assert r.status_code == 200 and any(f"/{project}-service" in x["Names"] for x in r.json())
+            assert_backend_exec_and_lists_work(session, ui, project, body="y" * (1 << 20))  # all through ssh
         finally:
             server.stop()
         run_dockext("rm", ref, home=home, env=env)
+    assert project_containers(docker_client, project) == {}
+
+
+def test_a_remote_backend_restarted_alone_can_listen_again_over_its_old_socket(remote, fixture_image, docker_client):
+    """R13 on a remote engine: the relay keeps the sockets' tmpfs mounted, so a backend killed and restarted by
+    the engine finds the socket file it left; the stale-socket fixture (like Node) cannot listen over it. The
+    relay removes sockets nobody listens on, and the backend comes back."""
+    _, server, env = remote
+    ref = fixture_image("stale-socket")
+    key, project = "dockext-test_stale-socket", "dockext-test_stale-socket-desktop-extension"
+    run_dockext("install", "-f", ref, home=server.home, env=env)
+    try:
+        session = Session(server)
+        ui = session.open_ui(key)
+        session.wait_backend(ui)
+        with session.page(ui, timeout=10) as c:
+            first = c.get(f"{ui.api}/vm/hello").json()["pid"]
+            backend = project_containers(docker_client, project)["service"]
+            backend.exec_run(["python3", "-c", f"import os; os.kill({first}, 9)"])  # not a stop: it restarts
+            deadline = time.monotonic() + 60
+            while True:
+                r = c.get(f"{ui.api}/vm/hello")
+                if r.status_code == 200:
+                    break
+                assert time.monotonic() < deadline, r.text
+                time.sleep(0.3)
+        backend.reload()
+        assert backend.attrs["RestartCount"] >= 1  # it did die and come back
+    finally:
+        run_dockext("rm", ref, home=server.home, env=env)
     assert project_containers(docker_client, project) == {}

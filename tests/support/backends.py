@@ -47,6 +47,8 @@ class RecordingBackend:
                 if self.path == "/cookie":
                     self.send_header("Set-Cookie", "a=1; Path=/")
                     self.send_header("Set-Cookie", "b=2; Path=/")
+                if self.path == "/sw.js":  # a worker script that asks for the whole origin as its scope
+                    self.send_header("Service-Worker-Allowed", "/")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

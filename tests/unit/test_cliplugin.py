@@ -44,9 +44,10 @@ def test_dockers_global_options_before_the_command_select_the_engine_or_are_refu
     # TLS: the switches, and certificate files that sit in one directory under their usual names
     assert cliplugin.docker_globals(["-H", "tcp://e:2376", "--tlsverify", "--tlscacert", "/certs/ca.pem",
                                      "--tlscert=/certs/cert.pem", "--tlskey", "/certs/key.pem"]) == {
-        "DOCKER_HOST": "tcp://e:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs",
+        "DOCKER_HOST": "tcp://e:2376", "DOCKER_TLS": "1", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs",
     }
-    assert cliplugin.docker_globals(["--tls", "--tlsverify=false"]) == {"DOCKER_TLS": "1", "DOCKER_TLS_VERIFY": None}
+    # as in the CLI: --tlsverify=false still speaks TLS, it only does not verify
+    assert cliplugin.docker_globals(["--tlsverify=false"]) == {"DOCKER_TLS": "1", "DOCKER_TLS_VERIFY": None}
     for refused, why in (
         (["-H", "tcp://x", "--context", "remote"], "not both"),
         (["--tlscacert", "/a/ca.pem", "--tlscert", "/b/cert.pem"], "one directory"),

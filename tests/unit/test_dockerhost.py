@@ -35,7 +35,9 @@ def test_the_environment_decides_first():
     tls = resolve({"DOCKER_HOST": "tcp://e:2376", "DOCKER_TLS": "1", "DOCKER_CERT_PATH": "/c"})
     assert (tls.tls, tls.verify, tls.cert_dir) == (True, False, "/c")
     assert tls.cli_env() == {"DOCKER_HOST": "tcp://e:2376", "DOCKER_TLS": "1", "DOCKER_CERT_PATH": "/c"}
-    assert resolve({"DOCKER_HOST": "tcp://e:2375", "DOCKER_TLS_VERIFY": "0"}).tls is False
+    # as the CLI reads it: set to anything, even 0, is on
+    assert resolve({"DOCKER_HOST": "tcp://e:2376", "DOCKER_TLS_VERIFY": "0"}).verify is True
+    assert resolve({"DOCKER_HOST": "tcp://e:2375", "DOCKER_TLS_VERIFY": ""}).tls is False
     assert tls.describe() == "tcp://e:2376 (TLS, certificate not verified, from DOCKER_HOST)"
 
 
@@ -97,3 +99,12 @@ def test_ssh_addresses_become_the_clis_own_ssh_command():
     for bad in ("ssh://me@box/var/run/docker.sock", "ssh://me:secret@box", "ssh://", "tcp://box"):
         with pytest.raises(DockextError):
             ssh_argv(bad)
+
+
+def test_a_port_that_is_no_number_is_named():
+    from dockext.server.engine_http import endpoint
+
+    with pytest.raises(DockextError, match="the port is not a number"):
+        ssh_argv("ssh://box:abc")
+    with pytest.raises(DockextError, match="the port is not a number"):
+        endpoint("tcp://box:99999")

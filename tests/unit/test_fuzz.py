@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dockext import argv as policy
-from dockext import compose, model, permissions, sockperm, validate
+from dockext import backendpolicy, compose, model, permissions, sockperm, validate
 from dockext.errors import DockextError
 from dockext.server.engine_http import Demuxer, LogLines, stats_summary
 
@@ -149,6 +149,12 @@ def test_compose_files_are_rewritten_or_refused(doc: Any) -> None:
         return
     asked = permissions.requested(parsed)
     assert all(isinstance(line, str) for line in asked.lines())
+    returns_or_explains(backendpolicy.check_isolation, parsed, "k-desktop-extension")
+    restricted = returns_or_explains(backendpolicy.restrict, parsed, engine=False, system=False,
+                                     engine_socket="/var/run/docker.sock")
+    if restricted is not None:  # what is left asks for nothing of the host
+        left = permissions.requested(restricted)
+        assert not left.asks("engine") and not left.asks("system"), left
     for mount in (compose.guest_services_bind("/gs/abcd"), compose.guest_services_volume()):
         out = returns_or_explains(compose.rewrite, parsed, key="k", project="k-desktop-extension", image="i:1",
                                   title="T", engine_socket="/var/run/docker.sock", guest_services=mount,

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from dockext import compose, permissions
+from dockext import backendpolicy, permissions
 from dockext.errors import DockextError, PermissionDenied, StateError
 from dockext.paths import Layout
 from dockext.permissions import DEFAULT, Grants, Requested
@@ -96,6 +96,10 @@ def test_only_a_json_true_allows(layout):
     assert permissions.load(layout) == {"a": Grants(docker=False, host=False), "b": Grants(docker=False, host=True)}
 
 
+def restrict(doc, **grants):
+    return backendpolicy.restrict(doc, engine_socket="/var/run/docker.sock", **grants)
+
+
 RISKY = {"services": {
     "api": {"image": "x", "volumes": [
         "/var/run/docker.sock.raw:/var/run/docker.sock", "data:/data", "/run/guest-services:/run/guest-services",
@@ -110,17 +114,17 @@ def test_backend_grants_take_out_of_the_compose_file_what_they_cover_and_nothing
     asked = permissions.requested(RISKY)
     assert asked.other == ("ipc: host", "security_opt: seccomp=unconfined", "uts: host")
     assert asked.asks("engine") and asked.asks("system") and not Requested().asks("system")
-    no_engine = compose.restrict(RISKY, engine=False, system=True)
+    no_engine = restrict(RISKY, engine=False, system=True)
     assert no_engine["services"]["api"]["volumes"] == RISKY["services"]["api"]["volumes"][1:]
     assert permissions.requested(no_engine) == Requested(**{**asked.__dict__, "engine_socket": False})
-    no_system = compose.restrict(RISKY, engine=True, system=False)
+    no_system = restrict(RISKY, engine=True, system=False)
     assert no_system["services"] == {
         "api": {"image": "x", "volumes": ["/var/run/docker.sock.raw:/var/run/docker.sock", "data:/data",
                                           "/run/guest-services:/run/guest-services"], "environment": {"A": "1"}},
         "agent": {"image": "x"},
     }
     assert permissions.requested(no_system) == Requested(engine_socket=True)
-    assert compose.restrict(RISKY, engine=True, system=True) == RISKY  # a copy, as it was
+    assert restrict(RISKY, engine=True, system=True) == RISKY  # a copy, as it was
     assert permissions.withheld(Grants(engine=False, system=False), asked) == ("engine", "system")
     # a grant the backend does not need withholds nothing
     assert permissions.withheld(Grants(system=False), permissions.requested(no_system)) == ()

@@ -132,6 +132,22 @@ async def _test_a_connection_lost_before_the_upgrade_rejects_ready() -> None:
     assert inner.lost == []  # never connected, so never lost
 
 
+def test_an_exec_that_fails_after_the_upgrade_is_the_relays_error_not_an_invalid_answer() -> None:
+    run(_test_an_exec_that_fails_after_the_upgrade())
+
+
+async def _test_an_exec_that_fails_after_the_upgrade() -> None:
+    # the engine writes a failed exec start into the stdout stream; its own error stream is type 3
+    for wire in (frame(1, b"OCI runtime exec failed: container is paused\r\n"), frame(3, b"exec failed\r\n")):
+        inner = Inner()
+        stream, _ = await started(inner)
+        for i in range(0, len(UPGRADED + wire), 3):
+            stream.data_received((UPGRADED + wire)[i: i + 3])
+        stream.connection_lost(None)
+        assert inner.received == b""
+        assert isinstance(inner.lost[0], BackendNotReady) and "the relay failed" in inner.lost[0].message
+
+
 def test_refusal_lines_are_recognised_and_nothing_else():
     assert sockperm.refusal("sockperm: connect ENOENT /run/guest-services/a.sock: No such file\n") == (
         "ENOENT", "/run/guest-services/a.sock")

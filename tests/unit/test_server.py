@@ -470,3 +470,17 @@ def test_permissions_are_changed_through_the_dashboard_api_only_with_its_csrf_gu
     assert r.status_code == 200 and r.json() == {"permissions": grants, "recreated": False}
     [listed] = [e for e in client.get("/api/extensions").json() if e["key"] == a.key]
     assert listed["permissions"] == grants
+
+
+def test_no_service_worker_script_is_served_not_even_by_the_backend(env, backend):
+    """S16: the request a browser makes for a worker's script is refused on every path of an extension origin,
+    the proxied backend's included, and a backend cannot widen a worker's scope to the whole origin."""
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = client.get(f"{base}/__dockext__/vm/sw.js", headers={"Service-Worker": "script"})
+    assert r.status_code == 403 and "Service workers are not supported" in r.text
+    assert backend.seen == []  # it never reached the backend
+    r = client.get(f"{base}/__dockext__/vm/sw.js")
+    assert r.status_code == 200 and "service-worker-allowed" not in r.headers
+    assert client.get(f"{base}/index.html", headers={"Service-Worker": "script"}).status_code == 403

@@ -1,5 +1,5 @@
 /*
- * sockperm DIR UID GID | sockperm idle | sockperm connect PATH | sockperm probe PATH
+ * sockperm DIR UID GID | sockperm idle [DIR] | sockperm connect PATH | sockperm probe PATH
  *
  * A static helper for the small FROM scratch containers that dockext adds to an extension's compose project.
  *
@@ -13,16 +13,20 @@
  *   socket. Silent unless something fails (then one line on stderr). Exits 0 on SIGTERM/SIGINT, 1 when DIR
  *   goes away, 2 on bad arguments.
  *
- * sockperm idle
- *   PID 1 of the relay container of a remote engine (network none, read-only, cap_drop ALL plus DAC_OVERRIDE,
- *   the backend's socket volume mounted): sleeps until SIGTERM or SIGINT, then exits 0. dockext reaches the
- *   backend socket by exec'ing `connect` in it.
+ * sockperm idle [DIR]
+ *   PID 1 of the relay container of a remote engine (network none, read-only, cap_drop ALL plus DAC_OVERRIDE
+ *   and FOWNER, the backend's socket volume mounted): waits until SIGTERM or SIGINT, then exits 0. dockext
+ *   reaches the backend socket by exec'ing `connect` in it. With DIR, every 2 s it removes the sockets there
+ *   that refused connections (ECONNREFUSED: nobody listens) at two sweeps in a row, the same file both times:
+ *   what a killed backend left, which a Node-like backend restarted alone could not listen over.
  *
  * sockperm connect PATH
  *   Connects a SOCK_STREAM unix socket to PATH and copies stdin to it and it to stdout (an exec's hijacked
  *   stream carrying HTTP). A full accept queue (EAGAIN) is retried for up to 10 s, backing off from 0.5 ms to
- *   20 ms. Stdin's EOF becomes shutdown(SHUT_WR) and the answer is still copied; the socket's EOF (or a read
- *   error) ends the copy: exit 0, without waiting for stdin. Stdout going away (EPIPE) also exits 0, quietly.
+ *   20 ms. Stdin's EOF ends it at once, exit 0: the client (dockext, which never half-closes a request) went
+ *   away, and the backend should see its connection close, not keep an abandoned answer (a stream) going.
+ *   The socket's EOF (or a read error) ends the copy too: exit 0, without waiting for stdin. Stdout going
+ *   away (EPIPE) also exits 0, quietly.
  *
  * sockperm probe PATH
  *   Connects as `connect` does, closes, exits 0.
@@ -60,7 +64,7 @@
 #define CONNECT_TRY_NS 10000000000LL       /* retry a full accept queue (EAGAIN) for at most 10 s, */
 #define BACKOFF_FIRST_NS 500000L           /* waiting 0.5 ms first, */
 #define BACKOFF_MAX_NS 20000000L           /* doubling up to 20 ms */
-#define USAGE "usage: sockperm DIR UID GID | sockperm idle | sockperm connect PATH | sockperm probe PATH" \
+#define USAGE "usage: sockperm DIR UID GID | sockperm idle [DIR] | sockperm connect PATH | sockperm probe PATH" \
               "  (UID and GID: decimal numbers)\n"
 
 static uid_t want_uid;
@@ -215,12 +219,88 @@ static int perm_main(int argc, char **argv) {
     }
 }
 
-/* sockperm idle: PID 1 of the relay container. on_signal exits, so there is no flag to race with. */
-static int idle_main(void) {
+/* True when nothing listens on the unix socket DIR/NAME (ECONNREFUSED); anything else counts as alive. */
+static int refuses(const char *dir, const char *name) {
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name) >= (int)sizeof sa.sun_path)
+        return 0;
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return 0;
+    int refused = connect(s, (const struct sockaddr *)&sa, sizeof sa) != 0 && errno == ECONNREFUSED;
+    close(s);
+    return refused;
+}
+
+#define STALE_MAX 64
+static struct stale {
+    char name[256];
+    dev_t dev;
+    ino_t ino;
+    struct timespec ctime;
+} seen_refusing[STALE_MAX];
+static int n_refusing;
+
+/* One sweep of DIR: a socket that refused at the previous sweep too (2 s ago), still the same file, is removed,
+ * so that a backend restarted alone (its volume stays mounted by the relay) can listen again (reference R13). */
+static void sweep(const char *dir) {
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dirfd < 0 ? NULL : fdopendir(dirfd);
+    if (d == NULL) {
+        if (dirfd >= 0)
+            close(dirfd);
+        return;
+    }
+    struct stale now[STALE_MAX];
+    int n_now = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n_now < STALE_MAX) {
+        struct stat st;
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof now[0].name)
+            continue;
+        if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISSOCK(st.st_mode))
+            continue;
+        if (!refuses(dir, e->d_name))
+            continue;
+        int before = 0;
+        for (int i = 0; i < n_refusing; i++)
+            if (strcmp(seen_refusing[i].name, e->d_name) == 0 && seen_refusing[i].dev == st.st_dev &&
+                seen_refusing[i].ino == st.st_ino && seen_refusing[i].ctime.tv_sec == st.st_ctim.tv_sec &&
+                seen_refusing[i].ctime.tv_nsec == st.st_ctim.tv_nsec)
+                before = 1;
+        if (before) {
+            if (unlinkat(dirfd, e->d_name, 0) != 0 && errno != ENOENT)
+                fprintf(stderr, "sockperm: unlink %s/%s: %s\n", dir, e->d_name, strerror(errno));
+            continue;
+        }
+        snprintf(now[n_now].name, sizeof now[n_now].name, "%s", e->d_name);
+        now[n_now].dev = st.st_dev;
+        now[n_now].ino = st.st_ino;
+        now[n_now].ctime = st.st_ctim;
+        n_now++;
+    }
+    closedir(d);
+    memcpy(seen_refusing, now, sizeof now[0] * (size_t)n_now);
+    n_refusing = n_now;
+}
+
+/* sockperm idle [DIR]: PID 1 of the relay container; with DIR, it sweeps stale sockets there every 2 s.
+ * on_signal exits, so there is no flag to race with. */
+static int idle_main(const char *dir) {
     if (on_exit_signals() != 0)
         return 1;
-    for (;;)
-        pause();
+    for (;;) {
+        if (dir == NULL) {
+            pause();
+            continue;
+        }
+        sweep(dir);
+        struct timespec ts = {.tv_sec = RESCAN_MS / 1000, .tv_nsec = (RESCAN_MS % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
 }
 
 /* The errnos a caller may act on, by name, with glibc's wording so that every build prints the same line. */
@@ -376,7 +456,8 @@ static int relay(int sock) {
                 up_len = (size_t)n;
                 try_up = 1; /* written just below, without waiting for POLLOUT */
             } else if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
-                in_open = 0; /* EOF (or a broken stdin, taken as one) */
+                return 0; /* EOF (or a broken stdin): the client went away (dockext never half-closes a request),
+                             so the backend connection ends now rather than when the backend next writes */
             }
         }
         while (try_up && up_len > 0) {
@@ -396,7 +477,7 @@ static int relay(int sock) {
             if (up_len > 0)
                 break; /* partial: the socket is full, wait for POLLOUT rather than for EAGAIN */
         }
-        if (!in_open && up_len == 0 && !shut) {
+        if (!in_open && up_len == 0 && !shut) { /* EPIPE: the backend reads no more; its answer may still come */
             shutdown(sock, SHUT_WR);
             shut = 1;
         }
@@ -429,7 +510,7 @@ static int connect_main(const char *path, int probe) {
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "idle") == 0)
-        return argc == 2 ? idle_main() : usage();
+        return argc == 2 ? idle_main(NULL) : argc == 3 && argv[2][0] != '\0' ? idle_main(argv[2]) : usage();
     if (strcmp(mode, "connect") == 0 || strcmp(mode, "probe") == 0)
         return argc == 3 && argv[2][0] != '\0' ? connect_main(argv[2], mode[0] == 'p') : usage();
     return perm_main(argc, argv);

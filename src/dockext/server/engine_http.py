@@ -89,7 +89,10 @@ def endpoint(host: DockerHost | str) -> Endpoint:
         context = target.ssl_context()
         if context is None and parsed.scheme == "https":
             context = DockerHost(target.url, tls=True, verify=True).ssl_context()
-        port = parsed.port or (2376 if context else 2375)
+        try:
+            port = parsed.port or (2376 if context else 2375)
+        except ValueError:
+            raise EngineUnavailable(f"DOCKER_HOST {target.url!r}: the port is not a number from 1 to 65535") from None
         name = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
         scheme = "https" if context else "http"
         return Endpoint(f"{scheme}://{name}:{port}", tcp=(parsed.hostname, port), ssl=context)

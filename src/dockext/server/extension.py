@@ -45,7 +45,8 @@ HOP_BY_HOP = frozenset({
 NOT_FORWARDED = HOP_BY_HOP | {
     b"host", b"cookie", b"origin", b"referer", b"x-dockext", b"content-length", b"expect",
 }
-POLICY_HEADERS = frozenset({b"content-security-policy", b"cross-origin-resource-policy"})
+#: answer headers the backend never sets: the origin's own policy, and widening a service worker's scope
+POLICY_HEADERS = frozenset({b"content-security-policy", b"cross-origin-resource-policy", b"service-worker-allowed"})
 MAX_BODY = 64 << 20
 MAX_EXEC_REQUEST = 1 << 20
 mimetypes.add_type("text/javascript", ".js")
@@ -67,17 +68,18 @@ def create(state: HostState) -> ASGIApp:
         if scope["type"] != "http":
             return
         record: Record = scope["dockext.record"]
+        if any(name == b"service-worker" and value == b"script" for name, value in scope["headers"]):
+            # A service worker would outlive the UI instance it came from and keep answering for the origin
+            # after an update (which keeps the origin): never registered, whoever serves the script (S16)
+            await _send(state, Response("Service workers are not supported for extension UIs.\n", status_code=403),
+                        scope, receive, send)
+            return
         found = _instance(state, record, scope["path"])
         if found is not None and (found[1] == "__dockext__/vm" or found[1].startswith("__dockext__/vm/")):
             await _proxy(state, found[0], scope, receive, send)
             return
         request = Request(scope, receive)
-        if request.headers.get("service-worker") == "script":
-            # A service worker would outlive the UI instance it came from and keep answering for the origin
-            # after an update (which keeps the origin): never registered (reference S16)
-            response: Response = Response("Service workers are not supported for extension UIs.\n", status_code=403)
-        else:
-            response = await _dispatch(state, found, request)
+        response = await _dispatch(state, found, request)
         await _send(state, response, scope, receive, send)
 
     return app

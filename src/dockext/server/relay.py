@@ -48,6 +48,8 @@ class RelayStream(asyncio.Protocol):
         self._kind = 0
         self._left = 0  # payload bytes of the current frame still to come
         self._stderr = bytearray()
+        self._start: bytearray | None = bytearray()  # the answer's first bytes, until they show it is HTTP
+        self._failed = False  # they did not: what follows is the engine's error message
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -96,10 +98,29 @@ class RelayStream(asyncio.Protocol):
             chunk = data[i: i + take] if (i or take < n) else data
             i += take
             self._left -= take
-            if self._kind == 2:
+            if self._kind in (2, 3) or self._failed:  # stderr, the engine's error stream, or no answer at all
                 self._stderr += chunk[: MAX_STDERR - len(self._stderr)]
+            elif self._start is not None:
+                self._answer_starts(chunk)
             else:
                 self.inner.data_received(chunk)
+
+    def _answer_starts(self, chunk: bytes) -> None:
+        """The first stdout bytes: an HTTP answer, or the engine saying the exec failed (it writes that to stdout
+        once the stream is hijacked), which becomes the error instead of an 'invalid HTTP response'."""
+        assert self._start is not None
+        self._start += chunk
+        head = bytes(self._start[:5])
+        if len(head) < 5 and b"HTTP/".startswith(head):
+            return  # too short to tell yet
+        start, self._start = bytes(self._start), None
+        if head == b"HTTP/":
+            self.inner.data_received(start)
+            return
+        self._failed = True
+        self._stderr += start[: MAX_STDERR - len(self._stderr)]
+        if self.transport is not None:
+            self.transport.close()
 
     def _refused(self, code: int, message: str) -> None:
         if not self.ready.done():

@@ -1,0 +1,217 @@
+"""What an extension's compose file may do: the isolation every backend gets, and what the backend grants take out.
+
+Pure functions over the parsed compose document (before :func:`dockext.compose.rewrite`), so every rule is
+unit-tested without an engine.
+
+**Isolation, always.** A backend is its own Compose project; nothing in its file may reach into another
+extension's. Refused, whatever the grants: ``include`` and ``extends`` from another file (services dockext's
+rewrite would never see: no labels, no socket directory, and no restrictions); ``volumes_from`` a container,
+and ``network_mode``/``pid``/``ipc``/``uts``/``cgroup`` of ``container:...`` (someone else's container); a
+volume or network named after another extension's project (``<x>-desktop-extension_...``), which is where its
+data and, on a remote engine, its backend socket live. Docker Desktop's own files never need these.
+
+**Restricted, when a backend grant is denied** (``dockext permissions``): :func:`restrict` takes out what the
+grant covers, and refuses what it cannot vet. A file is only restricted if its meaning does not depend on the
+machine: in a service's security-relevant keys, ``$`` interpolation is refused (``${HOME}:/h`` would bind a
+host path after the check); ``build``, ``env_file``, ``secrets``/``configs`` read from files, volumes with
+driver options (a bind in disguise) and networks named ``host`` are refused; keys dockext does not know are
+refused rather than guessed harmless. Bind sources are normalised (``/run/guest-services/../../etc`` is
+``/etc``); a bind of the engine's socket, or of a directory above it, is the ``engine`` grant's; any other
+host path is ``system``'s.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .compose import GUEST_SERVICES, RAW_SOCKET_SOURCES
+from .errors import MetadataError
+
+__all__ = ["HOST_MODES", "bind_grants", "check_isolation", "is_privileged", "restrict"]
+
+FIELD = "vm.composefile"
+#: service keys whose value ``host`` shares a namespace of the host
+HOST_MODES = ("network_mode", "pid", "ipc", "uts", "userns_mode", "cgroup")
+#: service keys the ``system`` grant covers: taken out when it is denied
+SYSTEM_KEYS = ("privileged", "devices", "cap_add", "security_opt", "device_cgroup_rules", "gpus", "sysctls",
+               "cgroup_parent", "runtime", "isolation", "storage_opt", "userns_mode", "external_links")
+#: service keys a restricted backend may keep as they are (their values are only its own business)
+SAFE_KEYS = frozenset({
+    "image", "command", "entrypoint", "environment", "labels", "restart", "init", "user", "working_dir",
+    "container_name", "hostname", "domainname", "healthcheck", "depends_on", "stop_signal", "stop_grace_period",
+    "tty", "stdin_open", "read_only", "tmpfs", "shm_size", "mem_limit", "mem_reservation", "memswap_limit",
+    "mem_swappiness", "cpus", "cpu_shares", "cpu_quota", "cpu_period", "cpuset", "pids_limit", "ulimits",
+    "logging", "expose", "ports", "extra_hosts", "dns", "dns_search", "dns_opt", "networks", "platform",
+    "pull_policy", "profiles", "annotations", "oom_score_adj", "attach", "mac_address", "group_add",
+    "scale", "links", "stop_timeout", "post_start", "pre_stop", "develop",
+})
+#: service keys a restricted backend may keep once checked (below)
+CHECKED_KEYS = frozenset({"volumes", "deploy", "volumes_from", "secrets", "configs", "extends", *HOST_MODES})
+#: ``$`` may only appear in these keys of a restricted service: elsewhere it could turn into host access
+INTERPOLATION_OK = frozenset({
+    "image", "command", "entrypoint", "environment", "labels", "user", "working_dir", "hostname", "domainname",
+    "healthcheck", "stop_signal", "stop_grace_period", "extra_hosts", "dns", "dns_search", "logging", "ports",
+    "expose", "mem_limit", "mem_reservation", "cpus", "shm_size", "platform", "annotations",
+})
+_PROJECT_NAME = re.compile(r"-desktop-extension(?:_|$)")
+_VARIABLE = re.compile(r"\$(?!\$)")
+
+
+def check_isolation(doc: Mapping[str, Any], project: str) -> None:
+    """MetadataError for anything in the file that reaches outside its own project (module docstring)."""
+    if "include" in doc:
+        raise MetadataError(FIELD, "uses `include`: services from other files are not allowed (dockext could not "
+                                   "apply its rules to them); put them in the extension's compose file")
+    for name, svc in _services(doc):
+        extends = svc.get("extends")
+        if isinstance(extends, dict) and extends.get("file") is not None:
+            raise MetadataError(FIELD, f"service {name!r} extends a service of another file; only the services of "
+                                       "this file may be extended")
+        for entry in svc.get("volumes_from") or []:
+            if not isinstance(entry, str) or entry.startswith("container:"):
+                raise MetadataError(FIELD, f"service {name!r} takes the volumes of a container outside its "
+                                           f"project ({entry!r}); only `service:` names of this file may be used")
+        for key in HOST_MODES:
+            value = svc.get(key)
+            if isinstance(value, str) and value.startswith("container:"):
+                raise MetadataError(FIELD, f"service {name!r} joins the {key} of a container outside its project "
+                                           f"({value!r}); use `service:<name>` for a service of this file")
+    for kind in ("volumes", "networks"):
+        for key, spec in (doc.get(kind) or {}).items() if isinstance(doc.get(kind), dict) else ():
+            named = spec.get("name") if isinstance(spec, dict) else None
+            given = str(named) if named is not None else None
+            if given is not None and _PROJECT_NAME.search(given) and not given.startswith(f"{project}_"):
+                raise MetadataError(FIELD, f"{kind[:-1]} {key!r} is {given!r}, which belongs to another extension")
+
+
+def bind_grants(volume: object, engine_socket: str) -> frozenset[str]:
+    """Which backend grants a service's ``volumes`` entry needs: ``engine`` for the engine's socket or a
+    directory above it, ``system`` for any host path; nothing for a named volume or dockext's own mount (the
+    target ``/run/guest-services``, which the rewrite replaces)."""
+    source, target = _bind(volume)
+    if source is None or (target is not None and _norm(target) == GUEST_SERVICES):
+        return frozenset()
+    path = _norm(source)
+    sockets = {_norm(s) for s in (*RAW_SOCKET_SOURCES, engine_socket)}
+    if any(path == s or s.startswith(path.rstrip("/") + "/") for s in sockets):
+        return frozenset({"engine", "system"} if path not in sockets else {"engine"})
+    return frozenset({"system"})
+
+
+def is_privileged(value: object) -> bool:
+    """``privileged`` as Compose reads it (a string ``"true"`` too)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "y", "on", "1")
+    return bool(value) and value is not None
+
+
+def restrict(doc: Mapping[str, Any], *, engine: bool, system: bool, engine_socket: str) -> dict[str, Any]:
+    """The compose document without what the denied grants cover; MetadataError for what cannot be vetted."""
+    out = copy.deepcopy(dict(doc))
+    if engine and system:
+        return out
+    _check_top_level(out)
+    for name, svc in _services(out):
+        _check_service(name, svc)
+        kept = []
+        for volume in svc.get("volumes") or []:
+            needs = bind_grants(volume, engine_socket)
+            if ("engine" in needs and not engine) or ("system" in needs and not system):
+                continue
+            kept.append(volume)
+        if "volumes" in svc:
+            svc["volumes"] = kept
+        if not system:
+            for key in SYSTEM_KEYS:
+                svc.pop(key, None)
+            for key in HOST_MODES:
+                if svc.get(key) == "host":
+                    del svc[key]
+            reservations = ((svc.get("deploy") or {}).get("resources") or {}) if isinstance(svc.get("deploy"), dict) \
+                else {}
+            if isinstance(reservations, dict):
+                reservations.pop("reservations", None)  # devices (GPUs) are reserved there
+    return out
+
+
+def _check_top_level(doc: dict[str, Any]) -> None:
+    for kind in ("secrets", "configs"):
+        for key, spec in (doc.get(kind) or {}).items() if isinstance(doc.get(kind), dict) else ():
+            if isinstance(spec, dict) and ("file" in spec or "environment" in spec):
+                raise MetadataError(FIELD, f"{kind[:-1]} {key!r} is read from a host file or variable, which a "
+                                           "backend with restricted permissions may not do")
+    for key, spec in (doc.get("volumes") or {}).items() if isinstance(doc.get("volumes"), dict) else ():
+        if isinstance(spec, dict) and (spec.get("driver_opts") or spec.get("driver") not in (None, "local")):
+            raise MetadataError(FIELD, f"volume {key!r} has driver options (they can bind a host path), which a "
+                                       "backend with restricted permissions may not use")
+    for key, spec in (doc.get("networks") or {}).items() if isinstance(doc.get("networks"), dict) else ():
+        if key == "host" or (isinstance(spec, dict) and "host" in (spec.get("name"), spec.get("driver"))):
+            raise MetadataError(FIELD, f"network {key!r} is the host's network, which a backend with restricted "
+                                       "permissions may not join")
+
+
+def _check_service(name: str, svc: dict[str, Any]) -> None:
+    for key, value in svc.items():
+        if key not in SAFE_KEYS and key not in CHECKED_KEYS and key not in SYSTEM_KEYS:
+            raise MetadataError(FIELD, f"service {name!r} uses `{key}`, which dockext cannot vet for a backend "
+                                       "with restricted permissions; allow them (dockext permissions) to run it")
+        if key not in INTERPOLATION_OK and _has_variable(value):
+            raise MetadataError(FIELD, f"service {name!r} sets `{key}` from a variable (`$`), which dockext "
+                                       "cannot vet for a backend with restricted permissions")
+    for key in ("build", "env_file"):
+        if key in svc:
+            raise MetadataError(FIELD, f"service {name!r} uses `{key}`, which reads files of the host")
+    for key in HOST_MODES:
+        value = svc.get(key)
+        if value is not None and value != "host" and not (isinstance(value, str) and (
+                value.startswith("service:") or value in ("none", "bridge", "default", "private", "shareable"))):
+            raise MetadataError(FIELD, f"service {name!r} has {key}: {value!r}, which dockext cannot vet")
+    deploy = svc.get("deploy")
+    if deploy is not None and not isinstance(deploy, dict):
+        raise MetadataError(FIELD, f"service {name!r} has a `deploy` that is not a mapping")
+
+
+def _services(doc: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    services = doc.get("services")
+    if not isinstance(services, dict):
+        return []
+    return [(str(k), v) for k, v in services.items() if isinstance(v, dict)]
+
+
+def _bind(volume: object) -> tuple[str | None, str | None]:
+    """(host source, target) of a bind-mount entry; (None, target) for a named volume or anything else."""
+    if isinstance(volume, str):
+        parts = volume.split(":")
+        if len(parts) >= 2 and parts[0].startswith(("/", ".", "~")):
+            return parts[0], parts[1]
+        return None, parts[1] if len(parts) >= 2 else parts[0]
+    if isinstance(volume, dict):
+        kind = volume.get("type", "bind" if "source" in volume else "volume")
+        target = str(volume["target"]) if volume.get("target") is not None else None
+        if kind == "bind":
+            return str(volume.get("source") or "."), target
+        return None, target
+    return None, None
+
+
+def _norm(path: str) -> str:
+    """A path as the engine will use it: ``.`` and ``..`` folded, one slash between parts, relative paths kept
+    relative (they are the extension's directory: host paths all the same)."""
+    if path.startswith("~"):
+        return path
+    norm = posixpath.normpath(path)
+    return "/" + norm.lstrip("/") if path.startswith("/") else norm
+
+
+def _has_variable(value: object) -> bool:
+    if isinstance(value, str):
+        return bool(_VARIABLE.search(value.replace("$$", "")))
+    if isinstance(value, dict):
+        return any(_has_variable(k) or _has_variable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_variable(v) for v in value)
+    return False

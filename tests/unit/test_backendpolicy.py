@@ -1,0 +1,150 @@
+"""The isolation every backend gets and what denied backend grants take out (dockext/backendpolicy.py).
+
+Each case is a way a hostile compose file could reach the host or another extension. Where it matters how
+Compose itself reads the file, the restricted file is given to the real Compose binary (``config``: no engine
+involved) and its own resolution is checked, so the rules are proven against the interpreter, not a model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dockext import backendpolicy, compose, permissions
+from dockext.composecli import compose_binary
+from dockext.errors import MetadataError
+
+SOCKET = "/var/run/docker.sock"
+PROJECT = "acme_x-desktop-extension"
+
+
+def restrict(doc: dict[str, Any], engine: bool = False, system: bool = False, socket: str = SOCKET) -> dict[str, Any]:
+    return backendpolicy.restrict(doc, engine=engine, system=system, engine_socket=socket)
+
+
+def service(**keys: Any) -> dict[str, Any]:
+    return {"services": {"api": {"image": "x", **keys}}}
+
+
+def resolved(doc: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """What Compose makes of ``doc`` after dockext's rewrite (with dockext's own environment, as at install)."""
+    rewritten = compose.rewrite(doc, key="acme_x", project=PROJECT, image="acme/x:1", title="X",
+                                engine_socket=SOCKET, guest_services=compose.guest_services_bind("/gs/abcd"))
+    path = tmp_path / "docker-compose.yaml"
+    path.write_bytes(rewritten.dump())
+    out = subprocess.run([compose_binary(), "-f", str(path), "config", "--format", "json"], capture_output=True,
+                         text=True, env={**os.environ, "DESKTOP_PLUGIN_IMAGE": "acme/x:1"}, check=True)
+    return dict(json.loads(out.stdout))
+
+
+def host_access(config: dict[str, Any]) -> list[str]:
+    """Everything in Compose's resolved config that reaches the host, beyond dockext's own socket directory."""
+    found = []
+    for name, svc in config["services"].items():
+        for key in ("privileged", "cap_add", "devices", "security_opt", "gpus", "sysctls"):
+            if svc.get(key):
+                found.append(f"{name}.{key}")
+        for key in backendpolicy.HOST_MODES:
+            if svc.get(key) == "host":
+                found.append(f"{name}.{key}")
+        for mount in svc.get("volumes") or []:
+            if mount.get("type") == "bind" and mount.get("source") != "/gs/abcd":
+                found.append(f"{name}.bind {mount.get('source')}")
+    return found
+
+
+HOSTILE: dict[str, Any] = service(
+    privileged="true", pid="host", ipc="host", cap_add=["SYS_ADMIN"], devices=["/dev/sda"], gpus="all",
+    security_opt=["seccomp=unconfined"], sysctls={"net.ipv4.ip_forward": "1"},
+    volumes=["/:/host", "/var/run/docker.sock.raw:/var/run/docker.sock", "./conf:/conf",
+             "/run/guest-services/../../etc:/hostetc", {"type": "bind", "source": "/run/docker.sock/", "target": "/s"},
+             "data:/data", "/run/guest-services:/run/guest-services"],
+    deploy={"resources": {"limits": {"cpus": "1"}, "reservations": {"devices": [{"capabilities": ["gpu"]}]}}},
+)
+HOSTILE["volumes"] = {"data": {}}
+
+
+def test_with_both_backend_grants_denied_compose_resolves_nothing_of_the_host(tmp_path):
+    assert host_access(resolved(HOSTILE, tmp_path))  # unrestricted, it has plenty (the check can fail)
+    config = resolved(restrict(HOSTILE), tmp_path)
+    assert host_access(config) == []
+    api = config["services"]["api"]
+    assert {m["target"] for m in api["volumes"]} == {"/data", "/run/guest-services"}  # its own things stay
+    assert api["deploy"]["resources"]["limits"]["cpus"] == 1
+
+
+def test_the_engine_grant_covers_the_socket_and_every_directory_above_it_in_any_spelling():
+    for volume in ("/var/run/docker.sock.raw:/x", "/var/run//docker.sock:/x", "/var/run:/hostrun", "/:/root",
+                   {"type": "bind", "source": "/run/docker.sock/", "target": "/s"}, "/run/user/1000/docker.sock:/d",
+                   "/run/user/1000:/d"):
+        assert "engine" in backendpolicy.bind_grants(volume, "/run/user/1000/docker.sock"), volume
+        kept = restrict(service(volumes=[volume]), engine=False, system=True, socket="/run/user/1000/docker.sock")
+        assert kept["services"]["api"]["volumes"] == [], volume
+    assert backendpolicy.bind_grants("/etc:/etc", SOCKET) == {"system"}
+    assert backendpolicy.bind_grants("/var/run:/r", SOCKET) == {"engine", "system"}
+    assert backendpolicy.bind_grants("data:/data", SOCKET) == frozenset()
+    assert backendpolicy.bind_grants("/anything:/run/guest-services", SOCKET) == frozenset()  # replaced by ours
+
+
+@pytest.mark.parametrize("doc, why", [
+    (service(network_mode="${N:-host}"), "from a variable"),
+    (service(volumes=["${HOME}:/h"]), "from a variable"),
+    (service(volumes=[{"type": "bind", "source": "${S:-/}", "target": "/s"}]), "from a variable"),
+    (service(privileged="${P:-true}"), "from a variable"),
+    (service(build={"context": "/etc"}), "uses `build`"),
+    (service(env_file="/etc/environment"), "uses `env_file`"),
+    (service(volumes_from=["service:api"], frobnicate=True), "uses `frobnicate`"),
+    (service(network_mode="service:other", pid="container:x"), "cannot vet"),
+    ({**service(), "volumes": {"v": {"driver_opts": {"type": "none", "o": "bind", "device": "/"}}}}, "driver options"),
+    ({**service(), "secrets": {"s": {"file": "/etc/shadow"}}}, "host file"),
+    ({**service(), "configs": {"c": {"file": SOCKET}}}, "host file"),
+    ({**service(), "networks": {"hn": {"external": True, "name": "host"}}}, "host's network"),
+])
+def test_what_cannot_be_vetted_is_refused_when_a_grant_is_denied(doc, why):
+    with pytest.raises(MetadataError, match=why):
+        restrict(doc, engine=False, system=True)
+    assert restrict(doc, engine=True, system=True) == doc  # with both grants, the file is as Docker Desktop runs it
+
+
+@pytest.mark.parametrize("doc, why", [
+    ({**service(), "include": ["../ui/evil.yaml"]}, "uses `include`"),
+    (service(extends={"file": "../ui/evil.yaml", "service": "x"}), "extends a service of another file"),
+    (service(volumes_from=["container:acme_y-desktop-extension-service"]), "volumes of a container outside"),
+    (service(pid="container:acme_y-desktop-extension-service"), "pid of a container outside"),
+    (service(network_mode="container:abc"), "network_mode of a container outside"),
+    ({**service(), "volumes": {"v": {"external": True, "name": "acme_y-desktop-extension_dockext-guest-services"}}},
+     "belongs to another extension"),
+    ({**service(), "networks": {"n": {"external": True, "name": "acme_y-desktop-extension_default"}}},
+     "belongs to another extension"),
+])
+def test_nothing_reaches_into_another_project_whatever_the_grants(doc, why):
+    with pytest.raises(MetadataError, match=why):
+        backendpolicy.check_isolation(doc, PROJECT)
+
+
+def test_what_a_backend_may_do_with_its_own_project_is_left_alone():
+    doc = {**service(volumes_from=["service:db"], network_mode="service:db", environment={"A": "${A:-1}"},
+                     ports=["8080:80"], command="serve --port $$PORT"),
+           "volumes": {"data": {}, "mine": {"name": f"{PROJECT}_mine"}},
+           "networks": {"n": {}}}
+    doc["services"]["db"] = {"image": "postgres", "volumes": ["data:/var/lib/postgresql"]}
+    backendpolicy.check_isolation(doc, PROJECT)
+    assert restrict(doc) == doc  # nothing of the host: nothing to take out
+    assert backendpolicy.is_privileged("true") and backendpolicy.is_privileged(True)
+    assert not backendpolicy.is_privileged("false") and not backendpolicy.is_privileged(None)
+
+
+def test_what_it_asks_for_is_reported_by_the_same_rules():
+    asked = permissions.requested(HOSTILE)
+    assert asked.privileged == ("api",) and asked.engine_socket  # the "true" string and the ancestor binds
+    assert set(asked.host_paths) >= {"/", "./conf", "/run/guest-services/../../etc"}
+    assert "gpus" in asked.other and "sysctls" in asked.other
+    hidden = permissions.requested(service(volumes=["${HOME}:/h"]))
+    assert hidden.host_paths == ("${HOME}",) and hidden.asks("system")
+    assert permissions.requested(restrict(HOSTILE)) == permissions.Requested()
+    yaml.safe_dump(restrict(HOSTILE))  # still a plain document
