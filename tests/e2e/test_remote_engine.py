@@ -48,7 +48,7 @@ def project_containers(docker_client, project):
 
 def assert_backend_exec_and_lists_work(session: Session, ui, project: str, body: object) -> None:
     """vm.service through the relay (``body`` echoed), docker.cli.exec (the docker CLI reaches the same engine)
-    and listContainers (the Engine API), from the page's side."""
+    and listContainers (the Engine API), from the page's side; a container's log in the dashboard's view."""
     session.wait_backend(ui)
     with session.page(ui, timeout=60) as c:
         r = c.post(f"{ui.api}/vm/echo", json={"body": body})
@@ -57,6 +57,9 @@ def assert_backend_exec_and_lists_work(session: Session, ui, project: str, body:
         assert r.status_code == 200 and f"{project}-service" in r.json()["stdout"].split(), r.text
         r = c.get(f"{ui.api}/docker/containers")
         assert r.status_code == 200 and any(f"/{project}-service" in x["Names"] for x in r.json())
+    with session.dashboard() as dash:  # the dashboard's own views: the backend's log, streamed from the engine
+        r = dash.get(f"/api/docker/containers/{project}-service/logs", params={"follow": "0", "tail": "all"})
+        assert r.status_code == 200 and "listening on /run/guest-services/backend.sock" in r.text, r.text[:500]
 
 
 def test_a_compose_backend_on_a_remote_engine_answers_its_ui_through_the_relay(page: Page, remote, fixture_image,

@@ -58,7 +58,8 @@ def test_backends_come_back_after_an_engine_restart_and_dockext_reaches_them(tmp
         session.wait_backend(uis[0])
         session.wait_backend(uis[1], "/whoami")
         session.wait_backend(uis[2])
-        inode_before = stale_sock.stat().st_ino
+        before = stale_sock.stat()
+        socket_before = (before.st_ino, before.st_ctime_ns)  # the inode number alone may be reused
         # one backend stopped by hand: restart: always brings it back with the engine, as in Docker Desktop
         for ctr in labelled(docker_client, f"com.docker.compose.project={PREFIX}_compose-desktop-extension"):
             ctr.stop(timeout=5)
@@ -76,7 +77,8 @@ def test_backends_come_back_after_an_engine_restart_and_dockext_reaches_them(tmp
         eventually(lambda: answers(uis[1], "/whoami", {"hostname": "compose-api"}))
         with session.page(uis[2], timeout=5) as c:
             eventually(lambda: c.get(f"{uis[2].api}/vm/hello").json().get("message") == "hello from stale-socket")
-        assert stale_sock.stat().st_ino != inode_before  # a new socket: the old file was removed
+        after = stale_sock.stat()
+        assert (after.st_ino, after.st_ctime_ns) != socket_before  # a new socket: the old file was removed
         assert "nothing listened on it" in server.log.read_text()
         # the same server and UI instances: its pooled connections to the old sockets were replaced
         print(f"both backends answered again {time.monotonic() - t0:.1f} s after the engine did")
