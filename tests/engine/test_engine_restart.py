@@ -8,13 +8,14 @@ choice is in docs/compatibility.md)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import httpx
 import pytest
 
 from tests.support.cli import run_dockext
-from tests.support.engine import restart_dockerd
+from tests.support.engine import dockerd_argv, restart_dockerd
 from tests.support.server import start_server
 from tests.support.session import Session
 
@@ -118,4 +119,61 @@ def test_an_install_the_engine_restarts_under_ends_whole_or_undone(tmp_path, fix
         assert status == 200
     finally:
         run_dockext("rm", ref, home=home, check=False)
+    assert_nothing_left(home, docker_client, key, project)
+
+
+def test_with_live_restore_backends_keep_running_through_an_engine_restart(tmp_path, fixture_image, docker_client):
+    """R12: dockerd with --live-restore (as many servers run it) restarts: the backend never stops (same
+    container start, same process, answering all along through the same server, whose pooled connection is to a
+    socket the engine never touched), and the dashboard's engine client reconnects without a reload."""
+    home = tmp_path / "home"
+    ref = fixture_image("stale-socket", repo_prefix=PREFIX)  # answers with its pid
+    key, project = f"{PREFIX}_stale-socket", f"{PREFIX}_stale-socket-desktop-extension"
+    original = dockerd_argv()
+    restart_dockerd(argv=[*original, "--live-restore"])
+    try:
+        run_dockext("install", "-f", ref, home=home)
+        server = start_server(home)
+        try:
+            session = Session(server)
+            ui = session.open_ui(key)
+            session.wait_backend(ui)
+            [ctr] = labelled(docker_client, f"com.docker.compose.project={project}")
+            started = ctr.attrs["State"]["StartedAt"]
+            with session.page(ui, timeout=5) as c:
+                pid = c.get(f"{ui.api}/vm/hello").json()["pid"]
+                answers: list[object] = []
+                done = threading.Event()
+
+                def keep_asking() -> None:  # while the engine is away: the backend is dockext's to reach
+                    with session.page(ui, timeout=5) as page:
+                        while not done.is_set():
+                            try:
+                                r = page.get(f"{ui.api}/vm/hello")
+                                answers.append(r.json().get("pid") if r.status_code == 200 else r.status_code)
+                            except httpx.HTTPError as exc:
+                                answers.append(repr(exc))
+                            time.sleep(0.05)
+
+                asker = threading.Thread(target=keep_asking)
+                asker.start()
+                try:
+                    took = restart_dockerd()  # the same command line: live-restore on
+                finally:
+                    done.set()
+                    asker.join(10)
+                print(f"dockerd with live-restore answered again {took:.1f} s after SIGTERM; "
+                      f"{len(answers)} calls meanwhile")
+                assert len(answers) > 10 and set(answers) == {pid}, answers  # the same process, every time
+            with session.dashboard() as dash:
+                eventually(lambda: dash.get("/api/docker/containers").status_code == 200)
+            ctr.reload()
+            assert ctr.attrs["State"]["StartedAt"] == started and ctr.status == "running"
+            [row] = ls_json(home)
+            assert row["vm"] == "Running(1)"
+        finally:
+            server.stop()
+            run_dockext("rm", ref, home=home, check=False)
+    finally:
+        restart_dockerd(argv=original)  # as it was, for the tests that follow
     assert_nothing_left(home, docker_client, key, project)

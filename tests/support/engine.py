@@ -42,10 +42,16 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def restart_dockerd(timeout: float = 90) -> float:
-    """Stop and start dockerd; return the seconds it took until it answered again."""
+def dockerd_argv() -> list[str]:
+    return [a.decode() for a in Path(f"/proc/{dockerd_pid()}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+
+
+def restart_dockerd(timeout: float = 90, argv: list[str] | None = None) -> float:
+    """Stop and start dockerd (with ``argv`` instead of its own command line if given); return the seconds it
+    took until it answered again."""
     pid = dockerd_pid()
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    args = [a.encode() for a in argv] if argv is not None else \
+        Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     log = os.readlink(f"/proc/{pid}/fd/1")
     cwd = os.readlink(f"/proc/{pid}/cwd")
     t0 = time.monotonic()
@@ -57,7 +63,7 @@ def restart_dockerd(timeout: float = 90) -> float:
     host_ns = os.environ.get("DOCKEXT_TEST_HOST_NETNS")
     enter = ["nsenter", f"--net={host_ns}"] if host_ns else []
     with open(log if log.startswith("/") else os.devnull, "ab") as out:
-        proc = subprocess.Popen([*enter, *[a.decode() for a in argv]], stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([*enter, *[a.decode() for a in args]], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
     while True:
         try:
