@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -491,6 +492,28 @@ def permissions_set(extension: str, changes: tuple[str, ...]) -> None:
         out.print("Note: its backend keeps its host access (system), with which it can still reach the engine "
                   "(a privileged container, the host's processes or paths); deny system too to shut it out.",
                   soft_wrap=True)
+
+
+@cli.command()
+@click.argument("image")
+@handle_errors
+def share(image: str) -> None:
+    """A link that offers IMAGE[:TAG] for install in a dockext dashboard (and Docker Desktop's, for its users).
+
+    The link opens the dashboard's Marketplace with an install dialog for the image: nothing is installed until
+    the person who opens it clicks Install. It names this machine's dashboard port (the running server's, else
+    the default), so it works as it is for anyone using dockext's default port."""
+    from urllib.parse import quote, urlencode
+
+    ref = model.ImageRef.parse(image)
+    tag = ref.tag or "latest"
+    port = 7683
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        port = int(json.loads((layout().root / "server.json").read_text())["port"])
+    link = f"http://dockext.localhost:{port}/#/marketplace/install/{quote(f'{ref.name}:{tag}', safe='/:')}"
+    out.print(f"Share this link: {link}", soft_wrap=True)
+    query = urlencode({"extensionId": ref.name, "tag": tag})
+    out.print(f"In Docker Desktop: https://open.docker.com/extensions/marketplace?{query}", soft_wrap=True)
 
 
 @cli.group()

@@ -121,3 +121,64 @@ def test_only_listed_refuses_in_the_dashboard_too_and_a_dead_source_is_shown(pag
 
 def run_ls(server) -> list[dict]:
     return json.loads(run_dockext("ls", "--format", "json", home=server.home).stdout)
+
+
+def test_an_install_from_the_marketplace_can_withhold_the_engine_socket_from_the_first_start(
+    page: Page, server, namespace, fixture_image, docker_client
+):
+    """The install dialog's "run it without" boxes are `dockext install --deny`: the compose fixture (whose
+    backend mounts the engine socket) is installed from the registry and its backend never gets the socket."""
+    local = fixture_image("compose", repo_prefix=namespace)
+    ref = images.push_fixture(docker_client, local)
+    image = f"{REGISTRY}/{namespace}/compose"
+    project = model.compose_project(model.extension_key(model.ImageRef.parse(image)))
+    run_dockext("marketplace", "add", f"{REGISTRY}/{namespace}", home=server.home)
+    page.goto(server.login_url)
+    page.locator("#marketplace-button").click()
+    card(page, image).get_by_role("button", name="Install").click()
+    dialog = page.locator("dialog.dx-dialog")
+    expect(dialog).to_contain_text("If its backend asks for them, run it without:")
+    dialog.get_by_role("checkbox", name="The engine socket").check()
+    confirm(page, "Install")
+    try:
+        expect(page.locator("#toasts")).to_contain_text("Compose Backend installed.", timeout=90_000)
+        [server_ctr] = [c for c in docker_client.containers.list(
+            filters={"label": f"com.docker.compose.project={project}"})
+            if c.labels["com.docker.compose.service"] == "server"]
+        assert not any(m["Destination"] == "/var/run/docker.sock" for m in server_ctr.attrs["Mounts"])
+        [row] = json.loads(run_dockext("permissions", "ls", "--format", "json", home=server.home).stdout)
+        assert (row["engine"], row["withheld"]) == (False, ["engine"])
+        page.locator("#home-button").click()
+        expect(page.locator("#ext-rows")).to_contain_text("engine socket: withheld")
+    finally:
+        run_dockext("rm", image, home=server.home)
+        docker_client.volumes.get(f"{project}_data").remove()
+        for name in (ref, local):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(name, noprune=True)
+
+
+def test_a_shared_link_offers_the_install_and_nothing_happens_without_the_click(page: Page, server, namespace):
+    """`dockext share` (as `docker extension share`): a link to the dashboard's Marketplace with an install
+    dialog for the image. Opening it installs nothing (S22); Cancel leaves nothing; Install installs."""
+    image = f"{REGISTRY}/{namespace}/vm-image"
+    out = run_dockext("share", f"{image}:1.0.0", home=server.home).stdout
+    link = out.split("Share this link: ", 1)[1].split()[0]
+    assert link == f"http://dockext.localhost:{server.port}/#/marketplace/install/{image}:1.0.0"  # this server's
+    assert f"extensionId={image.replace(':', '%3A').replace('/', '%2F')}&tag=1.0.0" in out  # and Docker Desktop's
+    page.goto(server.login_url)
+    page.goto(link)
+    dialog = page.locator("dialog.dx-dialog")
+    expect(dialog).to_contain_text("Install vm-image?")
+    expect(dialog.locator(".dx-ref")).to_have_text(f"{image}:1.0.0")
+    expect(page).to_have_url(f"{server.url}/#/marketplace")  # a reload does not ask again
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    assert run_ls(server) == []
+    page.goto(link)
+    confirm(page, "Install")
+    try:
+        expect(page.locator("#toasts")).to_contain_text("vm-image installed.", timeout=60_000)
+        assert [r["image"] for r in run_ls(server)] == [f"{image}:1.0.0"]
+    finally:
+        run_dockext("rm", image, home=server.home, check=False)

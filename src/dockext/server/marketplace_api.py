@@ -11,7 +11,8 @@
 * ``POST /api/marketplace/sources`` ``{"registry": "REGISTRY[/NAMESPACE]"}`` (``201 {"source": {"label",
   "kind"}}``) and ``DELETE /api/marketplace/sources?label=...`` (204): ``dockext marketplace add|rm`` for registry
   sources (lists name a file on the server's host: the CLI adds those). The allow-list switch stays on the CLI.
-* ``POST /api/marketplace/jobs`` ``{"action": "install" | "update" | "remove", "image": "repo:tag" | "repo"}``:
+* ``POST /api/marketplace/jobs`` ``{"action": "install" | "update" | "remove", "image": "repo:tag" | "repo",
+  "deny"?: ["engine" | "system"]}`` (``deny``: backend grants withheld from the first start, install only):
   ``202 {"job": job}``; ``GET /api/marketplace/jobs/{id}``: ``{"job": job}``, job = ``{"id", "action",
   "image", "state": "running" | "done" | "failed", "steps": [text], "error": {"type", "message", "hint"} |
   null}``. A job runs the same :class:`~dockext.installer.Installer` as the CLI (its lock, its rollback, the
@@ -37,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import marketplace, model
+from .. import marketplace, model, permissions
 from ..engine import Engine, PullEvent
 from ..errors import DockextError
 from ..installer import Installer
@@ -58,6 +59,7 @@ MAX_TEXT = 20_000  # characters of a description or changelog sent to the dashbo
 class Job:
     action: str
     image: str
+    deny: tuple[str, ...] = ()  # backend grants withheld from the first start (install only)
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     state: str = "running"
     steps: list[str] = field(default_factory=list)
@@ -132,9 +134,12 @@ def routes(state: HostState) -> list[BaseRoute]:
             body = None
         action = body.get("action") if isinstance(body, dict) else None
         image = body.get("image") if isinstance(body, dict) else None
-        if action not in ACTIONS or not isinstance(image, str) or not image:
+        deny = body.get("deny", []) if isinstance(body, dict) else None
+        if (action not in ACTIONS or not isinstance(image, str) or not image or not isinstance(deny, list)
+                or any(d not in permissions.BACKEND_NAMES for d in deny) or (deny and action != "install")):
             return harden(error_response(status=400, type_="BadRequest",
-                                         message='expected {"action": "install" | "update" | "remove", "image"}'))
+                                         message='expected {"action": "install" | "update" | "remove", "image", '
+                                                 '"deny"?: ["engine" | "system"] (install only)}'))
         try:
             model.ImageRef.parse(image)
         except DockextError as exc:
@@ -142,7 +147,7 @@ def routes(state: HostState) -> list[BaseRoute]:
         if sum(1 for j in jobs.jobs.values() if j.finished is None) >= MAX_RUNNING:
             return harden(error_response(status=429, type_="Busy",
                                          message=f"{MAX_RUNNING} installs, updates or removals are running: wait"))
-        job = Job(action, image)
+        job = Job(action, image, tuple(deny))
         jobs.add(job)
         asyncio.get_running_loop().run_in_executor(workers, _run, state, job)
         return harden(JSONResponse({"job": job.to_json()}, status_code=202))
@@ -192,7 +197,7 @@ def _run(state: HostState, job: Job) -> None:
     installer = Installer(state.layout, engine=engine, reporter=job)
     try:
         if job.action == "install":
-            installer.install(job.image)
+            installer.install(job.image, deny=job.deny)
         elif job.action == "update":
             installer.update(job.image)
         else:

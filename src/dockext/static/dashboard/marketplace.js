@@ -307,24 +307,47 @@
     const ok = el("button", action === "remove" ? "button dx-danger" : "button", verb);
     ok.value = "ok";
     buttons.append(cancel, ok);
-    form.append(title, el("p", null, text), el("p", "dx-ref", action === "remove" ? ext.image : `${ext.image}:${ext.tag}`), buttons);
+    form.append(title, el("p", null, text), el("p", "dx-ref", action === "remove" ? ext.image : `${ext.image}:${ext.tag}`));
+    // What a backend may not have from its first start (`dockext install --deny`); later: its Change dialog.
+    const withhold = [];
+    if (action === "install") {
+      const box = (name, label, hint) => {
+        const row = el("label", "dx-check");
+        const input = el("input");
+        input.type = "checkbox";
+        input.name = name;
+        const words = el("span");
+        words.append(el("strong", null, label), el("span", "dx-check-hint", hint));
+        row.append(input, words);
+        withhold.push(input);
+        return row;
+      };
+      form.append(
+        el("p", "dx-dialog-note", "If its backend asks for them, run it without:"),
+        box("engine", "The engine socket", "full control of the Docker engine"),
+        box("system", "Host access", "privileged mode, the host's network and processes, host paths, devices"),
+      );
+    }
+    form.append(buttons);
     dialog.appendChild(form);
     document.body.appendChild(dialog);
     dialog.addEventListener("close", () => {
       dialog.remove();
-      if (dialog.returnValue === "ok") start(ext, action);
+      const deny = withhold.filter((input) => input.checked).map((input) => input.name);
+      if (dialog.returnValue === "ok") start(ext, action, deny);
     });
     dialog.showModal();
     ok.focus();
   }
 
-  async function start(ext, action) {
+  async function start(ext, action, deny = []) {
     const image = action === "remove" ? ext.image : `${ext.image}:${ext.tag}`;
     running.set(ext.image, { action, line: { install: "Installing…", update: "Updating…", remove: "Removing…" }[action] });
     render();
     let job;
     try {
-      job = (await dx.api("POST", "/api/marketplace/jobs", { action, image })).job;
+      const body = deny.length ? { action, image, deny } : { action, image };
+      job = (await dx.api("POST", "/api/marketplace/jobs", body)).job;
     } catch (error) {
       running.delete(ext.image);
       render();
@@ -353,8 +376,37 @@
     await load();
   }
 
-  dx.panel("#/marketplace", section, () => {
+  // `dockext share` links: #/marketplace/install/<image:tag>. They only open the install dialog: nothing is
+  // installed without the click on Install (a link must never start anything by itself).
+  const INSTALL_LINK = "#/marketplace/install/";
+
+  async function offerShared(ref) {
+    window.history.replaceState(null, "", "#/marketplace"); // a reload does not ask again
+    const at = ref.lastIndexOf(":");
+    const tagged = at > ref.lastIndexOf("/");
+    const image = tagged ? ref.slice(0, at) : ref;
+    const tag = tagged ? ref.slice(at + 1) : "latest";
+    await load();
+    const listed = data && Array.isArray(data.extensions) ? data.extensions.find((e) => e.image === image) : null;
+    const name = image.split("/").pop();
+    confirmThen({ ...(listed || {}), title: listed ? listed.title : name, image, tag }, "install");
+  }
+
+  dx.panel("#/marketplace", section, (hash) => {
     document.title = "Marketplace · dockext";
+    if (hash.startsWith(INSTALL_LINK) && hash.length > INSTALL_LINK.length) {
+      let ref = "";
+      try {
+        ref = decodeURIComponent(hash.slice(INSTALL_LINK.length));
+      } catch (_) {
+        ref = "";
+      }
+      if (/^[A-Za-z0-9][A-Za-z0-9._\/:@-]*$/.test(ref)) {
+        offerShared(ref);
+        return;
+      }
+      dx.toast("warning", "That install link names no image.");
+    }
     load();
   });
 })();
