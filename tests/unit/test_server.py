@@ -484,3 +484,18 @@ def test_no_service_worker_script_is_served_not_even_by_the_backend(env, backend
     r = client.get(f"{base}/__dockext__/vm/sw.js")
     assert r.status_code == 200 and "service-worker-allowed" not in r.headers
     assert client.get(f"{base}/index.html", headers={"Service-Worker": "script"}).status_code == 403
+
+
+def test_marketplace_jobs_take_deny_only_for_installs_and_only_backend_grants(env):
+    client, _, _, _ = env
+    login(client)
+    headers = {"X-Dockext": "1"}
+    for bad in (
+        {"action": "install", "image": "acme/x:1", "deny": ["docker"]},  # a UI grant: not this option's
+        {"action": "install", "image": "acme/x:1", "deny": "engine"},
+        {"action": "update", "image": "acme/x:1", "deny": ["engine"]},  # an update keeps the grants it has
+    ):
+        r = client.post("/api/marketplace/jobs", json=bad, headers=headers)
+        assert r.status_code == 400 and '"deny"?' in r.json()["error"]["message"], bad
+    assert client.post("/api/marketplace/jobs", json={"action": "install", "image": "acme/x:1", "deny": ["engine"]}
+                       ).status_code == 403  # no X-Dockext: the usual CSRF guard comes first
