@@ -94,6 +94,15 @@ with tcp_engine(sys.argv[2]) as engine:
 """
 
 
+def _set_environ(values: dict[str, str | None]) -> None:
+    """Set each variable of ``values`` in ``os.environ``; a None value unsets it."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @dataclass
 class TcpEngine:
     host: str
@@ -146,18 +155,10 @@ class EngineBench(common.Bench):
         wanted = {"DOCKER_HOST": self.docker_host, "DOCKER_CONTEXT": None, "DOCKEXT_REMOTE_ENGINE": None}
         saved = {k: os.environ.get(k) for k in wanted}
         try:
-            for k, v in wanted.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            _set_environ(wanted)
             yield
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            _set_environ(saved)
 
     def __enter__(self) -> EngineBench:
         with self._engine_env():

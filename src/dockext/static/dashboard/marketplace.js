@@ -401,7 +401,7 @@
       } catch (_) {
         ref = "";
       }
-      if (/^[A-Za-z0-9][A-Za-z0-9._\/:@-]*$/.test(ref)) {
+      if (/^[A-Za-z0-9][A-Za-z0-9._\/:-]*$/.test(ref)) { // IMAGE[:TAG], as `dockext share` makes them
         offerShared(ref);
         return;
       }
