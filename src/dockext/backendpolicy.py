@@ -31,7 +31,7 @@ from typing import Any
 from .compose import GUEST_SERVICES, RAW_SOCKET_SOURCES
 from .errors import MetadataError
 
-__all__ = ["HOST_MODES", "bind_grants", "check_isolation", "is_privileged", "restrict"]
+__all__ = ["HOST_MODES", "bind_grants", "bind_source", "check_isolation", "is_privileged", "restrict"]
 
 FIELD = "vm.composefile"
 #: service keys whose value ``host`` shares a namespace of the host
@@ -100,6 +100,11 @@ def bind_grants(volume: object, engine_socket: str) -> frozenset[str]:
     if any(path == s or s.startswith(path.rstrip("/") + "/") for s in sockets):
         return frozenset({"engine", "system"} if path not in sockets else {"engine"})
     return frozenset({"system"})
+
+
+def bind_source(volume: object) -> str | None:
+    """The host path a ``volumes`` entry binds, as written; None for a named volume or anything else."""
+    return _bind(volume)[0]
 
 
 def is_privileged(value: object) -> bool:

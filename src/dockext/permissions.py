@@ -162,7 +162,7 @@ def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, .
             if "engine" in needs:
                 asks_engine = True
             if "system" in needs:
-                found["paths"].add(_source(volume))
+                found["paths"].add(backendpolicy.bind_source(volume) or ".")
             elif not needs and isinstance(volume, str) and "$" in volume.split(":", 1)[0]:
                 found["paths"].add(volume.split(":", 1)[0])  # a variable: a host path once Compose fills it in
     return Requested(
@@ -170,12 +170,6 @@ def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, .
         host_pid=_sorted(found["pid"]), host_paths=_sorted(found["paths"]), devices=_sorted(found["devices"]),
         capabilities=_sorted(found["caps"]), host_binaries=tuple(host_binaries), other=_sorted(found["other"]),
     )
-
-
-def _source(volume: object) -> str:
-    if isinstance(volume, dict):
-        return str(volume.get("source") or ".")
-    return str(volume).split(":", 1)[0]
 
 
 def _sorted(items: set[str]) -> tuple[str, ...]:
