@@ -2,7 +2,8 @@
 
 The file goes to the engine as it is (``POST /images/load``, streamed from disk); dockext never unpacks it
 itself. It only looks at the first tar header (through the compression, if any) to tell a person at once
-that a file is not a tar at all. The engine's answer names what was loaded; exactly one tagged image, or the
+that a file is not a tar at all, and, when a load fails for want of a manifest, walks the member headers to
+tell a file cut short (which the engine reads as a shorter archive) from one that never had one. The engine's answer names what was loaded; exactly one tagged image, or the
 one ``--image`` names, is then installed by name with :meth:`Installer.install`, which finds it locally.
 ``docker save`` keeps an image's labels and files, so the record is the one an install by name makes.
 
@@ -15,13 +16,17 @@ the other names the file brought stay (as with ``docker load``), but a name it m
 from __future__ import annotations
 
 import bz2
+import gzip
+import io
 import lzma
 import os
 import re
 import stat
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from .engine import LoadOutput
 from .errors import DockextError, EngineError, InvalidImageReference
@@ -29,7 +34,9 @@ from .installer import Installer, Reporter
 from .model import ImageRef
 from .store import Record
 
-__all__ = ["Loaded", "check_tarball", "choose", "install_tarball", "parse_load_output", "tarball_argument"]
+__all__ = [
+    "Loaded", "check_tarball", "choose", "ends_early", "install_tarball", "parse_load_output", "tarball_argument",
+]
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 SAVE_HINT = "Make the file with `docker save IMAGE -o FILE` (compressed with gzip if you like) where the image is."
@@ -123,6 +130,68 @@ def _sniff(head: bytes) -> tuple[str | None, bool | None]:
     return kind, (False if decompressor.eof else None)
 
 
+def ends_early(path: Path) -> str | None:
+    """Why the tar in ``path`` (compressed or not) stops before its end, or None when it is whole (or when
+    that cannot be told: zstd, which the standard library cannot read).
+
+    Walks the member headers to the end-of-archive block, reading data only to skip it (a plain file is
+    seeked through). Used after a failed load only, so reading a large compressed file once costs nothing
+    on the way of a good install."""
+    try:
+        with open(path, "rb") as raw:
+            magic = raw.read(6)
+            raw.seek(0)
+            if magic.startswith(b"\x28\xb5\x2f\xfd"):
+                return None
+            decompress = _DECOMPRESSORS.get(magic[:3])
+            if decompress is None:
+                return _walk(raw, os.fstat(raw.fileno()).st_size)
+            with decompress(raw) as inner:
+                return _walk(inner, None)
+    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        return f"its compressed data ends early or is damaged: {exc}"
+
+
+_DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], io.BufferedIOBase]] = {
+    b"\x1f\x8b\x08": lambda f: gzip.GzipFile(fileobj=f),
+    b"BZh": bz2.BZ2File,
+    b"\xfd7z": lzma.LZMAFile,
+}
+
+
+def _walk(f: io.BufferedIOBase, size: int | None) -> str | None:
+    """The reason the tar stream ``f`` is cut short, or None. ``size``: the file's length when ``f`` seeks."""
+    offset = 0
+    while True:
+        block = f.read(512)
+        if not block:
+            return f"it ends after {offset} bytes without the end-of-archive block"
+        if len(block) < 512:
+            return f"it ends inside a tar header at byte {offset}"
+        if not any(block):
+            while size is None and f.read(1 << 20):  # a compressed stream is checked to its end too
+                pass
+            return None
+        if not _is_tar_header(block):
+            return f"the tar header at byte {offset} is damaged"
+        try:
+            length = int(block[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        except ValueError:
+            return None  # base-256 sizes and the like: leave the judgement to the engine
+        padded = (length + 511) // 512 * 512
+        offset += 512 + padded
+        if size is not None:
+            if offset > size:
+                return f"a member's data runs past the end of the file ({size} bytes)"
+            f.seek(offset)
+        else:
+            while padded:
+                got = len(f.read(min(padded, 1 << 20)))
+                if not got:
+                    return "a member's data runs past the end of the compressed data"
+                padded -= got
+
+
 def _looks_like_path(arg: str) -> bool:
     return arg.startswith(("/", "./", "../")) or arg.lower().endswith(TAR_SUFFIXES)
 
@@ -206,10 +275,22 @@ def choose(loaded: Loaded, wanted: str | None, name: str) -> str:
     raise DockextError(f"{name} holds no image", hint=SAVE_HINT)
 
 
-def explain_load_error(error: str, name: str) -> DockextError:
-    """The engine's message for a failed load, as something a person can act on."""
+def explain_load_error(error: str, name: str, path: Path | None = None) -> DockextError:
+    """The engine's message for a failed load, as something a person can act on.
+
+    A file cut at a member boundary reads as a shorter, regular archive to the engine, which then finds no
+    manifest; with ``path`` given, such a file is told apart from one that never had a manifest."""
     low = error.lower()
-    if "manifest.json" in low or "/repositories:" in low or ("no such file" in low and "docker-import" in low):
+    no_manifest = (
+        "manifest.json" in low or "/repositories:" in low or ("no such file" in low and "docker-import" in low)
+    )
+    if no_manifest and path is not None and (cut := ends_early(path)) is not None:
+        return EngineError(
+            f"{name} is truncated or damaged: the engine could not read it ({cut})",
+            hint="Copy the file again completely (compare its size or checksum with the original), "
+            "or make it again with `docker save IMAGE -o FILE`.",
+        )
+    if no_manifest:
         return DockextError(
             f"{name} holds no image: it is a tar file, but not one made by `docker save` (it has no manifest)",
             hint=SAVE_HINT,
@@ -242,7 +323,7 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
         output = engine.load_image(path, reporter.pull)
         loaded = parse_load_output(output.messages)
         if output.error is not None:
-            raise explain_load_error(output.error, name)
+            raise explain_load_error(output.error, name, path)
         ref = choose(loaded, wanted, name)
         reporter.step(f"Loaded image: {ref}")
         record = installer.install(ref, deny=deny)

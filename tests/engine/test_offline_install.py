@@ -189,6 +189,15 @@ def test_a_truncated_file_is_refused_and_a_retry_with_the_whole_file_succeeds(
     stderr = assert_refused(home, docker_client, "./ext.tar")
     assert "Error: ./ext.tar is truncated or damaged: the engine could not read it" in stderr
     assert "Copy the file again completely" in stderr
+    # cut exactly before manifest.json: the engine reads a shorter, regular archive and finds no manifest
+    with tarfile.open(files["ui"]) as tar:
+        boundary = next(m.offset for m in tar.getmembers() if m.name == "manifest.json")
+    (cwd / "ext.tar").write_bytes(data[:boundary])
+    stderr = assert_refused(home, docker_client, "./ext.tar")
+    assert (
+        f"Error: ./ext.tar is truncated or damaged: the engine could not read it (it ends after {boundary} "
+        "bytes without the end-of-archive block)"
+    ) in stderr
     (cwd / "ext.tar.gz").write_bytes(gzip.compress(data)[:3000])
     stderr = assert_refused(home, docker_client, "./ext.tar.gz")
     assert "Error: ./ext.tar.gz is truncated or damaged" in stderr

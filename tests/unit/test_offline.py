@@ -218,6 +218,53 @@ def test_engine_errors_become_messages_a_person_can_act_on(engine_says: str, kin
     assert error.hint
 
 
+MISSING = "open /var/lib/docker/tmp/docker-import-1/manifest.json: no such file or directory"
+WHOLE = tar_bytes({"layer/layer.tar": os.urandom(3000), "manifest.json": b"[]", "repositories": b"{}"})
+COMPRESSORS: list[Callable[[bytes], bytes]] = [lambda b: b, gzip.compress, bz2.compress, lzma.compress]
+
+
+@pytest.mark.parametrize("compress", COMPRESSORS)
+def test_a_whole_archive_does_not_end_early(tmp_path: Path, compress: Callable[[bytes], bytes]) -> None:
+    (tmp_path / "ext.tar").write_bytes(compress(WHOLE))
+    assert offline.ends_early(tmp_path / "ext.tar") is None
+
+
+@pytest.mark.parametrize("compress", COMPRESSORS)
+def test_a_file_cut_between_members_is_truncated_not_manifestless(
+    tmp_path: Path, compress: Callable[[bytes], bytes]
+) -> None:
+    """The engine reads a file cut at a member boundary as a shorter archive and finds no manifest: dockext
+    tells the person the file is cut short, not that it was never made by `docker save`."""
+    cut = WHOLE[: 512 + 3072]  # the layer's header and data, nothing after
+    (tmp_path / "ext.tar").write_bytes(compress(cut))
+    assert offline.ends_early(tmp_path / "ext.tar") == "it ends after 3584 bytes without the end-of-archive block"
+    error = offline.explain_load_error(MISSING, "ext.tar", tmp_path / "ext.tar")
+    assert type(error) is EngineError
+    assert error.message.startswith("ext.tar is truncated or damaged: the engine could not read it (it ends after")
+    assert error.hint and "Copy the file again completely" in error.hint
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (WHOLE[:700], "a member's data runs past the end of the file (700 bytes)"),
+        (WHOLE[: 512 + 3072 + 100], "it ends inside a tar header at byte 3584"),
+        (WHOLE[:512] + b"x" * 3072 + b"y" * 512, "the tar header at byte 3584 is damaged"),
+        (gzip.compress(WHOLE)[:-20], "its compressed data ends early or is damaged: Compressed file ended"),
+    ],
+)
+def test_how_a_file_ends_early_is_named(tmp_path: Path, data: bytes, reason: str) -> None:
+    (tmp_path / "ext.tar").write_bytes(data)
+    found = offline.ends_early(tmp_path / "ext.tar")
+    assert found is not None and found.startswith(reason)
+
+
+def test_a_whole_archive_without_a_manifest_still_says_so(tmp_path: Path) -> None:
+    (tmp_path / "ext.tar").write_bytes(tar_bytes({"etc/hostname": b"x"}))
+    error = offline.explain_load_error(MISSING, "ext.tar", tmp_path / "ext.tar")
+    assert type(error) is DockextError and "holds no image" in error.message
+
+
 # -- the request body: streamed from the file, never read whole ----------------------------------------------
 
 
