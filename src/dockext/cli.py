@@ -101,13 +101,16 @@ def cli() -> None:
 @cli.command()
 @click.argument("image")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--image", "pick", metavar="REF", help="From a tar file holding several images: the one to install.")
+@click.option("--image", "pick", metavar="REF",
+              help="From a file or OCI layout holding several images: the one to install (or the name to give "
+              "the image of a layout without names).")
 @click.option("--deny", multiple=True, type=click.Choice(["engine", "system"]),
               help="Withhold from its backend from the start: engine (the Docker engine's socket), system "
               "(privileged mode, the host's namespaces, host paths, devices, capabilities). Repeatable.")
 @handle_errors
 def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) -> None:
-    """Install the extension IMAGE[:TAG] (pulled if it is not local), or the one in a `docker save` FILE.
+    """Install the extension IMAGE[:TAG] (pulled if it is not local), or the one in a `docker save` FILE
+    or an OCI image layout (a directory, or a tar of one).
 
     IMAGE is a file when a file of that name exists, or when it looks like a path (./ext.tar, /x/ext.tar.gz,
     ext.tgz): the file is loaded into the engine (plain, gzip, bzip2 or xz, like `docker load`), then the

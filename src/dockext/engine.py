@@ -248,18 +248,37 @@ class Engine:
         return ""
 
     # -- offline install: `docker save` tarballs -----------------------------------------------------
-    def load_image(self, path: Path, on_event: Callable[[PullEvent], None] | None = None) -> LoadOutput:
-        """``POST /images/load`` of the file at ``path`` (a ``docker save`` tar, maybe compressed).
+    def platform(self) -> str:
+        """The engine's platform as an image index names it: ``linux/amd64``."""
+        with self._errors("ask the engine's version"):
+            version = self.client.api.version()
+        return f"{version.get('Os', 'linux')}/{version.get('Arch', 'amd64')}"
+
+    def load_image(
+        self,
+        path: Path,
+        on_event: Callable[[PullEvent], None] | None = None,
+        made: tuple[BinaryIO, int] | None = None,
+    ) -> LoadOutput:
+        """``POST /images/load`` of the file at ``path`` (a ``docker save`` tar, maybe compressed), or of
+        ``made``: an archive made as it is read (a stream and its exact size; ``path`` then only names it).
 
         The file is streamed from disk in small blocks, never read whole, and never extracted here: the
         engine unpacks it. ``on_event`` gets pull-like progress events: ``{"id": <file name>, "status":
         "Sending", "progressDetail": {"current", "total"}}`` while the file is sent, then the engine's own
         (``Loading layer``). An error the engine reports (a truncated or corrupt tar, no image in it) is
-        returned in :attr:`LoadOutput.error` with what was loaded before it; only an unreachable engine raises.
+        returned in :attr:`LoadOutput.error` with what was loaded before it; only an unreachable engine raises,
+        and a :class:`DockextError` the made stream raises ends the upload and is raised as it is.
         """
         output = LoadOutput()
-        with open(path, "rb") as f, self._errors(f"load {path}"):
-            body = _UploadBody(f, path.name, on_event)
+        with contextlib.ExitStack() as stack:
+            if made is None:
+                f: BinaryIO = stack.enter_context(open(path, "rb"))
+                size = os.fstat(f.fileno()).st_size
+            else:
+                f, size = made
+            stack.enter_context(self._errors(f"load {path}"))
+            body = _UploadBody(f, size, path.name, on_event)
             try:
                 for event in self.client.api.load_image(body, quiet=False):  # type: ignore[no-untyped-call]
                     if not isinstance(event, dict):
@@ -276,7 +295,7 @@ class Engine:
                 output.error = _short(exc)
             except _FileShrank:
                 body.changed = True
-            if body.changed or (output.error and os.fstat(f.fileno()).st_size != body.size):
+            if body.changed or (made is None and output.error and os.fstat(f.fileno()).st_size != body.size):
                 raise DockextError(
                     f"{path} changed while it was being loaded", hint="Try again once nothing writes to it."
                 )
@@ -389,7 +408,7 @@ class _FileShrank(Exception):
 
 
 class _UploadBody:
-    """A file as a request body: ``read`` in blocks (no more than the size it had when opened), with progress.
+    """A file as a request body: ``read`` in blocks (no more than ``size``, its size when opened), with progress.
 
     ``__len__`` makes requests send a Content-Length; ``__iter__`` makes it treat the object as a stream.
     """
@@ -397,11 +416,11 @@ class _UploadBody:
     BLOCK = 1 << 20
     EVERY = 4 << 20  # bytes between two progress events
 
-    def __init__(self, f: BinaryIO, name: str, on_event: Callable[[PullEvent], None] | None) -> None:
+    def __init__(self, f: BinaryIO, size: int, name: str, on_event: Callable[[PullEvent], None] | None) -> None:
         self.f = f
         self.name = name
         self.on_event = on_event
-        self.size = os.fstat(f.fileno()).st_size
+        self.size = size
         self.sent = 0
         self.reported = 0
         self.changed = False

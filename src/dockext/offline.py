@@ -1,11 +1,14 @@
-"""Offline install: an extension image from a ``docker save`` tarball (``dockext install ./ext.tar``).
+"""Offline install: an extension image from a ``docker save`` tarball (``dockext install ./ext.tar``) or an
+OCI image layout (a directory or a tar of one, sent as a ``docker save`` archive by :mod:`.ocilayout`).
 
-The file goes to the engine as it is (``POST /images/load``, streamed from disk); dockext never unpacks it
-itself. It only looks at the first tar header (through the compression, if any) to tell a person at once
-that a file is not a tar at all, and, when a load fails for want of a manifest, walks the member headers to
-tell a file cut short (which the engine reads as a shorter archive) from one that never had one. The engine's answer names what was loaded; exactly one tagged image, or the
-one ``--image`` names, is then installed by name with :meth:`Installer.install`, which finds it locally.
-``docker save`` keeps an image's labels and files, so the record is the one an install by name makes.
+A ``docker save`` file goes to the engine as it is (``POST /images/load``, streamed from disk); dockext never
+unpacks it itself. It looks at the first tar header (through the compression, if any) to tell a person at
+once that a file is not a tar at all; it walks the member headers of a plain tar to tell an OCI layout; and,
+when a load fails for want of a manifest, it walks them to tell a file cut short (which the engine reads as
+a shorter archive) from one that never had one. The engine's answer names what was loaded; exactly one
+tagged image, or the one ``--image`` names, is then installed by name with :meth:`Installer.install`, which
+finds it locally. ``docker save`` keeps an image's labels and files, so the record is the one an install by
+name makes.
 
 If anything fails after the load, the engine's tags are put back as they were before it (a tag the file moved
 goes back to its old image, a tag it created goes, with the image when the file brought it), so a failed
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from . import ocilayout
 from .engine import LoadOutput
 from .errors import DockextError, EngineError, InvalidImageReference
 from .installer import Installer, Reporter
@@ -48,8 +52,9 @@ _SNIFF = 64 << 10  # compressed bytes read to find the first tar header
 def tarball_argument(arg: str) -> Path | None:
     """The file that the IMAGE argument of ``install`` names, or None when it is an image reference.
 
-    A tarball is an existing file (not a directory), or an argument that looks like a path (it starts with
-    ``/``, ``./`` or ``../``, or it ends with ``.tar``, ``.tar.gz`` or ``.tgz``), which must then exist.
+    A tarball is an existing file, or an argument that looks like a path (it starts with ``/``, ``./`` or
+    ``../``, or it ends with ``.tar``, ``.tar.gz`` or ``.tgz``), which must then exist. A directory holding
+    an ``oci-layout`` file is an OCI image layout, which is installed the same way.
     """
     path = Path(arg)
     looks_like_path = _looks_like_path(arg)
@@ -67,10 +72,12 @@ def tarball_argument(arg: str) -> Path | None:
             raise DockextError(f"cannot read {arg}: {exc.strerror}") from None
         return None
     if stat.S_ISDIR(st.st_mode):
+        if (path / "oci-layout").is_file():
+            return path  # an OCI image layout
         if looks_like_path:
             raise DockextError(
-                f"{arg} is a directory, not a tar file",
-                hint="Installing from a directory (such as an OCI layout) is not supported. " + SAVE_HINT,
+                f"{arg} is a directory, but not an OCI image layout (it has no oci-layout file)",
+                hint="Give an OCI image layout directory (such as `skopeo copy` makes), or a tar file. " + SAVE_HINT,
             )
         return None
     if not stat.S_ISREG(st.st_mode):
@@ -79,12 +86,15 @@ def tarball_argument(arg: str) -> Path | None:
 
 
 def check_tarball(path: Path, arg: str | None = None) -> str:
-    """What the file is (``tar``, ``gzip``, ``bzip2``, ``xz``, ``zstd``): the formats ``docker load`` takes.
+    """What the file is (``tar``, ``gzip``, ``bzip2``, ``xz``, ``zstd``): the formats ``docker load`` takes;
+    ``oci`` for an OCI layout directory.
 
     Raises DockextError when it is empty, unreadable, or clearly not a tar (compressed or not). Reads the
     first 64 KiB at most. ``arg`` is the argument as the user wrote it, to explain a file shadowing an image.
     """
     name = arg or str(path)
+    if path.is_dir():
+        return "oci"  # tarball_argument checked it holds oci-layout; ocilayout.open_layout reads it
     try:
         with open(path, "rb") as f:
             head = f.read(_SNIFF)
@@ -130,26 +140,42 @@ def _sniff(head: bytes) -> tuple[str | None, bool | None]:
     return kind, (False if decompressor.eof else None)
 
 
-def ends_early(path: Path) -> str | None:
-    """Why the tar in ``path`` (compressed or not) stops before its end, or None when it is whole (or when
-    that cannot be told: zstd, which the standard library cannot read).
+@dataclass
+class Scan:
+    """What a walk over a tar's member headers found: the names (of the plain header field: enough for the
+    short names of a layout's top level) and, when the file stops before its end, why."""
 
-    Walks the member headers to the end-of-archive block, reading data only to skip it (a plain file is
-    seeked through). Used after a failed load only, so reading a large compressed file once costs nothing
-    on the way of a good install."""
+    names: set[str] = field(default_factory=set)
+    cut: str | None = None
+
+
+def scan(path: Path) -> Scan:
+    """Walk the member headers of the tar in ``path`` (compressed or not) to the end-of-archive block.
+
+    A plain file is seeked through (only headers are read); a compressed one is read through once. zstd,
+    which the standard library cannot read, gives an empty scan."""
+    found = Scan()
     try:
         with open(path, "rb") as raw:
             magic = raw.read(6)
             raw.seek(0)
             if magic.startswith(b"\x28\xb5\x2f\xfd"):
-                return None
+                return found
             decompress = _DECOMPRESSORS.get(magic[:3])
             if decompress is None:
-                return _walk(raw, os.fstat(raw.fileno()).st_size)
-            with decompress(raw) as inner:
-                return _walk(inner, None)
+                found.cut = _walk(raw, os.fstat(raw.fileno()).st_size, found.names)
+            else:
+                with decompress(raw) as inner:
+                    found.cut = _walk(inner, None, found.names)
     except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
-        return f"its compressed data ends early or is damaged: {exc}"
+        found.cut = f"its compressed data ends early or is damaged: {exc}"
+    return found
+
+
+def ends_early(path: Path) -> str | None:
+    """Why the tar in ``path`` stops before its end, or None when it is whole (or when that cannot be told).
+    Used after a failed load only, so reading a large compressed file once costs a good install nothing."""
+    return scan(path).cut
 
 
 _DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], io.BufferedIOBase]] = {
@@ -159,8 +185,9 @@ _DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], io.BufferedIOBase]] = {
 }
 
 
-def _walk(f: io.BufferedIOBase, size: int | None) -> str | None:
-    """The reason the tar stream ``f`` is cut short, or None. ``size``: the file's length when ``f`` seeks."""
+def _walk(f: io.BufferedIOBase, size: int | None, names: set[str]) -> str | None:
+    """The reason the tar stream ``f`` is cut short, or None; adds the members' names to ``names``.
+    ``size``: the file's length when ``f`` seeks."""
     offset = 0
     while True:
         block = f.read(512)
@@ -174,6 +201,7 @@ def _walk(f: io.BufferedIOBase, size: int | None) -> str | None:
             return None
         if not _is_tar_header(block):
             return f"the tar header at byte {offset} is damaged"
+        names.add(block[:100].split(b"\0", 1)[0].decode("utf-8", "replace").removeprefix("./"))
         try:
             length = int(block[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
         except ValueError:
@@ -275,15 +303,18 @@ def choose(loaded: Loaded, wanted: str | None, name: str) -> str:
     raise DockextError(f"{name} holds no image", hint=SAVE_HINT)
 
 
+def _no_manifest(error: str) -> bool:
+    """The engine's words for an archive without the `docker save` manifest."""
+    low = error.lower()
+    return "manifest.json" in low or "/repositories:" in low or ("no such file" in low and "docker-import" in low)
+
+
 def explain_load_error(error: str, name: str, path: Path | None = None) -> DockextError:
     """The engine's message for a failed load, as something a person can act on.
 
     A file cut at a member boundary reads as a shorter, regular archive to the engine, which then finds no
     manifest; with ``path`` given, such a file is told apart from one that never had a manifest."""
-    low = error.lower()
-    no_manifest = (
-        "manifest.json" in low or "/repositories:" in low or ("no such file" in low and "docker-import" in low)
-    )
+    no_manifest = _no_manifest(error)
     if no_manifest and path is not None and (cut := ends_early(path)) is not None:
         return EngineError(
             f"{name} is truncated or damaged: the engine could not read it ({cut})",
@@ -295,7 +326,8 @@ def explain_load_error(error: str, name: str, path: Path | None = None) -> Docke
             f"{name} holds no image: it is a tar file, but not one made by `docker save` (it has no manifest)",
             hint=SAVE_HINT,
         )
-    if any(s in low for s in ("unexpected eof", "invalid tar header", "error processing tar file", "gzip", "checksum")):
+    damaged = ("unexpected eof", "invalid tar header", "error processing tar file", "gzip", "checksum")
+    if any(s in error.lower() for s in damaged):
         return EngineError(
             f"{name} is truncated or damaged: the engine could not read it ({error})",
             hint="Copy the file again completely (compare its size or checksum with the original), "
@@ -312,15 +344,24 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
     is put back as it was. Interrupted while the file is sent, the engine gets a short body and loads nothing.
     """
     name = arg or str(path)
-    check_tarball(path, arg)
+    kind = check_tarball(path, arg)
     engine = installer.engine
     engine.ping()
     before = engine.tag_snapshot()
-    reporter.step(f"Loading {describe(path, name)} into the engine...")
     output: LoadOutput | None = None
     done = False
     try:
-        output = engine.load_image(path, reporter.pull)
+        # An OCI layout is sent as the `docker save` archive of one of its images. A plain tar is told by
+        # its headers (cheap); a compressed one only if the engine finds no manifest in it (read once more).
+        if kind == "oci" or (kind == "tar" and ocilayout.is_layout_tar(scan(path).names)):
+            output = _load_layout(installer, path, name, wanted, reporter)
+        else:
+            reporter.step(f"Loading {describe(path, name)} into the engine...")
+            output = engine.load_image(path, reporter.pull)
+            if output.error and _no_manifest(output.error) and kind != "tar":
+                found = scan(path)
+                if found.cut is None and ocilayout.is_layout_tar(found.names):
+                    output = _load_layout(installer, path, name, wanted, reporter)
         loaded = parse_load_output(output.messages)
         if output.error is not None:
             raise explain_load_error(output.error, name, path)
@@ -340,6 +381,18 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
             if loaded.refs or loaded.ids:
                 keep = _in_use(installer, loaded.refs)
                 engine.undo_load(before, loaded.refs, loaded.ids, keep)
+
+
+def _load_layout(installer: Installer, path: Path, name: str, wanted: str | None, reporter: Reporter) -> LoadOutput:
+    """Send one image of the OCI layout at ``path`` to the engine as a `docker save` archive."""
+    layout = ocilayout.open_layout(path, name)
+    try:
+        image = ocilayout.plan(layout, installer.engine.platform(), wanted)
+        archive = ocilayout.DockerArchive(layout, image)
+        reporter.step(f"Loading {image.name} ({image.platform}) from the OCI layout {name} into the engine...")
+        return installer.engine.load_image(path, reporter.pull, made=(io.BufferedReader(archive), archive.size))
+    finally:
+        layout.close()
 
 
 def _in_use(installer: Installer, refs: list[str]) -> set[str]:

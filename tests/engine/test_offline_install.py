@@ -22,6 +22,7 @@ import docker.errors
 import pytest
 
 from tests.engine.test_install import assert_nothing_left, get_over_socket, labelled, record
+from tests.support import oci
 from tests.support.cli import run_dockext
 
 pytestmark = pytest.mark.engine
@@ -244,6 +245,73 @@ def test_a_file_with_two_images_needs_image_and_leaves_nothing_tagged_when_refus
     assert [r["image"] for r in ls_json(home)] == [UI]
     run_dockext("rm", UI, home=home)
     assert_nothing_left(home, docker_client, UI_KEY)
+
+
+# -- OCI image layouts (skopeo, buildx -o type=oci, podman oci-archive): sent as `docker save` archives ----------
+
+
+def test_a_vm_extension_installs_from_a_multi_platform_oci_layout_directory_as_it_does_by_name(
+    home: Path, cwd: Path, files: dict[str, Path], docker_client: docker.DockerClient
+) -> None:
+    oci.multi_platform(files["vm"].read_bytes(), VM).write_dir(cwd / "ext-oci")
+    out = run_dockext("install", "-f", "ext-oci", home=home)
+    assert f"Loading {VM} (linux/amd64) from the OCI layout ext-oci into the engine..." in out.stdout
+    assert f"Loaded image: {VM}" in out.stdout and "pulling" not in out.stdout
+    assert out.stdout.rstrip().endswith("installed successfully")
+    try:
+        rec = record(home, VM_KEY)
+        assert comparable(rec) == comparable(json.loads(files["by-name-vm"].read_text()))
+        status, body = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "backend.sock", "/hello")
+        assert (status, json.loads(body)["message"]) == (200, "hello from vm-image")
+        # the engine has the image the layout's amd64 manifest describes: the same ID as the saved one
+        assert docker_client.images.get(VM).id == json.loads(files["by-name-vm"].read_text())["image_id"]
+    finally:
+        run_dockext("rm", VM, home=home)
+    assert ls_json(home) == []
+    assert_nothing_left(home, docker_client, VM_KEY, f"{VM_KEY}-desktop-extension")
+
+
+def test_an_oci_archive_without_a_name_needs_image_then_installs_plain_or_gzipped(
+    home: Path, cwd: Path, files: dict[str, Path], docker_client: docker.DockerClient
+) -> None:
+    layout = oci.single(files["ui"].read_bytes(), None)  # `skopeo copy ... oci-archive:ext.tar` with no tag
+    layout.write_tar(cwd / "ext.tar")
+    stderr = assert_refused(home, docker_client, "./ext.tar")
+    assert "Error: ./ext.tar holds an image without a name" in stderr and "--image" in stderr
+    out = run_dockext("install", "-f", "./ext.tar", "--image", UI, home=home)
+    assert f"Loaded image: {UI}" in out.stdout and "installed successfully" in out.stdout
+    assert comparable(record(home, UI_KEY)) == comparable(json.loads(files["by-name-ui"].read_text()))
+    run_dockext("rm", UI, home=home)
+    untag(docker_client, UI)
+    # gzipped, the engine is tried first (it finds no manifest), then the layout is read through the compression
+    with open(cwd / "ext.tar", "rb") as src, gzip.open(cwd / "ext.tar.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    out = run_dockext("install", "-f", "ext.tar.gz", "--image", UI, home=home)
+    assert "from the OCI layout ext.tar.gz" in out.stdout and "installed successfully" in out.stdout
+    run_dockext("rm", UI, home=home)
+    assert ls_json(home) == []
+    assert_nothing_left(home, docker_client, UI_KEY)
+
+
+def test_a_layout_with_a_damaged_layer_loads_nothing_and_says_which_blob(
+    home: Path, cwd: Path, files: dict[str, Path], docker_client: docker.DockerClient
+) -> None:
+    layout = oci.single(files["ui"].read_bytes(), UI)
+    root = layout.write_dir(cwd / "ext-oci")
+    manifest = json.loads(layout.blobs[layout.manifests[0]["digest"]])
+    layer = manifest["layers"][-1]["digest"]
+    blob = root / "blobs" / layer.replace(":", "/")
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    blob.write_bytes(bytes(data))
+    images_before = {i.id for i in docker_client.images.list(all=True)}
+    stderr = assert_refused(home, docker_client, "./ext-oci")
+    assert f"Error: ./ext-oci: blob {layer} does not match its digest (the layout is damaged)" in stderr
+    assert {i.id for i in docker_client.images.list(all=True)} == images_before  # the engine loaded nothing
+    # a directory that is no layout is named as such
+    (cwd / "not-a-layout").mkdir()
+    stderr = assert_refused(home, docker_client, "./not-a-layout")
+    assert "Error: ./not-a-layout is a directory, but not an OCI image layout (it has no oci-layout file)" in stderr
 
 
 def padded(saved: Path, dest: Path, size: int) -> Path:

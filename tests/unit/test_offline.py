@@ -75,8 +75,15 @@ def test_a_directory_is_an_image_name_unless_it_looks_like_a_path(here: Path) ->
     (here / "acme" / "my-ext").mkdir(parents=True)
     assert offline.tarball_argument("acme/my-ext") is None
     (here / "layout.tar").mkdir()
-    with pytest.raises(DockextError, match="is a directory, not a tar file"):
+    with pytest.raises(DockextError, match="is a directory, but not an OCI image layout"):
         offline.tarball_argument("./layout.tar")
+
+
+def test_a_directory_holding_oci_layout_is_an_oci_layout(here: Path) -> None:
+    (here / "ext").mkdir()
+    (here / "ext" / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    assert offline.tarball_argument("ext") == Path("ext")
+    assert offline.check_tarball(Path("ext")) == "oci"
 
 
 def test_a_device_is_not_a_tarball() -> None:
@@ -274,7 +281,7 @@ def test_the_upload_body_reads_in_bounded_blocks_with_progress(tmp_path: Path) -
     path.write_bytes(os.urandom(size))
     events: list[dict[str, Any]] = []
     with open(path, "rb") as f:
-        body = _UploadBody(f, "big.tar", events.append)
+        body = _UploadBody(f, os.fstat(f.fileno()).st_size, "big.tar", events.append)
         assert len(body) == size
         sizes = [len(chunk) for chunk in body]
         assert max(sizes) <= _UploadBody.BLOCK and sum(sizes) == size
@@ -289,7 +296,7 @@ def test_a_small_file_sends_no_progress(tmp_path: Path) -> None:
     path.write_bytes(SAVED)
     events: list[dict[str, object]] = []
     with open(path, "rb") as f:
-        assert b"".join(_UploadBody(f, "small.tar", events.append)) == SAVED
+        assert b"".join(_UploadBody(f, os.fstat(f.fileno()).st_size, "small.tar", events.append)) == SAVED
     assert events == []
 
 
@@ -297,7 +304,7 @@ def test_a_file_that_shrinks_while_sent_stops_the_upload(tmp_path: Path) -> None
     path = tmp_path / "x.tar"
     path.write_bytes(b"x" * 3 * _UploadBody.BLOCK)
     with open(path, "rb") as f:
-        body = _UploadBody(f, "x.tar", None)
+        body = _UploadBody(f, os.fstat(f.fileno()).st_size, "x.tar", None)
         os.truncate(path, _UploadBody.BLOCK)
         assert len(body.read(_UploadBody.BLOCK)) == _UploadBody.BLOCK
         with pytest.raises(_FileShrank):
