@@ -36,7 +36,7 @@ from typing import IO, Any, Final, Self, cast
 
 from dockext.errors import UnsafeArchive
 
-__all__ = ["Limits", "extract_file", "extract_tree"]
+__all__ = ["Limits", "extract_file", "extract_tree", "guarded_tarinfo"]
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
-def _guarded_tarinfo(what: str, meta_cap: int) -> type[tarfile.TarInfo]:
+def guarded_tarinfo(what: str, meta_cap: int) -> type[tarfile.TarInfo]:
     """A TarInfo class that refuses oversized pax / GNU long-name headers before ``tarfile`` reads their data
     into memory, and that reports a truncated or damaged header instead of ``tarfile``'s silent end."""
 
@@ -162,7 +162,7 @@ class _Stream:
             self.tar = tarfile.open(  # noqa: SIM115 - closed by close()
                 fileobj=reader,
                 mode="r|",
-                tarinfo=_guarded_tarinfo(what, meta_cap),
+                tarinfo=guarded_tarinfo(what, meta_cap),
                 encoding="utf-8",
                 errors="surrogateescape",
             )

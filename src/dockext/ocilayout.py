@@ -25,15 +25,18 @@ import contextlib
 import hashlib
 import io
 import json
+import lzma
 import os
 import re
 import stat
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from . import archive
 from .errors import DockextError, InvalidImageReference
 from .model import ImageRef
 
@@ -45,8 +48,13 @@ HINT = (
 )
 MAX_JSON = 4 << 20  # an index, a manifest or a config
 MAX_DEPTH = 4  # indexes within indexes
-MAX_MANIFESTS = 1000
-_DIGEST = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
+MAX_MANIFESTS = 1000  # descriptors in all the indexes together
+MAX_INDEXES = 100  # index documents read (each digest once)
+MAX_MEMBERS = 10_000  # entries of a layout tar
+MAX_META = 64 << 10  # bytes of a pax or GNU long-name header in a layout tar
+_TAR_MODES = ((b"\x1f\x8b", "r:gz"), (b"BZh", "r:bz2"), (b"\xfd7zXZ\x00", "r:xz"))
+_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 _INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
 _MANIFEST_TYPES = {"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"}
 _NAME_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
@@ -92,6 +100,14 @@ class Layout:
     def close(self) -> None:
         """Nothing to release by default."""
 
+    def in_order(self, names: list[str]) -> list[str]:
+        """``names`` in the order they are best read (a tar's: no seeking back through a compressed stream)."""
+        return names
+
+    def shared(self, name: str) -> bool:
+        """True when the file may also be something outside the layout (a hard link): check before sending."""
+        return False
+
     def read(self, name: str, cap: int = MAX_JSON) -> bytes:
         size = self.size(name)
         if size is None:
@@ -135,6 +151,15 @@ class _DirLayout(Layout):
         finally:
             os.close(fd)
 
+    def shared(self, name: str) -> bool:
+        fd = self._open(name)
+        if fd is None:
+            return False
+        try:
+            return os.fstat(fd).st_nlink > 1
+        finally:
+            os.close(fd)
+
     def chunks(self, name: str) -> Iterator[bytes]:
         fd = self._open(name)
         if fd is None:
@@ -153,8 +178,16 @@ class _TarLayout(Layout):
     def __init__(self, path: Path, what: str) -> None:
         self.what = what
         try:
-            self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+            with open(path, "rb") as f:
+                magic = f.read(6)
+            # the compression told by its magic, not by trying each (a guessed one can read as an empty tar)
+            mode = next((m for prefix, m in _TAR_MODES if magic.startswith(prefix)), "r:")
+            self.tar = tarfile.open(  # noqa: SIM115 - closed by close()
+                path, mode, tarinfo=archive.guarded_tarinfo(what, MAX_META)  # type: ignore[call-overload]
+            )
+        except DockextError:
+            raise
+        except _READ_ERRORS as exc:
             raise LayoutError(f"{what} cannot be read as a tar file: {exc}", hint=HINT) from None
         self.members: dict[str, tarfile.TarInfo] = {}
         seen: set[str] = set()
@@ -164,14 +197,20 @@ class _TarLayout(Layout):
                 if name in seen:
                     raise LayoutError(f"{what}: {name} appears twice in the tar file", hint=HINT)
                 seen.add(name)
+                if len(seen) > MAX_MEMBERS:
+                    raise LayoutError(f"{what} has more than {MAX_MEMBERS} entries: not an image layout", hint=HINT)
                 if info.isreg():
                     self.members[name] = info
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            self.tar.close()
-            raise LayoutError(f"{what} is truncated or damaged: {exc}", hint=HINT) from None
-        except LayoutError:
+                cast(Any, self.tar).members.clear()  # only the regular files are kept, here
+        except DockextError:
             self.tar.close()
             raise
+        except _READ_ERRORS as exc:
+            self.tar.close()
+            raise LayoutError(f"{what} is truncated or damaged: {exc}", hint=HINT) from None
+
+    def in_order(self, names: list[str]) -> list[str]:
+        return sorted(names, key=lambda n: self.members[n].offset_data if n in self.members else -1)
 
     def size(self, name: str) -> int | None:
         info = self.members.get(name)
@@ -185,7 +224,7 @@ class _TarLayout(Layout):
         try:
             while data := src.read(1 << 20):
                 yield data
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except _READ_ERRORS as exc:
             raise LayoutError(f"{self.what} is truncated or damaged: {exc}", hint=HINT) from None
 
     def close(self) -> None:
@@ -205,7 +244,7 @@ def open_layout(path: Path, what: str) -> Layout:
         marker = layout.read("oci-layout", 64 << 10)
         try:
             version = json.loads(marker).get("imageLayoutVersion")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             version = None
         if not isinstance(version, str) or not version.startswith("1."):
             raise LayoutError(
@@ -235,6 +274,8 @@ def _json(layout: Layout, blob: Blob | None, name: str) -> dict[str, Any]:
         doc = json.loads(data)
     except ValueError as exc:
         raise LayoutError(f"{layout.what}: {name} is not valid JSON ({exc})", hint=HINT) from None
+    except RecursionError:
+        raise LayoutError(f"{layout.what}: {name} nests its JSON too deep", hint=HINT) from None
     if not isinstance(doc, dict):
         raise LayoutError(f"{layout.what}: {name} is not a JSON object", hint=HINT)
     return doc
@@ -249,7 +290,7 @@ def _blob(layout: Layout, desc: object, where: str) -> Blob:
     if not isinstance(desc, dict):
         raise LayoutError(f"{layout.what}: {where} is not a descriptor", hint=HINT)
     digest, size = desc.get("digest"), desc.get("size")
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise LayoutError(f"{layout.what}: {where} has no valid digest: {str(digest)[:100]!r}", hint=HINT)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise LayoutError(f"{layout.what}: {where} has no valid size", hint=HINT)
@@ -285,18 +326,24 @@ def _platform(desc: dict[str, Any]) -> str | None:
 
 
 def images(layout: Layout, engine_platform: str) -> list[Image]:
-    """The images of the layout that run on ``engine_platform`` (``linux/amd64``): each the manifest for
-    that platform (or without one) under each top-level descriptor, with its name."""
+    """The images of the layout that run on ``engine_platform`` (``linux/amd64``): for each name (and for the
+    unnamed), the manifest that fits the platform best (see :func:`_fit`).
+
+    Each index is read once however often it is referred to, and the descriptors of all indexes together
+    are capped, so a small layout cannot describe an endless tree."""
     index = _json(layout, None, "index.json")
-    found: list[Image] = []
+    found: list[tuple[tuple[int, str], Image]] = []
     platforms: set[str] = set()
+    visited: set[tuple[str, str | None]] = set()
+    counted = [0, 0]  # descriptors, indexes read
 
     def walk(doc: dict[str, Any], name: str | None, depth: int, where: str) -> None:
         manifests = doc.get("manifests")
         if not isinstance(manifests, list):
             raise LayoutError(f"{layout.what}: {where} lists no manifests", hint=HINT)
-        if len(manifests) > MAX_MANIFESTS:
-            raise LayoutError(f"{layout.what}: {where} lists more than {MAX_MANIFESTS} manifests", hint=HINT)
+        counted[0] += len(manifests)
+        if counted[0] > MAX_MANIFESTS:
+            raise LayoutError(f"{layout.what}: its indexes list more than {MAX_MANIFESTS} manifests", hint=HINT)
         for i, desc in enumerate(manifests):
             here = f"{where}, manifest {i + 1}"
             blob = _blob(layout, desc, here)
@@ -306,9 +353,17 @@ def images(layout: Layout, engine_platform: str) -> list[Image]:
                 continue
             own = name if depth else _name(annotations)
             media = desc.get("mediaType")
+            if not isinstance(media, str | None):
+                raise LayoutError(f"{layout.what}: {here} has a mediaType that is not a string", hint=HINT)
             if media in _INDEX_TYPES:
                 if depth + 1 >= MAX_DEPTH:
                     raise LayoutError(f"{layout.what}: indexes are nested more than {MAX_DEPTH} deep", hint=HINT)
+                if (blob.digest, own) in visited:
+                    continue
+                visited.add((blob.digest, own))
+                counted[1] += 1
+                if counted[1] > MAX_INDEXES:
+                    raise LayoutError(f"{layout.what}: it has more than {MAX_INDEXES} indexes", hint=HINT)
                 walk(_json(layout, blob, "index"), own, depth + 1, f"index {blob.digest[:19]}")
                 continue
             if media is not None and media not in _MANIFEST_TYPES:
@@ -316,9 +371,9 @@ def images(layout: Layout, engine_platform: str) -> list[Image]:
             platform = _platform(desc)
             if platform is not None:
                 platforms.add(platform)
-                if not _runs_on(platform, engine_platform):
-                    continue
-            found.append(Image(own, platform or engine_platform, blob))
+            fit = _fit(platform, engine_platform)
+            if fit is not None:
+                found.append((fit, Image(own, platform or engine_platform, blob)))
 
     walk(index, None, 0, "index.json")
     if not found:
@@ -327,15 +382,30 @@ def images(layout: Layout, engine_platform: str) -> list[Image]:
             f"{layout.what} holds no image for the engine's platform {engine_platform} (platforms in it: {seen})",
             hint=HINT,
         )
-    return found
+    best: dict[str | None, tuple[tuple[int, str], Image]] = {}
+    for fit, image in found:
+        if image.name is None or image.name not in best or fit < best[image.name][0]:
+            # unnamed images are merged only with the same manifest (several others cannot be told apart)
+            best[image.name if image.name is not None else f"\0{image.manifest.digest}"] = (fit, image)
+    return [image for _, image in best.values()]
 
 
-def _runs_on(platform: str, engine: str) -> bool:
-    want = engine.split("/")
-    have = platform.split("/")
+def _fit(platform: str | None, engine: str) -> tuple[int, str] | None:
+    """How well a manifest's platform fits the engine's (lower is better), or None when it does not run there.
+
+    The engine names no variant (``GET /version`` gives ``Os`` and ``Arch``): the same variant, if it named
+    one, fits best, then a manifest without one, then the lowest variant (``arm/v6`` runs where ``arm/v7``
+    does, not the other way round)."""
+    if platform is None:
+        return (1, "")
+    want, have = engine.split("/"), platform.split("/")
     if have[:2] != want[:2]:
-        return False
-    return len(have) < 3 or len(want) < 3 or have[2] == want[2]
+        return None
+    if len(have) < 3:
+        return (1, "")
+    if len(want) >= 3:
+        return (0, "") if have[2] == want[2] else None
+    return (2, have[2])
 
 
 def _canonical(ref: str) -> str:
@@ -356,6 +426,11 @@ def plan(layout: Layout, engine_platform: str, wanted: str | None) -> Image:
     named = [i for i in found if i.name is not None]
     if wanted is not None:
         matches = [i for i in named if _canonical(i.name or "") == _canonical(wanted)]
+        if not matches and len(found) > 1 and not named:
+            raise LayoutError(
+                f"{layout.what} holds {len(found)} images without names: which one is the extension cannot be "
+                "told", hint="Make a layout of the extension alone.",
+            )
         if not matches and len(found) == 1 and found[0].name is None:
             try:
                 wanted = tagged_name(wanted)
@@ -367,8 +442,18 @@ def plan(layout: Layout, engine_platform: str, wanted: str | None) -> Image:
             raise LayoutError(f"{layout.what} does not hold the image {wanted}", hint=f"It holds: {names}.")
         image = matches[0]
         image.name = wanted if image.name is None else image.name
-    elif len({i.name for i in found}) > 1:
-        names = ", ".join(sorted({i.name or "(no name)" for i in found}))
+    elif len(found) > 1 and not named:
+        raise LayoutError(
+            f"{layout.what} holds {len(found)} images without names: which one is the extension cannot be told",
+            hint="Make a layout of the extension alone.",
+        )
+    elif len(found) > 1 and any(i.name is None for i in found):
+        raise LayoutError(
+            f"{layout.what} holds {len(found)} images, not all of them named: which one is the extension cannot "
+            "be told", hint="Give the name of a named one with --image, or make a layout of the extension alone.",
+        )
+    elif len(found) > 1:
+        names = ", ".join(sorted(i.name or "" for i in found))
         raise LayoutError(
             f"{layout.what} holds {len(found)} images: {names}",
             hint="Choose the extension to install with --image NAME:TAG.",
@@ -398,6 +483,12 @@ def plan(layout: Layout, engine_platform: str, wanted: str | None) -> Image:
             raise LayoutError(
                 f"{layout.what}: blob {blob.digest} is {size} bytes, its descriptor says {blob.size}", hint=HINT
             )
+        if layout.shared(blob.path):  # a hard link may be any file of the host: not a byte of it is sent unchecked
+            h = hashlib.new(blob.digest.split(":", 1)[0])
+            for chunk in layout.chunks(blob.path):
+                h.update(chunk)
+            if f"{h.name}:{h.hexdigest()}" != blob.digest:
+                raise LayoutError(f"{layout.what}: blob {blob.digest} does not match its digest", hint=HINT)
     return image
 
 
@@ -421,7 +512,8 @@ class DockerArchive(io.RawIOBase):
     def __init__(self, layout: Layout, image: Image) -> None:
         super().__init__()
         assert image.config is not None and image.name is not None
-        blobs = list(dict.fromkeys([image.config, *image.layers]))
+        unique = {b.path: b for b in [image.config, *image.layers]}
+        blobs = [unique[path] for path in layout.in_order(list(unique))]
         manifest = json.dumps(
             [{"Config": image.config.path, "RepoTags": [image.name], "Layers": [b.path for b in image.layers]}]
         ).encode()

@@ -186,9 +186,13 @@ _DECOMPRESSORS: dict[bytes, Callable[[IO[bytes]], io.BufferedIOBase]] = {
 
 
 def _walk(f: io.BufferedIOBase, size: int | None, names: set[str]) -> str | None:
-    """The reason the tar stream ``f`` is cut short, or None; adds the members' names to ``names``.
-    ``size``: the file's length when ``f`` seeks."""
+    """The reason the tar stream ``f`` is cut short, or None (whole, or cannot be told); adds the members'
+    names to ``names``. ``size``: the file's length when ``f`` seeks.
+
+    Sizes are octal digits only (the engine's Go reader also takes base-256 and pax sizes: a pax ``size``
+    record is read here too; base-256 ends the walk with no judgement)."""
     offset = 0
+    pax_size: int | None = None
     while True:
         block = f.read(512)
         if not block:
@@ -202,12 +206,20 @@ def _walk(f: io.BufferedIOBase, size: int | None, names: set[str]) -> str | None
         if not _is_tar_header(block):
             return f"the tar header at byte {offset} is damaged"
         names.add(block[:100].split(b"\0", 1)[0].decode("utf-8", "replace").removeprefix("./"))
-        try:
-            length = int(block[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
-        except ValueError:
-            return None  # base-256 sizes and the like: leave the judgement to the engine
+        field_ = block[124:136].split(b"\0", 1)[0].strip()
+        if not re.fullmatch(rb"[0-7]{1,12}", field_):
+            return None  # base-256 or damaged: leave the judgement to the engine
+        length = int(field_, 8) if pax_size is None else pax_size
+        pax_size = None
         padded = (length + 511) // 512 * 512
         offset += 512 + padded
+        if block[156:157] in (b"x", b"g") and length <= 1 << 20:  # pax: its records may give the next size
+            data = f.read(length)
+            if len(data) < length:
+                return "a member's data runs past the end of the file"
+            if block[156:157] == b"x" and (m := re.search(rb"(?:^|\n)\d+ size=(\d{1,20})\n", data)):
+                pax_size = int(m.group(1))
+            padded -= length
         if size is not None:
             if offset > size:
                 return f"a member's data runs past the end of the file ({size} bytes)"

@@ -311,3 +311,89 @@ def test_sha512_blobs_are_read_too(tmp_path: Path) -> None:
     assert len(data) == size
     assert f"blobs/sha512/{digest[7:]}" in members(data)
     assert os.path.exists(root / "blobs" / "sha512")
+
+
+# -- found in review: what a hostile layout must not do ---------------------------------------------------------
+
+
+def test_one_index_referred_to_many_times_is_read_once_and_descriptors_are_capped(tmp_path: Path) -> None:
+    src = oci.Layout()
+    image = oci.image_from_docker_archive(src, SAVED)
+    inner = src.add(json.dumps({"schemaVersion": 2, "manifests": [image] * 20}).encode(), oci.OCI_INDEX)
+    middle = src.add(json.dumps({"schemaVersion": 2, "manifests": [inner] * 20}).encode(), oci.OCI_INDEX)
+    src.manifests = [middle] * 20  # 8000 images if each reference were walked
+    _, root = layout_dir(tmp_path, src)
+    layout = ocilayout.open_layout(root, "ext")
+    assert len(ocilayout.images(layout, "linux/amd64")) == 1
+    wide = oci.Layout()
+    image = oci.image_from_docker_archive(wide, SAVED)
+    parts = [wide.add(json.dumps({"schemaVersion": 2, "manifests": [image] * (400 + i)}).encode(), oci.OCI_INDEX)
+             for i in range(3)]
+    wide.manifests = parts
+    (tmp_path / "w").mkdir()
+    layout = ocilayout.open_layout(wide.write_dir(tmp_path / "w"), "ext")
+    with pytest.raises(DockextError, match="its indexes list more than 1000 manifests"):
+        ocilayout.images(layout, "linux/amd64")
+
+
+@pytest.mark.parametrize("where_", ["oci-layout", "index.json"])
+def test_json_nested_too_deep_is_an_error_not_a_crash(tmp_path: Path, where_: str) -> None:
+    _, root = layout_dir(tmp_path)
+    (root / where_).write_bytes(b"[" * 60_000)
+    with pytest.raises(DockextError):
+        ocilayout.plan(ocilayout.open_layout(root, "ext"), "linux/amd64", None)
+
+
+def test_a_media_type_that_is_not_a_string_is_named(tmp_path: Path) -> None:
+    src = oci.single(SAVED, NAME)
+    src.manifests[0]["mediaType"] = ["x"]
+    _, root = layout_dir(tmp_path, src)
+    with pytest.raises(DockextError, match="has a mediaType that is not a string"):
+        ocilayout.plan(ocilayout.open_layout(root, "ext"), "linux/amd64", None)
+
+
+def test_without_a_variant_from_the_engine_the_lowest_variant_is_chosen(tmp_path: Path) -> None:
+    src = oci.Layout()
+    for variant in ("v7", "v6"):
+        desc = oci.other_platform_image(src, "arm")
+        desc["platform"]["variant"] = variant
+        desc["annotations"] = {"io.containerd.image.name": NAME}
+        src.manifests.append(desc)
+    _, root = layout_dir(tmp_path, src)
+    layout = ocilayout.open_layout(root, "ext")
+    assert ocilayout.plan(layout, "linux/arm", None).platform == "linux/arm/v6"
+    assert ocilayout.plan(layout, "linux/arm/v7", None).platform == "linux/arm/v7"
+
+
+def test_a_hard_linked_blob_is_checked_before_a_byte_of_it_is_sent(tmp_path: Path) -> None:
+    src, root = layout_dir(tmp_path)
+    layer = manifest_blob(src)["layers"][0]["digest"]  # type: ignore[index]
+    blob = root / "blobs" / layer.replace(":", "/")
+    size = blob.stat().st_size
+    (tmp_path / "secret").write_bytes(b"s" * size)  # same size, other bytes: a file of the host
+    blob.unlink()
+    os.link(tmp_path / "secret", blob)
+    with pytest.raises(DockextError, match=f"blob {layer} does not match its digest"):
+        ocilayout.plan(ocilayout.open_layout(root, "ext"), "linux/amd64", None)
+
+
+def test_a_layout_tar_with_too_many_entries_is_refused(tmp_path: Path) -> None:
+    with tarfile.open(tmp_path / "many.tar", "w") as tar:
+        for i in range(10_001):
+            tar.addfile(tarfile.TarInfo(f"f{i}"))
+    with pytest.raises(DockextError, match="has more than 10000 entries"):
+        ocilayout.open_layout(tmp_path / "many.tar", "ext")
+
+
+def test_blobs_of_a_tar_are_sent_in_the_tar_s_order(tmp_path: Path) -> None:
+    src = oci.single(SAVED, NAME)
+    path = src.write_tar(tmp_path / "l.tar")
+    layout = ocilayout.open_layout(path, "ext")
+    image = ocilayout.plan(layout, "linux/amd64", None)
+    data, size = send(layout, image)
+    assert len(data) == size
+    with tarfile.open(path) as tar:
+        stored = [m.name for m in tar.getmembers() if m.name.startswith("blobs/")]
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        sent = [m.name for m in tar.getmembers() if m.name != "manifest.json"]
+    assert sent == [n for n in stored if n in sent]

@@ -375,3 +375,33 @@ def test_after_a_successful_install_a_name_the_file_moved_goes_back(tmp_path: Pa
     offline.install_tarball(installer, tar, "acme/ext:1.0", Silent(), arg=str(tar))  # type: ignore[arg-type]
     assert installer.installed == ["acme/ext:1.0"]
     assert engine.undone == [["acme/other:2.0"]]  # moved back; acme/new:1.0 stays, as with docker load
+
+
+def test_a_negative_or_base_256_size_ends_the_walk_without_a_judgement(tmp_path: Path) -> None:
+    """Found in review: `int(..., 8)` takes "-1000", and a walk that does not move on never ends."""
+    block = bytearray(tar_bytes({"a": b"x"})[:512])
+    block[124:136] = b"-0000001000\0"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    (tmp_path / "neg.tar").write_bytes(bytes(block) + b"\0" * 1024)
+    assert offline.scan(tmp_path / "neg.tar").cut is None
+
+
+def test_a_pax_size_record_is_followed(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("big")
+        info.size = 3000
+        info.pax_headers = {"size": "3000"}
+        tar.addfile(info, io.BytesIO(b"y" * 3000))
+        for name in ("oci-layout", "index.json"):
+            tar.addfile(tarfile.TarInfo(name))
+    data = bytearray(buf.getvalue())
+    # the pax header says 3000; the ustar field of the member says 0 (as for members of 8 GiB and more)
+    start = 1024 if data[156:157] == b"x" else 0
+    data[start + 124:start + 136] = b"00000000000\0"
+    data[start + 148:start + 156] = b" " * 8
+    data[start + 148:start + 156] = b"%06o\0 " % sum(data[start:start + 512])
+    (tmp_path / "pax.tar").write_bytes(bytes(data))
+    found = offline.scan(tmp_path / "pax.tar")
+    assert found.cut is None and {"oci-layout", "index.json"} <= found.names
