@@ -85,14 +85,14 @@ def tarball_argument(arg: str) -> Path | None:
     return path
 
 
-def check_tarball(path: Path, arg: str | None = None) -> str:
+def check_tarball(path: Path, arg: str | None = None, label: str | None = None) -> str:
     """What the file is (``tar``, ``gzip``, ``bzip2``, ``xz``, ``zstd``): the formats ``docker load`` takes;
     ``oci`` for an OCI layout directory.
 
     Raises DockextError when it is empty, unreadable, or clearly not a tar (compressed or not). Reads the
     first 64 KiB at most. ``arg`` is the argument as the user wrote it, to explain a file shadowing an image.
     """
-    name = arg or str(path)
+    name = label or arg or str(path)
     if path.is_dir():
         return "oci"  # tarball_argument checked it holds oci-layout; ocilayout.open_layout reads it
     try:
@@ -349,14 +349,17 @@ def explain_load_error(error: str, name: str, path: Path | None = None) -> Docke
 
 
 def install_tarball(installer: Installer, path: Path, wanted: str | None, reporter: Reporter,
-                    arg: str | None = None, deny: tuple[str, ...] = ()) -> Record:
+                    arg: str | None = None, deny: tuple[str, ...] = (), label: str | None = None) -> Record:
     """Load the tarball at ``path`` into the engine and install the extension image it holds.
+
+    ``arg`` is the argument as the user typed it; ``label`` names the file in messages instead (an upload's
+    own file name).
 
     On any failure once the engine has answered the load (and on Ctrl-C from then on), what the load tagged
     is put back as it was. Interrupted while the file is sent, the engine gets a short body and loads nothing.
     """
-    name = arg or str(path)
-    kind = check_tarball(path, arg)
+    name = label or arg or str(path)
+    kind = check_tarball(path, arg, label)
     engine = installer.engine
     engine.ping()
     before = engine.tag_snapshot()

@@ -92,6 +92,9 @@ def test_backends_come_back_after_an_engine_restart_and_dockext_reaches_them(tmp
         server.stop()
         for ref in refs:
             run_dockext("rm", ref, home=home, check=False)
+        # named volumes outlive rm, as in Docker Desktop: the compose fixture's goes here
+        for volume in docker_client.volumes.list(filters={"name": f"{PREFIX}_compose-desktop-extension_"}):
+            volume.remove()
 
 
 def test_an_install_the_engine_restarts_under_ends_whole_or_undone(tmp_path, fixture_image, docker_client):

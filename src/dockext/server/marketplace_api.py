@@ -18,6 +18,13 @@
   null}``. A job runs the same :class:`~dockext.installer.Installer` as the CLI (its lock, its rollback, the
   allow-list of ``dockext marketplace only-listed``) in a thread; its steps are the lines the CLI prints.
   Finished jobs are kept for 10 minutes.
+* ``POST /api/marketplace/upload?name=FILE[&image=REF][&deny=engine,system]``, the body the file itself (a
+  ``docker save`` file or an OCI archive, compressed or not) with its ``Content-Length``: ``dockext install
+  FILE [--image REF] [--deny ...]`` for a file the browser has. The body is written to ``<home>/uploads/<random>/
+  FILE`` (0600, a private directory) as it comes, never held in memory; refused before a byte is read when it
+  is larger than :data:`MAX_UPLOAD` (413), when the disk has no room for it (507), or without a length (411).
+  ``202 {"job": job}`` (``image`` is FILE) once the whole file is in; the job deletes it when it ends, and
+  uploads a dead server left are deleted a day later. A client that goes away mid-upload leaves nothing.
 
 Only the dashboard reaches these routes (its auth gate: session cookie, and ``X-Dockext`` with a dashboard
 ``Origin`` for the POST). An installed extension appears in the tabs through the usual change events.
@@ -26,19 +33,24 @@ Only the dashboard reaches these routes (its auth gate: session cookie, and ``X-
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
 import secrets
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import marketplace, model, permissions
+from .. import marketplace, model, offline, permissions
 from ..engine import Engine, PullEvent
 from ..errors import DockextError
 from ..installer import Installer
@@ -53,6 +65,10 @@ ACTIONS = ("install", "update", "remove")
 MAX_RUNNING = 4  # jobs at once (each holds a thread; the installer's lock runs them one after the other anyway)
 KEEP_FINISHED = 600.0  # seconds a finished job can still be read
 MAX_TEXT = 20_000  # characters of a description or changelog sent to the dashboard
+MAX_UPLOAD = 16 << 30  # bytes of an uploaded extension file
+UPLOAD_RESERVE = 256 << 20  # bytes left free on the disk after an upload
+STALE_UPLOAD = 86_400.0  # seconds after which an upload no job owns is deleted
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 @dataclass
@@ -60,6 +76,8 @@ class Job:
     action: str
     image: str
     deny: tuple[str, ...] = ()  # backend grants withheld from the first start (install only)
+    file: Path | None = None  # an uploaded file to install (``image`` is then its name)
+    pick: str | None = None  # the image to install from ``file`` (``--image``)
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     state: str = "running"
     steps: list[str] = field(default_factory=list)
@@ -152,6 +170,64 @@ def routes(state: HostState) -> list[BaseRoute]:
         asyncio.get_running_loop().run_in_executor(workers, _run, state, job)
         return harden(JSONResponse({"job": job.to_json()}, status_code=202))
 
+    async def upload(request: Request) -> Response:
+        """``POST ?name=FILE[&image=REF][&deny=...]`` with the file as the body: ``dockext install FILE``."""
+        query = request.query_params
+        name = upload_name(query.get("name", ""))
+        pick = query.get("image") or None
+        deny = [d for d in query.get("deny", "").split(",") if d]
+        if any(d not in permissions.BACKEND_NAMES for d in deny):
+            return harden(error_response(status=400, type_="BadRequest", message="deny: engine, system or both"))
+        if pick is not None:
+            try:
+                model.ImageRef.parse(pick)
+            except DockextError as exc:
+                return harden(error_response(exc, status=400))
+        try:
+            length = int(request.headers["content-length"])
+        except (KeyError, ValueError):
+            return harden(error_response(status=411, type_="LengthRequired",
+                                         message="send the file with its Content-Length"))
+        if length > MAX_UPLOAD:
+            return harden(error_response(status=413, type_="TooLarge", message=(
+                f"{name} is {length / 2**30:.1f} GiB, more than the {MAX_UPLOAD >> 30} GiB an upload may be: "
+                f"copy it to the server and run `dockext install ./{name}` there")))
+        if sum(1 for j in jobs.jobs.values() if j.finished is None) >= MAX_RUNNING:
+            return harden(error_response(status=429, type_="Busy",
+                                         message=f"{MAX_RUNNING} installs, updates or removals are running: wait"))
+        uploads = state.layout.root / "uploads"
+        uploads.mkdir(mode=0o700, exist_ok=True)
+        await asyncio.to_thread(sweep_uploads, uploads)
+        free = shutil.disk_usage(uploads).free
+        if length + UPLOAD_RESERVE > free:
+            return harden(error_response(status=507, type_="InsufficientStorage", message=(
+                f"no room for {name} ({length / 1e6:.1f} MB) in {uploads}: {free / 1e6:.0f} MB free")))
+        folder = uploads / secrets.token_hex(8)
+        folder.mkdir(mode=0o700)
+        path = folder / name
+        written = 0
+        try:
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                async for chunk in request.stream():
+                    written += len(chunk)
+                    if written > length:
+                        break
+                    f.write(chunk)
+        except (ClientDisconnect, OSError) as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, ClientDisconnect):
+                return harden(error_response(status=400, type_="BadRequest", message="the upload was cut off"))
+            return harden(error_response(status=507, type_="InsufficientStorage",
+                                         message=f"cannot write {name} in {uploads}: {exc.strerror or exc}"))
+        if written != length:
+            shutil.rmtree(folder, ignore_errors=True)
+            return harden(error_response(status=400, type_="BadRequest",
+                                         message=f"{name}: got {written} bytes, Content-Length said {length}"))
+        job = Job("install", name, tuple(deny), file=path, pick=pick)
+        jobs.add(job)
+        asyncio.get_running_loop().run_in_executor(workers, _run, state, job)
+        return harden(JSONResponse({"job": job.to_json()}, status_code=202))
+
     async def status(request: Request) -> Response:
         job = jobs.jobs.get(request.path_params["id"])
         if job is None:
@@ -187,6 +263,7 @@ def routes(state: HostState) -> list[BaseRoute]:
         Route("/api/marketplace/sources", remove_source, methods=["DELETE"]),
         Route("/api/marketplace", catalog),
         Route("/api/marketplace/jobs", start, methods=["POST"]),
+        Route("/api/marketplace/upload", upload, methods=["POST"]),
         Route("/api/marketplace/jobs/{id}", status),
     ]
 
@@ -196,7 +273,9 @@ def _run(state: HostState, job: Job) -> None:
     engine = Engine(state.engine.target)
     installer = Installer(state.layout, engine=engine, reporter=job)
     try:
-        if job.action == "install":
+        if job.file is not None:
+            offline.install_tarball(installer, job.file, job.pick, job, deny=job.deny, label=job.image)
+        elif job.action == "install":
             installer.install(job.image, deny=job.deny)
         elif job.action == "update":
             installer.update(job.image)
@@ -210,8 +289,27 @@ def _run(state: HostState, job: Job) -> None:
         error = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__, "hint": None}
     finally:
         engine.close()
+        if job.file is not None:
+            shutil.rmtree(job.file.parent, ignore_errors=True)
     with job._lock:
         job.state, job.error, job.finished = outcome, error, time.time()
+
+
+def upload_name(raw: str) -> str:
+    """A file name that is safe as one path component: the last part of what the browser sent, with only
+    letters, digits and ``._+-`` kept (``ext.tar`` stays ``ext.tar``)."""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_NAME.sub("_", base)[-120:].lstrip(".")
+    return name or "upload.tar"
+
+
+def sweep_uploads(uploads: Path) -> None:
+    """Delete uploads older than :data:`STALE_UPLOAD`: a server that died left them (a job deletes its own)."""
+    now = time.time()
+    for folder in uploads.iterdir():
+        with contextlib.suppress(OSError):
+            if now - folder.lstat().st_mtime > STALE_UPLOAD:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _entry_json(entry: marketplace.Entry, record: Record | None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
  * `dockext marketplace add` (GET /api/marketplace) and installs, updates or removes them as jobs
  * (POST /api/marketplace/jobs, then GET /api/marketplace/jobs/<id> until it ends), after a confirmation like
  * the CLI's. Everything a catalog says comes from image labels: it is only ever put into the page as text.
+ * "Install from file" sends a `docker save` file or an OCI archive (POST /api/marketplace/upload).
  */
 (function () {
   "use strict";
@@ -77,7 +78,9 @@
     search.appendChild(input);
     const refresh = button("button button-secondary", "Refresh", () => load(true));
     const sourcesButton = button("button button-secondary", "Sources", () => editSources());
-    toolbar.append(search, el("div", "toolbar-spacer"), sourcesButton, refresh);
+    const fileButton = button("button button-secondary", "Install from file", () => installFromFile());
+    fileButton.id = "mk-install-file";
+    toolbar.append(search, el("div", "toolbar-spacer"), fileButton, sourcesButton, refresh);
 
     const notes = el("div", "mk-notes");
     const body = el("div", "mk-body");
@@ -374,6 +377,146 @@
       dx.toast("error", `${ext.title}: ${e.message || "failed"}${e.hint ? `\n${e.hint}` : ""}`);
     }
     await load();
+  }
+
+  // ------------------------------------------------------------------------------------- install from a file
+
+  // `dockext install FILE` for a file the browser has (a `docker save` file or an OCI archive): the file is
+  // sent as the body of POST /api/marketplace/upload (XMLHttpRequest, for its upload progress), then the job
+  // is followed as the others are. The dialog stays open on failure, with the reason, to try another file.
+  function installFromFile() {
+    const dialog = el("dialog", "dx-dialog mk-file");
+    dialog.setAttribute("aria-labelledby", "dx-dialog-title");
+    const title = el("h2", null, "Install from a file");
+    title.id = "dx-dialog-title";
+    const form = el("form");
+    const intro = el(
+      "p",
+      null,
+      "A file made with docker save (gzip, bzip2 or xz compressed if you like) or an OCI archive: no registry is needed.",
+    );
+    const fileLabel = el("label", "mk-field", "File");
+    const file = el("input");
+    file.type = "file";
+    file.id = "mk-file-input";
+    file.accept = ".tar,.tgz,.gz,.bz2,.xz,.tar.gz,application/x-tar";
+    file.required = true;
+    fileLabel.htmlFor = file.id;
+    const imageLabel = el("label", "mk-field", "Image (only for a file with several images, or without a name)");
+    const image = el("input", "search-input");
+    image.id = "mk-file-image";
+    image.placeholder = "acme/my-extension:1.0.0";
+    image.autocomplete = "off";
+    image.spellcheck = false;
+    imageLabel.htmlFor = image.id;
+    const withhold = [];
+    const box = (name, label, hint) => {
+      const row = el("label", "dx-check");
+      const input = el("input");
+      input.type = "checkbox";
+      input.name = name;
+      const words = el("span");
+      words.append(el("strong", null, label), el("span", "dx-check-hint", hint));
+      row.append(input, words);
+      withhold.push(input);
+      return row;
+    };
+    const progress = el("p", "mk-progress");
+    progress.setAttribute("role", "status");
+    progress.hidden = true;
+    const progressText = el("span", "mk-progress-text");
+    progress.append(el("span", "spinner"), progressText);
+    const message = el("p", "mk-source-error");
+    message.setAttribute("role", "alert");
+    const buttons = el("div", "dx-dialog-buttons");
+    const cancel = button("button button-secondary", "Cancel", () => dialog.close());
+    const ok = el("button", "button", "Install");
+    ok.type = "submit";
+    buttons.append(cancel, ok);
+    form.append(
+      title, intro, fileLabel, file, imageLabel, image,
+      el("p", "dx-dialog-note", "If its backend asks for them, run it without:"),
+      box("engine", "The engine socket", "full control of the Docker engine"),
+      box("system", "Host access", "privileged mode, the host's network and processes, host paths, devices"),
+      el("p", "dx-dialog-note", WARNING), progress, message, buttons,
+    );
+    let busy = null; // the XMLHttpRequest while the file is sent
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const chosen = file.files && file.files[0];
+      if (!chosen) return;
+      message.textContent = "";
+      ok.disabled = file.disabled = image.disabled = true;
+      progress.hidden = false;
+      progressText.textContent = `Sending ${chosen.name}…`;
+      const query = new URLSearchParams({ name: chosen.name });
+      if (image.value.trim()) query.set("image", image.value.trim());
+      const deny = withhold.filter((input) => input.checked).map((input) => input.name);
+      if (deny.length) query.set("deny", deny.join(","));
+      try {
+        let job = await send(`/api/marketplace/upload?${query}`, chosen, (done, total) => {
+          progressText.textContent = `Sending ${chosen.name}: ${Math.floor((100 * done) / Math.max(total, 1))} %`;
+        }, (xhr) => (busy = xhr));
+        busy = null;
+        while (job.state === "running") {
+          await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+          try {
+            job = (await dx.api("GET", `/api/marketplace/jobs/${encodeURIComponent(job.id)}`)).job;
+          } catch (_) {
+            continue;
+          }
+          if (job.steps.length) progressText.textContent = job.steps[job.steps.length - 1];
+        }
+        if (job.state === "done") {
+          const last = job.steps.length ? job.steps[job.steps.length - 1] : "";
+          dx.toast("success", /installed successfully/.test(last) ? `${last}.` : `Installed from ${chosen.name}.`);
+          dialog.close();
+          load();
+          return;
+        }
+        const e = job.error || {};
+        throw new Error(`${e.message || "failed"}${e.hint ? `\n${e.hint}` : ""}`);
+      } catch (error) {
+        busy = null;
+        progress.hidden = true;
+        message.textContent = error.message;
+        ok.disabled = file.disabled = image.disabled = false;
+      }
+    });
+    dialog.append(form);
+    document.body.appendChild(dialog);
+    dialog.addEventListener("close", () => {
+      if (busy) busy.abort(); // closing while the file is sent stops the upload: the server keeps nothing
+      dialog.remove();
+    });
+    dialog.showModal();
+    file.focus();
+  }
+
+  // POST a File as the raw body, with progress; resolves with the job, rejects with the server's message.
+  function send(path, body, onProgress, onStart) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", path);
+      xhr.setRequestHeader("X-Dockext", "1");
+      xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded, e.total));
+      xhr.addEventListener("load", () => {
+        let data = null;
+        try {
+          data = JSON.parse(xhr.responseText);
+        } catch (_) {
+          data = null;
+        }
+        if (xhr.status === 401) window.location.assign("/login");
+        if (xhr.status === 202 && data && data.job) resolve(data.job);
+        else reject(new Error((data && data.error && data.error.message) || `HTTP ${xhr.status}`));
+      });
+      xhr.addEventListener("error", () => reject(new Error("the upload failed: the connection was lost")));
+      xhr.addEventListener("abort", () => reject(new Error("the upload was stopped")));
+      onStart(xhr);
+      xhr.send(body);
+    });
   }
 
   // `dockext share` links: #/marketplace/install/<image:tag>. They only open the install dialog: nothing is
