@@ -56,9 +56,20 @@ def saved(fixture_image, docker_client: docker.DockerClient, tmp_path_factory) -
         untag(docker_client, ref)
 
 
-def uploads_left(server) -> list[Path]:
+def uploads_left(server, files_only: bool = True) -> list[Path]:
+    """The files under <home>/uploads (a server keeps its own, empty, directory there)."""
     root = server.home / "uploads"
-    return sorted(root.rglob("*")) if root.exists() else []
+    return sorted(p for p in root.rglob("*") if p.is_file() or not files_only) if root.exists() else []
+
+
+def partial_upload(server, cookie: str, name: str) -> socket.socket:
+    """An upload of 10 MiB of which 1 MiB is sent: the server holds it open, waiting for the rest."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    head = [f"POST /api/marketplace/upload?name={name} HTTP/1.1", f"Host: dockext.localhost:{server.port}",
+            f"Cookie: {cookie}", "X-Dockext: 1", f"Origin: http://dockext.localhost:{server.port}",
+            f"Content-Length: {10 << 20}"]
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"\0" * (1 << 20))
+    return sock
 
 
 def open_dialog(page: Page, server):
@@ -156,6 +167,19 @@ def test_refused_cut_off_and_hostile_uploads_leave_nothing(server, saved):
         # a client that goes away in the middle of the body: nothing is kept
         raw_post(server, session.cookie, "/api/marketplace/upload?name=cut.tar",
                  {"Content-Length": str(10 << 20)}, b"\0" * (1 << 20), close_early=True)
+        # uploads being received count as jobs: with 4 under way a fifth is refused at once
+        held = [partial_upload(server, session.cookie, f"slow{i}.tar") for i in range(4)]
+        try:
+            for _ in range(100):  # each is in once its first bytes are written
+                if len(uploads_left(server, files_only=True)) == 4:
+                    break
+                time.sleep(0.1)
+            answer = raw_post(server, session.cookie, "/api/marketplace/upload?name=fifth.tar",
+                              {"Content-Length": "10"}, b"0123456789")
+            assert answer.startswith("HTTP/1.1 429") and "installs, updates or removals are running" in answer
+        finally:
+            for sock in held:
+                sock.close()
         # a name that tries to leave the upload's directory stays inside it, as a plain name
         data = saved["ui"].read_bytes()
         r = dash.post("/api/marketplace/upload?name=../../../extensions/evil..tar", content=data[:5000])

@@ -20,11 +20,14 @@
   Finished jobs are kept for 10 minutes.
 * ``POST /api/marketplace/upload?name=FILE[&image=REF][&deny=engine,system]``, the body the file itself (a
   ``docker save`` file or an OCI archive, compressed or not) with its ``Content-Length``: ``dockext install
-  FILE [--image REF] [--deny ...]`` for a file the browser has. The body is written to ``<home>/uploads/<random>/
-  FILE`` (0600, a private directory) as it comes, never held in memory; refused before a byte is read when it
-  is larger than :data:`MAX_UPLOAD` (413), when the disk has no room for it (507), or without a length (411).
-  ``202 {"job": job}`` (``image`` is FILE) once the whole file is in; the job deletes it when it ends, and
-  uploads a dead server left are deleted a day later. A client that goes away mid-upload leaves nothing.
+  FILE [--image REF] [--deny ...]`` for a file the browser has. The body is written as it comes (never held in
+  memory, written off the event loop) to ``<home>/uploads/<pid>/<random>/FILE`` (0600, private directories;
+  one per server, so servers on one home leave each other's alone). Refused before a byte is read, closing the
+  connection: larger than :data:`MAX_UPLOAD` (413), no room on the disk beside the uploads under way (507), no
+  length (411), or :data:`MAX_RUNNING` reached by jobs and uploads being received (429). ``202 {"job": job}``
+  (``image`` is FILE) once the whole file is in; the job deletes it when it ends; the directory of a server
+  that is gone is deleted when the next one starts. A client that goes away mid-upload, or a server that stops
+  during one, leaves nothing.
 
 Only the dashboard reaches these routes (its auth gate: session cookie, and ``X-Dockext`` with a dashboard
 ``Origin`` for the POST). An installed extension appears in the tabs through the usual change events.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -67,7 +71,7 @@ KEEP_FINISHED = 600.0  # seconds a finished job can still be read
 MAX_TEXT = 20_000  # characters of a description or changelog sent to the dashboard
 MAX_UPLOAD = 16 << 30  # bytes of an uploaded extension file
 UPLOAD_RESERVE = 256 << 20  # bytes left free on the disk after an upload
-STALE_UPLOAD = 86_400.0  # seconds after which an upload no job owns is deleted
+WRITE_BLOCK = 4 << 20  # bytes of an upload gathered before one write (in a thread: the event loop never waits)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
 
 
@@ -170,6 +174,18 @@ def routes(state: HostState) -> list[BaseRoute]:
         asyncio.get_running_loop().run_in_executor(workers, _run, state, job)
         return harden(JSONResponse({"job": job.to_json()}, status_code=202))
 
+    # uploads/<pid>/: each server its own, so that one starting on the same home touches no other's
+    uploads = state.layout.root / "uploads" / str(os.getpid())
+    receiving = _Receiving()
+    with contextlib.suppress(OSError):
+        sweep_uploads(uploads.parent)
+
+    def refuse(status: int, type_: str, message: str) -> Response:
+        """An answer before the body is read: the connection closes, so the client stops sending it."""
+        response = harden(error_response(status=status, type_=type_, message=message))
+        response.headers["Connection"] = "close"
+        return response
+
     async def upload(request: Request) -> Response:
         """``POST ?name=FILE[&image=REF][&deny=...]`` with the file as the body: ``dockext install FILE``."""
         query = request.query_params
@@ -177,56 +193,68 @@ def routes(state: HostState) -> list[BaseRoute]:
         pick = query.get("image") or None
         deny = [d for d in query.get("deny", "").split(",") if d]
         if any(d not in permissions.BACKEND_NAMES for d in deny):
-            return harden(error_response(status=400, type_="BadRequest", message="deny: engine, system or both"))
+            return refuse(400, "BadRequest", "deny: engine, system or both")
         if pick is not None:
             try:
                 model.ImageRef.parse(pick)
             except DockextError as exc:
-                return harden(error_response(exc, status=400))
+                return refuse(400, exc.type, exc.message)
         try:
             length = int(request.headers["content-length"])
         except (KeyError, ValueError):
-            return harden(error_response(status=411, type_="LengthRequired",
-                                         message="send the file with its Content-Length"))
+            return refuse(411, "LengthRequired", "send the file with its Content-Length")
         if length > MAX_UPLOAD:
-            return harden(error_response(status=413, type_="TooLarge", message=(
+            return refuse(413, "TooLarge", (
                 f"{name} is {length / 2**30:.1f} GiB, more than the {MAX_UPLOAD >> 30} GiB an upload may be: "
-                f"copy it to the server and run `dockext install ./{name}` there")))
-        if sum(1 for j in jobs.jobs.values() if j.finished is None) >= MAX_RUNNING:
-            return harden(error_response(status=429, type_="Busy",
-                                         message=f"{MAX_RUNNING} installs, updates or removals are running: wait"))
-        uploads = state.layout.root / "uploads"
-        uploads.mkdir(mode=0o700, exist_ok=True)
-        await asyncio.to_thread(sweep_uploads, uploads)
-        free = shutil.disk_usage(uploads).free
-        if length + UPLOAD_RESERVE > free:
-            return harden(error_response(status=507, type_="InsufficientStorage", message=(
-                f"no room for {name} ({length / 1e6:.1f} MB) in {uploads}: {free / 1e6:.0f} MB free")))
-        folder = uploads / secrets.token_hex(8)
-        folder.mkdir(mode=0o700)
-        path = folder / name
-        written = 0
+                f"copy it to the server and run `dockext install ./{name}` there"))
+        # uploads being received count as jobs, and their sizes as taken, from now until their job ends
+        if sum(1 for j in jobs.jobs.values() if j.finished is None) + receiving.count >= MAX_RUNNING:
+            return refuse(429, "Busy", f"{MAX_RUNNING} installs, updates or removals are running: wait")
         try:
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-                async for chunk in request.stream():
-                    written += len(chunk)
-                    if written > length:
-                        break
-                    f.write(chunk)
-        except (ClientDisconnect, OSError) as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            if isinstance(exc, ClientDisconnect):
-                return harden(error_response(status=400, type_="BadRequest", message="the upload was cut off"))
-            return harden(error_response(status=507, type_="InsufficientStorage",
-                                         message=f"cannot write {name} in {uploads}: {exc.strerror or exc}"))
-        if written != length:
-            shutil.rmtree(folder, ignore_errors=True)
-            return harden(error_response(status=400, type_="BadRequest",
-                                         message=f"{name}: got {written} bytes, Content-Length said {length}"))
-        job = Job("install", name, tuple(deny), file=path, pick=pick)
-        jobs.add(job)
-        asyncio.get_running_loop().run_in_executor(workers, _run, state, job)
-        return harden(JSONResponse({"job": job.to_json()}, status_code=202))
+            uploads.parent.mkdir(mode=0o700, exist_ok=True)
+            uploads.mkdir(mode=0o700, exist_ok=True)
+            free = shutil.disk_usage(uploads).free - receiving.bytes
+            if length + UPLOAD_RESERVE > free:
+                return refuse(507, "InsufficientStorage",
+                              f"no room for {name} ({length / 1e6:.1f} MB) on the server: {max(free, 0) / 1e6:.0f} "
+                              "MB free, with the uploads under way")
+            folder = uploads / secrets.token_hex(8)
+            folder.mkdir(mode=0o700)
+        except OSError as exc:
+            return refuse(500, "StorageError", f"cannot keep uploads in {uploads}: {exc.strerror or exc}")
+        path = folder / name
+        receiving.count += 1
+        receiving.bytes += length
+        handed_off = False
+        try:
+            written = await _receive(request, path, length)
+            if written != length:
+                return harden(error_response(status=400, type_="BadRequest",
+                                             message=f"{name}: got {written} bytes, Content-Length said {length}"))
+            job = Job("install", name, tuple(deny), file=path, pick=pick)
+            jobs.add(job)
+            future = asyncio.get_running_loop().run_in_executor(workers, _run, state, job)
+            handed_off = True
+
+            def done(f: asyncio.Future[None]) -> None:  # on the loop: the job's bytes are free again
+                receiving.bytes -= length
+                if f.cancelled():  # queued when the server stopped: it never ran
+                    shutil.rmtree(folder, ignore_errors=True)
+
+            future.add_done_callback(done)
+            return harden(JSONResponse({"job": job.to_json()}, status_code=202))
+        except ClientDisconnect:
+            return harden(error_response(status=400, type_="BadRequest", message="the upload was cut off"))
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            return harden(error_response(status=507 if full else 500,
+                                         type_="InsufficientStorage" if full else "StorageError",
+                                         message=f"cannot write {name} on the server: {exc.strerror or exc}"))
+        finally:  # also when the server stops under it (the task is cancelled)
+            receiving.count -= 1
+            if not handed_off:
+                receiving.bytes -= length
+                shutil.rmtree(folder, ignore_errors=True)
 
     async def status(request: Request) -> Response:
         job = jobs.jobs.get(request.path_params["id"])
@@ -295,6 +323,33 @@ def _run(state: HostState, job: Job) -> None:
         job.state, job.error, job.finished = outcome, error, time.time()
 
 
+@dataclass
+class _Receiving:
+    count: int = 0  # uploads whose body is being received
+    bytes: int = 0  # their declared sizes, and those of uploaded files whose job has not ended
+
+
+async def _receive(request: Request, path: Path, length: int) -> int:
+    """Write the request body to a new file at ``path`` (0600), in blocks written off the event loop; the
+    bytes received (more than ``length`` stops early)."""
+    written = 0
+    block: list[bytes] = []
+    pending = 0
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        async for chunk in request.stream():
+            written += len(chunk)
+            if written > length:
+                break
+            block.append(chunk)
+            pending += len(chunk)
+            if pending >= WRITE_BLOCK:
+                await asyncio.to_thread(f.writelines, block)
+                block, pending = [], 0
+        if block:
+            await asyncio.to_thread(f.writelines, block)
+    return written
+
+
 def upload_name(raw: str) -> str:
     """A file name that is safe as one path component: the last part of what the browser sent, with only
     letters, digits and ``._+-`` kept (``ext.tar`` stays ``ext.tar``)."""
@@ -303,13 +358,22 @@ def upload_name(raw: str) -> str:
     return name or "upload.tar"
 
 
-def sweep_uploads(uploads: Path) -> None:
-    """Delete uploads older than :data:`STALE_UPLOAD`: a server that died left them (a job deletes its own)."""
-    now = time.time()
-    for folder in uploads.iterdir():
+def sweep_uploads(root: Path) -> None:
+    """Delete what servers that are gone left in ``root`` (``uploads/``): the directory of each server whose
+    process no longer runs, or that was this process's (a server of the same PID before it)."""
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
         with contextlib.suppress(OSError):
-            if now - folder.lstat().st_mtime > STALE_UPLOAD:
-                shutil.rmtree(folder, ignore_errors=True)
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    os.kill(int(entry.name), 0)
+                    continue  # that server still runs
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    continue  # a process of another user: not ours to judge
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _entry_json(entry: marketplace.Entry, record: Record | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@
   const el = dx.el;
 
   const POLL_MS = 400;
+  const MAX_UPLOAD = 16 * 2 ** 30; // bytes: the server's limit (marketplace_api.MAX_UPLOAD)
   const WARNING =
     "Extensions can install binaries, invoke commands and access files on your machine. Install only what you trust.";
   const STORE_ICON = ["M4 9h16l-1.5 11h-13z", "M8 9V7a4 4 0 0 1 8 0v2"];
@@ -357,16 +358,13 @@
       dx.toast("error", `Could not start: ${error.message}`);
       return;
     }
-    while (job.state === "running") {
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-      try {
-        job = (await dx.api("GET", `/api/marketplace/jobs/${encodeURIComponent(job.id)}`)).job;
-      } catch (error) {
-        continue; // the server may be restarting: try again
-      }
-      const last = job.steps.length ? job.steps[job.steps.length - 1] : null;
-      if (last) running.set(ext.image, { action, line: last });
-      render();
+    try {
+      job = await follow(job, (line) => {
+        running.set(ext.image, { action, line });
+        render();
+      });
+    } catch (error) {
+      job = { state: "failed", error: { message: error.message } };
     }
     running.delete(ext.image);
     if (job.state === "done") {
@@ -446,6 +444,11 @@
       const chosen = file.files && file.files[0];
       if (!chosen) return;
       message.textContent = "";
+      if (chosen.size > MAX_UPLOAD) {
+        message.textContent =
+          `${chosen.name} is larger than the 16 GiB an upload may be: copy it to the server and run dockext install there.`;
+        return;
+      }
       ok.disabled = file.disabled = image.disabled = true;
       progress.hidden = false;
       progressText.textContent = `Sending ${chosen.name}…`;
@@ -458,19 +461,11 @@
           progressText.textContent = `Sending ${chosen.name}: ${Math.floor((100 * done) / Math.max(total, 1))} %`;
         }, (xhr) => (busy = xhr));
         busy = null;
-        while (job.state === "running") {
-          await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-          try {
-            job = (await dx.api("GET", `/api/marketplace/jobs/${encodeURIComponent(job.id)}`)).job;
-          } catch (_) {
-            continue;
-          }
-          if (job.steps.length) progressText.textContent = job.steps[job.steps.length - 1];
-        }
+        job = await follow(job, (line) => (progressText.textContent = line));
         if (job.state === "done") {
           const last = job.steps.length ? job.steps[job.steps.length - 1] : "";
           dx.toast("success", /installed successfully/.test(last) ? `${last}.` : `Installed from ${chosen.name}.`);
-          dialog.close();
+          if (dialog.open) dialog.close();
           load();
           return;
         }
@@ -478,6 +473,11 @@
         throw new Error(`${e.message || "failed"}${e.hint ? `\n${e.hint}` : ""}`);
       } catch (error) {
         busy = null;
+        if (!dialog.isConnected) {
+          // the dialog was closed while the file was installed: the outcome still reaches the person
+          dx.toast("error", `${chosen.name}: ${error.message}`);
+          return;
+        }
         progress.hidden = true;
         message.textContent = error.message;
         ok.disabled = file.disabled = image.disabled = false;
@@ -491,6 +491,26 @@
     });
     dialog.showModal();
     file.focus();
+  }
+
+  // A job until it ends; `onStep` gets its latest line. A job the server no longer knows (it restarted: jobs
+  // are not kept) ends the wait with that said, instead of asking for ever.
+  async function follow(job, onStep) {
+    let misses = 0;
+    while (job.state === "running") {
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      try {
+        job = (await dx.api("GET", `/api/marketplace/jobs/${encodeURIComponent(job.id)}`)).job;
+        misses = 0;
+      } catch (error) {
+        if (/no such job/.test(error.message) || ++misses > 150) {
+          throw new Error("the server lost track of the install (it restarted?): see dockext ls");
+        }
+        continue; // the server may be restarting: try again
+      }
+      if (job.steps.length) onStep(job.steps[job.steps.length - 1]);
+    }
+    return job;
   }
 
   // POST a File as the raw body, with progress; resolves with the job, rejects with the server's message.
