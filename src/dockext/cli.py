@@ -174,14 +174,22 @@ def list_(fmt: str) -> None:
     for row in rows:
         table.add_row(row["id"], row["provider"], row["version"], row["ui"], row["vm"], row["host"])
     out.print(table, soft_wrap=True, crop=False)
+    for row in rows:
+        if row["vm"].startswith("Elsewhere"):
+            err.print(f"{row['id']}: its backend is on another engine ({row['backend_engine']}), not the one dockext "
+                      f"reaches now: point dockext at it to manage it, or `dockext rm --forget {row['id']}`.",
+                      soft_wrap=True)
 
 
 @cli.command()
 @click.argument("image")
+@click.option("--forget", is_flag=True,
+              help="Remove it from dockext only, leaving its backend where it is: for an extension whose backend "
+              "is on an engine dockext no longer reaches (`ls` shows Elsewhere).")
 @handle_errors
-def rm(image: str) -> None:
+def rm(image: str, forget: bool) -> None:
     """Remove the extension IMAGE (its named volumes are kept)."""
-    Installer(layout(), reporter=CliReporter(out)).remove(image)
+    Installer(layout(), reporter=CliReporter(out)).remove(image, forget=forget)
 
 
 @cli.command()
@@ -587,14 +595,19 @@ def version() -> None:
     print(f"Client Version: v{__version__}\nServer API Version: {API_VERSION}")
 
 
+ELSEWHERE = "\0elsewhere"  # in the states of `_vm_states`: the engine's ID, for backends created on another
+
+
 def _vm_states(records: list[Record]) -> dict[str, list[str]] | None:
     if not any(r.vm for r in records):
         return {}
     try:
-        containers = Engine().backend_containers()
+        engine = Engine()
+        containers = engine.backend_containers()
+        identity = engine.identity() if any(r.vm and r.vm.engine for r in records) else ""
     except Exception:  # noqa: BLE001 - the list still prints when the engine is down
         return None
-    states: dict[str, list[str]] = {}
+    states: dict[str, list[str]] = {ELSEWHERE: [identity]}
     for c in containers:
         project = (c.get("Labels") or {}).get("com.docker.compose.project", "")
         states.setdefault(project, []).append(str(c.get("State", "unknown")))
@@ -606,6 +619,8 @@ def _row(r: Record, states: dict[str, list[str]] | None) -> dict[str, Any]:
         vm = "-"
     elif states is None:
         vm = "Unknown(engine unreachable)"
+    elif r.vm.engine and r.vm.engine not in states.get(ELSEWHERE, [r.vm.engine]):
+        vm = "Elsewhere(0)"  # created on another engine: see the note under the table
     else:
         found = states.get(r.vm.project, [])
         if not found:
@@ -622,6 +637,7 @@ def _row(r: Record, states: dict[str, list[str]] | None) -> dict[str, Any]:
         "host": f"{len(r.host_binaries)} binarie(s)" if r.host_binaries else "-",
         "image": r.image,
         "title": r.title,
+        "backend_engine": r.vm.engine_at if r.vm else None,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import tempfile
 import time
@@ -48,6 +49,22 @@ def is_remote(host: str, override: str | None = None) -> bool:
     return urlparse(host).scheme != "unix"
 
 
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (``name``, ``name:port``, ``[v6]:port``) names this machine's loopback."""
+    if not host:
+        return False
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class Engine:
     """One connection to the engine dockext manages (:func:`dockext.dockerhost.resolve`: ``$DOCKER_HOST``, the
     current docker context, or the default unix socket)."""
@@ -60,6 +77,7 @@ class Engine:
         self.target = target
         self.host = target.url
         self._client: docker.DockerClient | None = None
+        self._identity: str | None = None
 
     # -- connection ----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -156,21 +174,26 @@ class Engine:
             try:
                 for event in self.client.api.pull(repo, tag=tag, stream=True, decode=True):
                     if "error" in event:
-                        raise ImageNotFound(
-                            f"cannot pull {ref.pull_ref}: {event['error']}",
-                            hint="Check the image name and tag, and that you are logged in to its registry.",
-                        )
+                        raise ImageNotFound(f"cannot pull {ref.pull_ref}: {event['error']}", hint=self._pull_hint(ref))
                     if on_event:
                         on_event(event)
             except (docker.errors.NotFound, docker.errors.APIError) as exc:
-                raise ImageNotFound(
-                    f"cannot pull {ref.pull_ref}: {_short(exc)}",
-                    hint="Check the image name and tag, and that you are logged in to its registry.",
-                ) from None
+                raise ImageNotFound(f"cannot pull {ref.pull_ref}: {_short(exc)}", hint=self._pull_hint(ref)) from None
         found = self.find_image(ref.pull_ref)
         if found is None:
             raise ImageNotFound(f"image {ref.pull_ref} is not available after pulling it")
         return found
+
+    def _pull_hint(self, ref: ImageRef) -> str:
+        """What to do about a failed pull; a registry on loopback seen from an engine on another machine gets
+        its own words (that engine pulls from its own loopback: the registry here is out of its reach)."""
+        if is_loopback(ref.registry) and self.remote and not is_loopback(urlparse(self.target.url).hostname):
+            return (
+                f"{ref.registry} is a loopback address, and the engine at {self.target.describe()} pulls from its "
+                "own machine, not this one. Push the image to a registry the engine can reach, or install it "
+                f"offline: `docker save {ref.pull_ref} -o ext.tar` here, then `dockext install ./ext.tar`."
+            )
+        return "Check the image name and tag, and that you are logged in to its registry."
 
     @contextlib.contextmanager
     def image_files(self, image_id: str, owner: str) -> Iterator[ImageFiles]:
@@ -248,6 +271,14 @@ class Engine:
         return ""
 
     # -- offline install: `docker save` tarballs -----------------------------------------------------
+    def identity(self) -> str:
+        """The engine's own ID (``GET /info`` ``ID``): one engine has one, through whatever address reaches it
+        (its socket, a TCP port, ssh), so an extension's backend can be told to be on another engine."""
+        if self._identity is None:
+            with self._errors("ask the engine's ID"):
+                self._identity = str(self.client.api.info().get("ID") or "")
+        return self._identity
+
     def platform(self) -> str:
         """The engine's platform as an image index names it: ``linux/amd64``."""
         with self._errors("ask the engine's version"):

@@ -62,6 +62,13 @@ class EngineError(DockextError):
     http_status = 502
 
 
+class OtherEngine(DockextError):
+    """An extension's backend is on another engine than the one dockext reaches now (``DOCKER_HOST`` or the
+    docker context changed since it was installed)."""
+
+    http_status = 409
+
+
 class ComposeError(DockextError):
     """``docker compose`` failed (the message carries its output)."""
 

@@ -44,6 +44,7 @@ from .errors import (
     EngineError,
     MetadataError,
     NotInstalled,
+    OtherEngine,
     StorageError,
     UpdateFailed,
 )
@@ -313,6 +314,8 @@ class Installer:
             sockperm=use_sockperm,
             relay=relay,
             withheld=withheld,
+            engine=self.engine.identity() or None,
+            engine_at=self.engine.target.describe(),
         )
         return replace(record, vm=vm)
 
@@ -424,15 +427,30 @@ class Installer:
                 lines.extend(f"\n    | {ln}" for ln in logs.splitlines()[-5:])
         return "".join(lines)
 
+    def check_engine(self, record: Record) -> None:
+        """Refuse to change an extension whose backend is on another engine than the one reached now: its
+        containers are there, and compose here would find none (or start a second backend)."""
+        if record.vm is None or not record.vm.engine:
+            return
+        if self.engine.identity() != record.vm.engine:
+            raise OtherEngine(
+                f"the backend of {record.id} is on another engine ({record.vm.engine_at or record.vm.engine}), "
+                f"not the one dockext reaches now ({self.engine.target.describe()})",
+                hint="Point dockext at that engine (DOCKER_HOST, or `docker context use`) to update or remove it; "
+                f"or forget it here with `dockext rm --forget {record.id}` (its containers stay on that engine).",
+            )
+
     # -- update --------------------------------------------------------------------------------------
     def set_permissions(self, extension: str, **changes: bool) -> tuple[permissions.Grants, bool]:
         """``dockext permissions set``: save the grants; when a backend grant changes what the backend runs with,
         recreate it (:meth:`reapply`). If that fails the old version is back (update's rollback) and so are
         the old grants, so that what is saved is what runs. Returns the grants and whether it was recreated."""
         key = self.key_for(extension)
+        record = self.store.read(key)
+        if record.vm is not None and any(n in changes for n in permissions.BACKEND_NAMES):
+            self.check_engine(record)
         before = permissions.grants_for(self.layout, key)
         grants = permissions.set_grants(self.layout, key, **changes)
-        record = self.store.read(key)
         changed = [n for n in permissions.BACKEND_NAMES if grants.allows(n) != before.allows(n)]
         asked = permissions.read_requested(self.layout.extension_dir(key))
         if record.vm is None:
@@ -467,6 +485,7 @@ class Installer:
                     hint=f"Install it with: dockext install {ref.pull_ref}",
                 )
             old = self.store.read(key)
+            self.check_engine(old)
             if old.id != ref.name:
                 raise AlreadyInstalled(
                     f"{ref.name} cannot replace {old.id}: they are different extensions that both map to {key}",
@@ -597,17 +616,24 @@ class Installer:
             shutil.rmtree(trash, ignore_errors=True)
 
     # -- remove --------------------------------------------------------------------------------------
-    def remove(self, image: str) -> Record:
+    def remove(self, image: str, *, forget: bool = False) -> Record:
+        """Remove an installed extension: its backend (``compose down``; named volumes kept), then its files.
+        ``forget``: its files only, for a backend on an engine dockext no longer reaches (it stays there)."""
         with self._storage_errors(), self.store.lock():
             self._recover_locked()
             key = self.key_for(image)
             target = self.layout.extension_dir(key)
             record = self.store.read(key)
+            if not forget:
+                self.check_engine(record)
             self.report.step(f"Removing extension {record.id}...")
             os.rename(target / RECORD_FILE, target / PENDING_FILE)  # tombstone: no longer listed
             crashpoint.reached("rm:tombstoned")
             try:
-                if record.vm:
+                if record.vm and forget:
+                    where = record.vm.engine_at or "its engine"
+                    self.report.step(f"Leaving its backend ({record.vm.project}) on {where}")
+                elif record.vm:
                     self.report.step("Removing extension VM service...")
                     self.engine.ping()
                     self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")

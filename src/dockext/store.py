@@ -50,6 +50,10 @@ class VmInfo:
     relay: str | None = None
     #: backend grants denied when it was last (re)created (``permissions.BACKEND_NAMES``): taken out of its compose
     withheld: tuple[str, ...] = ()
+    #: the ID of the engine the backend was created on (``GET /info``: the same through any address that
+    #: reaches it), and that engine as dockext reached it then (for messages); None in older records
+    engine: str | None = None
+    engine_at: str | None = None
 
 
 @dataclass(frozen=True)

@@ -191,9 +191,22 @@ def test_unknown_image_and_unknown_extension_are_clear_errors(home):
     out = run_dockext("install", "-f", "127.0.0.1:5000/dockext-test/nope:9.9.9", home=home, check=False)
     assert out.returncode == 1
     assert "Error: cannot pull 127.0.0.1:5000/dockext-test/nope:9.9.9" in out.stderr
+    assert "Check the image name and tag" in out.stderr
     out = run_dockext("rm", "dockext-test/never-installed", home=home, check=False)
     assert out.returncode == 1
     assert "extension dockext-test/never-installed is not installed" in out.stderr
+
+
+def test_a_pull_from_loopback_by_an_engine_elsewhere_says_why_it_cannot_work(home):
+    """The engine is told to be elsewhere (DOCKEXT_REMOTE_ENGINE=1: a socket forwarded from another machine):
+    its pull of a loopback registry fails, and the message says that loopback is the engine's own."""
+    out = run_dockext("install", "-f", "127.0.0.1:5000/dockext-test/nope:9.9.9", home=home, check=False,
+                      env={"DOCKEXT_REMOTE_ENGINE": "1"})
+    assert out.returncode == 1
+    assert "Error: cannot pull 127.0.0.1:5000/dockext-test/nope:9.9.9" in out.stderr
+    assert "127.0.0.1:5000 is a loopback address, and the engine at unix://" in out.stderr
+    assert "pulls from its own machine, not this one" in out.stderr
+    assert ls_json(home) == []
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,7 @@ def create(
             for r in state.records()
         ]
         # its files are being swapped: no icon URL (the tab shows the letter icon meanwhile)
-        listed += [{**_extension_json(state, r, {}), "icon": None, "updating": True} for r in state.updating]
+        listed += [{**_extension_json(state, r, _Backends()), "icon": None, "updating": True} for r in state.updating]
         listed.sort(key=lambda e: (e["title"].lower(), e["key"]))
         return harden(JSONResponse(listed))
 
@@ -301,17 +302,29 @@ def create(
     return gate
 
 
-def _backend_states(state: HostState) -> dict[str, tuple[int, int]]:
-    """(running, total) containers per compose project of extension backends; empty if the engine is down."""
-    out: dict[str, tuple[int, int]] = {}
+@dataclass
+class _Backends:
+    """(running, total) containers per compose project of extension backends (none if the engine is down), and
+    the engine's ID (empty when unknown), to tell backends created on another engine."""
+
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    engine: str = ""
+
+    def get(self, project: str, default: tuple[int, int]) -> tuple[int, int]:
+        return self.counts.get(project, default)
+
+
+def _backend_states(state: HostState) -> _Backends:
+    out = _Backends()
     try:
         containers = state.engine.backend_containers()
+        out.engine = state.engine.identity()
     except Exception:  # noqa: BLE001 - the list must render even when the engine is gone
         return out
     for c in containers:
         project = (c.get("Labels") or {}).get("com.docker.compose.project", "")
         running, total = out.get(project, (0, 0))
-        out[project] = (running + (c.get("State") == "running"), total + 1)
+        out.counts[project] = (running + (c.get("State") == "running"), total + 1)
     return out
 
 
@@ -327,12 +340,14 @@ def _access_json(state: HostState, r: Record, grants: dict[str, permissions.Gran
 
 
 def _extension_json(
-    state: HostState, r: Record, backends: dict[str, tuple[int, int]], dev: DevSettings | None = None
+    state: HostState, r: Record, backends: _Backends, dev: DevSettings | None = None
 ) -> dict[str, Any]:
     vm = None
     if r.vm is not None:
         running, total = backends.get(r.vm.project, (0, 0))
-        vm = {"running": running, "total": total}
+        # created on another engine than the one reached now (DOCKER_HOST or the context changed): where it is
+        elsewhere = r.vm.engine_at or r.vm.engine if r.vm.engine and backends.engine not in ("", r.vm.engine) else None
+        vm = {"running": running, "total": total, "elsewhere": elsewhere}
     return {
         "id": r.id,
         "key": r.key,

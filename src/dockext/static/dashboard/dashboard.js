@@ -359,6 +359,12 @@
 
   function backendPill(vm) {
     if (!vm) return null;
+    if (vm.elsewhere) {
+      // created on another engine than the one dockext reaches now (DOCKER_HOST or the docker context changed)
+      const pill = el("span", "pill pill-stopped", "On another engine");
+      pill.title = `Its backend is on ${vm.elsewhere}. Point dockext at that engine to use it, or remove it with dockext rm --forget.`;
+      return pill;
+    }
     const running = Number(vm.running) || 0;
     const total = Number(vm.total) || 0;
     let kind = "pill-ok";
