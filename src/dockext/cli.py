@@ -133,10 +133,10 @@ def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) ->
         )
     reporter = CliReporter(out)
     installer = Installer(layout(), reporter=reporter)
-    if tarball is None:
-        installer.install(image, deny=deny)
-    else:
+    if tarball is not None:
         offline.install_tarball(installer, tarball, pick, reporter, arg=image, deny=deny)
+    elif offline.from_folder(installer, image, reporter, deny=deny) is None:
+        installer.install(image, deny=deny)
 
 
 @cli.command()
@@ -144,16 +144,27 @@ def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) ->
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @handle_errors
 def update(image: str, force: bool) -> None:
-    """Replace an installed extension with IMAGE[:TAG]; the installed version comes back if it fails.
+    """Replace an installed extension with IMAGE[:TAG], or with the one in a `docker save` FILE or OCI layout;
+    the installed version comes back if it fails.
 
-    Named volumes are kept, and so is the UI's origin (its localStorage)."""
+    Named volumes are kept, and so is the UI's origin (its localStorage). IMAGE is a file as for install."""
+    from . import offline
+
+    tarball = offline.tarball_argument(image)
+    if tarball is not None:
+        offline.check_tarball(tarball, image)
     if not force and sys.stdin.isatty():
         click.confirm(
             "Extensions can install binaries, invoke commands and access files on your machine.\n"
             "Are you sure you want to continue?",
             abort=True,
         )
-    Installer(layout(), reporter=CliReporter(out)).update(image)
+    reporter = CliReporter(out)
+    installer = Installer(layout(), reporter=reporter)
+    if tarball is not None:
+        offline.install_tarball(installer, tarball, None, reporter, arg=image, update=True)
+    elif offline.from_folder(installer, image, reporter, update=True) is None:
+        installer.update(image)
 
 
 @cli.command(name="ls")
@@ -323,19 +334,26 @@ def marketplace() -> None:
 @click.argument("spec", metavar="REGISTRY[/NAMESPACE]", required=False)
 @click.option("--list", "list_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="An extensions.txt: one image per line (REPOSITORY[:TAG]), '#' comments.")
+@click.option("--folder", "folder", metavar="DIR", type=click.Path(file_okay=False),
+              help="A folder of `docker save` files and OCI layouts: an offline Marketplace, installed from the files.")
 @handle_errors
-def marketplace_add(spec: str | None, list_file: str | None) -> None:
-    """Add a source: a registry or one namespace of it (e.g. 127.0.0.1:5000/acme), or --list FILE.
+def marketplace_add(spec: str | None, list_file: str | None, folder: str | None) -> None:
+    """Add a source: a registry or one namespace of it (e.g. 127.0.0.1:5000/acme), --list FILE or --folder DIR.
 
     A registry is read with its catalog API: every repository under it whose image is an extension is listed, at
-    its greatest semver tag. A list pins a version with :TAG; without one the greatest semver tag is offered."""
+    its greatest semver tag. A list pins a version with :TAG; without one the greatest semver tag is offered. A
+    folder is read at each look (files added later appear): its extensions install from their files, with no
+    registry at all (`dockext install IMAGE:TAG` too)."""
     from pathlib import Path
 
     from . import marketplace as mkt
 
-    if (spec is None) == (list_file is None):
-        raise click.UsageError("give either REGISTRY[/NAMESPACE] or --list FILE")
-    if list_file is not None:
+    if sum(x is not None for x in (spec, list_file, folder)) != 1:
+        raise click.UsageError("give one of REGISTRY[/NAMESPACE], --list FILE or --folder DIR")
+    if folder is not None:
+        source = mkt.add_folder(layout(), Path(folder))
+        out.print(f"Added the folder {source.label}.", soft_wrap=True)
+    elif list_file is not None:
         source = mkt.add_list(layout(), Path(list_file))
         out.print(f"Added the list {source.label} ({len(source.images)} image(s)).", soft_wrap=True)
     else:
@@ -373,7 +391,8 @@ def marketplace_ls(fmt: str) -> None:
             "sources": [{"source": s.label, "kind": s.kind} for s in settings.sources],
             "extensions": [
                 {"image": e.image, "version": e.tag, "versions": list(e.tags), "title": e.title, "vendor": e.vendor,
-                 "description": e.description, "source": e.source, "installed": installed.get(e.image)}
+                 "description": e.description, "source": e.source, "installed": installed.get(e.image),
+                 "file": e.file}
                 for e in catalog.entries
             ],
             "errors": [{"source": label, "message": message} for label, message in catalog.errors],
@@ -383,11 +402,12 @@ def marketplace_ls(fmt: str) -> None:
         state = "on" if settings.only_listed else "off"
         if not settings.sources:
             out.print(f"No marketplace source (only-listed: {state}). Add one with: dockext marketplace add "
-                      "REGISTRY[/NAMESPACE], or dockext marketplace add --list FILE", soft_wrap=True)
+                      "REGISTRY[/NAMESPACE], --list FILE or --folder DIR", soft_wrap=True)
             return
         out.print(f"Sources (only-listed: {state}):", soft_wrap=True)
         for s in settings.sources:
-            what = "registry" if s.kind == "registry" else f"list of {len(s.images)} image(s)"
+            kinds = {"registry": "registry", "folder": "folder of files"}
+            what = kinds.get(s.kind, f"list of {len(s.images)} image(s)")
             out.print(f"  {s.label}  ({what})", soft_wrap=True)
         out.print("")
         header = ("IMAGE", "VERSION", "TITLE", "VENDOR", "INSTALLED")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from . import model
+from . import model, savedimages
 from .errors import DockextError, InvalidImageReference, InvalidSource, NotListed, SourceNotFound, StateError
 from .paths import Layout
 from .store import Store, atomic_write, read_settings
@@ -48,11 +48,14 @@ __all__ = [
     "Entry",
     "Settings",
     "Source",
+    "add_folder",
     "add_list",
     "add_registry",
     "browse",
     "check_allowed",
     "clear_cache",
+    "file_for",
+    "folder_images",
     "listed",
     "load",
     "parse_list",
@@ -74,22 +77,24 @@ _SPEC_HINT: Final = "Give REGISTRY[/NAMESPACE], e.g. 127.0.0.1:5000/acme or regi
 class Source:
     """Where extensions are listed: a registry (and namespace), or the images of an ``extensions.txt``."""
 
-    kind: Literal["registry", "list"]
+    kind: Literal["registry", "list", "folder"]
     registry: str | None = None  # "127.0.0.1:5000" (kind registry)
     namespace: str | None = None  # "acme" or None = the whole registry (kind registry)
     images: tuple[str, ...] = ()  # "127.0.0.1:5000/acme/x" or "127.0.0.1:5000/acme/x:1.2.0" (kind list)
-    path: str | None = None  # the extensions.txt it was read from (kind list), for display
+    path: str | None = None  # the extensions.txt it was read from (kind list), the folder (kind folder)
 
     @property
     def label(self) -> str:
         """How it is shown, and named in ``dockext marketplace rm``."""
-        if self.kind == "list":
-            return self.path or "(list)"
+        if self.kind in ("list", "folder"):
+            return self.path or f"({self.kind})"
         return f"{self.registry}/{self.namespace}" if self.namespace else str(self.registry)
 
     def to_json(self) -> dict[str, Any]:
         if self.kind == "list":
             return {"kind": "list", "path": self.path, "images": list(self.images)}
+        if self.kind == "folder":
+            return {"kind": "folder", "path": self.path}
         return {"kind": "registry", "registry": self.registry, "namespace": self.namespace}
 
 
@@ -111,6 +116,7 @@ class Entry:
     vendor: str
     description: str
     source: str  # Source.label it came from
+    file: str | None = None  # a folder source's file (or OCI layout) holding `tag`: installed from there
 
     @property
     def ref(self) -> str:
@@ -207,6 +213,11 @@ def _source_from_json(value: Any) -> Source:
         if not isinstance(path, str) or not isinstance(images, list) or not all(isinstance(i, str) for i in images):
             raise ValueError("a list source needs a path and a list of images")
         return Source(kind="list", path=path, images=parse_list("\n".join(images), path))
+    if kind == "folder":
+        path = value.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError("a folder source needs an absolute path")
+        return Source(kind="folder", path=path)
     raise ValueError(f"unknown source kind {kind!r}")
 
 
@@ -265,6 +276,17 @@ def add_list(layout: Layout, path: Path) -> Source:
     return _add(layout, source, f"To read it again after a change: dockext marketplace rm {full}, then add it.")
 
 
+def add_folder(layout: Layout, path: Path) -> Source:
+    """Add a folder of extension files (``docker save`` files, OCI layouts or archives): an offline catalog,
+    read at each browse (files added later appear; installs load the file)."""
+    full = path.expanduser().absolute()
+    if not full.is_dir():
+        raise InvalidSource(f"{full} is not a directory",
+                            hint="Give a folder holding `docker save` files or OCI layouts of extensions.")
+    source = Source(kind="folder", path=str(full))
+    return _add(layout, source, "List the sources with: dockext marketplace ls")
+
+
 def remove(layout: Layout, label: str) -> Source:
     """Remove the source shown as ``label`` (a list may also be named by a relative path to its file)."""
     wanted = label.strip().rstrip("/") or label
@@ -272,7 +294,7 @@ def remove(layout: Layout, label: str) -> Source:
         settings = load(layout)
         for source in settings.sources:
             if source.label == wanted or (
-                source.kind == "list" and str(Path(wanted).expanduser().absolute()) == source.path
+                source.kind in ("list", "folder") and str(Path(wanted).expanduser().absolute()) == source.path
             ):
                 _save(layout, replace(settings, sources=tuple(s for s in settings.sources if s is not source)))
                 return source
@@ -299,6 +321,12 @@ def _wanted_tag(ref: model.ImageRef) -> str | None:
 
 
 def _lists(source: Source, ref: model.ImageRef) -> bool:
+    if source.kind == "folder":  # the versions its files hold (read from the files: no network)
+        tag = _wanted_tag(ref)
+        return ref.digest is None and any(
+            _canonical_name(image.name) == _canonical_name(f"{ref.name}:{tag}")
+            for image, _path in folder_images(source)[0]
+        )
     if source.kind == "registry":
         if ref.registry is None or source.registry is None or ref.registry.lower() != source.registry.lower():
             return False
@@ -410,24 +438,30 @@ def _entry(client: registry.RegistryClient, image: model.ImageRef, pinned: str |
         all_tags = client.tags(image.repository)
         chosen = greatest_semver(all_tags)
         semver = [t for t in all_tags if Version.parse(t) is not None]
-        tags = tuple(sorted(semver, key=lambda t: (_version_key(t), t), reverse=True))
+        tags = tuple(semver)  # _make_entry sorts them, greatest first
         if chosen is None:
             if "latest" not in all_tags:
                 return None
             chosen = "latest"
         tag = chosen
+    entry = _make_entry(image.name, tag, tags, client.labels(image.repository, tag).labels, source)
+    if entry is None:
+        raise _NotAnExtension(f"{image.name}:{tag}")
+    return entry
+
+
+def _make_entry(image: str, tag: str, tags: Iterable[str], raw: dict[str, str], source: Source,
+                file: str | None = None) -> Entry | None:
+    """A catalog entry from an image's labels; None when they do not make it an extension."""
     # only the labels the Marketplace reads, each bounded: a catalog keeps hundreds of entries in memory
-    labels = {
-        k: v[:_MAX_LABEL] for k, v in client.labels(image.repository, tag).labels.items()
-        if k.startswith(("com.docker.", "org.opencontainers."))
-    }
+    labels = {k: v[:_MAX_LABEL] for k, v in raw.items() if k.startswith(("com.docker.", "org.opencontainers."))}
     info = model.parse_labels(labels)
     if info.api_version is None:
-        raise _NotAnExtension(f"{image.name}:{tag}")
+        return None
     return Entry(
-        image=image.name, tag=tag, tags=tags[:_MAX_TAGS], labels=labels,
-        title=(info.title or image.repository.rsplit("/", 1)[-1])[:200], vendor=(info.vendor or "")[:200],
-        description=(info.description or "")[:2000], source=source.label,
+        image=image, tag=tag, tags=tuple(sorted(tags, key=lambda t: (_version_key(t), t), reverse=True))[:_MAX_TAGS],
+        labels=labels, title=(info.title or image.rsplit("/", 1)[-1])[:200], vendor=(info.vendor or "")[:200],
+        description=(info.description or "")[:2000], source=source.label, file=file,
     )
 
 
@@ -500,6 +534,95 @@ def _scan_list(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> t
     return entries, problems
 
 
+FOLDER_LIMIT: Final = 200  # files and layouts read per folder source
+_files: dict[tuple[str, int, int], list[savedimages.SavedImage] | DockextError] = {}  # (path, size, mtime) ->
+_files_lock = threading.Lock()
+
+
+def _canonical_name(ref: str) -> str:
+    """``x:1``, ``docker.io/library/x:1``: one spelling of a tagged name, to compare them."""
+    parsed = model.ImageRef.parse(ref)
+    name = parsed.name
+    for prefix in ("docker.io/", "index.docker.io/"):
+        name = name.removeprefix(prefix)
+    return f"{name.removeprefix('library/')}:{parsed.tag or 'latest'}"
+
+
+def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Path]], list[str]]:
+    """The named images of a folder source's files and layouts (each file read once while unchanged), and
+    what could not be read."""
+    assert source.path is not None
+    root = Path(source.path)
+    try:
+        candidates = sorted(p for p in root.iterdir() if savedimages.is_candidate(p))
+    except OSError as exc:
+        return [], [f"cannot read the folder {root}: {exc.strerror or exc}"]
+    problems = []
+    if len(candidates) > FOLDER_LIMIT:
+        problems.append(f"{root} holds more than {FOLDER_LIMIT} files; only the first {FOLDER_LIMIT} were read")
+    found: list[tuple[savedimages.SavedImage, Path]] = []
+    for path in candidates[:FOLDER_LIMIT]:
+        try:
+            st = path.stat()
+            key = (str(path), st.st_size, st.st_mtime_ns)
+        except OSError:
+            continue
+        with _files_lock:
+            got = _files.get(key)
+        if got is None:
+            try:
+                got = savedimages.read(path, path.name)
+            except DockextError as exc:
+                got = exc
+            except Exception as exc:  # noqa: BLE001 - one odd file must not sink the folder
+                got = DockextError(f"{path.name}: cannot be read ({type(exc).__name__}: {exc})")
+            with _files_lock:
+                for old in [k for k in _files if k[0] == key[0]]:
+                    del _files[old]  # an older version of the same file
+                _files[key] = got
+        if isinstance(got, DockextError):
+            problems.append(_message(got))
+        else:
+            found.extend((image, path) for image in got)
+    return found, problems
+
+
+def _scan_folder(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> tuple[list[Entry], list[str]]:
+    from .validate import Version, greatest_semver
+
+    found, problems = folder_images(source)
+    by_repo: dict[str, dict[str, tuple[savedimages.SavedImage, Path]]] = {}
+    for image, path in found:
+        ref = model.ImageRef.parse(image.name)
+        by_repo.setdefault(ref.name, {}).setdefault(ref.tag or "latest", (image, path))
+    entries = []
+    for repo, versions in by_repo.items():
+        tag = greatest_semver(list(versions)) or ("latest" if "latest" in versions else sorted(versions)[-1])
+        image, path = versions[tag]
+        semver = [t for t in versions if Version.parse(t) is not None]
+        entry = _make_entry(repo, tag, semver, image.labels, source, file=str(path))
+        if entry is not None:  # else not an extension: skipped, as in a registry source
+            entries.append(entry)
+    return entries, problems
+
+
+def file_for(settings: Settings, image: str) -> Path | None:
+    """The file of a folder source that holds ``IMAGE[:TAG]`` (``:latest`` without a tag), or None."""
+    try:
+        ref = model.ImageRef.parse(image)
+    except InvalidImageReference:
+        return None
+    if ref.digest is not None:
+        return None
+    wanted = _canonical_name(f"{ref.name}:{ref.tag or 'latest'}")
+    for source in settings.sources:
+        if source.kind == "folder":
+            for saved, path in folder_images(source)[0]:
+                if _canonical_name(saved.name) == wanted:
+                    return path
+    return None
+
+
 def _scan(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> tuple[list[Entry], list[str]]:
     now = time.monotonic()
     with _cache_lock:
@@ -507,7 +630,7 @@ def _scan(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> tuple[
         if hit is not None and now - hit[0] < CACHE_SECONDS:
             return hit[1], []
     try:
-        scan = _scan_list if source.kind == "list" else _scan_registry
+        scan = {"list": _scan_list, "folder": _scan_folder}.get(source.kind, _scan_registry)
         entries, problems = scan(source, clients, pool)
     except DockextError as exc:
         return [], [_message(exc)]

@@ -40,7 +40,7 @@ from . import archive
 from .errors import DockextError, InvalidImageReference
 from .model import ImageRef
 
-__all__ = ["DockerArchive", "Image", "Layout", "open_layout", "plan"]
+__all__ = ["DockerArchive", "Image", "Layout", "config_labels", "labels_of", "open_layout", "open_tar", "plan"]
 
 HINT = (
     "Make the layout again (for example `skopeo copy docker://REF oci:DIR:TAG`), or make a `docker save` file "
@@ -107,6 +107,10 @@ class Layout:
     def shared(self, name: str) -> bool:
         """True when the file may also be something outside the layout (a hard link): check before sending."""
         return False
+
+    def names(self) -> list[str]:
+        """The regular files' names, where they can be listed at once (a tar); empty otherwise."""
+        return []
 
     def read(self, name: str, cap: int = MAX_JSON) -> bytes:
         size = self.size(name)
@@ -212,6 +216,9 @@ class _TarLayout(Layout):
     def in_order(self, names: list[str]) -> list[str]:
         return sorted(names, key=lambda n: self.members[n].offset_data if n in self.members else -1)
 
+    def names(self) -> list[str]:
+        return list(self.members)
+
     def size(self, name: str) -> int | None:
         info = self.members.get(name)
         return None if info is None else info.size
@@ -235,6 +242,28 @@ def is_layout_tar(names: set[str]) -> bool:
     """A tar holding an OCI layout and no ``manifest.json`` (which the engine would read as a ``docker save``
     archive: Docker 25 and later save both)."""
     return "oci-layout" in names and "index.json" in names and "manifest.json" not in names
+
+
+def open_tar(path: Path, what: str) -> Layout:
+    """Any tar (plain or compressed) read as a layout reads: regular members by name, with the same caps."""
+    return _TarLayout(path, what)
+
+
+def labels_of(layout: Layout, image: Image) -> dict[str, str]:
+    """The labels of ``image``'s config (its manifest and config read and checked against their digests)."""
+    manifest = _json(layout, image.manifest, "manifest")
+    config = _json(layout, _blob(layout, manifest.get("config"), f"manifest {image.manifest.digest[:19]}, config"),
+                   "config")
+    return config_labels(config)
+
+
+def config_labels(config: object) -> dict[str, str]:
+    """The ``config.Labels`` of an image config document (string values only)."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    labels = inner.get("Labels") if isinstance(inner, dict) else None
+    if not isinstance(labels, dict):
+        return {}
+    return {str(k): str(v) for k, v in labels.items() if isinstance(v, str)}
 
 
 def open_layout(path: Path, what: str) -> Layout:

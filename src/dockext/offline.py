@@ -39,7 +39,8 @@ from .model import ImageRef
 from .store import Record
 
 __all__ = [
-    "Loaded", "check_tarball", "choose", "ends_early", "install_tarball", "parse_load_output", "tarball_argument",
+    "Loaded", "check_tarball", "choose", "ends_early", "from_folder", "install_tarball", "parse_load_output",
+    "tarball_argument",
 ]
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -349,8 +350,10 @@ def explain_load_error(error: str, name: str, path: Path | None = None) -> Docke
 
 
 def install_tarball(installer: Installer, path: Path, wanted: str | None, reporter: Reporter,
-                    arg: str | None = None, deny: tuple[str, ...] = (), label: str | None = None) -> Record:
-    """Load the tarball at ``path`` into the engine and install the extension image it holds.
+                    arg: str | None = None, deny: tuple[str, ...] = (), label: str | None = None,
+                    update: bool = False) -> Record:
+    """Load the tarball at ``path`` into the engine and install the extension image it holds (``update``:
+    update the installed extension to it, with the update's rollback).
 
     ``arg`` is the argument as the user typed it; ``label`` names the file in messages instead (an upload's
     own file name).
@@ -382,7 +385,7 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
             raise explain_load_error(output.error, name, path)
         ref = choose(loaded, wanted, name)
         reporter.step(f"Loaded image: {ref}")
-        record = installer.install(ref, deny=deny)
+        record = installer.update(ref) if update else installer.install(ref, deny=deny)
         done = True
         # Other tags the file carried stay, as with `docker load`, except those it moved: a file must not
         # repoint a name that was there (another extension's image, say) to an image of its own.
@@ -396,6 +399,19 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
             if loaded.refs or loaded.ids:
                 keep = _in_use(installer, loaded.refs)
                 engine.undo_load(before, loaded.refs, loaded.ids, keep)
+
+
+def from_folder(installer: Installer, image: str, reporter: Reporter, *, deny: tuple[str, ...] = (),
+                update: bool = False) -> Record | None:
+    """Install (or update to) ``IMAGE[:TAG]`` from the file of a Marketplace folder source that holds it,
+    when one does and the engine does not have the image already; None when no folder source has it."""
+    from . import marketplace
+
+    path = marketplace.file_for(marketplace.load(installer.layout), image)
+    if path is None or installer.engine.find_image(image) is not None:
+        return None
+    reporter.step(f"{image} is in the Marketplace folder {path.parent}: loading it from {path.name}")
+    return install_tarball(installer, path, image, reporter, deny=deny, label=path.name, update=update)
 
 
 def _load_layout(installer: Installer, path: Path, name: str, wanted: str | None, reporter: Reporter) -> LoadOutput:

@@ -197,3 +197,27 @@ def test_refused_cut_off_and_hostile_uploads_leave_nothing(server, saved):
         time.sleep(0.1)
     assert uploads_left(server) == []
     assert ls(server) == []
+
+
+def test_a_folder_source_shows_its_extensions_and_installs_one_from_its_file(page: Page, server, saved, tmp_path):
+    folder = tmp_path / "offline"
+    folder.mkdir()
+    (folder / "ui-only.tar").write_bytes(saved["ui"].read_bytes())
+    run_dockext("marketplace", "add", "--folder", str(folder), home=server.home)
+    page.goto(server.login_url)
+    page.locator("#marketplace-button").click()
+    card = page.locator(f'.mk-card[data-image="{PREFIX}/ui-only"]')
+    expect(card.locator(".mk-title")).to_have_text("UI Only")
+    card.locator("summary").click()
+    expect(card.locator(".mk-facts")).to_contain_text("ui-only.tar")
+    card.get_by_role("button", name="Install").click()
+    page.locator("dialog.dx-dialog").get_by_role("button", name="Install", exact=True).click()
+    expect(page.locator(".toast").last).to_contain_text("UI Only installed", timeout=120_000)
+    expect(tab(page, f"{PREFIX}_ui-only")).to_have_count(1)
+    try:
+        [row] = ls(server)
+        assert row["image"] == UI
+        expect(card.locator(".mk-installed")).to_have_text("Installed 1.0.0")
+    finally:
+        run_dockext("rm", UI, home=server.home, check=False)
+    assert (folder / "ui-only.tar").exists()  # the folder's file stays: it is the catalog

@@ -4,7 +4,8 @@
   [{"source", "message"}]}``. Each extension: ``image`` (repository, no tag), ``tag`` (the version offered),
   ``tags``, ``title``, ``vendor``, ``description``, ``detailedDescription`` and ``changelog`` (the labels' HTML
   reduced to plain text), ``categories``, ``screenshots`` (``[{"url", "alt"}]``, http(s) only),
-  ``publisherUrl`` (http(s) or null), ``source``, ``installed`` (``{"key", "version", "image"}`` or null) and
+  ``publisherUrl`` (http(s) or null), ``source``, ``file`` (a folder source's file it installs from, or null),
+  ``installed`` (``{"key", "version", "image"}`` or null) and
   ``update`` (a greater version than the installed one is offered). The catalog is built by
   :func:`dockext.marketplace.browse` in a worker thread; what sources answered is reused for a minute unless
   ``refresh=1`` asks them again.
@@ -304,9 +305,11 @@ def _run(state: HostState, job: Job) -> None:
         if job.file is not None:
             offline.install_tarball(installer, job.file, job.pick, job, deny=job.deny, label=job.image)
         elif job.action == "install":
-            installer.install(job.image, deny=job.deny)
+            if offline.from_folder(installer, job.image, job, deny=job.deny) is None:
+                installer.install(job.image, deny=job.deny)
         elif job.action == "update":
-            installer.update(job.image)
+            if offline.from_folder(installer, job.image, job, update=True) is None:
+                installer.update(job.image)
         else:
             installer.remove(job.image)
         outcome, error = "done", None
@@ -398,6 +401,7 @@ def _entry_json(entry: marketplace.Entry, record: Record | None) -> dict[str, An
         "screenshots": [{"url": s["url"], "alt": s.get("alt", "")[:200]} for s in labels.screenshots[:12]],
         "publisherUrl": labels.publisher_url,
         "source": entry.source,
+        "file": Path(entry.file).name if entry.file else None,  # a folder source's file it installs from
         "installed": installed,
         "update": update,
     }

@@ -207,6 +207,7 @@
     fact("Image", `${ext.image}:${ext.tag}`);
     fact("Versions", (ext.tags || []).join(", "));
     fact("Source", ext.source);
+    fact("File", ext.file); // a folder source: installed from this file, no registry needed
     box.appendChild(dl);
     if (ext.detailedDescription) box.appendChild(el("p", "mk-text", ext.detailedDescription));
     if (ext.changelog) {

@@ -1,0 +1,92 @@
+"""A Marketplace folder source with the real engine and CLI: an offline catalog of `docker save` files and OCI
+layouts, whose extensions install and update from their files by name, with no registry (peers.md §4.3)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from tests.support import oci
+from tests.support.cli import run_dockext
+
+from .test_install import assert_nothing_left, get_over_socket, ls_json, record
+
+pytestmark = pytest.mark.engine
+
+PREFIX = "dockext-folder"
+VM1, VM2 = f"{PREFIX}/vm-image:1.0.0", f"{PREFIX}/vm-image:2.0.0"
+UI = f"{PREFIX}/ui-only:1.0.0"
+VM_KEY = f"{PREFIX}_vm-image"
+
+
+def untag(client: docker.DockerClient, ref: str) -> None:
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.remove(ref)
+
+
+def save(client: docker.DockerClient, ref: str, path: Path) -> Path:
+    with open(path, "wb") as f:
+        for chunk in client.images.get(ref).save(named=ref):
+            f.write(chunk)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path, fixture_image, docker_client: docker.DockerClient):
+    """vm-image 1.0.0 and 2.0.0 as `docker save` files, ui-only as an OCI layout directory; then the tags go,
+    so that only the folder can bring them back."""
+    d = tmp_path / "offline"
+    d.mkdir()
+    for ref in (VM1, VM2, UI):
+        name, tag = ref.split("/")[1].split(":")
+        assert fixture_image(name, tag=tag, repo_prefix=PREFIX) == ref
+    save(docker_client, VM1, d / "vm-image-1.0.0.tar")
+    save(docker_client, VM2, d / "vm-image-2.0.0.tar")
+    oci.single(save(docker_client, UI, tmp_path / "ui.tar").read_bytes(), UI).write_dir(d / "ui-only-oci")
+    for ref in (VM1, VM2, UI):
+        untag(docker_client, ref)
+    yield d
+    for ref in (VM1, VM2, UI):
+        untag(docker_client, ref)
+
+
+def test_a_folder_is_an_offline_marketplace_installing_and_updating_by_name(tmp_path, folder, docker_client):
+    home = tmp_path / "home"
+    out = run_dockext("marketplace", "add", "--folder", str(folder), home=home)
+    assert f"Added the folder {folder}." in out.stdout
+    [*rows] = json.loads(run_dockext("marketplace", "ls", "--format", "json", home=home).stdout)["extensions"]
+    assert sorted((r["image"], r["version"]) for r in rows) == [(f"{PREFIX}/ui-only", "1.0.0"),
+                                                                (f"{PREFIX}/vm-image", "2.0.0")]
+    # installed by name, from the folder's file: nothing is pulled (there is no such image in any registry)
+    out = run_dockext("install", "-f", VM1, home=home)
+    assert f"{VM1} is in the Marketplace folder {folder}: loading it from vm-image-1.0.0.tar" in out.stdout
+    assert "pulling" not in out.stdout and out.stdout.rstrip().endswith("installed successfully")
+    rec = record(home, VM_KEY)
+    status, body = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "backend.sock", "/hello")
+    assert (status, json.loads(body)["message"]) == (200, "hello from vm-image")
+    out = run_dockext("install", "-f", UI, home=home)
+    assert "from the OCI layout ui-only-oci" in out.stdout and "installed successfully" in out.stdout
+    # only-listed: the folder lists what its files hold, and nothing else
+    run_dockext("marketplace", "only-listed", "on", home=home)
+    refused = run_dockext("install", "-f", f"{PREFIX}/vm-image:9.9.9", home=home, check=False)
+    assert refused.returncode == 1 and "is not listed by the marketplace sources" in refused.stderr
+    # update to the folder's 2.0.0, with the update's rollback, the backend's volume kept
+    out = run_dockext("update", "-f", VM2, home=home)
+    assert "loading it from vm-image-2.0.0.tar" in out.stdout
+    versions = {r["id"]: r["version"] for r in ls_json(home)}
+    assert versions == {f"{PREFIX}/vm-image": "2.0.0", f"{PREFIX}/ui-only": "1.0.0"}
+    # and back to 1.0.0 from the file itself (`dockext update FILE`)
+    untag(docker_client, VM1)
+    out = run_dockext("update", "-f", str(folder / "vm-image-1.0.0.tar"), home=home)
+    assert f"Loaded image: {VM1}" in out.stdout
+    assert record(home, VM_KEY)["version"] == "1.0.0"
+    for ref in (VM1, UI):
+        run_dockext("rm", ref, home=home)
+    for volume in docker_client.volumes.list(filters={"name": f"{VM_KEY}-desktop-extension_"}):
+        volume.remove()
+    assert_nothing_left(home, docker_client, VM_KEY, f"{VM_KEY}-desktop-extension")

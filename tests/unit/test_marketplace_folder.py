@@ -1,0 +1,118 @@
+"""A Marketplace folder source: an offline catalog of `docker save` files and OCI layouts, read without an
+engine (src/dockext/savedimages.py, marketplace.folder_images). Installing from it is proven with the real
+engine in tests/engine/test_marketplace_folder.py."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dockext import marketplace, savedimages
+from dockext.errors import InvalidSource
+from dockext.paths import Layout
+from tests.support import oci
+
+API = "com.docker.desktop.extension.api.version"
+
+
+def saved(*images: tuple[str, dict[str, str]]) -> bytes:
+    """A `docker save` file of one small image per (name, labels), as the engine writes them."""
+    files: dict[str, bytes] = {}
+    manifest = []
+    for i, (name, labels) in enumerate(images):
+        layer = io.BytesIO()
+        with tarfile.open(fileobj=layer, mode="w") as tar:
+            info = tarfile.TarInfo(f"file{i}")
+            tar.addfile(info, io.BytesIO(b""))
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": labels},
+                             "rootfs": {"type": "layers", "diff_ids": [oci.digest_of(layer.getvalue())]}}).encode()
+        files[f"layer{i}/layer.tar"] = layer.getvalue()
+        files[f"config{i}.json"] = config
+        manifest.append({"Config": f"config{i}.json", "RepoTags": [name] if name else None,
+                         "Layers": [f"layer{i}/layer.tar"]})
+    files["manifest.json"] = json.dumps(manifest).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def ext_labels(title: str) -> dict[str, str]:
+    return {API: ">= 0.3.3", "org.opencontainers.image.title": title, "org.opencontainers.image.vendor": "Acme"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    marketplace.clear_cache()
+    yield
+    marketplace.clear_cache()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "offline"
+    d.mkdir()
+    (d / "ext-1.0.0.tar").write_bytes(saved(("acme/ext:1.0.0", ext_labels("Ext"))))
+    (d / "ext-1.2.0.tar.gz").write_bytes(gzip.compress(saved(("acme/ext:1.2.0", ext_labels("Ext")))))
+    (d / "not-an-extension.tar").write_bytes(saved(("acme/plain:1", {"a": "b"})))
+    oci.single(saved(("x:1", ext_labels("Layout Ext"))), "acme/layout-ext:2.0.0").write_dir(d / "layout-ext")
+    (d / "notes.txt").write_text("not looked at")
+    (d / "broken.tar").write_bytes(b"\0" * 100)
+    return d
+
+
+def test_a_docker_save_file_names_its_images_and_their_labels(tmp_path: Path) -> None:
+    (tmp_path / "two.tar").write_bytes(saved(("acme/a:1", {"x": "1"}), ("", {"y": "2"}), ("acme/b:2", {})))
+    images = savedimages.read(tmp_path / "two.tar", "two.tar")
+    assert [(i.name, i.labels) for i in images] == [("acme/a:1", {"x": "1"}), ("acme/b:2", {})]  # by ID: left out
+
+
+def test_a_folder_lists_its_extensions_at_their_greatest_version_with_the_file_to_install(folder, tmp_path):
+    source = marketplace.add_folder(Layout(tmp_path / "home"), folder)
+    assert (source.kind, source.label) == ("folder", str(folder))
+    catalog = marketplace.browse(marketplace.Settings(sources=(source,)))
+    got = {e.image: (e.tag, e.tags, e.title, Path(e.file or "").name) for e in catalog.entries}
+    assert got == {
+        "acme/ext": ("1.2.0", ("1.2.0", "1.0.0"), "Ext", "ext-1.2.0.tar.gz"),
+        "acme/layout-ext": ("2.0.0", ("2.0.0",), "Layout Ext", "layout-ext"),
+    }  # acme/plain has no extension label: skipped, as in a registry
+    [(where, problem)] = catalog.errors
+    assert where == str(folder) and problem.startswith("broken.tar")
+    settings = marketplace.Settings(sources=(source,), only_listed=True)
+    assert marketplace.listed(settings, "acme/ext:1.0.0") and marketplace.listed(settings, "acme/layout-ext:2.0.0")
+    assert not marketplace.listed(settings, "acme/ext:9.9.9") and not marketplace.listed(settings, "acme/other:1")
+    assert marketplace.file_for(settings, "acme/ext:1.0.0") == folder / "ext-1.0.0.tar"
+    assert marketplace.file_for(settings, "docker.io/acme/ext:1.2.0") == folder / "ext-1.2.0.tar.gz"
+    assert marketplace.file_for(settings, "acme/ext") is None  # :latest is not there
+
+
+def test_a_file_is_read_again_when_it_changes(folder, tmp_path):
+    source = marketplace.Source(kind="folder", path=str(folder))
+    assert marketplace.file_for(marketplace.Settings(sources=(source,)), "acme/ext:1.0.0") is not None
+    (folder / "ext-1.0.0.tar").write_bytes(saved(("acme/ext:1.0.1", ext_labels("Ext"))))
+    os.utime(folder / "ext-1.0.0.tar", ns=(1, 1))  # another mtime for sure
+    settings = marketplace.Settings(sources=(source,))
+    assert marketplace.file_for(settings, "acme/ext:1.0.0") is None
+    assert marketplace.file_for(settings, "acme/ext:1.0.1") == folder / "ext-1.0.0.tar"
+
+
+def test_a_folder_source_survives_the_settings_file_and_is_removed_by_its_path(folder, tmp_path, monkeypatch):
+    lay = Layout(tmp_path / "home")
+    marketplace.add_folder(lay, folder)
+    assert marketplace.load(lay).sources == (marketplace.Source(kind="folder", path=str(folder)),)
+    with pytest.raises(InvalidSource, match="is already there"):
+        marketplace.add_folder(lay, folder)
+    with pytest.raises(InvalidSource, match="is not a directory"):
+        marketplace.add_folder(lay, folder / "ext-1.0.0.tar")
+    monkeypatch.chdir(folder.parent)
+    marketplace.remove(lay, "offline/")
+    assert marketplace.load(lay).sources == ()
