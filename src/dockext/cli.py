@@ -615,7 +615,7 @@ def version() -> None:
     print(f"Client Version: v{__version__}\nServer API Version: {API_VERSION}")
 
 
-ELSEWHERE = "\0elsewhere"  # in the states of `_vm_states`: the engine's ID, for backends created on another
+ELSEWHERE = "\0elsewhere"  # a key no project has, in the states of `_vm_states`: [the engine's ID, "" if unknown]
 
 
 def _vm_states(records: list[Record]) -> dict[str, list[str]] | None:
@@ -639,7 +639,7 @@ def _row(r: Record, states: dict[str, list[str]] | None) -> dict[str, Any]:
         vm = "-"
     elif states is None:
         vm = "Unknown(engine unreachable)"
-    elif r.vm.engine and r.vm.engine not in states.get(ELSEWHERE, [r.vm.engine]):
+    elif r.vm.engine and states.get(ELSEWHERE, [""])[0] not in ("", r.vm.engine):
         vm = "Elsewhere(0)"  # created on another engine: see the note under the table
     else:
         found = states.get(r.vm.project, [])

@@ -427,12 +427,22 @@ class Installer:
                 lines.extend(f"\n    | {ln}" for ln in logs.splitlines()[-5:])
         return "".join(lines)
 
+    def _elsewhere(self, record: Record) -> bool:
+        """Whether the backend of ``record`` was made on another engine than the one reached now. Unknown (an
+        older record, an engine that gives no ID, or an engine that cannot be reached) counts as not."""
+        if record.vm is None or not record.vm.engine:
+            return False
+        try:
+            here = self.engine.identity()
+        except DockextError:
+            return False
+        return bool(here) and here != record.vm.engine
+
     def check_engine(self, record: Record) -> None:
         """Refuse to change an extension whose backend is on another engine than the one reached now: its
         containers are there, and compose here would find none (or start a second backend)."""
-        if record.vm is None or not record.vm.engine:
-            return
-        if self.engine.identity() != record.vm.engine:
+        if self._elsewhere(record):
+            assert record.vm is not None
             raise OtherEngine(
                 f"the backend of {record.id} is on another engine ({record.vm.engine_at or record.vm.engine}), "
                 f"not the one dockext reaches now ({self.engine.target.describe()})",
@@ -682,6 +692,10 @@ class Installer:
     def _recover_locked(self) -> list[str]:
         cleaned = []
         for key in self._interrupted_updates():
+            old = _read_record(self.layout.extensions / f"{PREV_PREFIX}{key}") or _read_record(
+                self.layout.extension_dir(key))
+            if old is not None and self._elsewhere(old):
+                continue  # its backend is on another engine: finished when dockext reaches that one again
             try:
                 self._roll_back_update(key)
             except DockextError:
@@ -690,6 +704,8 @@ class Installer:
         for key in self.store.incomplete():
             target = self.layout.extension_dir(key)
             record = _read_pending(target)
+            if record and self._elsewhere(record):
+                continue  # the same: compose here would find nothing, and the containers there would be orphaned
             if record and record.vm:
                 try:
                     self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")

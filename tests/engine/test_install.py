@@ -88,6 +88,7 @@ def test_ui_only_extension_installs_lists_and_leaves_nothing_on_rm(home, fixture
             "host": "-",
             "image": "dockext-test/ui-only:1.0.0",
             "title": rec["title"],
+            "backend_engine": None,  # no backend: on no engine
         }
     ]
     table = run_dockext("ls", home=home).stdout.splitlines()

@@ -267,9 +267,12 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
 
 
 def _check_cli_permission(state: HostState, inst: Instance, cli: str) -> None:
-    """``docker`` and ``host`` execs need the user's grant (dockext permissions); ``vm`` is the extension's own."""
+    """``docker`` and ``host`` execs need the user's grant (dockext permissions); ``vm`` is the extension's own,
+    on the engine its backend was made on."""
     if cli in ("docker", "host"):
         state.check_permission(inst.record, cli)
+    elif cli == "vm":
+        state.check_engine(inst.record)
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -288,6 +291,11 @@ async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receiv
     if pool is None:
         await _send(state, _proxy_error(BackendNotReady("this extension exposes no backend socket"), 404),
                     scope, receive, send)
+        return
+    try:
+        state.check_engine(inst.record)
+    except DockextError as exc:
+        await _send(state, _proxy_error(exc, exc.http_status), scope, receive, send)
         return
     try:
         body = await _read_body(receive)

@@ -17,7 +17,7 @@ from typing import Any
 from .. import devmode, permissions, sockperm
 from ..devmode import DevSettings
 from ..engine import Engine
-from ..errors import DockextError
+from ..errors import DockextError, OtherEngine
 from ..execution import ProcessGroup
 from ..paths import Layout
 from ..store import Record, Store
@@ -79,6 +79,7 @@ class HostState:
         self.updating: list[Record] = []  # old versions of extensions being updated (listed, not served)
         self._grants: dict[str, permissions.Grants] = {}
         self._grants_stamp: tuple[int, int] | None = None
+        self._engine_id: str | None = None  # the engine's ID, asked once: see check_engine
         self.generation = 0
         self._signature: tuple[object, ...] | None = None
         self.instances: dict[str, Instance] = {}  # by cap
@@ -134,6 +135,9 @@ class HostState:
         return [f"http://{h}" for h in sorted(self.dashboard_hosts)]
 
     async def watch(self, interval: float = 0.5) -> None:
+        if self._engine_id is None:  # asked off the event loop, before any call needs it (check_engine)
+            with contextlib.suppress(DockextError):
+                self._engine_id = await asyncio.to_thread(self.engine.identity)
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(OSError, DockextError):
@@ -173,6 +177,27 @@ class HostState:
             self._grants = permissions.load(self.layout)
             self._grants_stamp = stamp
         permissions.check(self._grants.get(record.key, permissions.DEFAULT), name, record.title, record.id)
+
+    def check_engine(self, record: Record) -> None:
+        """OtherEngine when the backend of ``record`` was made on another engine than this server's: a
+        ``vm.cli.exec`` or ``vm.service`` call would reach nothing, or a container of that name on this one."""
+        vm = record.vm
+        if vm is None or not vm.engine:
+            return
+        here = self._engine_id
+        if here is None:  # asked once (GET /info): unknown ("") if the engine cannot say or be reached
+            try:
+                here = self._engine_id = self.engine.identity()
+            except DockextError:
+                self._engine_id = ""  # not asked again: unknown counts as the same engine
+                return
+        if here and here != vm.engine:
+            raise OtherEngine(
+                f"the backend of {record.title} is on another engine ({vm.engine_at or vm.engine}), not the one "
+                f"this dockext uses ({self.engine.target.describe()})",
+                hint="Serve dockext with that engine (DOCKER_HOST, or `docker context use`), or reinstall the "
+                "extension here.",
+            )
 
     def _stamp(self, name: str) -> tuple[int, int]:
         """Changes whenever the file is written: atomic_write puts a new inode in place each time (a write in

@@ -63,6 +63,8 @@ async def handle(state: HostState, inst: Instance, ws: WebSocket) -> None:
         options = request.get("options")
         if request.get("cli") in ("docker", "host"):  # the user's grants (dockext permissions)
             state.check_permission(inst.record, str(request.get("cli")))
+        elif request.get("cli") == "vm":  # its backend, on the engine it was made on
+            state.check_engine(inst.record)
         p = execution.plan(
             inst.record, inst.ext_dir, str(request.get("cli")), request.get("cmd"), request.get("args", []),
             options if isinstance(options, dict) else None,

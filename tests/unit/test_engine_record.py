@@ -1,0 +1,119 @@
+"""Which engine an extension's backend was made on, decided without an engine (stubs): installer checks,
+crash recovery, and the server's vm calls. The real engine proves the same in tests/engine/test_other_engine.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from dockext.errors import EngineUnavailable, OtherEngine
+from dockext.installer import PENDING_FILE, Installer
+from dockext.paths import Layout
+from dockext.store import Store
+
+from .test_store import make_record
+
+
+class StubEngine:
+    def __init__(self, identity: str | Exception) -> None:
+        self._identity = identity
+        self.target = type("T", (), {"describe": lambda self: "tcp://here:2376"})()
+
+    def identity(self) -> str:
+        if isinstance(self._identity, Exception):
+            raise self._identity
+        return self._identity
+
+    def gc_copy_containers(self, owner: str) -> None:
+        pass
+
+
+class StubCompose:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def down(self, project: str, path: Path) -> None:
+        self.calls.append(("down", project))
+
+
+def record_on(engine: str | None):
+    rec = make_record()
+    assert rec.vm is not None
+    return dataclasses.replace(rec, vm=dataclasses.replace(rec.vm, engine=engine, engine_at="tcp://there:2376"))
+
+
+def installer(tmp_path: Path, identity: str | Exception) -> tuple[Installer, StubCompose]:
+    compose = StubCompose()
+    inst = Installer(Layout(tmp_path), engine=StubEngine(identity), compose=compose)  # type: ignore[arg-type]
+    inst.layout.ensure()
+    return inst, compose
+
+
+@pytest.mark.parametrize(
+    ("made_on", "here", "refused"),
+    [("ENGINE-A", "ENGINE-B", True), ("ENGINE-A", "ENGINE-A", False),
+     (None, "ENGINE-B", False),  # an older record: not checked
+     ("ENGINE-A", "", False),  # an engine that gives no ID: cannot tell, not refused
+     ("ENGINE-A", EngineUnavailable("down"), False)],  # unreachable: the operation says so itself
+)
+def test_check_engine(tmp_path, made_on, here, refused):
+    inst, _ = installer(tmp_path, here)
+    if refused:
+        with pytest.raises(OtherEngine, match=r"the backend of acme/acme_ext is on another engine \(tcp://there:2376\)"):
+            inst.check_engine(record_on(made_on))
+    else:
+        inst.check_engine(record_on(made_on))
+
+
+def test_recovery_leaves_an_interrupted_install_made_on_another_engine_alone(tmp_path):
+    """Found in review: recovery ran compose down on whatever engine dockext reached, orphaning the backend."""
+    inst, compose = installer(tmp_path, "ENGINE-B")
+    target = inst.layout.extension_dir("acme_ext")
+    target.mkdir(parents=True)
+    (target / PENDING_FILE).write_text(json.dumps(record_on("ENGINE-A").to_json()))
+    assert inst._recover_locked() == []
+    assert compose.calls == [] and (target / PENDING_FILE).exists()
+    # pointed at the engine it was made on, the same recovery finishes it
+    inst.engine = StubEngine("ENGINE-A")  # type: ignore[assignment]
+    assert inst._recover_locked() == ["acme_ext"]
+    assert compose.calls == [("down", "acme_ext-desktop-extension")] and not target.exists()
+
+
+def test_a_record_written_before_the_engine_was_recorded_still_reads(tmp_path):
+    store = Store(Layout(tmp_path))
+    store.layout.ensure()
+    (tmp_path / "extensions" / "acme_ext").mkdir()
+    data = make_record().to_json()
+    del data["vm"]["engine"], data["vm"]["engine_at"]
+    (tmp_path / "extensions" / "acme_ext" / "extension.json").write_text(json.dumps(data))
+    rec = store.read("acme_ext")
+    assert rec.vm is not None and rec.vm.engine is None
+
+
+def test_the_servers_vm_calls_refuse_a_backend_made_on_another_engine(tmp_path):
+    """Found in review: vm.service and vm.cli.exec went to this server's engine whatever the record said."""
+    from starlette.testclient import TestClient
+
+    from dockext.server import HostState, create_app
+
+    from .test_server import DASH, PORT, TOKEN, ext_url, install_fake, login, open_ui
+
+    rec = install_fake(tmp_path, "acme_a")
+    store = Store(Layout(tmp_path))
+    store.write(dataclasses.replace(rec, vm=dataclasses.replace(rec.vm, engine="ENGINE-A", engine_at="tcp://there")))
+    state = HostState(Layout(tmp_path), port=PORT, token=TOKEN)
+    state._engine_id = "ENGINE-B"  # this server's engine, as GET /info would say
+    with TestClient(create_app(state), base_url=DASH, follow_redirects=False) as client:
+        login(client)
+        inst = open_ui(client, rec)
+        origin = ext_url(state, rec)
+        cap = inst["url"][len(origin):].split("/")[2]
+        r = client.get(f"{origin}/i/{cap}/__dockext__/vm/hello")
+        assert r.status_code == 409 and r.json()["error"]["type"] == "OtherEngine"
+        assert "is on another engine (tcp://there)" in r.json()["error"]["message"]
+        r = client.post(f"{origin}/i/{cap}/__dockext__/exec", headers={"X-Dockext": "1", "Origin": origin},
+                        json={"cli": "vm", "cmd": "ls", "args": []})
+        assert r.status_code == 409 and r.json()["error"]["type"] == "OtherEngine"
