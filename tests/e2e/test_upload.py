@@ -62,6 +62,14 @@ def uploads_left(server, files_only: bool = True) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() or not files_only) if root.exists() else []
 
 
+def wait_until(check, timeout: float = 30.0) -> None:
+    """Until ``check()`` is true (the server notices a closed connection on its next read): not a speed test."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time limit"
+        time.sleep(0.05)
+
+
 def partial_upload(server, cookie: str, name: str) -> socket.socket:
     """An upload of 10 MiB of which 1 MiB is sent: the server holds it open, waiting for the rest."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
@@ -167,13 +175,11 @@ def test_refused_cut_off_and_hostile_uploads_leave_nothing(server, saved):
         # a client that goes away in the middle of the body: nothing is kept
         raw_post(server, session.cookie, "/api/marketplace/upload?name=cut.tar",
                  {"Content-Length": str(10 << 20)}, b"\0" * (1 << 20), close_early=True)
+        wait_until(lambda: uploads_left(server) == [])  # the server has seen that one go
         # uploads being received count as jobs: with 4 under way a fifth is refused at once
         held = [partial_upload(server, session.cookie, f"slow{i}.tar") for i in range(4)]
         try:
-            for _ in range(100):  # each is in once its first bytes are written
-                if len(uploads_left(server, files_only=True)) == 4:
-                    break
-                time.sleep(0.1)
+            wait_until(lambda: len(uploads_left(server)) == 4)  # each is in once its file is open
             answer = raw_post(server, session.cookie, "/api/marketplace/upload?name=fifth.tar",
                               {"Content-Length": "10"}, b"0123456789")
             assert answer.startswith("HTTP/1.1 429") and "installs, updates or removals are running" in answer
@@ -190,12 +196,8 @@ def test_refused_cut_off_and_hostile_uploads_leave_nothing(server, saved):
             job = dash.get(f"/api/marketplace/jobs/{job['id']}").json()["job"]
         assert job["state"] == "failed" and "evil..tar is truncated or damaged" in job["error"]["message"]
     assert not (server.home / "extensions" / "evil..tar").exists()
-    # the cut-off upload's folder goes once the server sees the connection closed
-    for _ in range(100):
-        if not uploads_left(server):
-            break
-        time.sleep(0.1)
-    assert uploads_left(server) == []
+    # the held uploads' folders go once the server sees their connections closed
+    wait_until(lambda: uploads_left(server) == [])
     assert ls(server) == []
 
 
