@@ -17,7 +17,7 @@ from rich.text import Text
 
 from . import API_VERSION, __version__, cliplugin, model
 from .engine import Engine, PullEvent
-from .errors import Busy, DockextError
+from .errors import Busy, DockextError, ImageNotFound
 from .installer import Installer
 from .paths import layout
 from .store import Record, Store
@@ -135,8 +135,12 @@ def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) ->
     installer = Installer(layout(), reporter=reporter)
     if tarball is not None:
         offline.install_tarball(installer, tarball, pick, reporter, arg=image, deny=deny)
-    elif offline.from_folder(installer, image, reporter, deny=deny) is None:
+        return
+    try:
         installer.install(image, deny=deny)
+    except ImageNotFound:  # not here, and cannot be pulled: a Marketplace folder may hold it
+        if offline.from_folder(installer, image, reporter, deny=deny) is None:
+            raise
 
 
 @cli.command()
@@ -163,8 +167,12 @@ def update(image: str, force: bool) -> None:
     installer = Installer(layout(), reporter=reporter)
     if tarball is not None:
         offline.install_tarball(installer, tarball, None, reporter, arg=image, update=True)
-    elif offline.from_folder(installer, image, reporter, update=True) is None:
+        return
+    try:
         installer.update(image)
+    except ImageNotFound:  # as for install: a Marketplace folder may hold it
+        if offline.from_folder(installer, image, reporter, update=True) is None:
+            raise
 
 
 @cli.command(name="ls")

@@ -9,7 +9,9 @@ dockext has no Docker Hub search API to lean on, so the user names the *sources*
   ``com.docker.desktop.extension.api.version`` label is an extension (others are skipped silently);
 * a list in Docker Desktop's ``extensions.txt`` format: one image per line, ``REPOSITORY[:TAG]`` (a tag pins
   that version; without one the greatest semver tag is offered), ``#`` comments, blank lines. This is how
-  Docker Hub's extensions are listed: Docker Hub has no catalog API.
+  Docker Hub's extensions are listed: Docker Hub has no catalog API;
+* a folder of ``docker save`` files and OCI layouts: an offline catalog, read from the files at each look
+  (:mod:`dockext.savedimages`); its entries carry the file they install from (:func:`file_for`).
 
 With ``only_listed`` on, :func:`check_allowed` (called first by install and update) refuses an image that no
 source lists. Deciding that needs no network: a registry source lists every image of its registry under its
@@ -353,7 +355,8 @@ def listed(settings: Settings, image: str) -> bool:
         ref = model.ImageRef.parse(image)
     except InvalidImageReference:
         return False
-    return any(_lists(source, ref) for source in settings.sources)
+    ordered = sorted(settings.sources, key=lambda s: s.kind == "folder")  # folders read files: last
+    return any(_lists(source, ref) for source in ordered)
 
 
 def check_allowed(layout: Layout, image: str) -> None:
@@ -391,6 +394,8 @@ def clear_cache() -> None:
     """Forget what sources answered (the next :func:`browse` asks them again)."""
     with _cache_lock:
         _cache.clear()
+    with _files_lock:
+        _files.clear()
 
 
 class _Clients:
@@ -535,7 +540,8 @@ def _scan_list(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> t
 
 
 FOLDER_LIMIT: Final = 200  # files and layouts read per folder source
-_files: dict[tuple[str, int, int], list[savedimages.SavedImage] | DockextError] = {}  # (path, size, mtime) ->
+# what each file holds, by (path, size, mtime, inode, ctime): read once while the file is unchanged
+_files: dict[tuple[str, int, int, int, int], list[savedimages.SavedImage] | DockextError] = {}
 _files_lock = threading.Lock()
 
 
@@ -553,18 +559,25 @@ def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Pa
     what could not be read."""
     assert source.path is not None
     root = Path(source.path)
+    problems = []
     try:
-        candidates = sorted(p for p in root.iterdir() if savedimages.is_candidate(p))
+        entries = sorted(root.iterdir())
     except OSError as exc:
         return [], [f"cannot read the folder {root}: {exc.strerror or exc}"]
-    problems = []
+    candidates = []
+    for entry in entries:
+        try:
+            if savedimages.is_candidate(entry):
+                candidates.append(entry)
+        except OSError as exc:  # one entry that cannot be looked at (lost+found...) does not hide the others
+            problems.append(f"{entry.name}: {exc.strerror or exc}")
     if len(candidates) > FOLDER_LIMIT:
         problems.append(f"{root} holds more than {FOLDER_LIMIT} files; only the first {FOLDER_LIMIT} were read")
     found: list[tuple[savedimages.SavedImage, Path]] = []
     for path in candidates[:FOLDER_LIMIT]:
         try:
-            st = path.stat()
-            key = (str(path), st.st_size, st.st_mtime_ns)
+            st = path.lstat()  # a file replaced keeps neither its inode nor its ctime, even with cp -p
+            key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
         except OSError:
             continue
         with _files_lock:
@@ -584,6 +597,16 @@ def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Pa
             problems.append(_message(got))
         else:
             found.extend((image, path) for image in got)
+    with _files_lock:  # files gone from the folder are forgotten
+        kept = {str(p) for p in candidates[:FOLDER_LIMIT]}
+        for old in [k for k in _files if Path(k[0]).parent == root and k[0] not in kept]:
+            del _files[old]
+    first: dict[str, Path] = {}
+    for image, path in found:
+        name = _canonical_name(image.name)
+        if name in first and first[name] != path:
+            problems.append(f"{image.name} is in {first[name].name} and {path.name}: {first[name].name} is used")
+        first.setdefault(name, path)
     return found, problems
 
 
@@ -606,8 +629,10 @@ def _scan_folder(source: Source, clients: _Clients, pool: ThreadPoolExecutor) ->
     return entries, problems
 
 
-def file_for(settings: Settings, image: str) -> Path | None:
-    """The file of a folder source that holds ``IMAGE[:TAG]`` (``:latest`` without a tag), or None."""
+def file_for(settings: Settings, image: str, source: str | None = None
+             ) -> tuple[Path, savedimages.SavedImage] | None:
+    """The file of a folder source (the one labelled ``source``, or any) that holds ``IMAGE[:TAG]``
+    (``:latest`` without a tag), and what it says of that image; None when none does."""
     try:
         ref = model.ImageRef.parse(image)
     except InvalidImageReference:
@@ -615,11 +640,11 @@ def file_for(settings: Settings, image: str) -> Path | None:
     if ref.digest is not None:
         return None
     wanted = _canonical_name(f"{ref.name}:{ref.tag or 'latest'}")
-    for source in settings.sources:
-        if source.kind == "folder":
-            for saved, path in folder_images(source)[0]:
+    for candidate in settings.sources:
+        if candidate.kind == "folder" and (source is None or candidate.label == source):
+            for saved, path in folder_images(candidate)[0]:
                 if _canonical_name(saved.name) == wanted:
-                    return path
+                    return path, saved
     return None
 
 

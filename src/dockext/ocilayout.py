@@ -182,16 +182,23 @@ class _TarLayout(Layout):
     def __init__(self, path: Path, what: str) -> None:
         self.what = what
         try:
-            with open(path, "rb") as f:
-                magic = f.read(6)
+            # a regular file, not followed through a link, and never waited on (a FIFO put in its place)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            self.file = os.fdopen(fd, "rb")
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                self.file.close()
+                raise LayoutError(f"{what} is not a regular file", hint=HINT)
+            magic = self.file.read(6)
+            self.file.seek(0)
             # the compression told by its magic, not by trying each (a guessed one can read as an empty tar)
             mode = next((m for prefix, m in _TAR_MODES if magic.startswith(prefix)), "r:")
-            self.tar = tarfile.open(  # noqa: SIM115 - closed by close()
-                path, mode, tarinfo=archive.guarded_tarinfo(what, MAX_META)  # type: ignore[call-overload]
-            )
+            guarded = archive.guarded_tarinfo(what, MAX_META)
+            self.tar = tarfile.open(fileobj=self.file, mode=mode, tarinfo=guarded)  # type: ignore[call-overload]  # noqa: SIM115
         except DockextError:
             raise
         except _READ_ERRORS as exc:
+            if hasattr(self, "file"):
+                self.file.close()
             raise LayoutError(f"{what} cannot be read as a tar file: {exc}", hint=HINT) from None
         self.members: dict[str, tarfile.TarInfo] = {}
         seen: set[str] = set()
@@ -207,10 +214,10 @@ class _TarLayout(Layout):
                     self.members[name] = info
                 cast(Any, self.tar).members.clear()  # only the regular files are kept, here
         except DockextError:
-            self.tar.close()
+            self.close()
             raise
         except _READ_ERRORS as exc:
-            self.tar.close()
+            self.close()
             raise LayoutError(f"{what} is truncated or damaged: {exc}", hint=HINT) from None
 
     def in_order(self, names: list[str]) -> list[str]:
@@ -236,6 +243,7 @@ class _TarLayout(Layout):
 
     def close(self) -> None:
         self.tar.close()
+        self.file.close()
 
 
 def is_layout_tar(names: set[str]) -> bool:
@@ -249,12 +257,12 @@ def open_tar(path: Path, what: str) -> Layout:
     return _TarLayout(path, what)
 
 
-def labels_of(layout: Layout, image: Image) -> dict[str, str]:
-    """The labels of ``image``'s config (its manifest and config read and checked against their digests)."""
+def labels_of(layout: Layout, image: Image) -> tuple[str, dict[str, str]]:
+    """The config digest (the image ID once loaded) and labels of ``image`` (its manifest and config read and
+    checked against their digests)."""
     manifest = _json(layout, image.manifest, "manifest")
-    config = _json(layout, _blob(layout, manifest.get("config"), f"manifest {image.manifest.digest[:19]}, config"),
-                   "config")
-    return config_labels(config)
+    blob = _blob(layout, manifest.get("config"), f"manifest {image.manifest.digest[:19]}, config")
+    return blob.digest, config_labels(_json(layout, blob, "config"))
 
 
 def config_labels(config: object) -> dict[str, str]:

@@ -351,17 +351,19 @@ def explain_load_error(error: str, name: str, path: Path | None = None) -> Docke
 
 def install_tarball(installer: Installer, path: Path, wanted: str | None, reporter: Reporter,
                     arg: str | None = None, deny: tuple[str, ...] = (), label: str | None = None,
-                    update: bool = False) -> Record:
+                    update: bool = False, expect_id: str | None = None) -> Record:
     """Load the tarball at ``path`` into the engine and install the extension image it holds (``update``:
     update the installed extension to it, with the update's rollback).
 
     ``arg`` is the argument as the user typed it; ``label`` names the file in messages instead (an upload's
-    own file name).
+    own file name). ``expect_id``: the image ID the chosen image must have (what a Marketplace folder read).
 
     On any failure once the engine has answered the load (and on Ctrl-C from then on), what the load tagged
     is put back as it was. Interrupted while the file is sent, the engine gets a short body and loads nothing.
     """
     name = label or arg or str(path)
+    if arg is not None:
+        path = path.resolve()  # the user's own path: a link to the file is fine (a layout's are not followed)
     kind = check_tarball(path, arg, label)
     engine = installer.engine
     engine.ping()
@@ -385,6 +387,13 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
             raise explain_load_error(output.error, name, path)
         ref = choose(loaded, wanted, name)
         reporter.step(f"Loaded image: {ref}")
+        if expect_id is not None and expect_id.startswith("sha256:"):
+            loaded_id = (engine.find_image(ref) or {}).get("Id")
+            if loaded_id != expect_id:
+                raise DockextError(
+                    f"{name} changed since the Marketplace read it: it now holds another {ref} ({loaded_id})",
+                    hint="Refresh the Marketplace (or run `dockext marketplace ls`), then install again.",
+                )
         record = installer.update(ref) if update else installer.install(ref, deny=deny)
         done = True
         # Other tags the file carried stay, as with `docker load`, except those it moved: a file must not
@@ -402,16 +411,32 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
 
 
 def from_folder(installer: Installer, image: str, reporter: Reporter, *, deny: tuple[str, ...] = (),
-                update: bool = False) -> Record | None:
-    """Install (or update to) ``IMAGE[:TAG]`` from the file of a Marketplace folder source that holds it,
-    when one does and the engine does not have the image already; None when no folder source has it."""
+                update: bool = False, source: str | None = None) -> Record | None:
+    """Install (or update to) ``IMAGE[:TAG]`` from the file of a Marketplace folder source that holds it: the
+    folder labelled ``source`` (its card's Install), or any folder (``None``: after a pull failed). None when no
+    folder holds it, or when the engine already has that very image (then it is installed by name as usual).
+
+    What is loaded must be what the folder was read as: the image ID (its config's digest) is checked once
+    loaded, so a file replaced since the Marketplace read it is refused, and its load undone."""
     from . import marketplace
 
-    path = marketplace.file_for(marketplace.load(installer.layout), image)
-    if path is None or installer.engine.find_image(image) is not None:
+    found = marketplace.file_for(marketplace.load(installer.layout), image, source)
+    if found is None:
         return None
-    reporter.step(f"{image} is in the Marketplace folder {path.parent}: loading it from {path.name}")
-    return install_tarball(installer, path, image, reporter, deny=deny, label=path.name, update=update)
+    path, saved = found
+    local = installer.engine.find_image(image)
+    if local is not None and local.get("Id") == saved.image_id:
+        return None
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        mode = 0
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a file, or a layout directory; never a link
+        raise DockextError(f"{path} is no longer a file or layout directory",
+                           hint="Refresh the Marketplace and try again.")
+    reporter.step(f"Loading {image} from the Marketplace folder {path.parent}: {path.name}")
+    return install_tarball(installer, path, image, reporter, deny=deny, label=path.name, update=update,
+                           expect_id=saved.image_id)
 
 
 def _load_layout(installer: Installer, path: Path, name: str, wanted: str | None, reporter: Reporter) -> LoadOutput:

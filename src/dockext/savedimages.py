@@ -1,20 +1,26 @@
 """The images in a ``docker save`` file or an OCI layout (directory or tar), and their labels, read without an
 engine: what a Marketplace folder source shows before anything is loaded.
 
-Files are attacker data, read through :mod:`.ocilayout`'s readers (regular members by name only, extended
-headers and member counts capped, JSON documents at most 4 MiB, OCI blobs checked against their digests). A
-``docker save`` file names its images in ``manifest.json`` (``RepoTags``, ``Config``); an OCI layout in its
-index's annotations (only named images are listed: a Marketplace entry needs a name).
+Files are attacker data, read through :mod:`.ocilayout`'s readers (regular members by name only, no link
+followed, never waiting on a FIFO, extended headers and member counts capped, JSON documents at most 4 MiB, OCI
+blobs checked against their digests). A ``docker save`` file names its images in ``manifest.json``
+(``RepoTags``, ``Config``); an OCI layout in its index's annotations (only named images are listed: a
+Marketplace entry needs a name). At most :data:`MAX_IMAGES` per file, each config read once, and only the
+Marketplace's labels kept (bounded), with the config's digest: the image ID the engine gives it once loaded,
+to check that what is installed is what was read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import platform as platform_
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DockextError, InvalidImageReference
+from .errors import InvalidImageReference
 from .model import ImageRef
 from .ocilayout import HINT, Layout, LayoutError, config_labels, is_layout_tar, labels_of, open_layout, open_tar
 from .ocilayout import images as layout_images
@@ -25,10 +31,20 @@ SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
 MAX_IMAGES = 50  # images listed from one file
 
 
+MAX_LABELS = 64  # labels kept per image: the Marketplace's own (com.docker.*, org.opencontainers.*)
+MAX_LABEL = 64 << 10  # characters kept of one label
+
+
 @dataclass(frozen=True)
 class SavedImage:
     name: str  # repository:tag, as the file names it
-    labels: dict[str, str]
+    labels: dict[str, str]  # the Marketplace's labels only, bounded
+    image_id: str  # sha256 of its config: the ID the engine gives it once loaded
+
+
+def _kept(labels: dict[str, str]) -> dict[str, str]:
+    wanted = [(k, v) for k, v in labels.items() if k.startswith(("com.docker.", "org.opencontainers."))]
+    return {k: v[:MAX_LABEL] for k, v in wanted[:MAX_LABELS]}
 
 
 def host_platform() -> str:
@@ -41,10 +57,12 @@ def host_platform() -> str:
 
 
 def is_candidate(path: Path) -> bool:
-    """A file or directory a folder source looks into: a tar by its name, or a directory holding oci-layout."""
-    if path.is_dir():
+    """A file or directory a folder source looks into: a regular file named like a tar, or a directory holding
+    oci-layout; never a link (a folder's entries are its own). Raises OSError when it cannot be looked at."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISDIR(mode):
         return (path / "oci-layout").is_file()
-    return path.is_file() and path.name.lower().endswith(SUFFIXES)
+    return stat.S_ISREG(mode) and path.name.lower().endswith(SUFFIXES)
 
 
 def read(path: Path, what: str, platform: str | None = None) -> list[SavedImage]:
@@ -55,8 +73,13 @@ def read(path: Path, what: str, platform: str | None = None) -> list[SavedImage]
             if not path.is_dir():
                 layout.close()
                 layout = open_layout(path, what)
-            found = layout_images(layout, platform or host_platform())
-            return [SavedImage(i.name, labels_of(layout, i)) for i in found if i.name is not None][:MAX_IMAGES]
+            named = [i for i in layout_images(layout, platform or host_platform()) if i.name is not None]
+            out = []
+            for image in named[:MAX_IMAGES]:
+                assert image.name is not None
+                config, labels = labels_of(layout, image)
+                out.append(SavedImage(image.name, _kept(labels), config))
+            return out
         return _docker_save(layout, what)
     finally:
         layout.close()
@@ -72,6 +95,7 @@ def _docker_save(layout: Layout, what: str) -> list[SavedImage]:
     if not isinstance(entries, list):
         raise LayoutError(f"{what}: manifest.json is not a list of images", hint=HINT)
     out: list[SavedImage] = []
+    configs: dict[str, tuple[str, dict[str, str]]] = {}  # each config read once, however many entries name it
     for entry in entries[:MAX_IMAGES]:
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
             continue
@@ -85,11 +109,14 @@ def _docker_save(layout: Layout, what: str) -> list[SavedImage]:
             names.append(tag)
         if not names:
             continue  # saved by ID: not installable by name
-        try:
-            config = json.loads(layout.read(str(entry["Config"]).removeprefix("./")))
-        except DockextError:
-            raise
-        except (ValueError, RecursionError) as exc:
-            raise LayoutError(f"{what}: {entry['Config']} is not valid JSON ({exc})", hint=HINT) from None
-        out.extend(SavedImage(name, config_labels(config)) for name in names)
-    return out
+        where = str(entry["Config"]).removeprefix("./")
+        if where not in configs:
+            raw = layout.read(where)
+            try:
+                config = json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                raise LayoutError(f"{what}: {where} is not valid JSON ({exc})", hint=HINT) from None
+            configs[where] = ("sha256:" + hashlib.sha256(raw).hexdigest(), _kept(config_labels(config)))
+        image_id, labels = configs[where]
+        out.extend(SavedImage(name, labels, image_id) for name in names)
+    return out[:MAX_IMAGES]

@@ -1,5 +1,7 @@
 """A Marketplace folder source with the real engine and CLI: an offline catalog of `docker save` files and OCI
-layouts, whose extensions install and update from their files by name, with no registry (peers.md §4.3)."""
+layouts, whose extensions install and update from their files by name when their registry does not have them
+(peers.md §4.3). The images are named after the local registry, which does not hold them: a pull is tried
+there (loopback only) and fails, as it would on a machine cut off from its registry."""
 
 from __future__ import annotations
 
@@ -18,10 +20,10 @@ from .test_install import assert_nothing_left, get_over_socket, ls_json, record
 
 pytestmark = pytest.mark.engine
 
-PREFIX = "dockext-folder"
+PREFIX = "127.0.0.1:5000/dockext-folder"
 VM1, VM2 = f"{PREFIX}/vm-image:1.0.0", f"{PREFIX}/vm-image:2.0.0"
 UI = f"{PREFIX}/ui-only:1.0.0"
-VM_KEY = f"{PREFIX}_vm-image"
+VM_KEY = "127_0_0_1_5000_dockext-folder_vm-image"
 
 
 def untag(client: docker.DockerClient, ref: str) -> None:
@@ -43,7 +45,7 @@ def folder(tmp_path, fixture_image, docker_client: docker.DockerClient):
     d = tmp_path / "offline"
     d.mkdir()
     for ref in (VM1, VM2, UI):
-        name, tag = ref.split("/")[1].split(":")
+        name, tag = ref.rsplit("/", 1)[1].split(":")
         assert fixture_image(name, tag=tag, repo_prefix=PREFIX) == ref
     save(docker_client, VM1, d / "vm-image-1.0.0.tar")
     save(docker_client, VM2, d / "vm-image-2.0.0.tar")
@@ -62,31 +64,34 @@ def test_a_folder_is_an_offline_marketplace_installing_and_updating_by_name(tmp_
     [*rows] = json.loads(run_dockext("marketplace", "ls", "--format", "json", home=home).stdout)["extensions"]
     assert sorted((r["image"], r["version"]) for r in rows) == [(f"{PREFIX}/ui-only", "1.0.0"),
                                                                 (f"{PREFIX}/vm-image", "2.0.0")]
-    # installed by name, from the folder's file: nothing is pulled (there is no such image in any registry)
-    out = run_dockext("install", "-f", VM1, home=home)
-    assert f"{VM1} is in the Marketplace folder {folder}: loading it from vm-image-1.0.0.tar" in out.stdout
-    assert "pulling" not in out.stdout and out.stdout.rstrip().endswith("installed successfully")
-    rec = record(home, VM_KEY)
-    status, body = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "backend.sock", "/hello")
-    assert (status, json.loads(body)["message"]) == (200, "hello from vm-image")
-    out = run_dockext("install", "-f", UI, home=home)
-    assert "from the OCI layout ui-only-oci" in out.stdout and "installed successfully" in out.stdout
-    # only-listed: the folder lists what its files hold, and nothing else
-    run_dockext("marketplace", "only-listed", "on", home=home)
-    refused = run_dockext("install", "-f", f"{PREFIX}/vm-image:9.9.9", home=home, check=False)
-    assert refused.returncode == 1 and "is not listed by the marketplace sources" in refused.stderr
-    # update to the folder's 2.0.0, with the update's rollback, the backend's volume kept
-    out = run_dockext("update", "-f", VM2, home=home)
-    assert "loading it from vm-image-2.0.0.tar" in out.stdout
-    versions = {r["id"]: r["version"] for r in ls_json(home)}
-    assert versions == {f"{PREFIX}/vm-image": "2.0.0", f"{PREFIX}/ui-only": "1.0.0"}
-    # and back to 1.0.0 from the file itself (`dockext update FILE`)
-    untag(docker_client, VM1)
-    out = run_dockext("update", "-f", str(folder / "vm-image-1.0.0.tar"), home=home)
-    assert f"Loaded image: {VM1}" in out.stdout
-    assert record(home, VM_KEY)["version"] == "1.0.0"
-    for ref in (VM1, UI):
-        run_dockext("rm", ref, home=home)
-    for volume in docker_client.volumes.list(filters={"name": f"{VM_KEY}-desktop-extension_"}):
-        volume.remove()
+    try:
+        # installed by name: its registry does not have it, the folder's file does
+        out = run_dockext("install", "-f", VM1, home=home)
+        assert f"Image not available locally, pulling {VM1}" in out.stdout
+        assert f"Loading {VM1} from the Marketplace folder {folder}: vm-image-1.0.0.tar" in out.stdout
+        assert out.stdout.rstrip().endswith("installed successfully")
+        rec = record(home, VM_KEY)
+        status, body = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "backend.sock", "/hello")
+        assert (status, json.loads(body)["message"]) == (200, "hello from vm-image")
+        out = run_dockext("install", "-f", UI, home=home)
+        assert "from the OCI layout ui-only-oci" in out.stdout and "installed successfully" in out.stdout
+        # only-listed: the folder lists what its files hold, and nothing else
+        run_dockext("marketplace", "only-listed", "on", home=home)
+        refused = run_dockext("install", "-f", f"{PREFIX}/vm-image:9.9.9", home=home, check=False)
+        assert refused.returncode == 1 and "is not listed by the marketplace sources" in refused.stderr
+        # update to the folder's 2.0.0, with the update's rollback, the backend's volume kept
+        out = run_dockext("update", "-f", VM2, home=home)
+        assert f"Loading {VM2} from the Marketplace folder {folder}: vm-image-2.0.0.tar" in out.stdout
+        versions = {r["id"]: r["version"] for r in ls_json(home)}
+        assert versions == {f"{PREFIX}/vm-image": "2.0.0", f"{PREFIX}/ui-only": "1.0.0"}
+        # and back to 1.0.0 from the file itself (`dockext update FILE`)
+        untag(docker_client, VM1)
+        out = run_dockext("update", "-f", str(folder / "vm-image-1.0.0.tar"), home=home)
+        assert f"Loaded image: {VM1}" in out.stdout
+        assert record(home, VM_KEY)["version"] == "1.0.0"
+    finally:
+        for ref in (VM1, UI):
+            run_dockext("rm", ref, home=home, check=False)
+        for volume in docker_client.volumes.list(filters={"name": f"{VM_KEY}-desktop-extension_"}):
+            volume.remove()
     assert_nothing_left(home, docker_client, VM_KEY, f"{VM_KEY}-desktop-extension")

@@ -71,9 +71,11 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_a_docker_save_file_names_its_images_and_their_labels(tmp_path: Path) -> None:
-    (tmp_path / "two.tar").write_bytes(saved(("acme/a:1", {"x": "1"}), ("", {"y": "2"}), ("acme/b:2", {})))
+    labels = {"com.docker.extension.x": "1", "other": "not the Marketplace's"}
+    (tmp_path / "two.tar").write_bytes(saved(("acme/a:1", labels), ("", {"y": "2"}), ("acme/b:2", {})))
     images = savedimages.read(tmp_path / "two.tar", "two.tar")
-    assert [(i.name, i.labels) for i in images] == [("acme/a:1", {"x": "1"}), ("acme/b:2", {})]  # by ID: left out
+    assert [(i.name, i.labels) for i in images] == [("acme/a:1", {"com.docker.extension.x": "1"}), ("acme/b:2", {})]
+    # the image saved by ID is left out: an extension is installed by name
 
 
 def test_a_folder_lists_its_extensions_at_their_greatest_version_with_the_file_to_install(folder, tmp_path):
@@ -90,9 +92,11 @@ def test_a_folder_lists_its_extensions_at_their_greatest_version_with_the_file_t
     settings = marketplace.Settings(sources=(source,), only_listed=True)
     assert marketplace.listed(settings, "acme/ext:1.0.0") and marketplace.listed(settings, "acme/layout-ext:2.0.0")
     assert not marketplace.listed(settings, "acme/ext:9.9.9") and not marketplace.listed(settings, "acme/other:1")
-    assert marketplace.file_for(settings, "acme/ext:1.0.0") == folder / "ext-1.0.0.tar"
-    assert marketplace.file_for(settings, "docker.io/acme/ext:1.2.0") == folder / "ext-1.2.0.tar.gz"
+    path, image = marketplace.file_for(settings, "acme/ext:1.0.0") or (None, None)
+    assert path == folder / "ext-1.0.0.tar" and image is not None and image.image_id.startswith("sha256:")
+    assert (marketplace.file_for(settings, "docker.io/acme/ext:1.2.0") or (None,))[0] == folder / "ext-1.2.0.tar.gz"
     assert marketplace.file_for(settings, "acme/ext") is None  # :latest is not there
+    assert marketplace.file_for(settings, "acme/ext:1.0.0", source="/elsewhere") is None  # another folder
 
 
 def test_a_file_is_read_again_when_it_changes(folder, tmp_path):
@@ -102,7 +106,70 @@ def test_a_file_is_read_again_when_it_changes(folder, tmp_path):
     os.utime(folder / "ext-1.0.0.tar", ns=(1, 1))  # another mtime for sure
     settings = marketplace.Settings(sources=(source,))
     assert marketplace.file_for(settings, "acme/ext:1.0.0") is None
-    assert marketplace.file_for(settings, "acme/ext:1.0.1") == folder / "ext-1.0.0.tar"
+    assert (marketplace.file_for(settings, "acme/ext:1.0.1") or (None,))[0] == folder / "ext-1.0.0.tar"
+
+
+def test_a_file_replaced_with_the_same_size_and_mtime_is_read_again(folder):
+    """Found in review: cp -p / rsync -t keep size and mtime; the inode and ctime change."""
+    source = marketplace.Source(kind="folder", path=str(folder))
+    settings = marketplace.Settings(sources=(source,))
+    before = marketplace.file_for(settings, "acme/ext:1.0.0")
+    assert before is not None and before[1].labels["org.opencontainers.image.title"] == "Ext"
+    path = folder / "ext-1.0.0.tar"
+    st = path.stat()
+    other = saved(("acme/ext:1.0.0", ext_labels("Exu")))
+    assert len(other) == st.st_size
+    path.unlink()
+    path.write_bytes(other)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = marketplace.file_for(settings, "acme/ext:1.0.0")
+    assert after is not None and after[1].labels["org.opencontainers.image.title"] == "Exu"
+    assert after[1].image_id != before[1].image_id
+
+
+def test_links_and_unreadable_entries_do_not_sink_the_folder(folder, tmp_path):
+    outside = tmp_path / "outside.tar"
+    outside.write_bytes(saved(("acme/outside:1.0.0", ext_labels("Outside"))))
+    (folder / "link.tar").symlink_to(outside)
+    (folder / "twin.tar").write_bytes(saved(("acme/ext:1.0.0", ext_labels("Twin"))))
+    source = marketplace.Source(kind="folder", path=str(folder))
+    found, problems = marketplace.folder_images(source)
+    names = {(image.name, path.name) for image, path in found}
+    assert ("acme/outside:1.0.0", "link.tar") not in names  # a link is never followed out of the folder
+    assert "acme/ext:1.0.0 is in ext-1.0.0.tar and twin.tar: ext-1.0.0.tar is used" in problems
+    assert (marketplace.file_for(marketplace.Settings(sources=(source,)), "acme/ext:1.0.0") or (None,))[0] == (
+        folder / "ext-1.0.0.tar")
+
+
+def test_many_entries_naming_one_config_read_it_once_and_keep_only_marketplace_labels(tmp_path):
+    big = {f"x.{i}": "v" * 1000 for i in range(500)} | ext_labels("Ext")
+    data = saved(("acme/ext:1.0.0", big))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}  # type: ignore[union-attr]
+    entries = json.loads(files["manifest.json"])
+    entries = [dict(entries[0], RepoTags=[f"acme/ext:1.{i}.0"]) for i in range(80)]
+    files["manifest.json"] = json.dumps(entries).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    (tmp_path / "many.tar").write_bytes(out.getvalue())
+    images = savedimages.read(tmp_path / "many.tar", "many.tar")
+    assert len(images) == savedimages.MAX_IMAGES
+    assert images[0].labels == ext_labels("Ext")  # the x.* labels are not the Marketplace's: not kept
+    assert all(i.labels is images[0].labels for i in images)  # one config, read and kept once
+
+
+def test_files_gone_from_the_folder_are_forgotten(folder):
+    source = marketplace.Source(kind="folder", path=str(folder))
+    marketplace.folder_images(source)
+    kept = {k[0] for k in marketplace._files}
+    assert str(folder / "ext-1.0.0.tar") in kept
+    (folder / "ext-1.0.0.tar").unlink()
+    marketplace.folder_images(source)
+    assert str(folder / "ext-1.0.0.tar") not in {k[0] for k in marketplace._files}
 
 
 def test_a_folder_source_survives_the_settings_file_and_is_removed_by_its_path(folder, tmp_path, monkeypatch):

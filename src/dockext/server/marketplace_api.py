@@ -13,7 +13,9 @@
   "kind"}}``) and ``DELETE /api/marketplace/sources?label=...`` (204): ``dockext marketplace add|rm`` for registry
   sources (lists name a file on the server's host: the CLI adds those). The allow-list switch stays on the CLI.
 * ``POST /api/marketplace/jobs`` ``{"action": "install" | "update" | "remove", "image": "repo:tag" | "repo",
-  "deny"?: ["engine" | "system"]}`` (``deny``: backend grants withheld from the first start, install only):
+  "deny"?: ["engine" | "system"], "source"?: label}`` (``deny``: backend grants withheld from the first start,
+  install only; ``source``: the folder source whose card asked, installed from its file; without it a folder
+  is used only when the image cannot be pulled):
   ``202 {"job": job}``; ``GET /api/marketplace/jobs/{id}``: ``{"job": job}``, job = ``{"id", "action",
   "image", "state": "running" | "done" | "failed", "steps": [text], "error": {"type", "message", "hint"} |
   null}``. A job runs the same :class:`~dockext.installer.Installer` as the CLI (its lock, its rollback, the
@@ -57,7 +59,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import marketplace, model, offline, permissions
 from ..engine import Engine, PullEvent
-from ..errors import DockextError
+from ..errors import DockextError, ImageNotFound
 from ..installer import Installer
 from ..store import Record
 from ..validate import Version
@@ -82,6 +84,7 @@ class Job:
     image: str
     deny: tuple[str, ...] = ()  # backend grants withheld from the first start (install only)
     file: Path | None = None  # an uploaded file to install (``image`` is then its name)
+    source: str | None = None  # the Marketplace folder source whose card asked (installed from its file)
     pick: str | None = None  # the image to install from ``file`` (``--image``)
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     state: str = "running"
@@ -158,11 +161,14 @@ def routes(state: HostState) -> list[BaseRoute]:
         action = body.get("action") if isinstance(body, dict) else None
         image = body.get("image") if isinstance(body, dict) else None
         deny = body.get("deny", []) if isinstance(body, dict) else None
+        source = body.get("source") if isinstance(body, dict) else None
         if (action not in ACTIONS or not isinstance(image, str) or not image or not isinstance(deny, list)
-                or any(d not in permissions.BACKEND_NAMES for d in deny) or (deny and action != "install")):
+                or any(d not in permissions.BACKEND_NAMES for d in deny) or (deny and action != "install")
+                or not (source is None or (isinstance(source, str) and action != "remove"))):
             return harden(error_response(status=400, type_="BadRequest",
                                          message='expected {"action": "install" | "update" | "remove", "image", '
-                                                 '"deny"?: ["engine" | "system"] (install only)}'))
+                                                 '"deny"?: ["engine" | "system"] (install only), "source"?: a '
+                                                 'folder source (install, update)}'))
         try:
             model.ImageRef.parse(image)
         except DockextError as exc:
@@ -170,7 +176,7 @@ def routes(state: HostState) -> list[BaseRoute]:
         if sum(1 for j in jobs.jobs.values() if j.finished is None) >= MAX_RUNNING:
             return harden(error_response(status=429, type_="Busy",
                                          message=f"{MAX_RUNNING} installs, updates or removals are running: wait"))
-        job = Job(action, image, tuple(deny))
+        job = Job(action, image, tuple(deny), source=source)
         jobs.add(job)
         asyncio.get_running_loop().run_in_executor(workers, _run, state, job)
         return harden(JSONResponse({"job": job.to_json()}, status_code=202))
@@ -304,12 +310,18 @@ def _run(state: HostState, job: Job) -> None:
     try:
         if job.file is not None:
             offline.install_tarball(installer, job.file, job.pick, job, deny=job.deny, label=job.image)
-        elif job.action == "install":
-            if offline.from_folder(installer, job.image, job, deny=job.deny) is None:
-                installer.install(job.image, deny=job.deny)
-        elif job.action == "update":
-            if offline.from_folder(installer, job.image, job, update=True) is None:
-                installer.update(job.image)
+        elif job.action in ("install", "update"):
+            update = job.action == "update"
+            # a folder card: from its folder's file; otherwise by name, a folder only when the pull fails
+            done = job.source is not None and offline.from_folder(
+                installer, job.image, job, deny=job.deny, update=update, source=job.source) is not None
+            if not done:
+                try:
+                    installer.update(job.image) if update else installer.install(job.image, deny=job.deny)
+                except ImageNotFound:
+                    if job.source is not None or offline.from_folder(
+                            installer, job.image, job, deny=job.deny, update=update) is None:
+                        raise
         else:
             installer.remove(job.image)
         outcome, error = "done", None

@@ -351,7 +351,9 @@
     render();
     let job;
     try {
-      const body = deny.length ? { action, image, deny } : { action, image };
+      const body = { action, image };
+      if (deny.length) body.deny = deny;
+      if (ext.file && action !== "remove") body.source = ext.source; // a folder's card: from its file
       job = (await dx.api("POST", "/api/marketplace/jobs", body)).job;
     } catch (error) {
       running.delete(ext.image);
