@@ -326,7 +326,7 @@ def _lists(source: Source, ref: model.ImageRef) -> bool:
     if source.kind == "folder":  # the versions its files hold (read from the files: no network)
         tag = _wanted_tag(ref)
         return ref.digest is None and any(
-            _canonical_name(image.name) == _canonical_name(f"{ref.name}:{tag}")
+            model.canonical_ref(image.name) == model.canonical_ref(f"{ref.name}:{tag}")
             for image, _path in folder_images(source)[0]
         )
     if source.kind == "registry":
@@ -545,15 +545,6 @@ _files: dict[tuple[str, int, int, int, int], list[savedimages.SavedImage] | Dock
 _files_lock = threading.Lock()
 
 
-def _canonical_name(ref: str) -> str:
-    """``x:1``, ``docker.io/library/x:1``: one spelling of a tagged name, to compare them."""
-    parsed = model.ImageRef.parse(ref)
-    name = parsed.name
-    for prefix in ("docker.io/", "index.docker.io/"):
-        name = name.removeprefix(prefix)
-    return f"{name.removeprefix('library/')}:{parsed.tag or 'latest'}"
-
-
 def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Path]], list[str]]:
     """The named images of a folder source's files and layouts (each file read once while unchanged), and
     what could not be read."""
@@ -603,7 +594,7 @@ def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Pa
             del _files[old]
     first: dict[str, Path] = {}
     for image, path in found:
-        name = _canonical_name(image.name)
+        name = model.canonical_ref(image.name)
         if name in first and first[name] != path:
             problems.append(f"{image.name} is in {first[name].name} and {path.name}: {first[name].name} is used")
         first.setdefault(name, path)
@@ -639,11 +630,11 @@ def file_for(settings: Settings, image: str, source: str | None = None
         return None
     if ref.digest is not None:
         return None
-    wanted = _canonical_name(f"{ref.name}:{ref.tag or 'latest'}")
+    wanted = model.canonical_ref(f"{ref.name}:{ref.tag or 'latest'}")
     for candidate in settings.sources:
         if candidate.kind == "folder" and (source is None or candidate.label == source):
             for saved, path in folder_images(candidate)[0]:
-                if _canonical_name(saved.name) == wanted:
+                if model.canonical_ref(saved.name) == wanted:
                     return path, saved
     return None
 

@@ -27,6 +27,7 @@ __all__ = [
     "Metadata",
     "MetadataCheck",
     "VmSpec",
+    "canonical_ref",
     "check_metadata",
     "compose_project",
     "extension_key",
@@ -186,6 +187,20 @@ class ImageRef:
     def version(self) -> str:
         """The tag, else the digest when only a digest is given, else ``latest``."""
         return self.tag or self.digest or "latest"
+
+
+def canonical_ref(ref: str) -> str:
+    """``ubuntu``, ``ubuntu:latest``, ``docker.io/library/ubuntu:latest``: one spelling, to compare names (the
+    text itself when it is no valid reference)."""
+    try:
+        parsed = ImageRef.parse(ref)
+    except InvalidImageReference:
+        return ref
+    name = parsed.name
+    for prefix in ("docker.io/", "index.docker.io/"):
+        name = name.removeprefix(prefix)
+    name = name.removeprefix("library/")
+    return f"{name}:{parsed.tag or 'latest'}" + (f"@{parsed.digest}" if parsed.digest else "")
 
 
 def extension_key(ref: ImageRef) -> str:

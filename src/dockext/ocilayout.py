@@ -38,7 +38,7 @@ from typing import Any, cast
 
 from . import archive
 from .errors import DockextError, InvalidImageReference
-from .model import ImageRef
+from .model import ImageRef, canonical_ref
 
 __all__ = ["DockerArchive", "Image", "Layout", "config_labels", "labels_of", "open_layout", "open_tar", "plan"]
 
@@ -445,24 +445,12 @@ def _fit(platform: str | None, engine: str) -> tuple[int, str] | None:
     return (2, have[2])
 
 
-def _canonical(ref: str) -> str:
-    try:
-        parsed = ImageRef.parse(ref)
-    except InvalidImageReference:
-        return ref
-    name = parsed.name
-    for prefix in ("docker.io/", "index.docker.io/"):
-        name = name.removeprefix(prefix)
-    name = name.removeprefix("library/")
-    return f"{name}:{parsed.tag or 'latest'}"
-
-
 def plan(layout: Layout, engine_platform: str, wanted: str | None) -> Image:
     """The image to send: the one named ``wanted``, or the only one; its manifest read and checked."""
     found = images(layout, engine_platform)
     named = [i for i in found if i.name is not None]
     if wanted is not None:
-        matches = [i for i in named if _canonical(i.name or "") == _canonical(wanted)]
+        matches = [i for i in named if canonical_ref(i.name or "") == canonical_ref(wanted)]
         if not matches and len(found) > 1 and not named:
             raise LayoutError(
                 f"{layout.what} holds {len(found)} images without names: which one is the extension cannot be "

@@ -35,7 +35,7 @@ from . import ocilayout
 from .engine import LoadOutput
 from .errors import DockextError, EngineError, InvalidImageReference
 from .installer import Installer, Reporter
-from .model import ImageRef
+from .model import ImageRef, canonical_ref
 from .store import Record
 
 __all__ = [
@@ -274,25 +274,11 @@ def parse_load_output(messages: list[str]) -> Loaded:
     return loaded
 
 
-def _canonical(ref: str) -> str:
-    """``ubuntu``, ``ubuntu:latest``, ``docker.io/library/ubuntu:latest``: one spelling, to compare names."""
-    try:
-        parsed = ImageRef.parse(ref)
-    except InvalidImageReference:
-        return ref
-    name = parsed.name
-    for prefix in ("docker.io/", "index.docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    name = name.removeprefix("library/")
-    return f"{name}:{parsed.tag or 'latest'}" + (f"@{parsed.digest}" if parsed.digest else "")
-
-
 def choose(loaded: Loaded, wanted: str | None, name: str) -> str:
     """The reference to install: the one tagged image, or ``wanted`` among several."""
     if wanted is not None:
         for ref in loaded.refs:
-            if _canonical(ref) == _canonical(wanted):
+            if canonical_ref(ref) == canonical_ref(wanted):
                 return ref
         if loaded.refs:
             raise DockextError(
@@ -454,10 +440,10 @@ def _load_layout(installer: Installer, path: Path, name: str, wanted: str | None
 def _in_use(installer: Installer, refs: list[str]) -> set[str]:
     """The refs among ``refs`` that an installed extension was installed from."""
     try:
-        used = {_canonical(r.image) for r in installer.store.records()}
+        used = {canonical_ref(r.image) for r in installer.store.records()}
     except (DockextError, OSError):
         return set(refs)  # cannot tell: touch nothing
-    return {ref for ref in refs if _canonical(ref) in used}
+    return {ref for ref in refs if canonical_ref(ref) in used}
 
 
 def describe(path: Path, name: str) -> str:

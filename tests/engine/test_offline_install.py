@@ -167,7 +167,8 @@ def test_a_gzipped_file_installs_too_and_a_second_install_is_refused_without_cha
 ) -> None:
     with open(files["ui"], "rb") as src, gzip.open(cwd / "ext.tar.gz", "wb") as dst:
         shutil.copyfileobj(src, dst)
-    out = run_dockext("install", "-f", "ext.tar.gz", home=home)
+    (cwd / "link.tar.gz").symlink_to(cwd / "ext.tar.gz")  # a path of the user's own may be a link
+    out = run_dockext("install", "-f", "link.tar.gz", home=home)
     assert f"Loaded image: {UI}" in out.stdout and "installed successfully" in out.stdout
     assert comparable(record(home, UI_KEY)) == comparable(json.loads(files["by-name-ui"].read_text()))
     image_id = docker_client.images.get(UI).id
@@ -278,7 +279,8 @@ def test_an_oci_archive_without_a_name_needs_image_then_installs_plain_or_gzippe
     layout.write_tar(cwd / "ext.tar")
     stderr = assert_refused(home, docker_client, "./ext.tar")
     assert "Error: ./ext.tar holds an image without a name" in stderr and "--image" in stderr
-    out = run_dockext("install", "-f", "./ext.tar", "--image", UI, home=home)
+    (cwd / "oci-link.tar").symlink_to(cwd / "ext.tar")  # the user's own link is followed (a layout's are not)
+    out = run_dockext("install", "-f", "./oci-link.tar", "--image", UI, home=home)
     assert f"Loaded image: {UI}" in out.stdout and "installed successfully" in out.stdout
     assert comparable(record(home, UI_KEY)) == comparable(json.loads(files["by-name-ui"].read_text()))
     run_dockext("rm", UI, home=home)

@@ -294,6 +294,27 @@
 
   // ------------------------------------------------------------------------------------- actions
 
+  // The backend grants an install may withhold from the first start (`dockext install --deny`): a note and
+  // two checkboxes, each input pushed to `into` (its name is the grant's).
+  function withholdBoxes(into) {
+    const box = (name, label, hint) => {
+      const row = el("label", "dx-check");
+      const input = el("input");
+      input.type = "checkbox";
+      input.name = name;
+      const words = el("span");
+      words.append(el("strong", null, label), el("span", "dx-check-hint", hint));
+      row.append(input, words);
+      into.push(input);
+      return row;
+    };
+    return [
+      el("p", "dx-dialog-note", "If its backend asks for them, run it without:"),
+      box("engine", "The engine socket", "full control of the Docker engine"),
+      box("system", "Host access", "privileged mode, the host's network and processes, host paths, devices"),
+    ];
+  }
+
   function confirmThen(ext, action) {
     const dialog = el("dialog", "dx-dialog");
     dialog.setAttribute("aria-labelledby", "dx-dialog-title");
@@ -315,24 +336,7 @@
     form.append(title, el("p", null, text), el("p", "dx-ref", action === "remove" ? ext.image : `${ext.image}:${ext.tag}`));
     // What a backend may not have from its first start (`dockext install --deny`); later: its Change dialog.
     const withhold = [];
-    if (action === "install") {
-      const box = (name, label, hint) => {
-        const row = el("label", "dx-check");
-        const input = el("input");
-        input.type = "checkbox";
-        input.name = name;
-        const words = el("span");
-        words.append(el("strong", null, label), el("span", "dx-check-hint", hint));
-        row.append(input, words);
-        withhold.push(input);
-        return row;
-      };
-      form.append(
-        el("p", "dx-dialog-note", "If its backend asks for them, run it without:"),
-        box("engine", "The engine socket", "full control of the Docker engine"),
-        box("system", "Host access", "privileged mode, the host's network and processes, host paths, devices"),
-      );
-    }
+    if (action === "install") form.append(...withholdBoxes(withhold));
     form.append(buttons);
     dialog.appendChild(form);
     document.body.appendChild(dialog);
@@ -411,17 +415,6 @@
     image.spellcheck = false;
     imageLabel.htmlFor = image.id;
     const withhold = [];
-    const box = (name, label, hint) => {
-      const row = el("label", "dx-check");
-      const input = el("input");
-      input.type = "checkbox";
-      input.name = name;
-      const words = el("span");
-      words.append(el("strong", null, label), el("span", "dx-check-hint", hint));
-      row.append(input, words);
-      withhold.push(input);
-      return row;
-    };
     const progress = el("p", "mk-progress");
     progress.setAttribute("role", "status");
     progress.hidden = true;
@@ -435,10 +428,7 @@
     ok.type = "submit";
     buttons.append(cancel, ok);
     form.append(
-      title, intro, fileLabel, file, imageLabel, image,
-      el("p", "dx-dialog-note", "If its backend asks for them, run it without:"),
-      box("engine", "The engine socket", "full control of the Docker engine"),
-      box("system", "Host access", "privileged mode, the host's network and processes, host paths, devices"),
+      title, intro, fileLabel, file, imageLabel, image, ...withholdBoxes(withhold),
       el("p", "dx-dialog-note", WARNING), progress, message, buttons,
     );
     let busy = null; // the XMLHttpRequest while the file is sent
