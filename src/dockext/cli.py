@@ -351,7 +351,8 @@ def marketplace_add(spec: str | None, list_file: str | None, folder: str | None)
     A registry is read with its catalog API: every repository under it whose image is an extension is listed, at
     its greatest semver tag. A list pins a version with :TAG; without one the greatest semver tag is offered. A
     folder is read at each look (files added later appear): its extensions install from their files, with no
-    registry at all (`dockext install IMAGE:TAG` too)."""
+    registry at all (from their cards in the dashboard, and `dockext install IMAGE:TAG` when the image cannot
+    be pulled)."""
     from pathlib import Path
 
     from . import marketplace as mkt
