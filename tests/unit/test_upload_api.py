@@ -66,7 +66,7 @@ def test_a_file_that_is_no_tar_fails_its_job_and_is_deleted(client, tmp_path):
     r = client.post("/api/marketplace/upload?name=notes.txt", content=b"hello\n" * 100, headers=HEADERS)
     assert r.status_code == 202
     job = r.json()["job"]
-    assert (job["action"], job["image"], job["state"]) == ("install", "notes.txt", "running")
+    assert (job["action"], job["image"]) == ("install", "notes.txt")  # already failed, at times: it is quick
     while job["state"] == "running":
         job = client.get(f"/api/marketplace/jobs/{job['id']}").json()["job"]
     assert job["state"] == "failed"
