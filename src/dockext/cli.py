@@ -17,7 +17,7 @@ from rich.text import Text
 
 from . import API_VERSION, __version__, cliplugin, model
 from .engine import Engine, PullEvent
-from .errors import Busy, DockextError, ImageNotFound
+from .errors import Busy, DockextError
 from .installer import Installer
 from .paths import layout
 from .store import Record, Store
@@ -135,12 +135,8 @@ def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) ->
     installer = Installer(layout(), reporter=reporter)
     if tarball is not None:
         offline.install_tarball(installer, tarball, pick, reporter, arg=image, deny=deny)
-        return
-    try:
-        installer.install(image, deny=deny)
-    except ImageNotFound:  # not here, and cannot be pulled: a Marketplace folder may hold it
-        if offline.from_folder(installer, image, reporter, deny=deny) is None:
-            raise
+    else:  # by name; from a Marketplace folder only if it can be neither found nor pulled
+        offline.by_name(installer, image, reporter, deny=deny)
 
 
 @cli.command()
@@ -167,12 +163,8 @@ def update(image: str, force: bool) -> None:
     installer = Installer(layout(), reporter=reporter)
     if tarball is not None:
         offline.install_tarball(installer, tarball, None, reporter, arg=image, update=True)
-        return
-    try:
-        installer.update(image)
-    except ImageNotFound:  # as for install: a Marketplace folder may hold it
-        if offline.from_folder(installer, image, reporter, update=True) is None:
-            raise
+    else:
+        offline.by_name(installer, image, reporter, update=True)
 
 
 @cli.command(name="ls")

@@ -33,13 +33,13 @@ from typing import IO
 
 from . import ocilayout
 from .engine import LoadOutput
-from .errors import DockextError, EngineError, InvalidImageReference
+from .errors import DockextError, EngineError, ImageNotFound, InvalidImageReference
 from .installer import Installer, Reporter
 from .model import ImageRef, canonical_ref
 from .store import Record
 
 __all__ = [
-    "Loaded", "check_tarball", "choose", "ends_early", "from_folder", "install_tarball", "parse_load_output",
+    "Loaded", "by_name", "check_tarball", "choose", "ends_early", "from_folder", "install_tarball", "parse_load_output",
     "tarball_argument",
 ]
 
@@ -423,6 +423,26 @@ def from_folder(installer: Installer, image: str, reporter: Reporter, *, deny: t
     reporter.step(f"Loading {image} from the Marketplace folder {path.parent}: {path.name}")
     return install_tarball(installer, path, image, reporter, deny=deny, label=path.name, update=update,
                            expect_id=saved.image_id)
+
+
+def by_name(installer: Installer, image: str, reporter: Reporter, *, deny: tuple[str, ...] = (),
+            update: bool = False, source: str | None = None) -> Record:
+    """Install (or update to) ``IMAGE[:TAG]`` by name, as ``dockext install|update IMAGE`` does: from the file of
+    the Marketplace folder ``source`` when one is given (its card's button), else from the engine or its
+    registry, and from any folder that holds it only when it can be neither found nor pulled."""
+    if source is not None:
+        record = from_folder(installer, image, reporter, deny=deny, update=update, source=source)
+        if record is not None:
+            return record
+    try:
+        return installer.update(image) if update else installer.install(image, deny=deny)
+    except ImageNotFound:
+        if source is not None:
+            raise
+        record = from_folder(installer, image, reporter, deny=deny, update=update)
+        if record is None:
+            raise
+        return record
 
 
 def _load_layout(installer: Installer, path: Path, name: str, wanted: str | None, reporter: Reporter) -> LoadOutput:

@@ -59,7 +59,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import marketplace, model, offline, permissions
 from ..engine import Engine, PullEvent
-from ..errors import DockextError, ImageNotFound
+from ..errors import DockextError
 from ..installer import Installer
 from ..store import Record
 from ..validate import Version
@@ -310,18 +310,9 @@ def _run(state: HostState, job: Job) -> None:
     try:
         if job.file is not None:
             offline.install_tarball(installer, job.file, job.pick, job, deny=job.deny, label=job.image)
-        elif job.action in ("install", "update"):
-            update = job.action == "update"
-            # a folder card: from its folder's file; otherwise by name, a folder only when the pull fails
-            done = job.source is not None and offline.from_folder(
-                installer, job.image, job, deny=job.deny, update=update, source=job.source) is not None
-            if not done:
-                try:
-                    installer.update(job.image) if update else installer.install(job.image, deny=job.deny)
-                except ImageNotFound:
-                    if job.source is not None or offline.from_folder(
-                            installer, job.image, job, deny=job.deny, update=update) is None:
-                        raise
+        elif job.action in ("install", "update"):  # a folder card's job comes with its source
+            offline.by_name(installer, job.image, job, deny=job.deny, update=job.action == "update",
+                            source=job.source)
         else:
             installer.remove(job.image)
         outcome, error = "done", None
