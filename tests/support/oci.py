@@ -23,6 +23,17 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
+def tar_of(files: dict[str, bytes]) -> bytes:
+    """A tar of ``files`` (name -> content), in that order: regular files only."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -55,11 +66,7 @@ class Layout:
         return root
 
     def write_tar(self, path: Path) -> Path:
-        with tarfile.open(path, "w") as tar:
-            for name, data in sorted(self.files().items()):  # blobs first, as buildx writes them
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+        path.write_bytes(tar_of(dict(sorted(self.files().items()))))  # blobs first, as buildx writes them
         return path
 
 

@@ -26,24 +26,15 @@ def saved(*images: tuple[str, dict[str, str]]) -> bytes:
     files: dict[str, bytes] = {}
     manifest = []
     for i, (name, labels) in enumerate(images):
-        layer = io.BytesIO()
-        with tarfile.open(fileobj=layer, mode="w") as tar:
-            info = tarfile.TarInfo(f"file{i}")
-            tar.addfile(info, io.BytesIO(b""))
+        layer = oci.tar_of({f"file{i}": b""})
         config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": labels},
-                             "rootfs": {"type": "layers", "diff_ids": [oci.digest_of(layer.getvalue())]}}).encode()
-        files[f"layer{i}/layer.tar"] = layer.getvalue()
+                             "rootfs": {"type": "layers", "diff_ids": [oci.digest_of(layer)]}}).encode()
+        files[f"layer{i}/layer.tar"] = layer
         files[f"config{i}.json"] = config
         manifest.append({"Config": f"config{i}.json", "RepoTags": [name] if name else None,
                          "Layers": [f"layer{i}/layer.tar"]})
     files["manifest.json"] = json.dumps(manifest).encode()
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for path, data in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+    return oci.tar_of(files)
 
 
 def ext_labels(title: str) -> dict[str, str]:
@@ -149,13 +140,7 @@ def test_many_entries_naming_one_config_read_it_once_and_keep_only_marketplace_l
     entries = json.loads(files["manifest.json"])
     entries = [dict(entries[0], RepoTags=[f"acme/ext:1.{i}.0"]) for i in range(80)]
     files["manifest.json"] = json.dumps(entries).encode()
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, body in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    (tmp_path / "many.tar").write_bytes(out.getvalue())
+    (tmp_path / "many.tar").write_bytes(oci.tar_of(files))
     images = savedimages.read(tmp_path / "many.tar", "many.tar")
     assert len(images) == savedimages.MAX_IMAGES
     assert images[0].labels == ext_labels("Ext")  # the x.* labels are not the Marketplace's: not kept

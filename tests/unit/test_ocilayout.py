@@ -22,12 +22,7 @@ LAYER = b"layer-data " * 300
 
 def saved_archive() -> bytes:
     """A small `docker save` archive: one config, one layer."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as tar:
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(LAYER)
-        tar.addfile(info, io.BytesIO(LAYER))
-    layer_bytes = layer.getvalue()
+    layer_bytes = oci.tar_of({"hello.txt": LAYER})
     config = json.dumps({
         "architecture": "amd64", "os": "linux", "config": {"Labels": {"a": "b"}},
         "rootfs": {"type": "layers", "diff_ids": [oci.digest_of(layer_bytes)]},
@@ -39,13 +34,7 @@ def saved_archive() -> bytes:
             [{"Config": "cfg.json", "RepoTags": ["x:1"], "Layers": ["abc/layer.tar"]}]
         ).encode(),
     }
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+    return oci.tar_of(files)
 
 
 SAVED = saved_archive()
