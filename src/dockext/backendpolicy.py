@@ -17,12 +17,16 @@ host path after the check); ``build``, ``env_file``, ``secrets``/``configs`` rea
 driver options (a bind in disguise) and networks named ``host`` are refused; keys dockext does not know are
 refused rather than guessed harmless. Bind sources are normalised (``/run/guest-services/../../etc`` is
 ``/etc``); a bind of the engine's socket, or of a directory above it, is the ``engine`` grant's; any other
-host path is ``system``'s.
+host path is ``system``'s. Published ``ports`` are ``system``'s too when they listen beyond the loopback
+interface (Compose's default is every interface: the machine's network): denied, each is bound to ``127.0.0.1``
+instead, so the backend still serves the machine itself (``localhost:PORT``, as in Docker Desktop) but not
+the network.
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import posixpath
 import re
 from collections.abc import Mapping
@@ -31,7 +35,7 @@ from typing import Any
 from .compose import GUEST_SERVICES, RAW_SOCKET_SOURCES
 from .errors import MetadataError
 
-__all__ = ["HOST_MODES", "bind_grants", "bind_source", "check_isolation", "is_privileged", "restrict"]
+__all__ = ["HOST_MODES", "bind_grants", "bind_source", "check_isolation", "is_privileged", "network_ports", "restrict"]
 
 FIELD = "vm.composefile"
 #: service keys whose value ``host`` shares a namespace of the host
@@ -140,7 +144,77 @@ def restrict(doc: Mapping[str, Any], *, engine: bool, system: bool, engine_socke
                 else {}
             if isinstance(reservations, dict):
                 reservations.pop("reservations", None)  # devices (GPUs) are reserved there
+            if "ports" in svc:
+                svc["ports"] = [_on_loopback(name, entry) for entry in _port_list(name, svc["ports"])]
     return out
+
+
+def network_ports(ports: object) -> list[str]:
+    """The entries of a service's ``ports`` that listen beyond the loopback interface, as written (an entry
+    whose address comes from a variable counts: it may)."""
+    entries = ports if isinstance(ports, list) else [ports] if ports is not None else []
+    return [_describe(entry) for entry in entries if not _is_loopback(_host_ip(entry))]
+
+
+_LOOPBACK = "127.0.0.1"
+
+
+def _port_list(name: str, ports: object) -> list[Any]:
+    if not isinstance(ports, list):
+        raise MetadataError(FIELD, f"service {name!r} has `ports` that are not a list")
+    return ports
+
+
+def _host_ip(entry: object) -> str | None:
+    """The address a ``ports`` entry listens on: None for every interface (Compose's default), ``"$"`` when a
+    variable decides."""
+    if isinstance(entry, dict):
+        value = entry.get("host_ip")
+        if value is None:
+            return None
+        return "$" if _has_variable(value) else str(value)
+    if not isinstance(entry, str):
+        return None  # a bare container port (an int): published on every interface
+    if _has_variable(entry):
+        return "$"
+    parts = entry.partition("/")[0].split(":")
+    return ":".join(parts[:-2]).strip("[]") or None if len(parts) > 2 else None
+
+
+def _is_loopback(ip: str | None) -> bool:
+    try:
+        return ip is not None and ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def _on_loopback(name: str, entry: object) -> object:
+    """A ``ports`` entry listening only on 127.0.0.1 (loopback entries are kept as they are)."""
+    ip = _host_ip(entry)
+    if _is_loopback(ip):
+        return entry
+    if ip == "$":
+        raise MetadataError(FIELD, f"service {name!r} publishes a port from a variable (`$`), which dockext cannot "
+                                   "vet for a backend with restricted permissions")
+    if isinstance(entry, dict):
+        return {**entry, "host_ip": _LOOPBACK}
+    if isinstance(entry, int) and not isinstance(entry, bool):
+        return f"{_LOOPBACK}::{entry}"
+    if not isinstance(entry, str):
+        raise MetadataError(FIELD, f"service {name!r} has a `ports` entry dockext cannot read: {entry!r}")
+    body, slash, protocol = entry.partition("/")
+    parts = body.split(":")
+    container = parts[-1] + slash + protocol
+    published = parts[-2] if len(parts) >= 2 else ""
+    return f"{_LOOPBACK}:{published}:{container}"
+
+
+def _describe(entry: object) -> str:
+    if isinstance(entry, dict):
+        published = entry.get("published")
+        target = f"{entry.get('target')}/{entry['protocol']}" if entry.get("protocol") else str(entry.get("target"))
+        return f"{published}:{target}" if published not in (None, "") else target
+    return str(entry)
 
 
 def _check_top_level(doc: dict[str, Any]) -> None:

@@ -106,7 +106,8 @@ def cli() -> None:
               "the image of a layout without names).")
 @click.option("--deny", multiple=True, type=click.Choice(["engine", "system"]),
               help="Withhold from its backend from the start: engine (the Docker engine's socket), system "
-              "(privileged mode, the host's namespaces, host paths, devices, capabilities). Repeatable.")
+              "(privileged mode, the host's namespaces, host paths, devices, capabilities; its published ports "
+              "listen on 127.0.0.1 only). Repeatable.")
 @handle_errors
 def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) -> None:
     """Install the extension IMAGE[:TAG] (pulled if it is not local), or the one in a `docker save` FILE

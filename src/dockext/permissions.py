@@ -12,8 +12,9 @@ where the page cannot reach around it:
 * ``engine``: its *backend* may mount the Docker engine's socket. Denied: the mount is taken out of its compose
   file and the backend runs without it.
 * ``system``: its backend may have host access: privileged mode, the host's network, PID, IPC, UTS, user or
-  cgroup namespace, host paths, devices, added capabilities, security options. Denied: all of that is taken
-  out of its compose file (named volumes and its socket directory stay).
+  cgroup namespace, host paths, devices, added capabilities, security options, ports published on the
+  machine's network. Denied: all of that is taken out of its compose file (named volumes and its socket
+  directory stay), and its published ports listen on 127.0.0.1 only.
 
 Its own backend (``vm.service``, ``vm.cli.exec``) and the user-mediated calls (file dialog, toasts,
 ``openExternal``) are always its own. What the backend *asks* for is read from its compose file at install:
@@ -56,7 +57,7 @@ EXPLAIN: Final = {
     "host": "run the host binaries it ships (ddClient.extension.host.cli.exec)",
     "engine": "mount the Docker engine's socket in its backend",
     "system": "give its backend host access (privileged mode, the host's namespaces, host paths, devices, "
-              "capabilities)",
+              "capabilities, ports on the network)",
 }
 
 
@@ -90,6 +91,7 @@ class Requested:
     capabilities: tuple[str, ...] = ()  # cap_add
     host_binaries: tuple[str, ...] = field(default=())
     other: tuple[str, ...] = ()  # more host access: "ipc: host", "security_opt: seccomp=unconfined", ...
+    network_ports: tuple[str, ...] = ()  # "<service> <ports entry>" published beyond the loopback interface
 
     def asks(self, name: str) -> bool:
         """Whether the backend asks for what the backend grant ``name`` covers."""
@@ -97,7 +99,7 @@ class Requested:
             return self.engine_socket
         if name == "system":
             return any((self.privileged, self.host_network, self.host_pid, self.host_paths, self.devices,
-                        self.capabilities, self.other))
+                        self.capabilities, self.other, self.network_ports))
         return False
 
     def lines(self) -> list[str]:
@@ -111,6 +113,7 @@ class Requested:
             ("host paths", self.host_paths),
             ("devices", self.devices),
             ("capabilities", self.capabilities),
+            ("ports open to the network", self.network_ports),
             ("other host access", self.other),
             ("host binaries run as you", self.host_binaries),
         ):
@@ -124,7 +127,7 @@ class Requested:
             "hostNetwork": list(self.host_network), "hostPid": list(self.host_pid),
             "hostPaths": list(self.host_paths), "devices": list(self.devices),
             "capabilities": list(self.capabilities), "hostBinaries": list(self.host_binaries),
-            "other": list(self.other),
+            "other": list(self.other), "networkPorts": list(self.network_ports),
         }
 
 
@@ -132,7 +135,8 @@ def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, .
               engine_socket: str = "/var/run/docker.sock") -> Requested:
     """What the backend described by ``compose_doc`` (as in the image, before dockext's rewrites) asks for, by
     the same rules :func:`dockext.backendpolicy.restrict` takes things out with."""
-    found: dict[str, set[str]] = {k: set() for k in ("privileged", "net", "pid", "paths", "devices", "caps", "other")}
+    found: dict[str, set[str]] = {
+        k: set() for k in ("privileged", "net", "pid", "paths", "devices", "caps", "other", "ports")}
     asks_engine = False
     services = (compose_doc or {}).get("services") or {}
     for name, svc in services.items() if isinstance(services, dict) else ():
@@ -155,6 +159,8 @@ def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, .
                 found["other"].add(key)
         for cap in svc.get("cap_add") or []:
             found["caps"].add(str(cap))
+        if svc.get("network_mode") != "host":  # on the host's network, the port is the service's own (above)
+            found["ports"].update(f"{name} {entry}" for entry in backendpolicy.network_ports(svc.get("ports")))
         for device in svc.get("devices") or []:
             found["devices"].add(str(device).split(":", 1)[0] if isinstance(device, str) else str(device))
         for volume in svc.get("volumes") or []:
@@ -169,6 +175,7 @@ def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, .
         engine_socket=asks_engine, privileged=_sorted(found["privileged"]), host_network=_sorted(found["net"]),
         host_pid=_sorted(found["pid"]), host_paths=_sorted(found["paths"]), devices=_sorted(found["devices"]),
         capabilities=_sorted(found["caps"]), host_binaries=tuple(host_binaries), other=_sorted(found["other"]),
+        network_ports=_sorted(found["ports"]),
     )
 
 
@@ -191,6 +198,7 @@ def read_requested(ext_dir: Path) -> Requested | None:
 _REQUESTED_KEYS: Final = {
     "privileged": "privileged", "host_network": "hostNetwork", "host_pid": "hostPid", "host_paths": "hostPaths",
     "devices": "devices", "capabilities": "capabilities", "host_binaries": "hostBinaries", "other": "other",
+    "network_ports": "networkPorts",
 }
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support.bridge import bridge
 from tests.support.cli import run_dockext
 from tests.support.session import Session
 
@@ -163,3 +165,43 @@ def test_backend_grants_recreate_the_backend_without_and_with_the_engine_socket(
         docker_client.volumes.get(f"{project}_data").remove()
     assert not (server.home / "permissions.json").exists() or \
         json.loads((server.home / "permissions.json").read_text())["extensions"] == {}
+
+
+def test_denied_system_publishes_the_backends_ports_on_loopback_only(page: Page, server, fixture_image,
+                                                                    docker_client):
+    """Compose publishes a backend's `ports` on every interface: the machine's network. Installed with
+    --deny system, the engine binds them to 127.0.0.1 only, and they still answer there; allowed again, the
+    backend is recreated with them as its compose file says. The dashboard's Access column says which."""
+    home = server.home
+    ref = fixture_image("ports", repo_prefix=PREFIX)
+    project = f"{PREFIX}_ports-desktop-extension"
+
+    def bindings() -> list[dict[str, str]]:
+        [ctr] = docker_client.containers.list(filters={"label": f"com.docker.compose.project={project}"})
+        ports = ctr.attrs["NetworkSettings"]["Ports"]
+        return [*(ports["8080/tcp"] or []), *(ports["8081/tcp"] or [])]
+
+    out = run_dockext("install", "-f", "--deny", "system", ref, home=home).stdout
+    try:
+        assert "Withheld by your permissions (system=deny): it asked to give its backend host access" in out
+        assert "ports open to the network" not in out
+        listening = bindings()
+        assert len(listening) == 2 and {b["HostIp"] for b in listening} == {"127.0.0.1"}, listening
+        for b in listening:  # in the host's network namespace (the tests have their own: tests/conftest.py)
+            with bridge(int(b["HostPort"])):
+                assert httpx.get(f"http://127.0.0.1:{b['HostPort']}/", timeout=10).text == "web says hi"
+        [row] = json.loads(run_dockext("permissions", "ls", "--format", "json", home=home).stdout)
+        assert (row["system"], row["withheld"]) == (False, ["system"])
+        assert row["backend"] == ["ports open to the network: web 8080, web 8081/tcp"]
+        page.goto(server.login_url)
+        expect(page.locator("#ext-rows")).to_contain_text("ports: 127.0.0.1 only")
+
+        said = run_dockext("permissions", "set", ref, "system=allow", home=home).stdout
+        assert said.strip().endswith("Its backend was recreated.")
+        everywhere = bindings()
+        assert everywhere and not any(b["HostIp"].startswith("127.") for b in everywhere), everywhere
+        page.reload()
+        expect(page.locator("#ext-rows")).to_contain_text("network ports")
+        expect(page.locator("#ext-rows")).not_to_contain_text("127.0.0.1 only")
+    finally:
+        run_dockext("rm", ref, home=home)

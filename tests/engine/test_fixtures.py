@@ -45,8 +45,9 @@ BAD = [
 
 # UI compiled by tsc from tests/conformance (tests/support/images.py); exercised by tests/e2e/test_conformance.py
 COMPILED = ["conformance-v1", "conformance-v0"]
-# a backend that cannot start over an old socket file, as Node's (tests/e2e/test_reliability.py, R13)
-OTHER = ["stale-socket"]
+# a backend that cannot start over an old socket file, as Node's (tests/e2e/test_reliability.py, R13); a backend
+# that also publishes a TCP port (tests/e2e/test_permissions.py, the system grant)
+OTHER = ["stale-socket", "ports"]
 
 
 def test_fixture_list_is_complete():

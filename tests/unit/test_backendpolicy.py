@@ -129,7 +129,7 @@ def test_nothing_reaches_into_another_project_whatever_the_grants(doc, why):
 
 def test_what_a_backend_may_do_with_its_own_project_is_left_alone():
     doc = {**service(volumes_from=["service:db"], network_mode="service:db", environment={"A": "${A:-1}"},
-                     ports=["8080:80"], command="serve --port $$PORT"),
+                     ports=["127.0.0.1:8080:80"], command="serve --port $$PORT"),
            "volumes": {"data": {}, "mine": {"name": f"{PROJECT}_mine"}},
            "networks": {"n": {}}}
     doc["services"]["db"] = {"image": "postgres", "volumes": ["data:/var/lib/postgresql"]}
@@ -148,3 +148,45 @@ def test_what_it_asks_for_is_reported_by_the_same_rules():
     assert hidden.host_paths == ("${HOME}",) and hidden.asks("system")
     assert permissions.requested(restrict(HOSTILE)) == permissions.Requested()
     yaml.safe_dump(restrict(HOSTILE))  # still a plain document
+
+
+PORTS = ["8080", 8081, "8082/udp", "9000-9001:7000-7001", "0.0.0.0:5432:5432", "[::]:5433:5433", ":::5434:5434",
+         "127.0.0.1:6000:6000", "[::1]:6001:6001", "127.0.0.1::6002", {"target": 80, "published": "8090"},
+         {"target": 81, "host_ip": "0.0.0.0", "protocol": "udp"}, {"target": 82, "host_ip": "127.0.0.1"}]
+
+
+def test_denied_system_keeps_published_ports_on_the_loopback_interface(tmp_path):
+    """Compose publishes on every interface unless told otherwise: the machine's network. With `system` denied,
+    what Compose itself resolves listens on loopback only, every port and protocol kept."""
+    doc = service(ports=PORTS)
+    before = resolved(doc, tmp_path)["services"]["api"]["ports"]
+    assert {p.get("host_ip") for p in before} >= {None, "0.0.0.0", "::"}  # the check can fail
+    after = resolved(restrict(doc, engine=True, system=False), tmp_path)["services"]["api"]["ports"]
+    assert all(backendpolicy._is_loopback(p.get("host_ip")) for p in after), after
+
+    def shape(ports: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted((p["target"], p.get("published"), p.get("protocol")) for p in ports)
+    assert shape(after) == shape(before)
+    assert restrict(doc, engine=False, system=True) == doc  # only `system` covers them
+    asked = permissions.requested(doc)
+    assert asked.asks("system") and asked.network_ports == tuple(sorted(
+        f"api {p}" for p in ["8080", "8081", "8082/udp", "9000-9001:7000-7001", "0.0.0.0:5432:5432",
+                             "[::]:5433:5433", ":::5434:5434", "8090:80", "81/udp"]))
+    [line] = asked.lines()
+    assert line.startswith("ports open to the network: ") and "api 8080, api 8081, api 8082/udp" in line
+    assert permissions.requested(restrict(doc, engine=True, system=False)) == permissions.Requested()
+    # on the host's network, publishing means nothing (the service listens there itself, asked as such)
+    assert permissions.requested(service(network_mode="host", ports=["80"])).network_ports == ()
+
+
+@pytest.mark.parametrize("ports, why", [
+    (["${P}:80"], "publishes a port from a variable"),
+    ([{"target": 80, "host_ip": "${IP}"}], "publishes a port from a variable"),
+    ("8080:80", "`ports` that are not a list"),
+    ([["80"]], "a `ports` entry dockext cannot read"),
+])
+def test_published_ports_that_cannot_be_read_are_refused_when_system_is_denied(ports, why):
+    with pytest.raises(MetadataError, match=why):
+        restrict(service(ports=ports), engine=True, system=False)
+    restrict(service(ports=ports), engine=False, system=True)  # not system's business: left to Compose
+    assert permissions.requested(service(ports=["${P}:80"])).asks("system")  # it may be the network

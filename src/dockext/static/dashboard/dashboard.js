@@ -419,6 +419,11 @@
     if ((asked.devices || []).length) backend("system", "devices", `Devices: ${asked.devices.join(", ")}`);
     if ((asked.capabilities || []).length) backend("system", "capabilities", `Added capabilities: ${asked.capabilities.join(", ")}`);
     if ((asked.other || []).length) backend("system", "host access", `More host access: ${asked.other.join(", ")}`);
+    if ((asked.networkPorts || []).length) {
+      const ports = asked.networkPorts.join(", ");
+      if (withheld.has("system")) add("ports: 127.0.0.1 only", `Ports it publishes (${ports}) listen on 127.0.0.1 only, not on the network (withheld: dockext permissions)`, "denied");
+      else add("network ports", `Ports it publishes on the machine's network: ${ports}`, "risk");
+    }
     if (grants) {
       const edit = el("button", "link-button chip-edit", "Change");
       edit.type = "button";
@@ -501,6 +506,7 @@
     if ((asked.devices || []).length) parts.push(`devices (${asked.devices.join(", ")})`);
     if ((asked.capabilities || []).length) parts.push(`capabilities (${asked.capabilities.join(", ")})`);
     if ((asked.other || []).length) parts.push(asked.other.join(", "));
+    if ((asked.networkPorts || []).length) parts.push(`ports on the network (${asked.networkPorts.join(", ")})`);
     return parts;
   }
 

@@ -311,7 +311,7 @@
     return [
       el("p", "dx-dialog-note", "If its backend asks for them, run it without:"),
       box("engine", "The engine socket", "full control of the Docker engine"),
-      box("system", "Host access", "privileged mode, the host's network and processes, host paths, devices"),
+      box("system", "Host access", "privileged mode, the host's network and processes, host paths, devices, ports open to the network"),
     ];
   }
 
