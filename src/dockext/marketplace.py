@@ -373,8 +373,12 @@ def check_allowed(layout: Layout, image: str) -> None:
         pinned = [r.tag for s in settings.sources if s.kind == "list" for item in s.images
                   if (r := model.ImageRef.parse(item)).name == ref.name and r.tag]
         versions = f" (the listed versions: {', '.join(pinned)})" if pinned else ""
+        # a folder that cannot be read lists nothing: say so, or the user looks for the wrong cause
+        unread = [problem for s in settings.sources if s.kind == "folder" for problem in folder_images(s)[1]
+                  if problem.startswith("cannot read the folder")]
         message = (f"{shown} is not listed by the marketplace sources ({', '.join(s.label for s in settings.sources)})"
-                   f"{versions}, and only listed extensions may be installed")
+                   f"{versions}, and only listed extensions may be installed"
+                   + "".join(f"; {problem}" for problem in unread))
     raise NotListed(
         message,
         hint="Install a listed extension (dockext marketplace ls), add a source that lists it (dockext marketplace "

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dockext import marketplace, savedimages
-from dockext.errors import InvalidSource
+from dockext.errors import InvalidSource, NotListed
 from dockext.paths import Layout
 from tests.support import oci
 
@@ -168,3 +168,16 @@ def test_a_folder_source_survives_the_settings_file_and_is_removed_by_its_path(f
     monkeypatch.chdir(folder.parent)
     marketplace.remove(lay, "offline/")
     assert marketplace.load(lay).sources == ()
+
+
+def test_a_refusal_names_a_folder_source_that_cannot_be_read(folder, tmp_path):
+    """A folder that is gone (an unmounted share, a USB stick taken out) lists nothing: the refusal says so."""
+    lay = Layout(tmp_path / "home")
+    marketplace.add_folder(lay, folder)
+    marketplace.set_only_listed(lay, True)
+    marketplace.check_allowed(lay, "acme/ext:1.0.0")
+    folder.rename(folder.with_name("unplugged"))
+    with pytest.raises(NotListed) as exc:
+        marketplace.check_allowed(lay, "acme/ext:1.0.0")
+    assert exc.value.message.endswith(f"only listed extensions may be installed; cannot read the folder {folder}: "
+                                      "No such file or directory")
