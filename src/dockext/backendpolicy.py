@@ -21,6 +21,13 @@ host path is ``system``'s. Published ``ports`` are ``system``'s too when they li
 interface (Compose's default is every interface: the machine's network): denied, each is bound to ``127.0.0.1``
 instead, so the backend still serves the machine itself (``localhost:PORT``, as in Docker Desktop) but not
 the network.
+
+**Cut off, when the ``network`` grant is denied**: every network of the project is made ``internal`` (Docker
+gives it no gateway: its services reach each other and nothing else, and the engine publishes no port), and
+services leave the host's or the default bridge's network for it. What could still lead out is refused: an
+``external`` network (someone else's, with a gateway), a network driver other than ``bridge`` (``macvlan``
+puts a container on the LAN), a network spec from a variable. Its socket directory is a mount, not the
+network, so ``vm.service`` and ``vm.cli.exec`` keep working.
 """
 
 from __future__ import annotations
@@ -35,7 +42,10 @@ from typing import Any
 from .compose import GUEST_SERVICES, RAW_SOCKET_SOURCES
 from .errors import MetadataError
 
-__all__ = ["HOST_MODES", "bind_grants", "bind_source", "check_isolation", "is_privileged", "network_ports", "restrict"]
+__all__ = [
+    "HOST_MODES", "bind_grants", "bind_source", "check_isolation", "is_privileged", "network_ports",
+    "reaches_the_network", "restrict",
+]
 
 FIELD = "vm.composefile"
 #: service keys whose value ``host`` shares a namespace of the host
@@ -118,10 +128,11 @@ def is_privileged(value: object) -> bool:
     return bool(value) and value is not None
 
 
-def restrict(doc: Mapping[str, Any], *, engine: bool, system: bool, engine_socket: str) -> dict[str, Any]:
+def restrict(doc: Mapping[str, Any], *, engine: bool, system: bool, engine_socket: str,
+             network: bool = True) -> dict[str, Any]:
     """The compose document without what the denied grants cover; MetadataError for what cannot be vetted."""
     out = copy.deepcopy(dict(doc))
-    if engine and system:
+    if engine and system and network:
         return out
     _check_top_level(out)
     for name, svc in _services(out):
@@ -146,7 +157,44 @@ def restrict(doc: Mapping[str, Any], *, engine: bool, system: bool, engine_socke
                 reservations.pop("reservations", None)  # devices (GPUs) are reserved there
             if "ports" in svc:
                 svc["ports"] = [_on_loopback(name, entry) for entry in _port_list(name, svc["ports"])]
+        if not network and not _shares_a_namespace(svc.get("network_mode")):
+            svc.pop("network_mode", None)  # the host's or the default bridge's network: onto its own, cut off
+    if not network:
+        _cut_off(out)
     return out
+
+
+def reaches_the_network(doc: Mapping[str, Any] | None) -> bool:
+    """Whether a service of the file has a network of its own (Compose's default): one that leads out, unless
+    the ``network`` grant is denied. ``network_mode: none`` and ``service:...`` (another service's) do not."""
+    return any(not _shares_a_namespace(svc.get("network_mode")) for _name, svc in _services(doc or {}))
+
+
+def _shares_a_namespace(mode: object) -> bool:
+    """``network_mode`` values that give a service no network of its own: none, or another service's."""
+    return mode == "none" or (isinstance(mode, str) and mode.startswith("service:"))
+
+
+def _cut_off(doc: dict[str, Any]) -> None:
+    """Every network of the project internal (no gateway), the default one included."""
+    networks = doc.get("networks")
+    if networks is None:
+        networks = doc["networks"] = {}
+    if not isinstance(networks, dict):
+        raise MetadataError(FIELD, "has `networks` that are not a mapping")
+    for key, spec in list(networks.items()):
+        spec = {} if spec is None else spec
+        if not isinstance(spec, dict) or _has_variable(spec):
+            raise MetadataError(FIELD, f"network {key!r} cannot be vetted for a backend without the network "
+                                       "permission")
+        if spec.get("external"):
+            raise MetadataError(FIELD, f"network {key!r} is an existing network, which a backend without the "
+                                       "network permission may not join (it could lead out)")
+        if spec.get("driver") not in (None, "bridge"):
+            raise MetadataError(FIELD, f"network {key!r} uses the {spec.get('driver')!r} driver; a backend without "
+                                       "the network permission may only have bridge networks (made internal)")
+        networks[key] = {**spec, "internal": True}
+    networks.setdefault("default", {"internal": True})
 
 
 def network_ports(ports: object) -> list[str]:

@@ -104,10 +104,10 @@ def cli() -> None:
 @click.option("--image", "pick", metavar="REF",
               help="From a file or OCI layout holding several images: the one to install (or the name to give "
               "the image of a layout without names).")
-@click.option("--deny", multiple=True, type=click.Choice(["engine", "system"]),
+@click.option("--deny", multiple=True, type=click.Choice(["engine", "system", "network"]),
               help="Withhold from its backend from the start: engine (the Docker engine's socket), system "
               "(privileged mode, the host's namespaces, host paths, devices, capabilities; its published ports "
-              "listen on 127.0.0.1 only). Repeatable.")
+              "listen on 127.0.0.1 only), network (its containers reach each other, nothing else). Repeatable.")
 @handle_errors
 def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) -> None:
     """Install the extension IMAGE[:TAG] (pulled if it is not local), or the one in a `docker save` FILE
@@ -482,7 +482,7 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
         print(json.dumps(rows, indent=2))
         return
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for col in ("ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "BACKEND ASKS FOR"):
+    for col in ("ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "NETWORK", "BACKEND ASKS FOR"):
         table.add_column(col, no_wrap=col != "BACKEND ASKS FOR")
 
     def word(row: dict[str, Any], name: str) -> str:
@@ -506,8 +506,8 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
 @click.argument("changes", nargs=-1, required=True, metavar="NAME=allow|deny...")
 @handle_errors
 def permissions_set(extension: str, changes: tuple[str, ...]) -> None:
-    """Allow or deny EXTENSION a permission: docker, host (its UI: at once), engine, system (its backend: it is
-    recreated without, or with, what they cover), each =allow or =deny."""
+    """Allow or deny EXTENSION a permission: docker, host (its UI: at once), engine, system, network (its
+    backend: it is recreated without, or with, what they cover), each =allow or =deny."""
     from . import permissions as perms
 
     parsed: dict[str, bool] = {}
@@ -524,6 +524,13 @@ def permissions_set(extension: str, changes: tuple[str, ...]) -> None:
     if not grants.engine and grants.system and (asked is None or asked.asks("system")):
         out.print("Note: its backend keeps its host access (system), with which it can still reach the engine "
                   "(a privileged container, the host's processes or paths); deny system too to shut it out.",
+                  soft_wrap=True)
+    kept = [what for name, what in (("engine", "the engine's socket (a container it starts)"),
+                                    ("system", "its host access (system)"))
+            if grants.allows(name) and (asked is None or asked.asks(name))]
+    if not grants.network and kept and (asked is None or asked.asks("network")):
+        out.print(f"Note: its backend can still reach the network through {' or '.join(kept)}; deny "
+                  f"{' and '.join(n for n in ('engine', 'system') if grants.allows(n))} too to cut it off.",
                   soft_wrap=True)
 
 

@@ -237,7 +237,7 @@ class Installer:
             backendpolicy.check_isolation(compose_doc, model.compose_project(key))
             grants = permissions.grants_for(self.layout, key)
             restricted = backendpolicy.restrict(compose_doc, engine=grants.engine, system=grants.system,
-                                                engine_socket=engine_socket)
+                                                network=grants.network, engine_socket=engine_socket)
             withheld = permissions.withheld(grants, asked)
             record = self._stage_backend(record, meta, restricted, stage, gs_key, withheld)
             got = permissions.requested(restricted, record.host_binaries, engine_socket)
@@ -479,7 +479,7 @@ class Installer:
 
     def reapply(self, extension: str) -> Record:
         """Recreate an installed extension's backend with the permissions now in force (``dockext permissions
-        set`` of ``engine`` or ``system``): an update to the installed version, with its rollback. The
+        set`` of ``engine``, ``system`` or ``network``): an update to the installed version, with its rollback. The
         allow-list is not asked again: the version is the one already installed."""
         record = self.store.read(self.key_for(extension))
         return self.update(record.image, listed=False,

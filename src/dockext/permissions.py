@@ -15,6 +15,9 @@ where the page cannot reach around it:
   cgroup namespace, host paths, devices, added capabilities, security options, ports published on the
   machine's network. Denied: all of that is taken out of its compose file (named volumes and its socket
   directory stay), and its published ports listen on 127.0.0.1 only.
+* ``network``: its backend may reach the network (other machines, the internet), as every container may by
+  default. Denied: its project's networks are made internal, so its services reach each other and nothing
+  else (:func:`dockext.backendpolicy.restrict`); ``vm.service`` still works (a socket, not the network).
 
 Its own backend (``vm.service``, ``vm.cli.exec``) and the user-mediated calls (file dialog, toasts,
 ``openExternal``) are always its own. What the backend *asks* for is read from its compose file at install:
@@ -50,7 +53,8 @@ SCHEMA: Final = 1
 FILE: Final = "permissions.json"
 REQUESTED_FILE: Final = "requested.json"  # in an extension's directory: what its backend asked for at install
 UI_NAMES: Final = ("docker", "host")  # enforced by the server, call by call
-BACKEND_NAMES: Final = ("engine", "system")  # enforced in the backend's compose file, when it is (re)created
+BACKEND_NAMES: Final = ("engine", "system", "network")
+# ^ enforced in the backend's compose file, when it is (re)created
 NAMES: Final = UI_NAMES + BACKEND_NAMES
 EXPLAIN: Final = {
     "docker": "run docker commands and read the engine's lists (ddClient.docker)",
@@ -58,6 +62,7 @@ EXPLAIN: Final = {
     "engine": "mount the Docker engine's socket in its backend",
     "system": "give its backend host access (privileged mode, the host's namespaces, host paths, devices, "
               "capabilities, ports on the network)",
+    "network": "let its backend reach the network (other machines and the internet)",
 }
 
 
@@ -67,6 +72,7 @@ class Grants:
     host: bool = True
     engine: bool = True
     system: bool = True
+    network: bool = True
 
     def allows(self, name: str) -> bool:
         return bool(getattr(self, name))
@@ -92,11 +98,14 @@ class Requested:
     host_binaries: tuple[str, ...] = field(default=())
     other: tuple[str, ...] = ()  # more host access: "ipc: host", "security_opt: seccomp=unconfined", ...
     network_ports: tuple[str, ...] = ()  # "<service> <ports entry>" published beyond the loopback interface
+    network: bool = False  # a service has a network of its own, which leads out (Compose's default)
 
     def asks(self, name: str) -> bool:
         """Whether the backend asks for what the backend grant ``name`` covers."""
         if name == "engine":
             return self.engine_socket
+        if name == "network":
+            return self.network
         if name == "system":
             return any((self.privileged, self.host_network, self.host_pid, self.host_paths, self.devices,
                         self.capabilities, self.other, self.network_ports))
@@ -127,7 +136,7 @@ class Requested:
             "hostNetwork": list(self.host_network), "hostPid": list(self.host_pid),
             "hostPaths": list(self.host_paths), "devices": list(self.devices),
             "capabilities": list(self.capabilities), "hostBinaries": list(self.host_binaries),
-            "other": list(self.other), "networkPorts": list(self.network_ports),
+            "other": list(self.other), "networkPorts": list(self.network_ports), "network": self.network,
         }
 
 
@@ -175,7 +184,7 @@ def requested(compose_doc: Mapping[str, Any] | None, host_binaries: tuple[str, .
         engine_socket=asks_engine, privileged=_sorted(found["privileged"]), host_network=_sorted(found["net"]),
         host_pid=_sorted(found["pid"]), host_paths=_sorted(found["paths"]), devices=_sorted(found["devices"]),
         capabilities=_sorted(found["caps"]), host_binaries=tuple(host_binaries), other=_sorted(found["other"]),
-        network_ports=_sorted(found["ports"]),
+        network_ports=_sorted(found["ports"]), network=backendpolicy.reaches_the_network(compose_doc),
     )
 
 
@@ -189,6 +198,7 @@ def read_requested(ext_dir: Path) -> Requested | None:
         data = json.loads((ext_dir / REQUESTED_FILE).read_bytes())
         return Requested(
             engine_socket=data["engineSocket"] is True,
+            network=data.get("network", True) is True,  # not recorded before: as every container, it may
             **{attr: tuple(str(x) for x in data.get(key, ())) for attr, key in _REQUESTED_KEYS.items()},
         )
     except (OSError, ValueError, KeyError, TypeError):

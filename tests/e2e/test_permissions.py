@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import httpx
 import pytest
@@ -61,7 +63,8 @@ def test_denied_docker_and_host_access_is_refused_everywhere_and_allowed_again(p
 
         rows = json.loads(run_dockext("permissions", "ls", "--format", "json", home=server.home).stdout)
         assert rows == [{"id": f"{PREFIX}/host-binary", "docker": False, "host": False, "engine": None,
-                         "system": None, "withheld": [], "backend": ["host binaries run as you: hello.sh"]}]
+                         "system": None, "network": None, "withheld": [],
+                         "backend": ["host binaries run as you: hello.sh"]}]
 
         # allowed again from the dashboard's dialog (the same as `dockext permissions set`)
         page.locator("#home-button").click()
@@ -96,10 +99,12 @@ def test_install_says_what_the_backend_gets(tmp_path, fixture_image):
     try:
         assert "It gets the Docker engine's socket (full control of the engine)" in out
         table = run_dockext("permissions", home=home).stdout
-        assert table.splitlines()[0].split() == ["ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "BACKEND", "ASKS", "FOR"]
+        assert table.splitlines()[0].split() == [
+            "ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "NETWORK", "BACKEND", "ASKS", "FOR"]
         assert f"{PREFIX}/compose" in table and "allowed" in table and "the Docker engine's socket" in table
-        wrong = run_dockext("permissions", "set", ref, "network=deny", home=home, check=False)
-        assert wrong.returncode == 2 and "expected one of docker, host, engine, system =allow or =deny" in wrong.stderr
+        wrong = run_dockext("permissions", "set", ref, "wifi=deny", home=home, check=False)
+        assert wrong.returncode == 2
+        assert "expected one of docker, host, engine, system, network =allow or =deny" in wrong.stderr
     finally:
         run_dockext("rm", ref, home=home)
 
@@ -205,3 +210,52 @@ def test_denied_system_publishes_the_backends_ports_on_loopback_only(page: Page,
         expect(page.locator("#ext-rows")).not_to_contain_text("127.0.0.1 only")
     finally:
         run_dockext("rm", ref, home=home)
+
+
+def test_denied_network_cuts_the_backend_off_but_keeps_its_services_and_socket(page: Page, server, fixture_image,
+                                                                              docker_client):
+    """Without the network grant, the compose backend's networks are internal: the engine drops whatever its
+    containers send beyond their own subnet (read from the engine's firewall rules: nothing is sent anywhere),
+    yet its two services still talk to each other and vm.service still reaches it. Allowed again from the
+    dashboard's dialog, its networks lead out again."""
+    ref = fixture_image("compose", repo_prefix=PREFIX)
+    key, project = f"{PREFIX}_compose", f"{PREFIX}_compose-desktop-extension"
+
+    def cut_off() -> set[bool]:
+        """For each network of the project: whether the engine made it internal and drops what leaves it."""
+        rules = subprocess.run(["nsenter", f"--net={os.environ['DOCKEXT_TEST_HOST_NETNS']}", "iptables", "-S",
+                                "DOCKER-ISOLATION-STAGE-1"], capture_output=True, text=True, check=True).stdout
+        found = set()
+        for net in docker_client.networks.list(filters={"label": f"com.docker.compose.project={project}"}):
+            subnet = net.attrs["IPAM"]["Config"][0]["Subnet"]
+            drop = f"! -d {subnet} -i br-{net.id[:12]} -j DROP"
+            found.add(net.attrs["Internal"] is True and drop in rules)
+        return found
+
+    said = run_dockext("install", "-f", "--deny", "network", ref, home=server.home).stdout
+    try:
+        assert "Withheld by your permissions (network=deny): it asked to let its backend reach the network" in said
+        assert cut_off() == {True}
+        session = Session(server)
+        ui = session.open_ui(key)
+        session.wait_backend(ui, "/whoami")
+        with session.page(ui) as c:
+            assert c.get(f"{ui.api}/vm/peer").json() == {"peer": "helper says hi"}  # its own services: yes
+        [row] = json.loads(run_dockext("permissions", "ls", "--format", "json", home=server.home).stdout)
+        assert (row["network"], row["withheld"]) == (False, ["network"])
+        said = run_dockext("permissions", "set", ref, "network=deny", home=server.home).stdout
+        # not a boundary alone: it mounts the engine's socket
+        assert "can still reach the network through the engine's socket" in said and "Recreating" not in said
+
+        page.goto(server.login_url)
+        expect(page.locator("#ext-rows")).to_contain_text("network: cut off")
+        page.get_by_role("button", name="Change the permissions of Compose Backend").click()
+        page.locator("dialog.dx-dialog").get_by_role("checkbox", name="Network (backend)").check()
+        page.locator("dialog.dx-dialog").get_by_role("button", name="Save").click()
+        expect(page.locator("#toasts")).to_contain_text("Its backend was recreated with them.", timeout=60_000)
+        expect(page.locator("#ext-rows")).not_to_contain_text("network: cut off")
+        assert cut_off() == {False}
+        session.wait_backend(session.open_ui(key), "/peer")  # the recreated backend answers, its peer too
+    finally:
+        run_dockext("rm", ref, home=server.home)
+        docker_client.volumes.get(f"{project}_data").remove()

@@ -23,8 +23,9 @@ SOCKET = "/var/run/docker.sock"
 PROJECT = "acme_x-desktop-extension"
 
 
-def restrict(doc: dict[str, Any], engine: bool = False, system: bool = False, socket: str = SOCKET) -> dict[str, Any]:
-    return backendpolicy.restrict(doc, engine=engine, system=system, engine_socket=socket)
+def restrict(doc: dict[str, Any], engine: bool = False, system: bool = False, socket: str = SOCKET,
+             network: bool = True) -> dict[str, Any]:
+    return backendpolicy.restrict(doc, engine=engine, system=system, network=network, engine_socket=socket)
 
 
 def service(**keys: Any) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def test_what_it_asks_for_is_reported_by_the_same_rules():
     assert "gpus" in asked.other and "sysctls" in asked.other
     hidden = permissions.requested(service(volumes=["${HOME}:/h"]))
     assert hidden.host_paths == ("${HOME}",) and hidden.asks("system")
-    assert permissions.requested(restrict(HOSTILE)) == permissions.Requested()
+    assert permissions.requested(restrict(HOSTILE)) == permissions.Requested(network=True)
     yaml.safe_dump(restrict(HOSTILE))  # still a plain document
 
 
@@ -174,7 +175,7 @@ def test_denied_system_keeps_published_ports_on_the_loopback_interface(tmp_path)
                              "[::]:5433:5433", ":::5434:5434", "8090:80", "81/udp"]))
     [line] = asked.lines()
     assert line.startswith("ports open to the network: ") and "api 8080, api 8081, api 8082/udp" in line
-    assert permissions.requested(restrict(doc, engine=True, system=False)) == permissions.Requested()
+    assert permissions.requested(restrict(doc, engine=True, system=False)) == permissions.Requested(network=True)
     # on the host's network, publishing means nothing (the service listens there itself, asked as such)
     assert permissions.requested(service(network_mode="host", ports=["80"])).network_ports == ()
 
@@ -190,3 +191,46 @@ def test_published_ports_that_cannot_be_read_are_refused_when_system_is_denied(p
         restrict(service(ports=ports), engine=True, system=False)
     restrict(service(ports=ports), engine=False, system=True)  # not system's business: left to Compose
     assert permissions.requested(service(ports=["${P}:80"])).asks("system")  # it may be the network
+
+
+def test_denied_network_makes_every_network_of_the_project_internal(tmp_path):
+    """Without the network grant, Compose's own resolution has only internal networks (no gateway: the
+    services reach each other and nothing else), whatever the services asked for."""
+    doc = {"services": {
+        "api": {"image": "x", "networks": ["front", "back"]},
+        "db": {"image": "x", "networks": {"back": {"aliases": ["database"]}}},
+        "plain": {"image": "x"},
+        "bridged": {"image": "x", "network_mode": "bridge"},
+        "on_host": {"image": "x", "network_mode": "host"},
+        "sidecar": {"image": "x", "network_mode": "service:plain"},
+        "offline": {"image": "x", "network_mode": "none"},
+    }, "networks": {"front": None, "back": {"driver": "bridge", "labels": {"a": "b"}}}}
+    before = resolved(doc, tmp_path)
+    assert not all(n.get("internal") for n in before["networks"].values())  # the check can fail
+    config = resolved(restrict(doc, engine=True, system=True, network=False), tmp_path)
+    assert config["networks"] and all(n.get("internal") is True for n in config["networks"].values()), \
+        config["networks"]
+    services = config["services"]
+    for name in ("api", "db", "plain", "bridged", "on_host"):
+        assert set(services[name]["networks"]) <= set(config["networks"]), name  # only the project's own
+        assert services[name].get("network_mode") is None, name
+    assert services["sidecar"]["network_mode"] == "service:plain" and services["offline"]["network_mode"] == "none"
+    assert config["networks"]["back"]["labels"] == {"a": "b"}
+    asked = permissions.requested(doc)
+    assert asked.asks("network")  # every container's default: not a host access, so not among the lines
+    assert asked.lines() == ["the host's network (network_mode: host): on_host"]
+    assert not permissions.requested(service(network_mode="none")).asks("network")
+    assert restrict(doc, engine=True, system=True, network=True) == doc
+
+
+@pytest.mark.parametrize("networks, why", [
+    ({"lan": {"driver": "macvlan", "driver_opts": {"parent": "eth0"}}}, "uses the 'macvlan' driver"),
+    ({"shared": {"external": True, "name": "corp"}}, "is an existing network"),
+    ({"n": {"driver": "${DRIVER}"}}, "cannot be vetted"),
+    ({"n": "bridge"}, "cannot be vetted"),
+])
+def test_a_network_that_could_lead_out_is_refused_when_network_is_denied(networks, why):
+    doc = {**service(networks=list(networks)), "networks": networks}
+    with pytest.raises(MetadataError, match=why):
+        restrict(doc, engine=True, system=True, network=False)
+    restrict(doc, engine=True, system=True, network=True)

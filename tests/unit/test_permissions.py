@@ -28,7 +28,7 @@ def test_a_backend_asks_for_what_its_compose_file_says():
     assert asked == Requested(
         engine_socket=True, privileged=("agent",), host_network=("agent",), host_pid=("agent",),
         host_paths=("./config", "/etc"), devices=("/dev/fuse",), capabilities=("NET_ADMIN",),
-        host_binaries=("kubectl",),
+        host_binaries=("kubectl",), network=True,
     )
     assert asked.lines()[:2] == [
         "privileged containers (root on the host): agent", "the Docker engine's socket (full control of the engine)",
@@ -65,8 +65,8 @@ def test_grants_default_to_everything_and_are_kept_per_extension(layout):
     permissions.set_grants(layout, "acme_x", host=False)
     permissions.forget(layout, "acme_x")
     assert permissions.load(layout) == {}
-    with pytest.raises(DockextError, match="unknown permission network"):
-        permissions.set_grants(layout, "acme_x", network=False)
+    with pytest.raises(DockextError, match="unknown permission wifi"):
+        permissions.set_grants(layout, "acme_x", wifi=False)
 
 
 def test_a_denied_permission_is_refused_with_the_way_back(layout):
@@ -123,7 +123,7 @@ def test_backend_grants_take_out_of_the_compose_file_what_they_cover_and_nothing
                                           "/run/guest-services:/run/guest-services"], "environment": {"A": "1"}},
         "agent": {"image": "x"},
     }
-    assert permissions.requested(no_system) == Requested(engine_socket=True)
+    assert permissions.requested(no_system) == Requested(engine_socket=True, network=True)
     assert restrict(RISKY, engine=True, system=True) == RISKY  # a copy, as it was
     assert permissions.withheld(Grants(engine=False, system=False), asked) == ("engine", "system")
     # a grant the backend does not need withholds nothing
@@ -133,7 +133,7 @@ def test_backend_grants_take_out_of_the_compose_file_what_they_cover_and_nothing
 def test_backend_grants_are_kept_with_the_others_and_default_to_allowed(layout):
     assert permissions.set_grants(layout, "acme_x", engine=False) == Grants(engine=False)
     assert permissions.grants_for(layout, "acme_x").to_json() == {
-        "docker": True, "host": True, "engine": False, "system": True}
+        "docker": True, "host": True, "engine": False, "system": True, "network": True}
     # a file from before the backend grants: they default to allowed
     (layout.root / permissions.FILE).write_text(json.dumps({"schema": 1, "extensions": {"a": {"docker": False}}}))
     assert permissions.load(layout) == {"a": Grants(docker=False)}

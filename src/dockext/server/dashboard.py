@@ -189,8 +189,9 @@ def create(
         return harden(JSONResponse(listed))
 
     async def set_permissions(request: Request) -> Response:
-        """``PUT {"docker"?, "host"?, "engine"?, "system"?: bool}``: what ``dockext permissions set`` does, from the
-        dashboard; a backend grant that changes what the backend runs with recreates it before answering."""
+        """``PUT {"docker"?, "host"?, "engine"?, "system"?, "network"?: bool}``: what ``dockext permissions set``
+        does, from the dashboard; a backend grant that changes what the backend runs with recreates it before
+        answering."""
         record = state.record(request.path_params["key"])
         if record is None:
             return harden(error_response(status=404, type_="NotInstalled", message="no such extension"))
@@ -202,7 +203,8 @@ def create(
             k not in permissions.NAMES or not isinstance(v, bool) for k, v in body.items()
         ):
             return harden(error_response(status=400, type_="BadRequest",
-                                         message='expected {"docker"?, "host"?, "engine"?, "system"?: true|false}'))
+                                         message='expected {"docker"?, "host"?, "engine"?, "system"?, "network"?: '
+                                                 'true|false}'))
         installer = Installer(state.layout, engine=Engine(state.engine.target))
         try:  # the store's lock may be held by an install, and a backend may be recreated: off the event loop
             grants, recreated = await asyncio.to_thread(installer.set_permissions, record.key, **body)

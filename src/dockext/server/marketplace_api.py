@@ -13,9 +13,9 @@
   "kind"}}``) and ``DELETE /api/marketplace/sources?label=...`` (204): ``dockext marketplace add|rm`` for registry
   sources (lists name a file on the server's host: the CLI adds those). The allow-list switch stays on the CLI.
 * ``POST /api/marketplace/jobs`` ``{"action": "install" | "update" | "remove", "image": "repo:tag" | "repo",
-  "deny"?: ["engine" | "system"], "source"?: label}`` (``deny``: backend grants withheld from the first start,
-  install only; ``source``: the folder source whose card asked, installed from its file; without it a folder
-  is used only when the image cannot be pulled):
+  "deny"?: ["engine" | "system" | "network"], "source"?: label}`` (``deny``: backend grants withheld from the
+  first start, install only; ``source``: the folder source whose card asked, installed from its file; without
+  it a folder is used only when the image cannot be pulled):
   ``202 {"job": job}``; ``GET /api/marketplace/jobs/{id}``: ``{"job": job}``, job = ``{"id", "action",
   "image", "state": "running" | "done" | "failed", "steps": [text], "error": {"type", "message", "hint"} |
   null}``. A job runs the same :class:`~dockext.installer.Installer` as the CLI (its lock, its rollback, the
@@ -167,8 +167,8 @@ def routes(state: HostState) -> list[BaseRoute]:
                 or not (source is None or (isinstance(source, str) and action != "remove"))):
             return harden(error_response(status=400, type_="BadRequest",
                                          message='expected {"action": "install" | "update" | "remove", "image", '
-                                                 '"deny"?: ["engine" | "system"] (install only), "source"?: a '
-                                                 'folder source (install, update)}'))
+                                                 '"deny"?: ["engine" | "system" | "network"] (install only), '
+                                                 '"source"?: a folder source (install, update)}'))
         try:
             model.ImageRef.parse(image)
         except DockextError as exc:
@@ -200,7 +200,7 @@ def routes(state: HostState) -> list[BaseRoute]:
         pick = query.get("image") or None
         deny = [d for d in query.get("deny", "").split(",") if d]
         if any(d not in permissions.BACKEND_NAMES for d in deny):
-            return refuse(400, "BadRequest", "deny: engine, system or both")
+            return refuse(400, "BadRequest", "deny: one or more of engine, system, network")
         if pick is not None:
             try:
                 model.ImageRef.parse(pick)

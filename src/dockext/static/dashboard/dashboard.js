@@ -424,6 +424,9 @@
       if (withheld.has("system")) add("ports: 127.0.0.1 only", `Ports it publishes (${ports}) listen on 127.0.0.1 only, not on the network (withheld: dockext permissions)`, "denied");
       else add("network ports", `Ports it publishes on the machine's network: ${ports}`, "risk");
     }
+    if (asked.network && withheld.has("network")) {
+      add("network: cut off", "Its backend's containers reach only each other, not the network (withheld: dockext permissions)", "denied");
+    }
     if (grants) {
       const edit = el("button", "link-button chip-edit", "Change");
       edit.type = "button";
@@ -466,6 +469,11 @@
     if (system.length) {
       fields.push(toggle("system", "Host access (backend)", `its backend may have ${system.join(", ")}`,
         ext.permissions.system));
+    }
+    if (ext.vm && asked && asked.network) {
+      fields.push(toggle("network", "Network (backend)",
+        "its backend may reach other machines and the internet; without it, its containers reach only each other",
+        ext.permissions.network));
     }
     let about = "It has no backend.";
     if (ext.vm && asked) about = backendText(asked);

@@ -295,7 +295,7 @@
   // ------------------------------------------------------------------------------------- actions
 
   // The backend grants an install may withhold from the first start (`dockext install --deny`): a note and
-  // two checkboxes, each input pushed to `into` (its name is the grant's).
+  // a checkbox for each, each input pushed to `into` (its name is the grant's).
   function withholdBoxes(into) {
     const box = (name, label, hint) => {
       const row = el("label", "dx-check");
@@ -312,6 +312,7 @@
       el("p", "dx-dialog-note", "If its backend asks for them, run it without:"),
       box("engine", "The engine socket", "full control of the Docker engine"),
       box("system", "Host access", "privileged mode, the host's network and processes, host paths, devices, ports open to the network"),
+      box("network", "The network", "other machines and the internet: its containers reach only each other"),
     ];
   }
 
