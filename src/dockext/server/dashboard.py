@@ -28,13 +28,15 @@ from ..errors import DockextError
 from ..installer import Installer
 from ..store import Record
 from . import docker_api, fsapi, marketplace_api
-from .security import DASHBOARD_CSP, error_response, harden, token_ok
+from .security import DASHBOARD_CSP, TooLarge, error_response, harden, read_body, read_json, token_ok, too_large
 from .state import HostState
 
 __all__ = ["STATIC", "create"]
 
 STATIC = Path(str(resources.files("dockext") / "static"))
 PUBLIC_PATHS = {"/login", "/static/login.css", "/favicon.ico"}
+#: a login form carries one token (48 hex digits): a body over this is not one, and is not read
+MAX_LOGIN_BODY = 4096
 ICON_TYPES = {
     ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
     ".gif": "image/gif", ".webp": "image/webp", ".ico": "image/x-icon",
@@ -86,7 +88,8 @@ class AuthGate:
         if token is not None and request.method == "GET":
             if token_ok(token, self.state.token):
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-                target = path + ("?" + urlencode(rest) if rest else "")
+                # one leading slash: "//evil.test/" as a Location is another site (CVE-2023-39968's class)
+                target = "/" + path.lstrip("/\\") + ("?" + urlencode(rest) if rest else "")
                 response: Response = RedirectResponse(target, status_code=303)
                 self._login(response)
             else:
@@ -150,7 +153,7 @@ def create(
         return login_page()
 
     async def login_post(request: Request) -> Response:
-        body = (await request.body())[:4096].decode(errors="replace")
+        body = (await read_body(request, MAX_LOGIN_BODY)).decode(errors="replace")
         token = (parse_qs(body).get("token") or [""])[0].strip()
         if not token_ok(token, state.token):
             return login_page("That token is not valid.", status=401)
@@ -196,7 +199,7 @@ def create(
         if record is None:
             return harden(error_response(status=404, type_="NotInstalled", message="no such extension"))
         try:
-            body = await request.json()
+            body = await read_json(request)
         except ValueError:
             body = None
         if not isinstance(body, dict) or not body or any(
@@ -243,7 +246,7 @@ def create(
 
     async def open_instance(request: Request) -> Response:
         try:
-            body = await request.json()
+            body = await read_json(request)
         except ValueError:
             return error_response(status=400, type_="BadRequest", message="expected a JSON body")
         key = body.get("extension") if isinstance(body, dict) else None
@@ -299,7 +302,7 @@ def create(
         *fsapi.routes(state),
         *marketplace_api.routes(state),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={TooLarge: too_large})
     gate = AuthGate(app, state)
     return gate
 

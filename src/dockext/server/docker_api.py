@@ -39,7 +39,7 @@ from .engine_http import (
     stats_summary,
     ts_to_since,
 )
-from .security import error_response, harden
+from .security import error_response, harden, read_json
 from .state import HostState, Instance
 
 __all__ = ["EXTENSION_LABEL", "InvalidOptions", "engine_for", "for_extension", "list_params", "routes"]
@@ -226,7 +226,7 @@ def routes(state: HostState) -> list[BaseRoute]:
 
     async def put_settings(request: Request) -> Response:
         try:
-            body = await request.json()
+            body = await read_json(request)
         except ValueError:
             return harden(error_response(status=400, type_="BadRequest", message="expected a JSON body"))
         if not isinstance(body, dict):

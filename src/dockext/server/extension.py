@@ -27,7 +27,7 @@ from .. import execution
 from ..errors import BackendNotReady, DockextError
 from ..store import Record
 from . import devproxy, docker_api, streams
-from .security import HARDENING, error_response, harden
+from .security import HARDENING, TooLarge, error_response, harden, read_body, too_large
 from .state import HostState, Instance
 
 __all__ = ["create"]
@@ -228,9 +228,10 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
         return Response("Method not allowed", status_code=405)
     if request.headers.get("x-dockext") != "1":
         return error_response(status=403, type_="Forbidden", message="missing X-Dockext header")
-    raw = await request.body()
-    if len(raw) > MAX_EXEC_REQUEST:
-        return error_response(status=413, type_="TooLarge", message="exec request too large")
+    try:
+        raw = await read_body(request, MAX_EXEC_REQUEST)
+    except TooLarge as exc:
+        return too_large(request, exc)
     try:
         body: Any = json.loads(raw)
     except ValueError:

@@ -63,7 +63,7 @@ from ..errors import DockextError
 from ..installer import Installer
 from ..store import Record
 from ..validate import Version
-from .security import error_response, harden
+from .security import error_response, harden, read_json
 from .state import HostState
 
 __all__ = ["routes"]
@@ -155,7 +155,7 @@ def routes(state: HostState) -> list[BaseRoute]:
 
     async def start(request: Request) -> Response:
         try:
-            body = await request.json()
+            body = await read_json(request)
         except ValueError:
             body = None
         action = body.get("action") if isinstance(body, dict) else None
@@ -272,7 +272,7 @@ def routes(state: HostState) -> list[BaseRoute]:
     async def add_source(request: Request) -> Response:
         """``POST {"registry": "REGISTRY[/NAMESPACE]"}``: what ``dockext marketplace add`` does."""
         try:
-            body = await request.json()
+            body = await read_json(request)
         except ValueError:
             body = None
         spec = body.get("registry") if isinstance(body, dict) else None

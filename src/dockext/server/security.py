@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hmac
-from typing import TypeVar
+import json
+from typing import Any, TypeVar
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import DockextError
 
-__all__ = ["DASHBOARD_CSP", "HARDENING", "error_response", "harden", "token_ok"]
+__all__ = [
+    "DASHBOARD_CSP", "HARDENING", "MAX_JSON", "TooLarge", "error_response", "harden", "read_body", "read_json",
+    "token_ok", "too_large",
+]
 
 R = TypeVar("R", bound=Response)
 
@@ -47,3 +52,44 @@ def error_response(exc: DockextError | None = None, *, status: int | None = None
         body = {"error": {"type": exc.type, "message": str(exc)}}
         return JSONResponse(body, status_code=status or exc.http_status)
     return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status or 400)
+
+
+#: the largest JSON body the host API reads (its bodies are a few hundred bytes)
+MAX_JSON = 1 << 20
+
+
+class TooLarge(Exception):
+    """A request body over its limit, announced (``Content-Length``) or sent: answered 413 (:func:`too_large`)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is over {limit} bytes")
+        self.limit = limit
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body of ``request``, read no further than ``limit`` bytes: :class:`TooLarge` as soon as it announces
+    or sends more, so that no client makes the server hold a body it will not use."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int = MAX_JSON) -> Any:
+    """The JSON body of ``request`` (ValueError if it is not JSON, :class:`TooLarge` over ``limit``)."""
+    return json.loads(await read_body(request, limit))
+
+
+def too_large(_request: Request, exc: Exception) -> Response:
+    """413 for :class:`TooLarge`; the connection closes, so the client stops sending the rest."""
+    limit = exc.limit if isinstance(exc, TooLarge) else 0
+    response = harden(error_response(status=413, type_="TooLarge", message=f"the request body is over {limit} "
+                                                                           "bytes"))
+    response.headers["Connection"] = "close"
+    return response

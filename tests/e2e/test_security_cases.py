@@ -1,0 +1,218 @@
+"""Security cases of reference security-reliability.md A6 that need a real browser: DNS rebinding (S2), what one
+extension's page can do to another's (S13, S14) and to the dashboard's message channel (S15).
+
+Chromium enforces the parts of these that live in the browser (CORS, frame-ancestors); the tests check that what
+the server sends makes it do so, as an attacker's page would observe it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+from playwright.sync_api import Browser, Frame, Page, expect
+
+from tests.support.cli import run_dockext
+from tests.support.server import Server, start_server
+
+from .conftest import CHROMIUM_ARGS, chromium_path
+
+pytestmark = [pytest.mark.engine, pytest.mark.browser]
+
+KEY_A = "dockext-test-seca_ui-only"
+KEY_B = "dockext-test-secb_ui-only"
+
+
+@pytest.fixture(scope="module")
+def rebinding_browser(browser: Browser) -> Iterator[Browser]:
+    """Chromium whose resolver answers 127.0.0.1 for evil.test, as a rebinding attacker's DNS would."""
+    b = browser.browser_type.launch(executable_path=chromium_path(),
+                                    args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP evil.test 127.0.0.1"])
+    yield b
+    b.close()
+
+
+def test_s2_a_rebound_name_gets_no_page_and_no_api_data(rebinding_browser: Browser, tmp_path: Path) -> None:
+    """S2: after logging in on the dashboard, a page of ``evil.test`` (resolving to 127.0.0.1, same port) gets
+    403 for itself and for every API call it makes from its own origin, so it reads nothing."""
+    server = start_server(tmp_path / "home")
+    context = rebinding_browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(server.login_url)
+        expect(page.locator("#home-title")).to_be_visible()  # logged in: the browser holds the session cookie
+        evil = f"http://evil.test:{server.port}"
+        answer = page.goto(evil + "/")
+        assert answer is not None and answer.status == 403
+        assert "unknown host name" in page.content() and page.locator("#home-title").count() == 0
+        got = page.evaluate(
+            """async () => {
+              const out = {};
+              for (const path of ["/api/extensions", "/api/docker/containers", "/api/fs/home", "/login"]) {
+                const r = await fetch(path, {credentials: "include", headers: {"X-Dockext": "1"}});
+                out[path] = [r.status, await r.text()];
+              }
+              const post = await fetch("/api/ui-instances", {method: "POST", credentials: "include",
+                headers: {"X-Dockext": "1", "Content-Type": "application/json"}, body: "{}"});
+              out.post = [post.status, await post.text()];
+              return out;
+            }"""
+        )
+        assert {k: v[0] for k, v in got.items()} == dict.fromkeys(got, 403), got
+        assert all(v[1] == "Forbidden: unknown host name\n" for v in got.values()), got
+    finally:
+        context.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory, fixture_image: Any) -> Iterator[Server]:
+    """A server with two extensions (the ui-only fixture under two names: two origins)."""
+    srv = start_server(tmp_path_factory.mktemp("security") / "home")
+    try:
+        for prefix in ("dockext-test-seca", "dockext-test-secb"):
+            run_dockext("install", "-f", fixture_image("ui-only", repo_prefix=prefix), home=srv.home)
+        yield srv
+    finally:
+        srv.stop()
+        for prefix in ("dockext-test-seca", "dockext-test-secb"):
+            run_dockext("rm", f"{prefix}/ui-only", home=srv.home, check=False)
+
+
+def open_frame(page: Page, server: Server, key: str) -> Frame:
+    page.goto(server.login_url)
+    page.locator(f'[role="tab"][data-key="{key}"]').click()
+    expect(page.frame_locator("#extension-frame").locator("#status")).to_have_text("done")
+    handle = page.locator("#extension-frame").element_handle()
+    assert handle is not None
+    frame = handle.content_frame()
+    assert frame is not None
+    return frame
+
+
+def new_instance(page: Page, key: str) -> dict[str, str]:
+    """A UI instance of ``key`` opened through the dashboard's API (as the dashboard does), from the page."""
+    body: dict[str, str] = page.evaluate(
+        """async (key) => {
+          const r = await fetch("/api/ui-instances", {method: "POST", headers: {"X-Dockext": "1",
+            "Content-Type": "application/json"}, body: JSON.stringify({extension: key})});
+          return await r.json();
+        }""",
+        key,
+    )
+    return body
+
+
+def test_s13_one_extensions_page_cannot_use_or_read_anothers_origin(
+    page: Page, two: Server, docker_client: docker.DockerClient
+) -> None:
+    """S13: A's page, even knowing a live URL (capability included) of B, cannot read B's page or SDK and cannot
+    make B run a command: the browser blocks the reads (no CORS), and the exec's preflight is never granted, so
+    the request with the X-Dockext header is never sent."""
+    volume = "dockext-sec-" + secrets.token_hex(4)  # what B's exec would create if it ran
+    frame = open_frame(page, two, KEY_A)
+    b = new_instance(page, KEY_B)
+    base = b["url"].rsplit("/", 1)[0]
+    got = frame.evaluate(
+        """async ([base, marker]) => {
+          const out = {};
+          const attempt = async (name, url, init) => {
+            try { const r = await fetch(url, init); out[name] = "read " + r.status + " " + (await r.text()).length; }
+            catch (e) { out[name] = "blocked"; }
+          };
+          await attempt("page", base + "/index.html", {credentials: "include"});
+          await attempt("sdk", base + "/__dockext__/ddclient.js", {credentials: "include"});
+          await attempt("exec", base + "/__dockext__/exec", {method: "POST", credentials: "include",
+            headers: {"X-Dockext": "1", "Content-Type": "application/json"},
+            body: JSON.stringify({cli: "docker", cmd: "volume", args: ["create", marker]})});
+          return out;
+        }""",
+        [base, volume],
+    )
+    try:
+        assert got == {"page": "blocked", "sdk": "blocked", "exec": "blocked"}, got
+        assert volume not in [v.name for v in docker_client.volumes.list()]
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.volumes.get(volume).remove()
+
+
+def test_s14_one_extensions_page_cannot_frame_another_or_the_dashboard(page: Page, two: Server) -> None:
+    """S14: B's live page and the dashboard put in an iframe by A's page are refused by Chromium
+    (frame-ancestors): A can reach into neither."""
+    frame = open_frame(page, two, KEY_A)
+    b = new_instance(page, KEY_B)
+    result = frame.evaluate(
+        """async ([bUrl, dash]) => {
+          const out = {};
+          for (const [name, url] of [["b", bUrl], ["dashboard", dash]]) {
+            const f = document.createElement("iframe");
+            f.src = url;
+            const loaded = new Promise((resolve) => f.addEventListener("load", resolve, {once: true}));
+            document.body.appendChild(f);
+            await loaded;
+            let seen;
+            try { seen = f.contentDocument ? "readable" : "opaque"; } catch (e) { seen = "opaque"; }
+            let title;
+            try { title = f.contentWindow.document.title; } catch (e) { title = null; }
+            out[name] = [seen, title];
+          }
+          return out;
+        }""",
+        [b["url"], two.url + "/"],
+    )
+    assert result == {"b": ["opaque", None], "dashboard": ["opaque", None]}, result
+    # what Chromium put in those frames is its error page, not B's UI or the dashboard
+    urls = [f.url for f in page.frames]
+    assert not [u for u in urls if u.startswith(b["url"].split("?")[0])], urls
+    assert sum(u.startswith(two.url) for u in urls) == 1, urls  # the top page only
+
+
+def test_s15_the_dashboard_takes_messages_only_from_the_open_extensions_own_frame(page: Page, two: Server) -> None:
+    """S15: messages posted to the dashboard by a window of the same origin that is not the extension frame (a
+    frame nested in it, its script running there) are ignored: no toast, no navigation, no reply to anyone. The
+    frame's own toast is shown."""
+    frame = open_frame(page, two, KEY_A)
+    dashboard = two.url
+    frame.evaluate(
+        """(dashboard) => {
+          window.__replies = [];
+          window.addEventListener("message", (e) => window.__replies.push(e.data));
+          const nested = document.createElement("iframe");
+          document.body.appendChild(nested);  // about:blank: the extension's origin, another window
+          nested.contentWindow.__replies = [];
+          nested.contentWindow.addEventListener("message", (e) => nested.contentWindow.__replies.push(e.data));
+          window.__nested = nested.contentWindow;
+          // a function of the nested window's own realm: the messages' source is the nested window
+          const post = new nested.contentWindow.Function("message", "dashboard",
+                                                         "window.top.postMessage(message, dashboard);");
+          post({dockext: "toast", level: "error", message: "forged by a nested frame"}, dashboard);
+          post({dockext: "navigate", id: "forged-1", route: "viewContainers", args: []}, dashboard);
+          post({dockext: "dialog", id: "forged-2", options: {}}, dashboard);
+        }""",
+        dashboard,
+    )
+    # then the frame itself: a toast, and a request whose reply comes after the forged ones were handled
+    reply = frame.evaluate(
+        """(dashboard) => new Promise((resolve) => {
+          window.addEventListener("message", (e) => { if (e.data && e.data.id === "own-1") resolve(e.data); });
+          window.parent.postMessage({dockext: "toast", level: "success", message: "from the frame"}, dashboard);
+          window.parent.postMessage({dockext: "navigate", id: "own-1", route: "viewDevEnvironments", args: []},
+                                    dashboard);
+        })""",
+        dashboard,
+    )
+    assert reply == {"dockext": "reply", "id": "own-1", "ok": True, "value": None}
+    expect(page.locator(".toast-message")).to_have_text(["from the frame"])
+    assert page.locator(".toast-message", has_text="forged").count() == 0
+    assert page.get_by_role("dialog").count() == 0
+    assert "#/containers" not in page.url
+    expect(page.locator("#extension-frame")).to_have_attribute("data-key", KEY_A)
+    replies = frame.evaluate("[window.__replies.map((r) => r.id), window.__nested.__replies]")
+    assert replies == [["own-1"], []]
