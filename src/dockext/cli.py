@@ -449,7 +449,8 @@ def marketplace_only_listed(state: str) -> None:
 @click.pass_context
 @handle_errors
 def permissions(ctx: click.Context) -> None:
-    """What each extension may do on this host, and what its backend asked for (docker, host)."""
+    """What each extension may do on this host (docker, host, engine, system, network), and what its backend
+    asked for."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(permissions_ls)
 
@@ -459,7 +460,7 @@ def permissions(ctx: click.Context) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @handle_errors
 def permissions_ls(extension: str | None, fmt: str) -> None:
-    """Each extension's grants (docker, host) and what its backend gets from the host."""
+    """Each extension's grants (docker, host, engine, system, network) and what its backend gets from the host."""
     from . import permissions as perms
 
     lay = layout()
