@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up this machine for dockext: Docker engine + local registry, Chromium, the `docker` group, .venv
+# Set up this machine for dockext: Docker engine + local registry, Chromium, strace, the `docker` group, .venv
 # with dockext installed (editable, with the test extras), and the npm packages of the TypeScript conformance
 # suite (tests/conformance). Meant for a fresh Debian 12 machine, run as root;
 # idempotent (a second run takes about a second) and quiet: one line per step, or the failing step's log.
@@ -96,6 +96,7 @@ sshd_bin() {
   say "extracted sshd to $SSHD_DIR ($("$SSHD_DIR/usr/sbin/sshd" -V 2>&1 | head -n 1))"
 }
 pyvenv() { apt_install python3-venv; }
+tracer() { apt_install strace; }  # the durability tests trace dockext's system calls (tests/engine/test_durability.py)
 
 docker_group() {
   if ! getent group docker >/dev/null; then
@@ -163,6 +164,7 @@ conformance() {
 step engine engine
 if [ $BROWSER -eq 1 ]; then step chromium browser; fi
 step python3-venv pyvenv
+step strace tracer
 step docker-group docker_group
 step venv venv
 step sshd sshd_bin

@@ -174,7 +174,14 @@ def update(image: str, force: bool) -> None:
 def list_(fmt: str) -> None:
     """List installed extensions."""
     _recover()
-    records = Store(layout()).records()
+    store = Store(layout())
+    records = store.records()
+    for key in sorted(set(store.keys()) - {r.key for r in records}):  # not listed: say why, not nothing
+        try:
+            store.read(key)
+        except DockextError as exc:
+            err.print(f"dockext: {key} is not listed: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
+                      soft_wrap=True)
     states = _vm_states(records)
     rows = [_row(r, states) for r in records]
     if fmt == "json":
@@ -612,6 +619,9 @@ def _recover() -> None:
         return
     for key in keys:
         err.print(f"dockext: finished an interrupted install, update or removal of {key}")
+    for key in installer.newer:
+        err.print(f"dockext: an interrupted install, update or removal of {key} was left by a newer dockext; it is "
+                  "left as it is: upgrade dockext to finish it", soft_wrap=True)
 
 
 def _print_line(message: str) -> None:

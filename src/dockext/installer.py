@@ -45,11 +45,23 @@ from .errors import (
     MetadataError,
     NotInstalled,
     OtherEngine,
+    StateError,
     StorageError,
     UpdateFailed,
 )
 from .paths import Layout
-from .store import PREV_PREFIX, RECORD_FILE, Record, Store, UiInfo, VmInfo, atomic_write
+from .store import (
+    PREV_PREFIX,
+    RECORD_FILE,
+    SCHEMA_VERSION,
+    Record,
+    Store,
+    UiInfo,
+    VmInfo,
+    atomic_write,
+    durable_rename,
+    sync_tree,
+)
 
 __all__ = ["NEXT_PREFIX", "PENDING_FILE", "PREV_PREFIX", "UPDATE_FILE", "Installer", "Reporter", "Silent"]
 
@@ -91,6 +103,9 @@ class Installer:
         self.report: Reporter = reporter or Silent()
         self.backend_timeout = backend_timeout or float(os.environ.get("DOCKEXT_BACKEND_TIMEOUT", "60"))
         self.owner = hashlib.sha256(str(layout.root).encode()).hexdigest()[:16]
+        #: extensions whose interrupted operation a newer dockext left (its records have a newer schema): the
+        #: last recovery left them as they are, for that dockext to finish (:meth:`_recover_locked`)
+        self.newer: list[str] = []
 
     # -- install -------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -103,7 +118,9 @@ class Installer:
             self.layout.ensure()
             with self.store.lock():
                 self._recover_locked()
-                yield ref, model.extension_key(ref)
+                key = model.extension_key(ref)
+                self._refuse_newer(key)
+                yield ref, key
 
     @contextlib.contextmanager
     def _storage_errors(self) -> Iterator[None]:
@@ -321,7 +338,8 @@ class Installer:
 
     def _activate(self, record: Record, stage: Path) -> Record:
         target = self.layout.extension_dir(record.key)
-        os.rename(stage, target)
+        sync_tree(stage)  # its files on disk before it is published (not only its record)
+        durable_rename(stage, target)
         crashpoint.reached("install:moved")
         # volumes of this project that exist already (kept by an earlier rm) must survive a failed install
         volumes_before = self.engine.project_volumes(record.vm.project) if record.vm else set()
@@ -334,7 +352,7 @@ class Installer:
                 self.report.step(f'Extension UI tab "{record.ui.title}" added.')
             if record.host_binaries:
                 self.report.step(f"Copied {len(record.host_binaries)} host binarie(s)")
-            os.rename(target / PENDING_FILE, target / RECORD_FILE)  # the commit point
+            durable_rename(target / PENDING_FILE, target / RECORD_FILE)  # the commit point
             crashpoint.reached("install:committed")
         except BaseException:
             self.report.step("Removing extension (install failed)")
@@ -518,21 +536,22 @@ class Installer:
         # the project is the same for both versions: volumes it has now are the old version's, kept whatever happens
         volumes = sorted(self.engine.project_volumes(new.vm.project)) if new.vm else []
         atomic_write(stage / UPDATE_FILE, json.dumps({"from": old.image, "volumes_before": volumes}).encode())
-        os.rename(stage, nxt)
+        sync_tree(stage)
+        durable_rename(stage, nxt)
         crashpoint.reached("update:staged")
         try:
             if old.vm:
                 self.report.step("Stopping the backend of the installed version...")
                 self.compose.down(old.vm.project, target / "vm" / "docker-compose.yaml")
                 crashpoint.reached("update:old-stopped")
-            os.rename(target, prev)  # from here until the commit the extension is not listed (as in Docker Desktop)
+            durable_rename(target, prev)  # from here until the commit it is not listed (as in Docker Desktop)
             crashpoint.reached("update:old-moved")
-            os.rename(nxt, target)
+            durable_rename(nxt, target)
             crashpoint.reached("update:swapped")
             if new.vm:
                 self._start_backend(new, target)
                 crashpoint.reached("update:new-started")
-            os.rename(target / PENDING_FILE, target / RECORD_FILE)  # the commit point
+            durable_rename(target / PENDING_FILE, target / RECORD_FILE)  # the commit point
             crashpoint.reached("update:committed")
         except BaseException as exc:
             self.report.step(f"Update failed: restoring {old.image}")
@@ -594,7 +613,7 @@ class Installer:
                 # reopening its tab at once finds it working); put back even if that fails, to be seen and removed
                 self._restart_backend(prev)
             finally:
-                os.rename(prev, target)
+                durable_rename(prev, target)
                 self._trash(nxt)  # never needed again (else each later command would redo this recovery)
         else:  # only staged: the installed version never moved, but its backend may have been stopped
             try:
@@ -631,13 +650,14 @@ class Installer:
         ``forget``: its files only, for a backend on an engine dockext no longer reaches (it stays there)."""
         with self._storage_errors(), self.store.lock():
             self._recover_locked()
+            self._refuse_newer(model.extension_key(model.ImageRef.parse(image)))
             key = self.key_for(image)
             target = self.layout.extension_dir(key)
             record = self.store.read(key)
             if not forget:
                 self.check_engine(record)
             self.report.step(f"Removing extension {record.id}...")
-            os.rename(target / RECORD_FILE, target / PENDING_FILE)  # tombstone: no longer listed
+            durable_rename(target / RECORD_FILE, target / PENDING_FILE)  # tombstone: no longer listed
             crashpoint.reached("rm:tombstoned")
             try:
                 if record.vm and forget:
@@ -652,7 +672,7 @@ class Installer:
                     self.report.step("Extension removed from Desktop VM")
                     crashpoint.reached("rm:backend-stopped")
             except BaseException:
-                os.rename(target / PENDING_FILE, target / RECORD_FILE)  # still installed, as it was
+                durable_rename(target / PENDING_FILE, target / RECORD_FILE)  # still installed, as it was
                 raise
             self._delete_files(record, target)
             crashpoint.reached("rm:deleted")
@@ -691,7 +711,12 @@ class Installer:
 
     def _recover_locked(self) -> list[str]:
         cleaned = []
+        self.newer = []
         for key in self._interrupted_updates():
+            if _newer_schema(self.layout.extension_dir(key), self.layout.extensions / f"{PREV_PREFIX}{key}",
+                             self.layout.extensions / f"{NEXT_PREFIX}{key}"):
+                self.newer.append(key)  # its files mean what a newer dockext says they mean: leave them to it
+                continue
             old = _read_record(self.layout.extensions / f"{PREV_PREFIX}{key}") or _read_record(
                 self.layout.extension_dir(key))
             if old is not None and self._elsewhere(old):
@@ -703,6 +728,11 @@ class Installer:
             cleaned.append(key)
         for key in self.store.incomplete():
             target = self.layout.extension_dir(key)
+            if key in self.newer:  # an update of a newer dockext (above)
+                continue
+            if _newer_schema(target):
+                self.newer.append(key)
+                continue
             record = _read_pending(target)
             if record and self._elsewhere(record):
                 continue  # the same: compose here would find nothing, and the containers there would be orphaned
@@ -718,9 +748,27 @@ class Installer:
             cleaned.append(key)
         for leftover in self.layout.staging.iterdir() if self.layout.staging.exists() else []:
             shutil.rmtree(leftover, ignore_errors=True)
+        self._forget_grants_of_the_uninstalled()
         with contextlib.suppress(DockextError):
             self.engine.gc_copy_containers(self.owner)
         return cleaned
+
+    def _forget_grants_of_the_uninstalled(self) -> None:
+        """Grants of an extension that is not there: an install with ``--deny`` killed before it rolled back.
+        Left, they would apply to a later install of the same extension without the user asking."""
+        present = {*self.store.keys(), *self.store.incomplete(), *self._interrupted_updates()}
+        with contextlib.suppress(DockextError):  # a grants file that cannot be read is reported where it is used
+            for key in permissions.load(self.layout):
+                if key not in present:
+                    permissions.forget(self.layout, key)
+
+    def _refuse_newer(self, key: str) -> None:
+        if key in self.newer:
+            raise StateError(
+                f"an interrupted install, update or removal of {key} was left by a newer dockext (its records have "
+                "a newer schema); dockext leaves it as it is",
+                hint="Upgrade dockext: the newer version finishes it.",
+            )
 
     def _interrupted_updates(self) -> list[str]:
         try:
@@ -752,6 +800,19 @@ def _record_bytes(record: Record) -> bytes:
 
 def _read_pending(target: Path) -> Record | None:
     return _read_record(target, PENDING_FILE)
+
+
+def _newer_schema(*directories: Path) -> bool:
+    """Whether a record or pending record in one of ``directories`` was written by a newer dockext."""
+    for directory in directories:
+        for name in (RECORD_FILE, PENDING_FILE):
+            try:
+                schema = json.loads((directory / name).read_bytes()).get("schema")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(schema, int) and schema > SCHEMA_VERSION:
+                return True
+    return False
 
 
 def _read_record(target: Path, name: str = RECORD_FILE) -> Record | None:

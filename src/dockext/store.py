@@ -7,8 +7,10 @@ install that never finished (or a removal that was interrupted) and is cleaned u
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
+import functools
 import json
 import os
 import tempfile
@@ -23,7 +25,7 @@ from .paths import Layout
 
 __all__ = [
     "PREV_PREFIX", "RECORD_FILE", "SCHEMA_VERSION", "Record", "Store", "UiInfo", "VmInfo", "atomic_write",
-    "read_settings",
+    "durable_rename", "fsync_dir", "read_settings", "sync_tree",
 ]
 
 SCHEMA_VERSION = 1
@@ -135,11 +137,43 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync(2) of a directory: what makes the renames and creations in it durable."""
+    dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def durable_rename(src: Path, dst: Path) -> None:
+    """``os.rename``, then an fsync of the directories involved: a rename is atomic at once, but durable only
+    once its directory is synced (else a power cut may undo an install dockext has said is done)."""
+    os.rename(src, dst)
+    fsync_dir(dst.parent)
+    if src.parent != dst.parent:
+        fsync_dir(src.parent)
+
+
+def sync_tree(path: Path) -> None:
+    """Make durable every file written under the directory ``path``, before a rename publishes it: one
+    syncfs(2) of its file system (a staged extension is many small files: an fsync each would cost more), or
+    sync(2) where there is no syncfs."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        syncfs = getattr(_libc(), "syncfs", None)
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 class Store:

@@ -1,0 +1,281 @@
+"""Reliability cases of the reference (security-reliability.md B6) that need no engine: R7, R8, R22.
+
+* R7: a record write that fails at any of its steps (ENOSPC at the temp file, the write, the fsync, the chmod or
+  the rename) leaves the old record byte-identical and readable, and no temp file.
+* R8 (its primitive): strace of ``atomic_write`` shows the data fsynced before the rename and the directory
+  fsynced after it, before the call returns (the whole install, update and removal: tests/engine/test_durability.py).
+* R22: state written by an older dockext with an interrupted transaction in it is recovered by this one; a record
+  of a newer schema is refused by install, update and rm with a message that says so, and left as it is.
+
+The engine and Compose are stubs that record what they are asked (as tests/unit/test_engine_record.py does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockext.errors import StateError
+from dockext.installer import PENDING_FILE, UPDATE_FILE, Installer
+from dockext.paths import Layout
+from dockext.store import PREV_PREFIX, RECORD_FILE, Record, Store, UiInfo, VmInfo
+
+KEY = "acme_ext"
+PROJECT = f"{KEY}-desktop-extension"
+
+
+def make_record(image: str = "acme/ext:1.0", *, socket: str | None = None, gs_key: str = "deadbeef") -> Record:
+    return Record(
+        key=KEY, id="acme/ext", image=image, image_id="sha256:" + "1" * 64, version=image.rsplit(":", 1)[1],
+        title="Acme", provider="Acme Inc.", origin_slug="acme-ext-abc123", installed_at=1.0,
+        ui=UiInfo(title="Acme", src="index.html"),
+        vm=VmInfo(project=PROJECT, first_service="api", container=f"{PROJECT}-service", socket=socket,
+                  gs_key=gs_key),
+    )
+
+
+def older_shape(record: Record) -> dict[str, Any]:
+    """The record as a dockext of the same schema but from before the optional fields were added wrote it."""
+    data = record.to_json()
+    for name in ("labels", "metadata", "icon", "host_binaries"):
+        data.pop(name)
+    for name in ("sockperm", "relay", "withheld", "engine", "engine_at"):
+        data["vm"].pop(name)
+    return data
+
+
+class StubEngine:
+    def __init__(self, volumes: set[str] | None = None) -> None:
+        self.volumes = set(volumes or ())
+        self.removed: set[str] = set()
+        self.target = type("T", (), {"describe": lambda self: "unix:///var/run/docker.sock"})()
+
+    def identity(self) -> str:
+        return "ENGINE-A"
+
+    def gc_copy_containers(self, owner: str) -> None:
+        pass
+
+    def project_volumes(self, project: str) -> set[str]:
+        return set(self.volumes)
+
+    def remove_volumes(self, names: set[str]) -> None:
+        self.removed |= names
+        self.volumes -= names
+
+
+class StubCompose:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []  # (up|down, project, the compose file's directory)
+
+    def down(self, project: str, path: Path | None = None) -> None:
+        self.calls.append(("down", project, path.parent.parent.name if path else ""))
+
+    def up(self, project: str, path: Path, env: dict[str, str]) -> None:
+        self.calls.append(("up", project, path.parent.parent.name))
+
+
+def installer(home: Path, engine: StubEngine | None = None) -> tuple[Installer, StubCompose]:
+    compose = StubCompose()
+    inst = Installer(Layout(home), engine=engine or StubEngine(), compose=compose)  # type: ignore[arg-type]
+    inst.layout.ensure()
+    return inst, compose
+
+
+def extension_files(directory: Path, record_name: str, record: dict[str, Any]) -> None:
+    (directory / "vm").mkdir(parents=True)
+    (directory / "vm" / "docker-compose.yaml").write_text("services: {}\n")
+    (directory / "ui").mkdir()
+    (directory / "ui" / "index.html").write_text("<p>hi</p>")
+    (directory / record_name).write_text(json.dumps(record))
+
+
+# -- R22 ----------------------------------------------------------------------------------------------
+def test_an_install_interrupted_under_an_older_dockext_is_taken_down_and_deleted(tmp_path: Path) -> None:
+    """R22: the older dockext was killed after `compose up` (install:backend-started); this one recovers it."""
+    inst, compose = installer(tmp_path)
+    target = inst.layout.extension_dir(KEY)
+    extension_files(target, PENDING_FILE, older_shape(make_record()))
+    (inst.layout.guest_services / "deadbeef").mkdir()
+    assert inst.needs_recovery()
+    assert inst._recover_locked() == [KEY]
+    assert compose.calls == [("down", PROJECT, KEY)]
+    assert not target.exists() and list(inst.layout.guest_services.iterdir()) == []
+    assert list(inst.layout.extensions.iterdir()) == [] and list(inst.layout.staging.iterdir()) == []
+    assert not inst.needs_recovery()
+
+
+def test_an_update_interrupted_under_an_older_dockext_brings_the_old_version_back(tmp_path: Path) -> None:
+    """R22: the older dockext was killed after swapping in the new version (update:new-started); this one takes
+    the new backend down, removes only the volumes the update created, and starts the old version again."""
+    engine = StubEngine(volumes={f"{PROJECT}_data", f"{PROJECT}_new"})
+    inst, compose = installer(tmp_path, engine)
+    old, new = make_record("acme/ext:1.0"), make_record("acme/ext:2.0")
+    prev = inst.layout.extensions / f"{PREV_PREFIX}{KEY}"
+    target = inst.layout.extension_dir(KEY)
+    extension_files(prev, RECORD_FILE, older_shape(old))
+    extension_files(target, PENDING_FILE, older_shape(new))
+    (target / UPDATE_FILE).write_text(json.dumps({"from": old.image, "volumes_before": [f"{PROJECT}_data"]}))
+    assert inst._recover_locked() == [KEY]
+    # the new one down (from where it was), then the old one down and up again from where it lay
+    assert compose.calls == [("down", PROJECT, KEY), ("down", PROJECT, f"{PREV_PREFIX}{KEY}"),
+                             ("up", PROJECT, f"{PREV_PREFIX}{KEY}")]
+    assert engine.removed == {f"{PROJECT}_new"}  # the old version's volume stays
+    assert Store(inst.layout).read(KEY) == dataclasses.replace(old, labels={}, metadata={})
+    assert sorted(p.name for p in inst.layout.extensions.iterdir()) == [KEY]
+    assert list(inst.layout.staging.iterdir()) == []
+    assert not inst.needs_recovery()
+
+
+@pytest.mark.parametrize("command", ["install", "update", "rm"])
+def test_a_record_of_a_newer_dockext_is_refused_with_a_clear_message_and_left_alone(
+    tmp_path: Path, command: str
+) -> None:
+    """R22 ("refuse newer"): nothing is touched, and the message says to upgrade dockext."""
+    inst, compose = installer(tmp_path)
+    target = inst.layout.extension_dir(KEY)
+    newer = {**make_record().to_json(), "schema": 2, "something_new": {"x": 1}}
+    extension_files(target, RECORD_FILE, newer)
+    before = (target / RECORD_FILE).read_bytes()
+    with pytest.raises(StateError) as raised:
+        if command == "install":
+            inst.install("acme/ext:2.0")
+        elif command == "update":
+            inst.update("acme/ext:2.0")
+        else:
+            inst.remove("acme/ext")
+    assert "extension record has schema 2, this dockext understands up to 1" in raised.value.message
+    assert "newer dockext: upgrade dockext" in (raised.value.hint or "")
+    assert (target / RECORD_FILE).read_bytes() == before
+    assert compose.calls == []
+
+
+@pytest.mark.parametrize("left", ["install", "rm", "update"])
+def test_an_interrupted_operation_of_a_newer_dockext_is_left_to_it(tmp_path: Path, left: str) -> None:
+    """R22: a newer dockext killed during an install (after `compose up`), a removal (tombstoned) or an update
+    (the new version swapped in) left records this one cannot read. Recovery touches none of it (no compose
+    call, every file in place), says so, and an install or removal of that extension is refused."""
+    inst, compose = installer(tmp_path)
+    target = inst.layout.extension_dir(KEY)
+    newer = {**make_record().to_json(), "schema": 2}
+    if left == "update":
+        extension_files(inst.layout.extensions / f"{PREV_PREFIX}{KEY}", RECORD_FILE, newer)
+    extension_files(target, PENDING_FILE, newer)
+    (inst.layout.guest_services / "deadbeef").mkdir()
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert inst.needs_recovery()
+    assert inst._recover_locked() == [] and inst.newer == [KEY]
+    assert compose.calls == []
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    for attempt in (lambda: inst.install("acme/ext:2.0"), lambda: inst.remove("acme/ext")):
+        with pytest.raises(StateError, match="left by a newer dockext") as raised:
+            attempt()
+        assert raised.value.hint == "Upgrade dockext: the newer version finishes it."
+    assert compose.calls == []
+
+
+def test_the_grants_of_an_install_that_never_finished_are_forgotten(tmp_path: Path) -> None:
+    """`install --deny engine` killed before it could roll back leaves its grant; the next recovery drops it,
+    so a later install of that extension does not inherit a choice nobody made for it. The grants of installed
+    extensions stay."""
+    from dockext import permissions
+
+    inst, _ = installer(tmp_path)
+    extension_files(inst.layout.extension_dir("acme_kept"), RECORD_FILE,
+                    {**make_record().to_json(), "key": "acme_kept"})
+    permissions.set_grants_locked(inst.layout, "acme_kept", system=False)
+    permissions.set_grants_locked(inst.layout, KEY, engine=False)  # the install was killed at install:staged
+    (inst.layout.staging / f"{KEY}.1234abcd").mkdir()
+    inst._recover_locked()
+    assert permissions.load(inst.layout) == {"acme_kept": permissions.Grants(system=False)}
+
+
+# -- R7 -----------------------------------------------------------------------------------------------
+class _FullDisk:
+    """``os.fdopen``'s file whose writes fail with ENOSPC (the descriptor is closed as the real file would)."""
+
+    def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
+    def write(self, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _fail(*args: Any, **kwargs: Any) -> Any:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("step", ["mkstemp", "write", "fsync", "chmod", "replace"])
+def test_a_record_write_failing_at_any_step_leaves_the_old_record_byte_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """R7, for the record itself (Store.write): each step of the atomic write fails in turn."""
+    store = Store(Layout(tmp_path))
+    store.layout.ensure()
+    store.layout.extension_dir(KEY).mkdir()
+    store.write(make_record("acme/ext:1.0"))
+    path = store.record_path(KEY)
+    before = path.read_bytes()
+    target: Any = {"mkstemp": tempfile, "write": os, "fsync": os, "chmod": os, "replace": os}[step]
+    monkeypatch.setattr(target, "fdopen" if step == "write" else step, _FullDisk if step == "write" else _fail)
+    with pytest.raises(OSError) as raised:
+        store.write(make_record("acme/ext:2.0"))
+    assert raised.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert store.read(KEY).image == "acme/ext:1.0"
+    assert sorted(p.name for p in path.parent.iterdir()) == [RECORD_FILE]  # no temp file left
+
+
+# -- R8 -----------------------------------------------------------------------------------------------
+_WRITER = """
+import sys
+from pathlib import Path
+from dockext.store import atomic_write
+atomic_write(Path(sys.argv[1]), b'{"new": true}')
+sys.stdout.write("DONE\\n"); sys.stdout.flush()
+"""
+
+
+def test_atomic_write_fsyncs_the_data_before_the_rename_and_the_directory_before_it_returns(tmp_path: Path) -> None:
+    """R8 (ALICE-style), for the primitive every record and journal goes through."""
+    d = tmp_path / "d"
+    d.mkdir()
+    target = d / "extension.json"
+    target.write_bytes(b"{}")
+    trace = tmp_path / "trace"
+    proc = subprocess.run(
+        ["strace", "-f", "-y", "-qq", "-o", str(trace), "-e", "trace=write,fsync,fdatasync,rename,renameat,renameat2",
+         sys.executable, "-c", _WRITER, str(target)],
+        capture_output=True, text=True, timeout=60,
+    )
+    if proc.returncode != 0 and "ptrace" in proc.stderr:
+        pytest.skip(f"strace cannot trace here: {proc.stderr.strip()}")
+    assert proc.returncode == 0 and proc.stdout == "DONE\n", proc.stderr
+    events = []
+    for line in trace.read_text().splitlines():
+        call = line.split(None, 1)[1] if line[:1].isdigit() else line
+        if str(d) in call and call.startswith(("write(", "fsync(", "fdatasync(", "rename")):
+            events.append(call.split("(", 1)[0] + (" dir" if f"<{d}>" in call else ""))
+        elif call.startswith("write(1") and "DONE" in call:
+            events.append("reported")
+    assert [e for e in events if e.startswith("rename")] != [], events
+    # the temp file's data, its fsync, the rename, the directory's fsync; only then does the caller go on
+    assert events[-5:] == ["write", "fsync", events[-3], "fsync dir", "reported"], events
+    assert events[-3].startswith("rename")
+    assert target.read_bytes() == b'{"new": true}'
