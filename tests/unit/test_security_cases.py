@@ -618,3 +618,23 @@ def test_s36_bodies_over_their_limit_are_refused_before_they_are_read(tmp_path: 
             sent = _answer(port, f"{line} HTTP/1.1\r\nHost: {host}\r\n{extra}Transfer-Encoding: chunked\r\n\r\n"
                            .encode() + (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * 2)
             assert sent.startswith(b"HTTP/1.1 413"), (line, sent[:200])
+
+
+@pytest.mark.parametrize("path, extra", [
+    ("/login", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ("/api/ui-instances", {"Authorization": f"Bearer {TOKEN}", "X-Dockext": "1", "Content-Type": "application/json"}),
+])
+def test_s36_a_client_that_sends_its_whole_body_first_still_reads_the_413(tmp_path: Path, path: str,
+                                                                          extra: dict[str, str]) -> None:
+    """S36, as a browser's form post or fetch does it: the body is sent whole before the answer is read. The
+    server answers 413 at once and drops the rest rather than closing on unread input (a reset the client
+    would get instead of the answer)."""
+    Layout(tmp_path).ensure()
+    with real_server(lambda port: HostState(Layout(tmp_path), port=port, token=TOKEN)) as port:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            c.request("POST", path, body=b"x" * (8 << 20), headers={"Host": f"dockext.localhost:{port}", **extra})
+            r = c.getresponse()
+            assert r.status == 413 and json.loads(r.read())["error"]["type"] == "TooLarge"
+        finally:
+            c.close()

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -63,12 +64,14 @@ LINGER = 2.0  # seconds a refused connection is read (and what comes dropped) be
 class CoalescingTransport:
     """Wraps an ``asyncio.Transport``: writes made in one event-loop step leave in one ``send()``."""
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop,
+                 linger: Callable[[], bool] | None = None) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
         self._size = 0
         self._scheduled = False
+        self._linger = linger  # asked at close: True to half-close and let the rest of the input drain first
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
@@ -105,6 +108,11 @@ class CoalescingTransport:
 
     def close(self) -> None:
         self.flush()
+        if (self._linger is not None and not self._transport.is_closing() and self._transport.can_write_eof()
+                and self._linger()):
+            self._transport.write_eof()  # the answer is out: the client reads it, then sees the end
+            self._loop.call_later(LINGER, self._transport.close)
+            return
         self._transport.close()
 
     def write_eof(self) -> None:
@@ -132,7 +140,7 @@ class HttpProtocol(HttpToolsProtocol):
     body_timeout = BODY_TIMEOUT
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        super().connection_made(CoalescingTransport(transport, self.loop, self._drain_on_close))  # type: ignore[arg-type]
         self._head_pending = True  # between requests, or inside a head: bytes received count against max_head
         self._head_bytes = 0  # bytes received while a head was pending (bounds what the parser holds)
         self._head_timer: asyncio.TimerHandle | None = None
@@ -186,6 +194,17 @@ class HttpProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         self._stop_body_timer()
         super().connection_lost(exc)
+
+    def _drain_on_close(self) -> bool:
+        """At a close while a request body is still coming (an answer given before reading it all, such as a
+        413): drop the rest for :data:`LINGER` seconds rather than close with unread input, which resets the
+        connection before the client has read the answer."""
+        if not self._in_body or self._refused:
+            return False
+        self._refused = True
+        self._stop_body_timer()
+        self.flow.resume_reading()
+        return True
 
     def _body_check(self) -> None:
         """Every ``body_timeout`` seconds while a body is being received: closes the connection if no byte of it
