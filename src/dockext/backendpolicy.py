@@ -43,11 +43,15 @@ from .compose import GUEST_SERVICES, RAW_SOCKET_SOURCES
 from .errors import MetadataError
 
 __all__ = [
-    "HOST_MODES", "bind_grants", "bind_source", "check_isolation", "is_privileged", "network_ports",
+    "HOST_MODES", "POLICY", "bind_grants", "bind_source", "check_isolation", "is_privileged", "network_ports",
     "reaches_the_network", "restrict",
 ]
 
 FIELD = "vm.composefile"
+#: the version of these rules, kept in each backend's record: 1 added published ports (system), the network
+#: grant, hooks, logging drivers, network options and names; a backend made by an older version is recreated
+#: when its grants are set again
+POLICY = 1
 #: service keys whose value ``host`` shares a namespace of the host
 HOST_MODES = ("network_mode", "pid", "ipc", "uts", "userns_mode", "cgroup")
 #: service keys the ``system`` grant covers: taken out when it is denied
@@ -129,12 +133,13 @@ def is_privileged(value: object) -> bool:
 
 
 def restrict(doc: Mapping[str, Any], *, engine: bool, system: bool, engine_socket: str,
-             network: bool = True) -> dict[str, Any]:
-    """The compose document without what the denied grants cover; MetadataError for what cannot be vetted."""
+             network: bool = True, project: str | None = None) -> dict[str, Any]:
+    """The compose document without what the denied grants cover; MetadataError for what cannot be vetted.
+    ``project``: the extension's Compose project, the only prefix a volume or network ``name:`` may have."""
     out = copy.deepcopy(dict(doc))
     if engine and system and network:
         return out
-    _check_top_level(out)
+    _check_top_level(out, project)
     for name, svc in _services(out):
         _check_service(name, svc)
         kept = []
@@ -157,6 +162,10 @@ def restrict(doc: Mapping[str, Any], *, engine: bool, system: bool, engine_socke
                 reservations.pop("reservations", None)  # devices (GPUs) are reserved there
             if "ports" in svc:
                 svc["ports"] = [_on_loopback(name, entry) for entry in _port_list(name, svc["ports"])]
+            for hook in ("post_start", "pre_stop"):  # run by the engine as execs: privileged ones too
+                for entry in svc.get(hook) or []:
+                    if isinstance(entry, dict):
+                        entry.pop("privileged", None)
         if not network and not _shares_a_namespace(svc.get("network_mode")):
             svc.pop("network_mode", None)  # the host's or the default bridge's network: onto its own, cut off
     if not network:
@@ -265,7 +274,7 @@ def _describe(entry: object) -> str:
     return str(entry)
 
 
-def _check_top_level(doc: dict[str, Any]) -> None:
+def _check_top_level(doc: dict[str, Any], project: str | None) -> None:
     for kind in ("secrets", "configs"):
         for key, spec in (doc.get(kind) or {}).items() if isinstance(doc.get(kind), dict) else ():
             if isinstance(spec, dict) and ("file" in spec or "environment" in spec):
@@ -275,10 +284,30 @@ def _check_top_level(doc: dict[str, Any]) -> None:
         if isinstance(spec, dict) and (spec.get("driver_opts") or spec.get("driver") not in (None, "local")):
             raise MetadataError(FIELD, f"volume {key!r} has driver options (they can bind a host path), which a "
                                        "backend with restricted permissions may not use")
+        _check_own("volume", key, spec, project)
     for key, spec in (doc.get("networks") or {}).items() if isinstance(doc.get("networks"), dict) else ():
         if key == "host" or (isinstance(spec, dict) and "host" in (spec.get("name"), spec.get("driver"))):
             raise MetadataError(FIELD, f"network {key!r} is the host's network, which a backend with restricted "
                                        "permissions may not join")
+        if isinstance(spec, dict) and (spec.get("driver_opts") or spec.get("ipam")):
+            raise MetadataError(FIELD, f"network {key!r} sets driver options or addresses (they can take over a "
+                                       "bridge or a route of the host), which a backend with restricted "
+                                       "permissions may not use")
+        _check_own("network", key, spec, project)
+
+
+def _check_own(kind: str, key: str, spec: object, project: str | None) -> None:
+    """A volume or network of a restricted file must be its project's own: not an existing one (``external``),
+    nor one named like another project's (Compose would use it as it is, or take it over)."""
+    if not isinstance(spec, dict):
+        return
+    if spec.get("external"):
+        raise MetadataError(FIELD, f"{kind} {key!r} is an existing {kind}, which a backend with restricted "
+                                   "permissions may not use")
+    name = spec.get("name")
+    if name is not None and (project is None or not str(name).startswith(f"{project}_")):
+        raise MetadataError(FIELD, f"{kind} {key!r} is named {name!r}: a backend with restricted permissions may "
+                                   f"only have {kind}s of its own project ({project or 'its project'}_...)")
 
 
 def _check_service(name: str, svc: dict[str, Any]) -> None:
@@ -297,6 +326,12 @@ def _check_service(name: str, svc: dict[str, Any]) -> None:
         if value is not None and value != "host" and not (isinstance(value, str) and (
                 value.startswith("service:") or value in ("none", "bridge", "default", "private", "shareable"))):
             raise MetadataError(FIELD, f"service {name!r} has {key}: {value!r}, which dockext cannot vet")
+    logging = svc.get("logging")
+    driver = logging.get("driver") if isinstance(logging, dict) else None
+    if logging is not None and (not isinstance(logging, dict) or driver not in (None, "json-file", "local", "none")):
+        raise MetadataError(FIELD, f"service {name!r} sends its output through the {driver!r} logging driver, which "
+                                   "the engine runs on the host (to any address or host socket); a backend with "
+                                   "restricted permissions may only use json-file or local")
     deploy = svc.get("deploy")
     if deploy is not None and not isinstance(deploy, dict):
         raise MetadataError(FIELD, f"service {name!r} has a `deploy` that is not a mapping")

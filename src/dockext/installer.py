@@ -251,10 +251,11 @@ class Installer:
         got = asked
         if compose_doc is not None and meta.vm:
             gs_key = previous.vm.gs_key if previous and previous.vm else secrets.token_hex(4)
-            backendpolicy.check_isolation(compose_doc, model.compose_project(key))
+            project = model.compose_project(key)
+            backendpolicy.check_isolation(compose_doc, project)
             grants = permissions.grants_for(self.layout, key)
             restricted = backendpolicy.restrict(compose_doc, engine=grants.engine, system=grants.system,
-                                                network=grants.network, engine_socket=engine_socket)
+                                                network=grants.network, engine_socket=engine_socket, project=project)
             withheld = permissions.withheld(grants, asked)
             record = self._stage_backend(record, meta, restricted, stage, gs_key, withheld)
             got = permissions.requested(restricted, record.host_binaries, engine_socket)
@@ -331,6 +332,7 @@ class Installer:
             sockperm=use_sockperm,
             relay=relay,
             withheld=withheld,
+            policy=backendpolicy.POLICY,
             engine=self.engine.identity() or None,
             engine_at=self.engine.target.describe(),
         )
@@ -486,7 +488,9 @@ class Installer:
         # recreated when a backend grant changed and the backend asks for what it covers (or did not say), or
         # when what its backend runs without is not what the grants say (a recreation that was interrupted)
         stale = asked is not None and permissions.withheld(grants, asked) != record.vm.withheld
-        if not stale and not any(asked is None or asked.asks(n) for n in changed):
+        # made by an older policy while a grant was denied: what that grant covers has grown since (ports...)
+        outdated = record.vm.policy < backendpolicy.POLICY and not all(map(grants.allows, permissions.BACKEND_NAMES))
+        if not stale and not outdated and not any(asked is None or asked.asks(n) for n in changed):
             return grants, False
         try:
             self.reapply(key)

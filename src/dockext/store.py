@@ -56,6 +56,9 @@ class VmInfo:
     #: reaches it), and that engine as dockext reached it then (for messages); None in older records
     engine: str | None = None
     engine_at: str | None = None
+    #: the version of dockext's backend policy (``backendpolicy.POLICY``) its compose file was restricted by;
+    #: 0 in older records: a denied grant may not cover all it covers now
+    policy: int = 0
 
 
 @dataclass(frozen=True)

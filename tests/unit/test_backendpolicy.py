@@ -25,7 +25,8 @@ PROJECT = "acme_x-desktop-extension"
 
 def restrict(doc: dict[str, Any], engine: bool = False, system: bool = False, socket: str = SOCKET,
              network: bool = True) -> dict[str, Any]:
-    return backendpolicy.restrict(doc, engine=engine, system=system, network=network, engine_socket=socket)
+    return backendpolicy.restrict(doc, engine=engine, system=system, network=network, engine_socket=socket,
+                                  project=PROJECT)
 
 
 def service(**keys: Any) -> dict[str, Any]:
@@ -224,7 +225,7 @@ def test_denied_network_makes_every_network_of_the_project_internal(tmp_path):
 
 
 @pytest.mark.parametrize("networks, why", [
-    ({"lan": {"driver": "macvlan", "driver_opts": {"parent": "eth0"}}}, "uses the 'macvlan' driver"),
+    ({"lan": {"driver": "macvlan"}}, "uses the 'macvlan' driver"),
     ({"shared": {"external": True, "name": "corp"}}, "is an existing network"),
     ({"n": {"driver": "${DRIVER}"}}, "cannot be vetted"),
     ({"n": "bridge"}, "cannot be vetted"),
@@ -234,3 +235,48 @@ def test_a_network_that_could_lead_out_is_refused_when_network_is_denied(network
     with pytest.raises(MetadataError, match=why):
         restrict(doc, engine=True, system=True, network=False)
     restrict(doc, engine=True, system=True, network=True)
+
+
+def test_a_restricted_backend_gets_no_privileged_hook(tmp_path):
+    """post_start/pre_stop hooks are execs the engine runs in the service: a privileged one has every
+    capability, whatever the service itself was allowed. With `system` denied, Compose's resolution has none."""
+    hooks = [{"command": ["sh", "-c", "id"], "privileged": True, "user": "root"}]
+    doc = service(post_start=hooks, pre_stop=hooks)
+    assert resolved(doc, tmp_path)["services"]["api"]["post_start"][0]["privileged"] is True  # the check can fail
+    api = resolved(restrict(doc, engine=True, system=False), tmp_path)["services"]["api"]
+    for hook in ("post_start", "pre_stop"):
+        assert [not h.get("privileged") and h["command"] == ["sh", "-c", "id"] for h in api[hook]] == [True], api
+    assert restrict(doc, engine=False, system=True)["services"]["api"]["post_start"] == hooks
+
+
+@pytest.mark.parametrize("doc, why", [
+    # a network on a bridge of the host (it takes the bridge's address), or with the LAN's addresses
+    ({**service(), "networks": {"default": {"driver_opts": {"com.docker.network.bridge.name": "br0"}}}},
+     "driver options or addresses"),
+    ({**service(), "networks": {"default": {"ipam": {"config": [{"subnet": "192.168.1.0/24"}]}}}},
+     "driver options or addresses"),
+    # an existing network or volume under its own name (used as it is, or taken over), or someone else's data
+    ({**service(), "networks": {"default": {"name": "myapp_default"}}}, "is named 'myapp_default'"),
+    ({**service(volumes=["d:/d"]), "volumes": {"d": {"name": "postgres_data"}}}, "is named 'postgres_data'"),
+    ({**service(volumes=["d:/d"]), "volumes": {"d": {"external": True}}}, "is an existing volume"),
+    # output shipped by dockerd, from the host: to any address, or into any host socket
+    (service(logging={"driver": "syslog", "options": {"syslog-address": "udp://127.0.0.1:514"}}), "'syslog'"),
+    (service(logging={"driver": "gelf"}), "'gelf' logging driver"),
+    (service(logging="syslog"), "logging driver"),
+])
+@pytest.mark.parametrize("denied", ["engine", "system", "network"])
+def test_what_leads_outside_the_project_is_refused_under_any_denied_grant(doc, why, denied):
+    grants = {"engine": True, "system": True, "network": True, denied: False}
+    with pytest.raises(MetadataError, match=why):
+        backendpolicy.restrict(doc, engine_socket=SOCKET, project=PROJECT, **grants)
+    assert backendpolicy.restrict(doc, engine_socket=SOCKET, project=PROJECT, engine=True, system=True,
+                                  network=True) == doc
+
+
+def test_a_restricted_backend_keeps_its_own_named_things_and_plain_logs(tmp_path):
+    doc = {**service(volumes=["d:/d"], logging={"driver": "json-file", "options": {"max-size": "1m"}}),
+           "volumes": {"d": {"name": f"{PROJECT}_d"}}, "networks": {"default": {"name": f"{PROJECT}_net"}}}
+    out = backendpolicy.restrict(doc, engine_socket=SOCKET, project=PROJECT, engine=False, system=False,
+                                 network=False)
+    assert out["volumes"] == doc["volumes"] and out["services"]["api"]["logging"] == doc["services"]["api"]["logging"]
+    assert out["networks"]["default"] == {"name": f"{PROJECT}_net", "internal": True}

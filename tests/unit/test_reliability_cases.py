@@ -279,3 +279,37 @@ def test_atomic_write_fsyncs_the_data_before_the_rename_and_the_directory_before
     assert events[-5:] == ["write", "fsync", events[-3], "fsync dir", "reported"], events
     assert events[-3].startswith("rename")
     assert target.read_bytes() == b'{"new": true}'
+
+
+def test_a_backend_restricted_by_an_older_policy_is_recreated_when_its_grants_are_set_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upgrade: a backend made while `system` was denied, by a dockext whose rules did not cover published
+    ports yet (no `policy` in its record, no `networkPorts` in requested.json), runs with its ports open to the
+    network. Setting a grant again recreates it under today's rules; once recreated, setting it again does
+    nothing more."""
+    from dockext import backendpolicy, permissions
+
+    inst, _ = installer(tmp_path)
+    old = dataclasses.replace(make_record(), vm=dataclasses.replace(make_record().vm, withheld=("system",)))
+    data = old.to_json()
+    del data["vm"]["policy"]
+    extension_files(inst.layout.extension_dir(KEY), RECORD_FILE, data)
+    asked = permissions.requested({"services": {"web": {"image": "x", "ports": ["8080:8080"], "privileged": True}}})
+    recorded = {k: v for k, v in asked.to_json().items() if k not in ("networkPorts", "network")}
+    (inst.layout.extension_dir(KEY) / permissions.REQUESTED_FILE).write_text(json.dumps(recorded))
+    permissions.set_grants(inst.layout, KEY, system=False)
+    recreated: list[str] = []
+
+    def reapply(key: str) -> Record:
+        recreated.append(key)
+        record = Store(inst.layout).read(key)
+        Store(inst.layout).write(dataclasses.replace(
+            record, vm=dataclasses.replace(record.vm, policy=backendpolicy.POLICY)))  # type: ignore[arg-type]
+        return record
+
+    monkeypatch.setattr(inst, "reapply", reapply)
+    assert Store(inst.layout).read(KEY).vm.policy == 0  # type: ignore[union-attr]
+    assert inst.set_permissions(KEY, system=False) == (permissions.Grants(system=False), True)
+    assert inst.set_permissions(KEY, system=False) == (permissions.Grants(system=False), False)
+    assert recreated == [KEY]
