@@ -23,7 +23,7 @@ import time
 import webbrowser
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -33,7 +33,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from dockext.paths import Layout
 from dockext.server import HostState, create_app, docker_api, run
 from dockext.server.run import server_config
-from dockext.store import Record, Store, UiInfo, VmInfo
+from dockext.store import Record, Store
+
+from . import test_server
+from .test_store import make_record
 
 PORT = 7683
 TOKEN = "t0ken-" + "c" * 42
@@ -42,33 +45,9 @@ DASH = f"http://dockext.localhost:{PORT}"
 Env = tuple[TestClient, HostState, Record, Record]
 
 
-def make_record(key: str, **kw: Any) -> Record:
-    base: dict[str, Any] = dict(
-        key=key, id=f"acme/{key}", image=f"acme/{key}:1.0", image_id="sha256:" + "0" * 64, version="1.0",
-        title="Acme", provider="Acme Inc.", origin_slug=f"{key.replace('_', '-')}-abc123", installed_at=1.0,
-        ui=UiInfo(title="Acme", src="index.html"),
-        vm=VmInfo(project=f"{key}-desktop-extension", first_service="api", container="c", socket="b.sock",
-                  gs_key="deadbeef"),
-        host_binaries=("kubectl",),
-    )
-    base.update(kw)
-    return Record(**base)
-
-
 def install_fake(root: Path, key: str) -> Record:
-    """An installed extension on disk: a UI (index.html, assets/app.js) and a host binary saying its key."""
-    layout = Layout(root)
-    layout.ensure()
-    d = layout.extension_dir(key)
-    (d / "ui" / "assets").mkdir(parents=True)
-    (d / "ui" / "index.html").write_text("<html><head><title>x</title></head><body>hi</body></html>")
-    (d / "ui" / "assets" / "app.js").write_text("console.log('app')")
-    (d / "host").mkdir()
-    (d / "host" / "kubectl").write_text(f"#!/bin/sh\necho {key}\n")
-    (d / "host" / "kubectl").chmod(0o755)
-    rec = make_record(key)
-    Store(layout).write(rec)
-    return rec
+    """An installed extension whose host binary prints its key (to tell whose process ran)."""
+    return cast(Record, test_server.install_fake(root, key, says=key))
 
 
 def login(client: TestClient) -> Any:

@@ -28,7 +28,9 @@ TOKEN = "t0ken-" + "a" * 42
 DASH = f"http://dockext.localhost:{PORT}"
 
 
-def install_fake(root: Path, key: str, html: str = "<html><head><title>x</title></head><body>hi</body></html>"):
+def install_fake(root: Path, key: str, html: str = "<html><head><title>x</title></head><body>hi</body></html>",
+                 says: str = "hi"):
+    """An installed extension on disk: a UI (index.html, assets/app.js) and a host binary printing ``says``."""
     layout = Layout(root)
     layout.ensure()
     d = layout.extension_dir(key)
@@ -36,7 +38,7 @@ def install_fake(root: Path, key: str, html: str = "<html><head><title>x</title>
     (d / "ui" / "index.html").write_text(html)
     (d / "ui" / "assets" / "app.js").write_text("console.log('app')")
     (d / "host").mkdir()
-    (d / "host" / "kubectl").write_text("#!/bin/sh\necho hi\n")
+    (d / "host" / "kubectl").write_text(f"#!/bin/sh\necho {says}\n")
     (d / "host" / "kubectl").chmod(0o755)
     rec = make_record(key)
     Store(layout).write(rec)
