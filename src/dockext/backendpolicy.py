@@ -22,9 +22,15 @@ interface (Compose's default is every interface: the machine's network): denied,
 instead, so the backend still serves the machine itself (``localhost:PORT``, as in Docker Desktop) but not
 the network.
 
-**Cut off, when the ``network`` grant is denied**: every network of the project is made ``internal`` (Docker
-gives it no gateway: its services reach each other and nothing else, and the engine publishes no port), and
-services leave the host's or the default bridge's network for it. What could still lead out is refused: an
+Under any denied grant, what leads outside the project is refused too: networks with driver options or
+``ipam`` (a bridge of the host, the LAN's addresses), volumes and networks that are ``external`` or ``name``d
+outside the project (Compose would use another's, or take it over), logging drivers other than ``json-file``
+and ``local`` (dockerd ships the output from the host); ``privileged`` is taken out of ``post_start`` and
+``pre_stop`` hooks when ``system`` is denied. :data:`POLICY` numbers these rules.
+
+**Cut off, when the ``network`` grant is denied**: every network of the project is made ``internal`` (the
+engine drops what its containers send beyond their own subnet: its services reach each other and nothing
+else), and services leave the host's or the default bridge's network for it. What could still lead out is refused: an
 ``external`` network (someone else's, with a gateway), a network driver other than ``bridge`` (``macvlan``
 puts a container on the LAN), a network spec from a variable. Its socket directory is a mount, not the
 network, so ``vm.service`` and ``vm.cli.exec`` keep working.

@@ -53,8 +53,8 @@ SCHEMA: Final = 1
 FILE: Final = "permissions.json"
 REQUESTED_FILE: Final = "requested.json"  # in an extension's directory: what its backend asked for at install
 UI_NAMES: Final = ("docker", "host")  # enforced by the server, call by call
+#: enforced in the backend's compose file, when it is (re)created
 BACKEND_NAMES: Final = ("engine", "system", "network")
-# ^ enforced in the backend's compose file, when it is (re)created
 NAMES: Final = UI_NAMES + BACKEND_NAMES
 EXPLAIN: Final = {
     "docker": "run docker commands and read the engine's lists (ddClient.docker)",
