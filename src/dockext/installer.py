@@ -488,8 +488,10 @@ class Installer:
         # recreated when a backend grant changed and the backend asks for what it covers (or did not say), or
         # when what its backend runs without is not what the grants say (a recreation that was interrupted)
         stale = asked is not None and permissions.withheld(grants, asked) != record.vm.withheld
-        # made by an older policy while a grant was denied: what that grant covers has grown since (ports...)
-        outdated = record.vm.policy < backendpolicy.POLICY and not all(map(grants.allows, permissions.BACKEND_NAMES))
+        # made by older rules while a backend grant was denied, and one is set now: what a grant covers has grown
+        # since (ports...), so the backend is made again by today's
+        outdated = (record.vm.policy < backendpolicy.POLICY and any(n in changes for n in permissions.BACKEND_NAMES)
+                    and not all(map(grants.allows, permissions.BACKEND_NAMES)))
         if not stale and not outdated and not any(asked is None or asked.asks(n) for n in changed):
             return grants, False
         try:

@@ -310,6 +310,37 @@ def test_a_backend_restricted_by_an_older_policy_is_recreated_when_its_grants_ar
 
     monkeypatch.setattr(inst, "reapply", reapply)
     assert Store(inst.layout).read(KEY).vm.policy == 0  # type: ignore[union-attr]
-    assert inst.set_permissions(KEY, system=False) == (permissions.Grants(system=False), True)
-    assert inst.set_permissions(KEY, system=False) == (permissions.Grants(system=False), False)
+    # a UI grant is not a reason to recreate the backend
+    assert inst.set_permissions(KEY, docker=False) == (permissions.Grants(docker=False, system=False), False)
+    assert recreated == []
+    assert inst.set_permissions(KEY, system=False) == (permissions.Grants(docker=False, system=False), True)
+    assert inst.set_permissions(KEY, system=False) == (permissions.Grants(docker=False, system=False), False)
     assert recreated == [KEY]
+
+
+def test_permissions_ls_says_which_backends_older_rules_restricted(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same upgrade, as the user sees it: `dockext permissions` names the backend and the command that
+    applies today's rules; a backend made by today's rules, or with every grant allowed, is not named."""
+    from click.testing import CliRunner
+
+    from dockext import backendpolicy, permissions
+    from dockext.cli import cli
+
+    layout = Layout(tmp_path / "home")
+    layout.ensure()
+    for key, policy, denied in (("acme_old", 0, True), ("acme_new", backendpolicy.POLICY, True),
+                                ("acme_open", 0, False)):
+        record = dataclasses.replace(make_record(), key=key, id=key.replace("_", "/"))
+        record = dataclasses.replace(record, vm=dataclasses.replace(record.vm, policy=policy))  # type: ignore[arg-type]
+        layout.extension_dir(key).mkdir()
+        Store(layout).write(record)
+        if denied:
+            permissions.set_grants(layout, key, system=False)
+    monkeypatch.setenv("DOCKEXT_HOME", str(layout.root))
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(cli, ["permissions"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "rules cover less" in line]
+    assert notes == ["acme/old: its backend was restricted by an older dockext, whose rules cover less than "
+                     "today's; apply them with `dockext permissions set acme/old system=deny`."]
