@@ -108,8 +108,16 @@ def check_isolation(doc: Mapping[str, Any], project: str) -> None:
         for key, spec in (doc.get(kind) or {}).items() if isinstance(doc.get(kind), dict) else ():
             named = spec.get("name") if isinstance(spec, dict) else None
             given = str(named) if named is not None else None
-            if given is not None and _PROJECT_NAME.search(given) and not given.startswith(f"{project}_"):
+            if given is not None and _PROJECT_NAME.search(given) and not _owned(given, project):
                 raise MetadataError(FIELD, f"{kind[:-1]} {key!r} is {given!r}, which belongs to another extension")
+
+
+def _owned(name: str, project: str) -> bool:
+    """Whether a volume or network name is ``project``'s: ``<project>_...``, and not another project's whose
+    name starts the same way (extension keys may hold ``_`` and ``-desktop-extension``: ``a-desktop-extension_
+    x-desktop-extension_data`` is the volume of the extension ``a-desktop-extension/x``)."""
+    prefix = f"{project}_"
+    return name.startswith(prefix) and not _PROJECT_NAME.search(name[len(prefix):])
 
 
 def bind_grants(volume: object, engine_socket: str) -> frozenset[str]:
@@ -311,7 +319,7 @@ def _check_own(kind: str, key: str, spec: object, project: str | None) -> None:
         raise MetadataError(FIELD, f"{kind} {key!r} is an existing {kind}, which a backend with restricted "
                                    "permissions may not use")
     name = spec.get("name")
-    if name is not None and (project is None or not str(name).startswith(f"{project}_")):
+    if name is not None and (project is None or not _owned(str(name), project)):
         raise MetadataError(FIELD, f"{kind} {key!r} is named {name!r}: a backend with restricted permissions may "
                                    f"only have {kind}s of its own project ({project or 'its project'}_...)")
 

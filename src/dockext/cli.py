@@ -303,8 +303,9 @@ def serve(host: str, port: int, no_browser: bool, allow_host: tuple[str, ...]) -
     from .server.run import serve as run
 
     lay = layout()
+    installer = Installer(lay)
     try:
-        Installer(lay).recover()
+        _said_recovered(installer, installer.recover())
     except DockextError as exc:
         err.print(f"Warning: could not finish interrupted operations: {exc.message}")
     run(lay, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host, echo=_print_line)
@@ -624,6 +625,10 @@ def _recover() -> None:
         keys = installer.recover(wait=False)
     except Busy:
         return
+    _said_recovered(installer, keys)
+
+
+def _said_recovered(installer: Installer, keys: list[str]) -> None:
     for key in keys:
         err.print(f"dockext: finished an interrupted install, update or removal of {key}")
     for key in installer.newer:

@@ -280,3 +280,17 @@ def test_a_restricted_backend_keeps_its_own_named_things_and_plain_logs(tmp_path
                                  network=False)
     assert out["volumes"] == doc["volumes"] and out["services"]["api"]["logging"] == doc["services"]["api"]["logging"]
     assert out["networks"]["default"] == {"name": f"{PROJECT}_net", "internal": True}
+
+
+def test_a_name_that_starts_like_the_project_but_is_another_extensions_is_refused():
+    """Extension keys may hold `_` and `-desktop-extension`: the volume of extension `a-desktop-extension/x`
+    (project `a-desktop-extension_x-desktop-extension`) starts with the project of extension `a`."""
+    project = "a-desktop-extension"
+    theirs = {**service(volumes=["v:/v"]), "volumes": {"v": {"name": f"{project}_x-desktop-extension_data"}}}
+    with pytest.raises(MetadataError, match="belongs to another extension"):
+        backendpolicy.check_isolation(theirs, project)
+    with pytest.raises(MetadataError, match="only have volumes of its own project"):
+        backendpolicy.restrict(theirs, engine_socket=SOCKET, project=project, engine=False, system=True)
+    mine = {**service(volumes=["v:/v"]), "volumes": {"v": {"name": f"{project}_data"}}}
+    backendpolicy.check_isolation(mine, project)
+    backendpolicy.restrict(mine, engine_socket=SOCKET, project=project, engine=False, system=True)

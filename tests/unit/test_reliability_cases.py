@@ -27,7 +27,7 @@ import pytest
 from dockext.errors import StateError
 from dockext.installer import PENDING_FILE, UPDATE_FILE, Installer
 from dockext.paths import Layout
-from dockext.store import PREV_PREFIX, RECORD_FILE, Record, Store, UiInfo, VmInfo
+from dockext.store import PREV_PREFIX, RECORD_FILE, SCHEMA_VERSION, Record, Store, UiInfo, VmInfo
 
 KEY = "acme_ext"
 PROJECT = f"{KEY}-desktop-extension"
@@ -44,11 +44,11 @@ def make_record(image: str = "acme/ext:1.0", *, socket: str | None = None, gs_ke
 
 
 def older_shape(record: Record) -> dict[str, Any]:
-    """The record as a dockext of the same schema but from before the optional fields were added wrote it."""
-    data = record.to_json()
+    """The record as an older dockext wrote it: schema 1, and from before its optional fields were added."""
+    data = {**record.to_json(), "schema": 1}
     for name in ("labels", "metadata", "icon", "host_binaries"):
         data.pop(name)
-    for name in ("sockperm", "relay", "withheld", "engine", "engine_at"):
+    for name in ("sockperm", "relay", "withheld", "engine", "engine_at", "policy"):
         data["vm"].pop(name)
     return data
 
@@ -143,7 +143,7 @@ def test_a_record_of_a_newer_dockext_is_refused_with_a_clear_message_and_left_al
     """R22 ("refuse newer"): nothing is touched, and the message says to upgrade dockext."""
     inst, compose = installer(tmp_path)
     target = inst.layout.extension_dir(KEY)
-    newer = {**make_record().to_json(), "schema": 2, "something_new": {"x": 1}}
+    newer = {**make_record().to_json(), "schema": SCHEMA_VERSION + 1, "something_new": {"x": 1}}
     extension_files(target, RECORD_FILE, newer)
     before = (target / RECORD_FILE).read_bytes()
     with pytest.raises(StateError) as raised:
@@ -153,7 +153,8 @@ def test_a_record_of_a_newer_dockext_is_refused_with_a_clear_message_and_left_al
             inst.update("acme/ext:2.0")
         else:
             inst.remove("acme/ext")
-    assert "extension record has schema 2, this dockext understands up to 1" in raised.value.message
+    assert (f"extension record has schema {SCHEMA_VERSION + 1}, this dockext understands up to {SCHEMA_VERSION}"
+            in raised.value.message)
     assert "newer dockext: upgrade dockext" in (raised.value.hint or "")
     assert (target / RECORD_FILE).read_bytes() == before
     assert compose.calls == []
@@ -166,7 +167,7 @@ def test_an_interrupted_operation_of_a_newer_dockext_is_left_to_it(tmp_path: Pat
     call, every file in place), says so, and an install or removal of that extension is refused."""
     inst, compose = installer(tmp_path)
     target = inst.layout.extension_dir(KEY)
-    newer = {**make_record().to_json(), "schema": 2}
+    newer = {**make_record().to_json(), "schema": SCHEMA_VERSION + 1}
     if left == "update":
         extension_files(inst.layout.extensions / f"{PREV_PREFIX}{KEY}", RECORD_FILE, newer)
     extension_files(target, PENDING_FILE, newer)
@@ -344,3 +345,31 @@ def test_permissions_ls_says_which_backends_older_rules_restricted(tmp_path: Pat
     notes = [line for line in result.output.splitlines() if "rules cover less" in line]
     assert notes == ["acme/old: its backend was restricted by an older dockext, whose rules cover less than "
                      "today's; apply them with `dockext permissions set acme/old system=deny`."]
+
+
+def test_a_failed_syncfs_fails_the_operation_and_a_missing_one_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R8: syncfs reports writeback errors (EIO): dockext must not go on to say the files are installed. A
+    kernel without syncfs (ENOSYS) gets sync(2) instead."""
+    import ctypes
+
+    from dockext import store
+
+    class Libc:
+        def __init__(self, code: int) -> None:
+            self.code = code
+
+        def syncfs(self, fd: int) -> int:
+            ctypes.set_errno(self.code)
+            return -1
+
+    monkeypatch.setattr(store, "_libc", lambda: Libc(errno.EIO))
+    with pytest.raises(OSError) as raised:
+        store.sync_tree(tmp_path)
+    assert raised.value.errno == errno.EIO and raised.value.filename == str(tmp_path)
+    synced: list[bool] = []
+    monkeypatch.setattr(store, "_libc", lambda: Libc(errno.ENOSYS))
+    monkeypatch.setattr(os, "sync", lambda: synced.append(True))
+    store.sync_tree(tmp_path)
+    assert synced == [True]

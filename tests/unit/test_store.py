@@ -36,7 +36,25 @@ def test_record_round_trip(tmp_path):
     assert store.read("acme_ext") == rec
     assert store.keys() == ["acme_ext"]
     data = json.loads((tmp_path / "extensions" / "acme_ext" / RECORD_FILE).read_text())
-    assert data["schema"] == 1
+    assert data["schema"] == 2
+
+
+def test_the_schema_number_changes_with_the_records_fields():
+    """A dockext refuses records of a newer schema (it cannot know what their fields mean) and an older one
+    cannot read fields it does not know: so the fields of each schema are pinned here, and changing them
+    without raising store.SCHEMA_VERSION (and this list) fails."""
+    import dataclasses
+
+    from dockext.store import SCHEMA_VERSION
+
+    fields = {cls.__name__: [f.name for f in dataclasses.fields(cls)] for cls in (Record, UiInfo, VmInfo)}
+    assert (SCHEMA_VERSION, fields) == (2, {
+        "Record": ["key", "id", "image", "image_id", "version", "title", "provider", "origin_slug", "installed_at",
+                   "ui", "vm", "icon", "host_binaries", "labels", "metadata"],
+        "UiInfo": ["title", "src"],
+        "VmInfo": ["project", "first_service", "container", "socket", "gs_key", "sockperm", "relay", "withheld",
+                   "engine", "engine_at", "policy"],
+    })
 
 
 def test_newer_schema_is_refused_with_a_hint(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -168,3 +169,77 @@ def test_not_offered_when_permessage_deflate_is_negotiated(deflate_server: int) 
     """A negotiated extension would change the frames: then the application sends through ASGI as usual."""
     with connect(f"ws://127.0.0.1:{deflate_server}/", compression="deflate") as ws:
         assert ws.recv(timeout=10) == "no binary_frames extension"
+
+
+# -- an answer given before the request's body came whole (a 413) ----------------------------------------
+EARLY_LIMIT = 1000
+early_seen: list[str] = []
+
+
+async def early_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers 413 once a body passes EARLY_LIMIT, without reading on (as the proxy does), and without saying
+    `Connection: close`; ``/close`` answers at once with `Connection: close` (as the upload's refusals do)."""
+    early_seen.append(f"{scope['method']} {scope['path']}")
+    headers = [(b"content-length", b"2")]
+    if scope["path"] == "/close":
+        await asyncio.sleep(0.2)  # the next request is in by then, its body still coming
+        headers.append((b"connection", b"close"))
+    else:
+        size = 0
+        while size <= EARLY_LIMIT:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+    await send({"type": "http.response.start", "status": 413 if scope["path"] != "/close" else 200,
+                "headers": headers})
+    await send({"type": "http.response.body", "body": b"no"})
+
+
+@contextlib.contextmanager
+def early_server() -> Iterator[int]:
+    early_seen.clear()
+    sock = listening_socket(16)
+    config = uvicorn.Config(early_app, http=wire.HttpProtocol, loop="asyncio", lifespan="off", log_level="error")
+    with uvicorn_in_thread(config, sock):
+        yield sock.getsockname()[1]
+
+
+def until_closed(c: socket.socket, trickle: bytes, within: float = 30.0) -> bytes:
+    """What the server sends until it ends the connection, while the client keeps sending ``trickle``;
+    AssertionError if it is still open after ``within`` seconds (a connection held open by a trickle)."""
+    got = b""
+    c.settimeout(0.2)
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError):
+            c.sendall(trickle)
+        try:
+            data = c.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            return got
+        if not data:
+            return got
+        got += data
+    raise AssertionError(f"still open after {within} s; got {got[:200]!r}")
+
+
+def test_a_body_refused_half_way_ends_the_connection_however_the_client_trickles() -> None:
+    with early_server() as port, socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n" + b"x" * 2000
+                  + b"\r\n")
+        got = until_closed(c, b"1\r\nx\r\n")
+    assert got.startswith(b"HTTP/1.1 413") and got.endswith(b"no"), got
+
+
+def test_no_request_pipelined_behind_a_closing_answer_is_run() -> None:
+    """The first request's answer says `Connection: close`: the second, sent right behind it with its body
+    still coming, is neither run nor answered."""
+    with early_server() as port, socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"POST /delete-everything HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        got = until_closed(c, b"x")
+    assert got.count(b"HTTP/1.1") == 1 and got.startswith(b"HTTP/1.1 200"), got
+    assert early_seen == ["GET /close"]

@@ -300,9 +300,8 @@ async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         return
     try:
         body = await _read_body(receive)
-    except _TooLarge:
-        await _send(state, error_response(status=413, type_="TooLarge", message="request body too large"),
-                    scope, receive, send)
+    except _TooLarge:  # the rest of the body is not read: the connection ends (after draining it a moment)
+        await _send(state, too_large(None, TooLarge(MAX_BODY)), scope, receive, send)
         return
     if body is None:
         return  # the browser went away while sending

@@ -86,7 +86,7 @@ async def read_json(request: Request, limit: int = MAX_JSON) -> Any:
     return json.loads(await read_body(request, limit))
 
 
-def too_large(_request: Request, exc: Exception) -> Response:
+def too_large(_request: Request | None, exc: Exception) -> Response:
     """413 for :class:`TooLarge`; the connection closes, so the client stops sending the rest."""
     limit = exc.limit if isinstance(exc, TooLarge) else 0
     response = harden(error_response(status=413, type_="TooLarge", message=f"the request body is over {limit} "

@@ -72,13 +72,14 @@ class CoalescingTransport:
         self._size = 0
         self._scheduled = False
         self._linger = linger  # asked at close: True to half-close and let the rest of the input drain first
+        self._lingering = False  # half-closed by close(): closing as far as anyone writing is concerned
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
         if len(data) >= COALESCE_MAX:  # large: as it is, after what is waiting (no copy)
             self.flush()
-            if not self._transport.is_closing():
+            if not self.is_closing():
                 self._transport.write(data)
             return
         self._pending.append(bytes(data))
@@ -99,7 +100,7 @@ class CoalescingTransport:
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
         self._size = 0
-        if not self._transport.is_closing():
+        if not self.is_closing():
             self._transport.write(data)
 
     def _flush_soon(self) -> None:
@@ -108,12 +109,18 @@ class CoalescingTransport:
 
     def close(self) -> None:
         self.flush()
+        if self._lingering:
+            return
         if (self._linger is not None and not self._transport.is_closing() and self._transport.can_write_eof()
                 and self._linger()):
             self._transport.write_eof()  # the answer is out: the client reads it, then sees the end
+            self._lingering = True  # no further request on this connection is started, nor answered
             self._loop.call_later(LINGER, self._transport.close)
             return
         self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._lingering or self._transport.is_closing()
 
     def write_eof(self) -> None:
         self.flush()
@@ -189,6 +196,13 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._head_pending = True  # the next request's head starts now
         self._head_bytes = 0
+
+    def on_response_complete(self) -> None:
+        if self._in_body and not self.transport.is_closing():
+            # answered before its body came whole (a 413): the rest is not read for nothing, and no further
+            # request is served on this connection; it drains for LINGER seconds first (CoalescingTransport)
+            self.transport.close()
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
