@@ -1,4 +1,5 @@
-"""SIGTERM during an install or an update, and two installs at once (reference R6, R10): real engine, real CLI."""
+"""Ctrl-C, SIGTERM or SIGHUP during an install or an update, and two installs at once (reference R6, R10): real
+engine, real CLI."""
 
 from __future__ import annotations
 
@@ -44,20 +45,28 @@ def read_until(proc: subprocess.Popen[str], text: str) -> list[str]:
     raise AssertionError(f"{text!r} never printed: {seen} {proc.stderr.read() if proc.stderr else ''}")
 
 
-def test_sigterm_during_an_install_rolls_it_back_at_once(home, fixture_image, docker_client):
+#: what the CLI says for each signal: Ctrl-C (SIGINT) is Python's KeyboardInterrupt; SIGTERM and SIGHUP (a
+#: closed terminal) unwind the same way (cli.unwind_on_termination)
+SIGNALS = [(signal.SIGTERM, "Stopped by SIGTERM."), (signal.SIGINT, "Interrupted."),
+           (signal.SIGHUP, "Stopped by SIGHUP.")]
+
+
+@pytest.mark.parametrize("sig, said", SIGNALS, ids=[s.name for s, _ in SIGNALS])
+def test_a_signal_during_an_install_rolls_it_back_at_once(home, fixture_image, docker_client, sig, said):
     ref = fixture_image("vm-image", repo_prefix=PREFIX)
     proc = start(home, "install", "-f", ref, DOCKEXT_BACKEND_TIMEOUT="120")
     read_until(proc, "Starting service in Desktop VM")
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert proc.returncode == 128 + sig, err
     assert "Removing extension (install failed)" in out
-    assert "Stopped by SIGTERM." in err
+    assert said in err
     assert ls_json(home) == []
     assert_nothing_left(home, docker_client, KEY, PROJECT)  # undone then, not left to the next command
 
 
-def test_sigterm_during_an_update_brings_the_old_version_back(home, fixture_image, docker_client):
+@pytest.mark.parametrize("sig, said", SIGNALS, ids=[s.name for s, _ in SIGNALS])
+def test_a_signal_during_an_update_brings_the_old_version_back(home, fixture_image, docker_client, sig, said):
     v1 = fixture_image("vm-image", repo_prefix=PREFIX)
     slow = f"{PREFIX}/vm-image:9.0.0"  # a backend that never creates its socket: the update waits for it
     docker_client.images.get(fixture_image("bad-no-socket", repo_prefix=PREFIX)).tag(slow)
@@ -65,10 +74,10 @@ def test_sigterm_during_an_update_brings_the_old_version_back(home, fixture_imag
     try:
         proc = start(home, "update", "-f", slow, DOCKEXT_BACKEND_TIMEOUT="120")
         read_until(proc, "Starting service in Desktop VM")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=90)
-        assert proc.returncode == 128 + signal.SIGTERM, err
-        assert f"Update failed: restoring {v1}" in out
+        assert proc.returncode == 128 + sig, err
+        assert f"Update failed: restoring {v1}" in out and said in err
         [row] = ls_json(home)
         assert row["image"] == v1
         [ctr] = labelled(docker_client, f"com.docker.compose.project={PROJECT}")
