@@ -335,14 +335,19 @@ def test_s10_s11_a_server_error_logs_no_credential_and_answers_no_traceback(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """S10 + S11 on the real stack: a request carrying the token (Authorization), the session cookie and a
-    Referer with the token hits a route that fails (an icon file missing on disk: an unexpected exception). The
+    Referer with the token hits a route that fails (the record store raising an unexpected exception). The
     answer is a bare 500 without traceback or host path; the server's log says it failed, with neither the token
     nor the cookie."""
     layout = Layout(tmp_path)
     layout.ensure()
     rec = make_record("acme_a", icon="icon.svg")
     layout.extension_dir(rec.key).mkdir(parents=True)
-    Store(layout).write(rec)  # its icon.svg is not there
+    Store(layout).write(rec)
+
+    class Failing(HostState):
+        def record(self, key: str) -> Record | None:
+            raise RuntimeError(f"reading {layout.root} failed")  # a bug: it must stay in the log, not the answer
+
     records: list[str] = []
 
     class Keep(logging.Handler):
@@ -353,7 +358,7 @@ def test_s10_s11_a_server_error_logs_no_credential_and_answers_no_traceback(
     keep.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger().addHandler(keep)
     try:
-        with real_server(lambda port: HostState(layout, port=port, token=TOKEN)) as port:
+        with real_server(lambda port: Failing(layout, port=port, token=TOKEN)) as port:
             host = f"dockext.localhost:{port}"
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             conn.request("GET", f"/?token={TOKEN}", headers={"Host": host})

@@ -501,3 +501,22 @@ def test_marketplace_jobs_take_deny_only_for_installs_and_only_backend_grants(en
         assert r.status_code == 400 and '"deny"?' in r.json()["error"]["message"], bad
     assert client.post("/api/marketplace/jobs", json={"action": "install", "image": "acme/x:1", "deny": ["engine"]}
                        ).status_code == 403  # no X-Dockext: the usual CSRF guard comes first
+
+
+def test_an_icon_is_served_with_its_policy_and_a_missing_one_is_not_found(env):
+    """The icon of an installed extension, as its type, never able to run script (an SVG is extension
+    content); an icon file deleted behind dockext's back is a 404 (the dashboard shows its placeholder), not a
+    server error."""
+    client, state, a, _ = env
+    login(client)
+    d = state.layout.extension_dir(a.key)
+    Store(state.layout).write(make_record(a.key, icon="icon.svg"))
+    (d / "icon.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    state.refresh()
+    r = client.get(f"/api/extensions/{a.key}/icon")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert "sandbox" in r.headers["content-security-policy"] and "default-src 'none'" in r.headers[
+        "content-security-policy"]
+    (d / "icon.svg").unlink()
+    assert client.get(f"/api/extensions/{a.key}/icon").status_code == 404
+    assert client.get("/api/extensions/acme_nope/icon").status_code == 404

@@ -222,6 +222,8 @@ def create(
         if record is None or not record.icon:
             return harden(Response("Not found", status_code=404))
         path = state.layout.extension_dir(record.key) / record.icon
+        if not path.is_file():  # deleted behind dockext's back: the dashboard shows its placeholder
+            return harden(Response("Not found", status_code=404))
         media = ICON_TYPES.get(path.suffix, "application/octet-stream")
         response = FileResponse(path, media_type=media)
         # an SVG icon is extension content: never let it run script, even when opened directly
