@@ -18,7 +18,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 import webbrowser
 from collections.abc import Callable, Iterator
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -34,6 +32,7 @@ from dockext.paths import Layout
 from dockext.server import HostState, create_app, docker_api, run
 from dockext.server.run import server_config
 from dockext.store import Record, Store
+from tests.support.server import listening_socket, uvicorn_in_thread
 
 from . import test_server
 from .test_store import make_record
@@ -76,22 +75,10 @@ def free_port() -> int:
 @contextlib.contextmanager
 def real_server(state_for_port: Callable[[int], HostState]) -> Iterator[int]:
     """The app served by uvicorn as ``dockext serve`` configures it, on 127.0.0.1, in a thread; yields the port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
+    sock = listening_socket(64)
     port = int(sock.getsockname()[1])
-    server = uvicorn.Server(server_config(create_app(state_for_port(port))))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
+    with uvicorn_in_thread(server_config(create_app(state_for_port(port))), sock):
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture
