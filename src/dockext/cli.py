@@ -508,11 +508,10 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
             "(not recorded: installed by an older dockext)" if backend is None else ("; ".join(backend) or "-"),
         )
     out.print(table, soft_wrap=True, crop=False)
-    from .backendpolicy import POLICY
-
     for r in records:
-        denied = [n for n in perms.BACKEND_NAMES if not grants.get(r.key, perms.DEFAULT).allows(n)]
-        if r.vm is not None and r.vm.policy < POLICY and denied:
+        g = grants.get(r.key, perms.DEFAULT)
+        if r.vm is not None and perms.outdated(r.vm.policy, g):
+            denied = [n for n in perms.BACKEND_NAMES if not g.allows(n)]
             err.print(f"{r.id}: its backend was restricted by an older dockext, whose rules cover less than today's; "
                       f"apply them with `dockext permissions set {r.id} {denied[0]}=deny`.", soft_wrap=True)
 

@@ -490,8 +490,8 @@ class Installer:
         stale = asked is not None and permissions.withheld(grants, asked) != record.vm.withheld
         # made by older rules while a backend grant was denied, and one is set now: what a grant covers has grown
         # since (ports...), so the backend is made again by today's
-        outdated = (record.vm.policy < backendpolicy.POLICY and any(n in changes for n in permissions.BACKEND_NAMES)
-                    and not all(map(grants.allows, permissions.BACKEND_NAMES)))
+        outdated = (any(n in changes for n in permissions.BACKEND_NAMES)
+                    and permissions.outdated(record.vm.policy, grants))
         if not stale and not outdated and not any(asked is None or asked.asks(n) for n in changed):
             return grants, False
         try:

@@ -45,8 +45,8 @@ from .store import Store, atomic_write, read_settings
 
 __all__ = [
     "BACKEND_NAMES", "DEFAULT", "FILE", "NAMES", "REQUESTED_FILE", "SCHEMA", "UI_NAMES", "Grants", "Requested",
-    "check", "forget", "grants_for", "load", "read_requested", "requested", "set_grants", "set_grants_locked",
-    "withheld",
+    "check", "forget", "grants_for", "load", "outdated", "read_requested", "requested", "set_grants",
+    "set_grants_locked", "withheld",
 ]
 
 SCHEMA: Final = 1
@@ -267,6 +267,13 @@ def _save(layout: Layout, table: dict[str, Grants]) -> None:
 def withheld(grants: Grants, asked: Requested) -> tuple[str, ...]:
     """The backend grants ``grants`` deny that ``asked`` would use: what its compose file loses."""
     return tuple(name for name in BACKEND_NAMES if not grants.allows(name) and asked.asks(name))
+
+
+def outdated(policy: int, grants: Grants) -> bool:
+    """Whether a backend restricted by the rules of version ``policy`` (its record's ``VmInfo.policy``) runs
+    with less withheld than ``grants`` withhold today: a backend grant is denied and the rules have grown since
+    (``backendpolicy.POLICY``)."""
+    return policy < backendpolicy.POLICY and not all(map(grants.allows, BACKEND_NAMES))
 
 
 def check(grants: Grants, name: str, title: str, key: str) -> None:

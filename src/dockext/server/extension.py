@@ -300,8 +300,8 @@ async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         return
     try:
         body = await _read_body(receive)
-    except _TooLarge:  # the rest of the body is not read: the connection ends (after draining it a moment)
-        await _send(state, too_large(None, TooLarge(MAX_BODY)), scope, receive, send)
+    except TooLarge as exc:  # the rest of the body is not read: the connection ends (after draining a moment)
+        await _send(state, too_large(None, exc), scope, receive, send)
         return
     if body is None:
         return  # the browser went away while sending
@@ -343,12 +343,8 @@ async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         gone.cancel()
 
 
-class _TooLarge(Exception):
-    pass
-
-
 async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None if the browser disconnected first; _TooLarge past MAX_BODY (not read on)."""
+    """The request body, or None if the browser disconnected first; TooLarge past MAX_BODY (not read on)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -358,7 +354,7 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise _TooLarge
+            raise TooLarge(MAX_BODY)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
