@@ -25,6 +25,7 @@ network through :mod:`dockext.registry`; this module knows nothing of HTTP.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -68,6 +69,7 @@ __all__ = [
 
 SCHEMA: Final = 1
 FILE: Final = "marketplace.json"
+MEMO: Final = "cache/folder-files.json"  # under the home: what folder sources' files hold (deletable)
 REPOSITORY_LIMIT: Final = 200  # repositories read per registry source
 CACHE_SECONDS: Final = 60.0  # how long browse() reuses what a source answered
 _WORKERS: Final = 8  # requests in flight at once
@@ -84,6 +86,9 @@ class Source:
     namespace: str | None = None  # "acme" or None = the whole registry (kind registry)
     images: tuple[str, ...] = ()  # "127.0.0.1:5000/acme/x" or "127.0.0.1:5000/acme/x:1.2.0" (kind list)
     path: str | None = None  # the extensions.txt it was read from (kind list), the folder (kind folder)
+    # kind folder, as load() gives it: the file that remembers what the folder's files hold between processes
+    # (not part of the source's identity, never saved in the settings)
+    memo: Path | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -201,7 +206,7 @@ def _path(layout: Layout) -> Path:
     return layout.root / FILE
 
 
-def _source_from_json(value: Any) -> Source:
+def _source_from_json(value: Any, memo: Path | None = None) -> Source:
     if not isinstance(value, dict):
         raise ValueError("a source is not an object")
     kind = value.get("kind")
@@ -219,7 +224,7 @@ def _source_from_json(value: Any) -> Source:
         path = value.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError("a folder source needs an absolute path")
-        return Source(kind="folder", path=path)
+        return Source(kind="folder", path=path, memo=memo)
     raise ValueError(f"unknown source kind {kind!r}")
 
 
@@ -233,7 +238,7 @@ def load(layout: Layout) -> Settings:
     if data is None:
         return Settings()
     try:
-        sources = tuple(_source_from_json(s) for s in data.get("sources") or [])
+        sources = tuple(_source_from_json(s, layout.root / MEMO) for s in data.get("sources") or [])
         only_listed = data.get("only_listed", False)
         if not isinstance(only_listed, bool):
             raise ValueError("only_listed is not true or false")
@@ -544,14 +549,68 @@ def _scan_list(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> t
 
 
 FOLDER_LIMIT: Final = 200  # files and layouts read per folder source
-# what each file holds, by (path, size, mtime, inode, ctime): read once while the file is unchanged
-_files: dict[tuple[str, int, int, int, int], list[savedimages.SavedImage] | DockextError] = {}
+_FileKey = tuple[str, int, int, int, int]  # (path, size, mtime, inode, ctime)
+_Held = list[savedimages.SavedImage] | DockextError
+# what each file holds, by its key: read once while the file is unchanged
+_files: dict[_FileKey, _Held] = {}
 _files_lock = threading.Lock()
+_memo_lock = threading.Lock()
+MEMO_SCHEMA: Final = 1  # and savedimages.READER: a new reader reads every file again
+_MEMO_MAX: Final = 16 << 20  # bytes: a memo larger than this is neither written nor read
+_MEMO_ENTRY: Final = 1 << 20  # bytes: a file whose labels take more is read again each time
+
+
+_Memo = dict[_FileKey, list[savedimages.SavedImage]]
+
+
+def _memo_read(path: Path) -> _Memo:
+    """What the memo file remembers; an entry it cannot vouch for, or a memo that is missing, unreadable, too
+    large or from another reader, is simply not there (the file is read again: never an error)."""
+    try:
+        with path.open("rb") as fh:
+            data = json.loads(fh.read()) if os.fstat(fh.fileno()).st_size <= _MEMO_MAX else None
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict) or data.get("schema") != MEMO_SCHEMA or data.get("reader") != savedimages.READER:
+        return {}
+    out: _Memo = {}
+    files = data.get("files")
+    for item in files if isinstance(files, list) else []:
+        try:
+            key = item["key"]
+            if not (isinstance(key, list) and len(key) == 5 and isinstance(key[0], str)
+                    and all(type(n) is int for n in key[1:])):
+                continue
+            images = [savedimages.SavedImage.from_json(i) for i in item["images"]]
+            out[(key[0], key[1], key[2], key[3], key[4])] = images
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _memo_write(path: Path, root: Path, now: _Memo) -> None:
+    """Remember what ``root``'s files hold (``now``: each of its files that could be read; one that could not
+    is tried again next time), keeping the entries of other folders' files that are still there. Best effort:
+    a memo that cannot be written costs a read next time, nothing else; two processes writing at once lose one's
+    update. A file whose entry would take over _MEMO_ENTRY (labels at their bounds) is not remembered."""
+    with _memo_lock:
+        kept = {k: v for k, v in _memo_read(path).items() if Path(k[0]).parent != root and os.path.lexists(k[0])}
+        kept.update(now)
+        entries = [e for k, v in kept.items()
+                   if len(e := json.dumps({"key": list(k), "images": [i.to_json() for i in v]})) <= _MEMO_ENTRY]
+        body = f'{{"schema": {MEMO_SCHEMA}, "reader": {savedimages.READER}, "files": [{", ".join(entries)}]}}'
+        if len(body) > _MEMO_MAX:
+            return
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write(path, body.encode(), mode=0o600)
+        except OSError:
+            pass
 
 
 def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Path]], list[str]]:
-    """The named images of a folder source's files and layouts (each file read once while unchanged), and
-    what could not be read."""
+    """The named images of a folder source's files and layouts (each file read once while unchanged: in this
+    process, and across processes through ``source.memo``), and what could not be read."""
     assert source.path is not None
     root = Path(source.path)
     problems = []
@@ -569,6 +628,8 @@ def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Pa
     if len(candidates) > FOLDER_LIMIT:
         problems.append(f"{root} holds more than {FOLDER_LIMIT} files; only the first {FOLDER_LIMIT} were read")
     found: list[tuple[savedimages.SavedImage, Path]] = []
+    memo: _Memo | None = None  # read at the first file this process has not read
+    now: _Memo = {}  # what this folder's readable files hold
     for path in candidates[:FOLDER_LIMIT]:
         try:
             st = path.lstat()  # a file replaced keeps neither its inode nor its ctime, even with cp -p
@@ -577,6 +638,10 @@ def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Pa
             continue
         with _files_lock:
             got = _files.get(key)
+        if got is None and source.memo is not None:
+            if memo is None:
+                memo = _memo_read(source.memo)
+            got = memo.get(key)
         if got is None:
             try:
                 got = savedimages.read(path, path.name)
@@ -584,18 +649,23 @@ def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Pa
                 got = exc
             except Exception as exc:  # noqa: BLE001 - one odd file must not sink the folder
                 got = DockextError(f"{path.name}: cannot be read ({type(exc).__name__}: {exc})")
-            with _files_lock:
+        with _files_lock:
+            if _files.get(key) is not got:
                 for old in [k for k in _files if k[0] == key[0]]:
                     del _files[old]  # an older version of the same file
                 _files[key] = got
         if isinstance(got, DockextError):
             problems.append(_message(got))
         else:
+            now[key] = got
             found.extend((image, path) for image in got)
     with _files_lock:  # files gone from the folder are forgotten
         kept = {str(p) for p in candidates[:FOLDER_LIMIT]}
         for old in [k for k in _files if Path(k[0]).parent == root and k[0] not in kept]:
             del _files[old]
+    # memo is None when this process has read every file already (and written the memo then)
+    if source.memo is not None and memo is not None and set(now) != {k for k in memo if Path(k[0]).parent == root}:
+        _memo_write(source.memo, root, now)  # a file read, changed or gone
     first: dict[str, Path] = {}
     for image, path in found:
         name = model.canonical_ref(image.name)

@@ -25,10 +25,11 @@ from .model import ImageRef
 from .ocilayout import HINT, Layout, LayoutError, config_labels, is_layout_tar, labels_of, open_layout, open_tar
 from .ocilayout import images as layout_images
 
-__all__ = ["SUFFIXES", "SavedImage", "host_platform", "is_candidate", "read"]
+__all__ = ["READER", "SUFFIXES", "SavedImage", "host_platform", "is_candidate", "read"]
 
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
 MAX_IMAGES = 50  # images listed from one file
+READER = 1  # bump when what read() gives for the same bytes changes: what was remembered of files is read again
 
 
 MAX_LABELS = 64  # labels kept per image: the Marketplace's own (com.docker.*, org.opencontainers.*)
@@ -40,6 +41,20 @@ class SavedImage:
     name: str  # repository:tag, as the file names it
     labels: dict[str, str]  # the Marketplace's labels only, bounded
     image_id: str  # sha256 of its config: the ID the engine gives it once loaded
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "labels": self.labels, "image_id": self.image_id}
+
+    @classmethod
+    def from_json(cls, data: object) -> SavedImage:
+        """The inverse of :meth:`to_json`; ValueError for anything else."""
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        name, labels, image_id = data.get("name"), data.get("labels"), data.get("image_id")
+        if not (isinstance(name, str) and isinstance(image_id, str) and isinstance(labels, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
+            raise ValueError("not a saved image")
+        return cls(name, dict(labels), image_id)
 
 
 def _kept(labels: dict[str, str]) -> dict[str, str]:

@@ -8,6 +8,9 @@ import gzip
 import io
 import json
 import os
+import re
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from dockext import marketplace, savedimages
 from dockext.errors import InvalidSource, NotListed
 from dockext.paths import Layout
 from tests.support import oci
+from tests.support.cli import run_dockext
 
 API = "com.docker.desktop.extension.api.version"
 
@@ -181,3 +185,107 @@ def test_a_refusal_names_a_folder_source_that_cannot_be_read(folder, tmp_path):
         marketplace.check_allowed(lay, "acme/ext:1.0.0")
     assert exc.value.message.endswith(f"only listed extensions may be installed; cannot read the folder {folder}: "
                                       "No such file or directory")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What a folder's files hold is remembered between processes (<home>/cache/folder-files.json): a gzipped or xz
+# file of a real extension takes about a second to read, and every CLI command that checks only-listed or
+# lists the Marketplace would read every file of the folder again.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def opened_by(home: Path, *args: str) -> tuple[str, set[str]]:
+    """(stdout, the paths opened) of ``dockext ARGS`` run under strace: a new process, its memory empty. (It
+    exits 1 here: broken.tar is a problem of the source, named on stderr.)"""
+    trace = home.parent / "trace"
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-s", "400", "-e", "trace=open,openat", "-o", str(trace),
+         sys.executable, "-m", "dockext.cli", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "DOCKEXT_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+    assert "broken.tar" in proc.stderr, proc.stderr
+    return proc.stdout, set(re.findall(r'open(?:at)?\([^"]*"([^"]+)"', trace.read_text()))
+
+
+def test_a_new_process_reads_only_the_files_that_changed_since_one_read_them(folder, tmp_path):
+    home = tmp_path / "home"
+    run_dockext("marketplace", "add", "--folder", str(folder), home=home)
+    first, opened = opened_by(home, "marketplace", "ls")
+    assert str(folder / "ext-1.2.0.tar.gz") in opened  # read once
+    again, opened = opened_by(home, "marketplace", "ls")
+    assert again == first  # the same catalog: acme/ext 1.2.0, acme/layout-ext 2.0.0
+    assert "acme/layout-ext" in again and "1.2.0" in again
+    # no file of the folder is read again, but the one that could not be read (it may be readable now)
+    assert {p for p in opened if p.startswith(str(folder) + "/")} == {str(folder / "broken.tar")}
+    (folder / "ext-1.2.0.tar.gz").write_bytes(gzip.compress(saved(("acme/ext:1.3.0", ext_labels("Ext")))))
+    changed, opened = opened_by(home, "marketplace", "ls")
+    assert "1.3.0" in changed and "1.2.0" not in changed
+    assert {p for p in opened if p.startswith(str(folder) + "/")} == {str(folder / "ext-1.2.0.tar.gz"),
+                                                                     str(folder / "broken.tar")}
+
+
+def memo_of(home: Path) -> dict:
+    return json.loads((home / marketplace.MEMO).read_text())
+
+
+def test_the_memo_keeps_what_each_folder_holds_and_forgets_files_gone(folder, tmp_path, monkeypatch):
+    lay = Layout(tmp_path / "home")
+    marketplace.add_folder(lay, folder)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.tar").write_bytes(saved(("acme/o:1.0.0", ext_labels("O"))))
+    marketplace.add_folder(lay, other)
+    settings = marketplace.load(lay)
+    catalog = marketplace.browse(settings)
+    assert {e.image for e in catalog.entries} == {"acme/ext", "acme/layout-ext", "acme/o"}
+    problems = [m for _, m in catalog.errors]
+    assert any(m.startswith("broken.tar") for m in problems)
+    remembered = {Path(f["key"][0]).name: f for f in memo_of(lay.root)["files"]}
+    # broken.tar is not remembered: a file that could not be read is tried again (an I/O error passes)
+    assert set(remembered) == {"ext-1.0.0.tar", "ext-1.2.0.tar.gz", "not-an-extension.tar", "layout-ext", "o.tar"}
+    assert (lay.root / marketplace.MEMO).stat().st_mode & 0o777 == 0o600
+
+    # a new process: nothing read again, the same catalog and the same problems
+    marketplace.clear_cache()
+    marketplace._files.clear()
+    real_read, reads = savedimages.read, []
+    monkeypatch.setattr(savedimages, "read", lambda path, *a: reads.append(path.name) or real_read(path, *a))
+    again = marketplace.browse(marketplace.load(lay))
+    assert again.entries == catalog.entries and again.errors == catalog.errors
+    assert reads == ["broken.tar"]
+    monkeypatch.undo()
+
+    (folder / "ext-1.0.0.tar").unlink()  # gone: forgotten; the other folder's entries stay
+    marketplace._files.clear()
+    marketplace.folder_images(marketplace.load(lay).sources[0])
+    names = {Path(f["key"][0]).name for f in memo_of(lay.root)["files"]}
+    assert "ext-1.0.0.tar" not in names and "o.tar" in names
+
+
+@pytest.mark.parametrize("memo", [b"{not json", b'{"schema": 99, "reader": 1, "files": []}', b"[]",
+                                  b'{"schema": 1, "reader": 1, "files": [{"key": ["x"]}, 7, {"key": [1, 2, 3, 4, 5]}]}'],
+                         ids=["torn", "other-schema", "not-an-object", "odd-entries"])
+def test_a_memo_that_cannot_be_vouched_for_is_read_past_and_written_again(folder, tmp_path, memo):
+    lay = Layout(tmp_path / "home")
+    marketplace.add_folder(lay, folder)
+    (lay.root / marketplace.MEMO).parent.mkdir(parents=True)
+    (lay.root / marketplace.MEMO).write_bytes(memo)
+    assert marketplace.file_for(marketplace.load(lay), "acme/ext:1.2.0") is not None
+    assert len(memo_of(lay.root)["files"]) == 4  # the readable files: all but broken.tar
+
+
+def test_a_memo_naming_other_images_for_a_file_is_not_trusted_after_the_file_changes(folder, tmp_path):
+    """The memo is keyed by the file's size, mtime, inode and ctime, as the in-memory cache: a file replaced
+    (even with cp -p) is read again rather than believed."""
+    lay = Layout(tmp_path / "home")
+    marketplace.add_folder(lay, folder)
+    assert marketplace.file_for(marketplace.load(lay), "acme/ext:1.0.0") is not None
+    path = folder / "ext-1.0.0.tar"
+    st = path.stat()
+    path.unlink()
+    path.write_bytes(saved(("acme/ext:1.0.0", ext_labels("Exu"))))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    marketplace._files.clear()
+    got = marketplace.file_for(marketplace.load(lay), "acme/ext:1.0.0")
+    assert got is not None and got[1].labels["org.opencontainers.image.title"] == "Exu"
