@@ -97,6 +97,8 @@ sshd_bin() {
 }
 pyvenv() { apt_install python3-venv; }
 tracer() { apt_install strace; }  # the durability tests trace dockext's system calls (tests/engine/test_durability.py)
+# a rootless engine for tests/e2e/test_rootless.py (tests/support/rootless.py starts it: nothing runs here)
+rootless() { apt_install rootlesskit uidmap slirp4netns; }
 
 docker_group() {
   if ! getent group docker >/dev/null; then
@@ -165,6 +167,7 @@ step engine engine
 if [ $BROWSER -eq 1 ]; then step chromium browser; fi
 step python3-venv pyvenv
 step strace tracer
+step rootless rootless
 step docker-group docker_group
 step venv venv
 step sshd sshd_bin

@@ -308,7 +308,9 @@ class Installer:
             use_sockperm = os.geteuid() != 0 and bool(socket_name)
             if use_sockperm:
                 image = sockperm.ensure_image(self.engine.client)
-                extra["dockext-sockperm"] = sockperm.service(image, os.geteuid(), os.getegid())
+                # a rootless engine's container root is this user here; container uid N is a subordinate id
+                ids = (0, 0) if self.engine.rootless else (os.geteuid(), os.getegid())
+                extra["dockext-sockperm"] = sockperm.service(image, *ids)
         self.report.step("Setting additional compose attributes")
         rewritten = composefile.rewrite(
             doc,

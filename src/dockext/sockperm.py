@@ -4,7 +4,8 @@ Extension backends run as root and create their sockets in the guest-services di
 ordinary user cannot ``connect()`` to those. Install then adds one more service to the extension's compose
 project: the static helper ``helpers/sockperm-linux-<arch>`` (source ``helpers/sockperm.c``, built by
 ``tools/build-helpers.sh``) in a ``FROM scratch`` image that dockext builds locally. It watches
-``/run/guest-services`` and gives each socket to dockext's uid (see docs/design.md).
+``/run/guest-services`` and gives each socket to dockext's uid, or on a rootless engine to the containers' root,
+which is dockext's user on the host (see docs/design.md).
 
 The same binary is the **relay** of a remote engine (docs/design.md, "Remote engines"): ``sockperm idle`` is
 the PID 1 of a ``dockext-relay`` service sharing the project's guest-services volume, and dockext reaches a

@@ -382,6 +382,54 @@ def test_the_volumes_views_show_labels_as_text(view: Page, world: World) -> None
     inert(view, world, "volume")
 
 
+#: posted by the extension's page, as its SDK does: a toast, links to open, a file dialog
+FROM_FRAME = """([toast, urls, options]) => {
+  const origin = window.__dockextConfig.dashboardOrigin;
+  parent.postMessage({dockext: "toast", level: "error", message: toast}, origin);
+  for (const url of urls) parent.postMessage({dockext: "openExternal", url}, origin);
+  parent.postMessage({dockext: "dialog", id: "untrusted-dialog", options}, origin);
+}"""
+#: file names are the host's (an extension's backend can write them into a bind mount): no "/" in them
+FILE_NAMES = ["<img src=pwned-file onerror=window.__pwned='file'>", "<svg onload=window.__pwned='dir'>"]
+
+
+def test_what_an_extension_page_sends_is_shown_as_text(view: Page, world: World, tmp_path: Path) -> None:
+    """Its toasts, the file dialog it opens (its title, message, button, filters and the host's file names),
+    and links it asks to open: only http(s) ones would open, so ``javascript:``/``data:`` open nothing."""
+    folder = tmp_path / "pick"
+    folder.mkdir()
+    (folder / FILE_NAMES[0]).write_text("x")
+    (folder / FILE_NAMES[1]).mkdir()
+    go(view, world, f"#/extensions/{world.key}")
+    expect(view.frame_locator("#extension-frame").locator("#status")).to_have_text("done")
+    handle = view.locator("#extension-frame").element_handle()
+    frame = handle.content_frame() if handle else None
+    assert frame is not None
+    pages = len(view.context.pages)
+    frame.evaluate(FROM_FRAME, [
+        f"Toast {hostile('toast')}",
+        ["javascript:window.opener.__pwned='open'", "data:text/html,<script>alert(1)</script>", "vbscript:x"],
+        {"title": f"Title {hostile('dialog')}"[:200], "message": f"Msg {hostile('message')}",
+         "buttonLabel": "<b onclick=x>Go</b>", "defaultPath": str(folder), "properties": ["openFile"],
+         "filters": [{"name": "<i onclick=x>F</i>", "extensions": ["*"]}]},
+    ])
+    toast = view.locator(".toast").filter(has_text="Toast")
+    expect(toast).to_contain_text(f"Toast {hostile('toast')}")
+    expect(toast).to_contain_text(TITLE)  # which extension says it
+    dialog = view.get_by_role("dialog")
+    expect(dialog.get_by_role("heading")).to_have_text(f"Title {hostile('dialog')}"[:200])
+    expect(dialog).to_contain_text(f"Msg {hostile('message')}")
+    expect(dialog).to_contain_text(f"{TITLE} asks you to choose a file")
+    expect(dialog.get_by_role("button", name="<b onclick=x>Go</b>")).to_be_visible()
+    expect(dialog.get_by_label("File type")).to_contain_text("<i onclick=x>F</i> (*)")
+    for name in FILE_NAMES:
+        expect(dialog.locator(".fd-name").filter(has_text=name)).to_have_text(name)
+    inert(view, world, "extension-sent")
+    assert len(view.context.pages) == pages  # no window opened for a javascript:/data:/vbscript: link
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+
+
 ROUTE = "<img src=pwned-route onerror=\"window.__pwned='route'\"><svg onload=window.__pwned=2>"
 
 

@@ -263,8 +263,10 @@ def test_the_memo_keeps_what_each_folder_holds_and_forgets_files_gone(folder, tm
     assert "ext-1.0.0.tar" not in names and "o.tar" in names
 
 
-@pytest.mark.parametrize("memo", [b"{not json", b'{"schema": 99, "reader": 1, "files": []}', b"[]",
-                                  b'{"schema": 1, "reader": 1, "files": [{"key": ["x"]}, 7, {"key": [1, 2, 3, 4, 5]}]}'],
+ODD = b'{"schema": 1, "reader": 1, "files": [{"key": ["x"]}, 7, {"key": [1, 2, 3, 4, 5]}]}'
+
+
+@pytest.mark.parametrize("memo", [b"{not json", b'{"schema": 99, "reader": 1, "files": []}', b"[]", ODD],
                          ids=["torn", "other-schema", "not-an-object", "odd-entries"])
 def test_a_memo_that_cannot_be_vouched_for_is_read_past_and_written_again(folder, tmp_path, memo):
     lay = Layout(tmp_path / "home")

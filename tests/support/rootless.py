@@ -1,0 +1,138 @@
+"""A rootless Docker engine (``dockerd-rootless.sh``) run by an ordinary user, ``dockext-rl``, for the tests of
+dockext on such an engine (reference R13).
+
+The user is not in the ``docker`` group: it reaches no engine but its own. It gets subordinate ids (``/etc/subuid``,
+``/etc/subgid``), as ``useradd`` gives them on Debian; its engine keeps images in ``~/.local/share/docker`` from
+one session to the next and listens on ``/run/user/<uid>/docker.sock``. Container networking is slirp4netns with
+``--disable-host-loopback`` (the script's default): nothing reaches the host's loopback, and no test container
+sends anything outside the networks it is on. Needs root (as CI runs), ``rootlesskit``, ``newuidmap`` and
+``slirp4netns`` (scripts/setup.sh installs them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.support.unpriv import Unpriv
+
+USER = "dockext-rl"
+SUBIDS = "100000:65536"  # the subordinate ids it is given when useradd did not (the first 64 Ki above 100000)
+SCRIPT_DIRS = ("/usr/bin", "/usr/share/docker.io/contrib")  # docker-ce's packages, Debian's docker.io
+
+
+@dataclass(frozen=True)
+class RootlessEngine:
+    user: Unpriv
+    host: str  # unix:///run/user/<uid>/docker.sock
+    client: docker.DockerClient  # root's client of it (root may connect to any socket)
+    log: Path
+
+    @property
+    def socket(self) -> Path:
+        return Path(self.host.removeprefix("unix://"))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The user's environment with its engine selected, as a login with rootless Docker set up has it."""
+        return self.user.env(DOCKER_HOST=self.host, XDG_RUNTIME_DIR=str(self.socket.parent), **extra)
+
+    def load(self, main: docker.DockerClient, ref: str) -> None:
+        """Copy the image ``ref`` from the machine's engine into this one (``docker save | docker load``)."""
+        if any(ref in (i.tags or []) and i.id == main.images.get(ref).id for i in self.client.images.list(ref)):
+            return
+        self.client.images.load(main.images.get(ref).save(chunk_size=1 << 20, named=ref))  # by name, with its tag
+
+
+def ensure_user(like: Unpriv) -> Unpriv:
+    """``dockext-rl`` (created once, with subordinate ids), running the same dockext venv as ``like``."""
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", "--user-group", USER],
+                       check=True, capture_output=True)
+    for table in (Path("/etc/subuid"), Path("/etc/subgid")):
+        lines = table.read_text().splitlines() if table.exists() else []
+        if not any(line.split(":", 1)[0] == USER for line in lines):
+            with table.open("a") as fh:
+                fh.write(f"{USER}:{SUBIDS}\n")
+    entry = pwd.getpwnam(USER)
+    return Unpriv(user=USER, uid=entry.pw_uid, gid=entry.pw_gid, home=Path(entry.pw_dir), python=like.python,
+                  dockext=like.dockext)
+
+
+def _script() -> str:
+    for d in SCRIPT_DIRS:
+        if os.access(f"{d}/dockerd-rootless.sh", os.X_OK):
+            return f"{d}/dockerd-rootless.sh"
+    pytest.fail("dockerd-rootless.sh is missing (it comes with the docker.io package): run bash scripts/setup.sh")
+
+
+@contextlib.contextmanager
+def rootless_engine(like: Unpriv, log: Path, timeout: float = 90) -> Iterator[RootlessEngine]:
+    """Start the user's rootless engine; stop it (and what runs on it) on exit."""
+    for tool in ("rootlesskit", "newuidmap", "slirp4netns"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: run bash scripts/setup.sh")
+    user = ensure_user(like)
+    runtime = Path(f"/run/user/{user.uid}")
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chown(runtime, user.uid, user.gid)
+    socket = runtime / "docker.sock"
+    _stop_leftover(runtime)
+    env = user.env(XDG_RUNTIME_DIR=str(runtime))
+    env["PATH"] = f"{env['PATH']}:/usr/sbin:/sbin:{':'.join(SCRIPT_DIRS)}"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([_script()], env=env, cwd=user.home, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, user=user.uid, group=user.gid, extra_groups=[],
+                                start_new_session=True)
+    engine = None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the rootless engine exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                client = docker.DockerClient(base_url=f"unix://{socket}", timeout=30)
+                client.ping()
+                break
+            except Exception:  # not up yet: no socket, connection refused, a 500 while it starts
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the rootless engine did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+        engine = RootlessEngine(user=user, host=f"unix://{socket}", client=client, log=log)
+        yield engine
+    finally:
+        if engine is not None:
+            for container in engine.client.containers.list(all=True):
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+            engine.client.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _stop_leftover(runtime: Path) -> None:
+    """A rootless engine an interrupted session left running (its pid file): stopped, so this one can start."""
+    pidfile = runtime / "docker.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(300):
+            os.kill(pid, 0)
+            time.sleep(0.1)
