@@ -77,7 +77,7 @@ class Engine:
         self.target = target
         self.host = target.url
         self._client: docker.DockerClient | None = None
-        self._identity: str | None = None
+        self._info_cache: dict[str, Any] | None = None
 
     # -- connection ----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -271,13 +271,24 @@ class Engine:
         return ""
 
     # -- offline install: `docker save` tarballs -----------------------------------------------------
+    def _info(self) -> dict[str, Any]:
+        """``GET /info``, asked once."""
+        if self._info_cache is None:
+            with self._errors("ask the engine about itself"):
+                self._info_cache = dict(self.client.api.info())
+        return self._info_cache
+
     def identity(self) -> str:
         """The engine's own ID (``GET /info`` ``ID``): one engine has one, through whatever address reaches it
         (its socket, a TCP port, ssh), so an extension's backend can be told to be on another engine."""
-        if self._identity is None:
-            with self._errors("ask the engine's ID"):
-                self._identity = str(self.client.api.info().get("ID") or "")
-        return self._identity
+        return str(self._info().get("ID") or "")
+
+    @property
+    def rootless(self) -> bool:
+        """A rootless engine (``dockerd-rootless.sh``): its containers' root is the user who runs it, so a file a
+        backend creates as root is that user's on this host, and container uid N is one of its subordinate ids."""
+        options = self._info().get("SecurityOptions") or []
+        return any(isinstance(o, str) and "name=rootless" in o.split(",") for o in options)
 
     def platform(self) -> str:
         """The engine's platform as an image index names it: ``linux/amd64``."""
