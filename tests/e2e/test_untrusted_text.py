@@ -243,7 +243,7 @@ def world(tmp_path_factory, fixture_image, docker_client: docker.DockerClient) -
     finally:
         if server is not None:
             server.stop()
-        for undo in reversed(cleanup):
+        for undo in cleanup:  # the extension and the container first, then what they use
             with contextlib.suppress(Exception):  # best effort: never hide the tests' own outcome
                 undo()
 
