@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +66,16 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def rootless_socket() -> str | None:
+    """This user's rootless engine's socket (``$XDG_RUNTIME_DIR/docker.sock``) if there is one."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    path = os.path.join(runtime, "docker.sock")
+    try:
+        return path if stat.S_ISSOCK(os.stat(path).st_mode) else None
+    except OSError:
+        return None
+
+
 class Engine:
     """One connection to the engine dockext manages (:func:`dockext.dockerhost.resolve`: ``$DOCKER_HOST``, the
     current docker context, or the default unix socket)."""
@@ -120,11 +131,13 @@ class Engine:
         why = _short(exc)
         if self.target.scheme == "ssh":
             why = sshdial.dialer_for(self.target.url).last_error or why
-        return EngineUnavailable(
-            f"cannot reach the Docker engine at {self.target.describe()}: {why}",
-            hint="Is dockerd running, and may this user use it (member of the 'docker' group)? "
-            "Set DOCKER_HOST (or `docker context use`) to use another engine.",
-        )
+        hint = "Is dockerd running, and may this user use it (member of the 'docker' group)? " \
+               "Set DOCKER_HOST (or `docker context use`) to use another engine."
+        rootless = rootless_socket() if self.target.source == "default" else None
+        if rootless is not None:
+            hint = f"A rootless engine listens on {rootless}: use it with DOCKER_HOST=unix://{rootless}, or start " \
+                   "the machine's dockerd."
+        return EngineUnavailable(f"cannot reach the Docker engine at {self.target.describe()}: {why}", hint=hint)
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:

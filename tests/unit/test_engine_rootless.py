@@ -1,0 +1,48 @@
+"""A rootless engine as dockext sees it: told from ``GET /info``, and named when the default engine is down.
+The whole flow on a real rootless engine is tests/e2e/test_rootless.py."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from dockext.dockerhost import DockerHost
+from dockext.engine import Engine
+from dockext.errors import EngineUnavailable
+
+
+class InfoEngine(Engine):
+    def __init__(self, info: dict) -> None:
+        super().__init__(DockerHost("unix:///nonexistent/docker.sock"))
+        self._info_cache = info
+
+
+@pytest.mark.parametrize("options, rootless", [
+    (["name=seccomp,profile=default", "name=rootless", "name=cgroupns"], True),
+    (["name=apparmor", "name=seccomp,profile=default"], False),
+    (None, False),
+    (["name=rootlessish"], False),
+])
+def test_a_rootless_engine_is_told_from_its_security_options(options, rootless):
+    assert InfoEngine({"ID": "X", "SecurityOptions": options}).rootless is rootless
+
+
+def unreachable(monkeypatch, runtime: Path, source: str) -> EngineUnavailable:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    engine = Engine(DockerHost(f"unix://{runtime}/missing/docker.sock", source=source))
+    with pytest.raises(EngineUnavailable) as info:
+        engine.ping()
+    return info.value
+
+
+def test_when_the_default_engine_is_down_a_rootless_one_of_this_user_is_named(monkeypatch, tmp_path):
+    assert "rootless" not in (unreachable(monkeypatch, tmp_path, "default").hint or "")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tmp_path / "docker.sock"))
+        err = unreachable(monkeypatch, tmp_path, "default")
+        assert err.hint == (f"A rootless engine listens on {tmp_path}/docker.sock: use it with "
+                            f"DOCKER_HOST=unix://{tmp_path}/docker.sock, or start the machine's dockerd.")
+        # an engine the user chose is not second-guessed
+        assert "rootless" not in (unreachable(monkeypatch, tmp_path, "DOCKER_HOST").hint or "")
