@@ -261,8 +261,9 @@ class Engine:
         return {v["Name"] for v in (found or {}).get("Volumes") or []}
 
     def remove_volumes(self, names: set[str]) -> None:
+        """Remove these volumes; one that is gone or in use is left. Raises if the engine does not answer."""
         for name in names:
-            with contextlib.suppress(docker.errors.DockerException):
+            with self._errors(f"remove volume {name}"), contextlib.suppress(docker.errors.APIError):
                 self.client.api.remove_volume(name, force=True)
 
     def exec_run(self, container: str, cmd: list[str]) -> tuple[int, str]:

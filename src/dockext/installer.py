@@ -67,6 +67,10 @@ __all__ = ["NEXT_PREFIX", "PENDING_FILE", "PREV_PREFIX", "UPDATE_FILE", "Install
 
 PENDING_FILE = "pending.json"
 UPDATE_FILE = "update.json"  # in a staged new version: what an update must undo (the volumes it may create)
+INSTALL_FILE = "install.json"  # in an install not yet committed: the same for the install (its undo keeps the rest)
+#: how long the undo of a failed install waits for an engine that does not answer (restarting, say) before it
+#: leaves the undo to the next command's recovery
+ENGINE_BACK_WAIT = 15.0
 NEXT_PREFIX = ".next-"  # extensions/.next-<key>: the new version of an update, staged
 SUN_PATH_MAX = 107
 
@@ -342,11 +346,13 @@ class Installer:
 
     def _activate(self, record: Record, stage: Path) -> Record:
         target = self.layout.extension_dir(record.key)
+        # volumes of this project that exist already (kept by an earlier rm) must survive a failed install, even
+        # one whose undo is left to the next command's recovery: written down before the backend is started
+        volumes_before = sorted(self.engine.project_volumes(record.vm.project)) if record.vm else []
+        atomic_write(stage / INSTALL_FILE, json.dumps({"volumes_before": volumes_before}).encode())
         sync_tree(stage)  # its files on disk before it is published (not only its record)
         durable_rename(stage, target)
         crashpoint.reached("install:moved")
-        # volumes of this project that exist already (kept by an earlier rm) must survive a failed install
-        volumes_before = self.engine.project_volumes(record.vm.project) if record.vm else set()
         try:
             if record.vm:
                 self._start_backend(record, target)
@@ -360,12 +366,11 @@ class Installer:
             crashpoint.reached("install:committed")
         except BaseException:
             self.report.step("Removing extension (install failed)")
-            created: set[str] = set()
-            if record.vm:
-                with contextlib.suppress(DockextError):
-                    created = self.engine.project_volumes(record.vm.project) - volumes_before
-            self._undo(record, target, created_volumes=created)
+            if not self._undo_install(record, target):
+                self.report.step("The Docker engine does not answer: the next dockext command finishes removing it")
             raise
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target / INSTALL_FILE)  # (rm unlinks it too: a crash may have left it)
         self.report.step(f'Extension "{record.title}" installed successfully')
         return record
 
@@ -665,6 +670,8 @@ class Installer:
             if not forget:
                 self.check_engine(record)
             self.report.step(f"Removing extension {record.id}...")
+            with contextlib.suppress(FileNotFoundError):  # left by an install killed just after its commit: with
+                os.unlink(target / INSTALL_FILE)  # it, recovering this tombstone would delete the extension's volumes
             durable_rename(target / RECORD_FILE, target / PENDING_FILE)  # tombstone: no longer listed
             crashpoint.reached("rm:tombstoned")
             try:
@@ -744,9 +751,9 @@ class Installer:
             record = _read_pending(target)
             if record and self._elsewhere(record):
                 continue  # the same: compose here would find nothing, and the containers there would be orphaned
-            if record and record.vm:
-                try:
-                    self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
+            if record:
+                try:  # an install's volumes go too (its journal); an rm's tombstone has none: its volumes stay
+                    self._undo_backend(record, target)
                 except DockextError:
                     continue  # engine unreachable: leave it for the next time
             if record:
@@ -787,13 +794,35 @@ class Installer:
             n[len(p):] for n in names for p in (NEXT_PREFIX, PREV_PREFIX) if n.startswith(p) and len(n) > len(p)
         })
 
-    def _undo(self, record: Record, target: Path, created_volumes: set[str]) -> None:
-        if record.vm:
-            with contextlib.suppress(DockextError):
-                self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
-            with contextlib.suppress(DockextError):
-                self.engine.remove_volumes(created_volumes)
+    def _undo_install(self, record: Record, target: Path) -> bool:
+        """Undo an install that did not commit: its backend, the volumes it created, its files. If the engine does
+        not answer (a restart of dockerd under the install: what compose made comes back with it), try again for
+        up to :data:`ENGINE_BACK_WAIT` s; if it still fails, the files stay where they are, not listed, and the
+        next command's recovery finishes the undo: deleting them would orphan the backend's containers, networks
+        and volumes. Returns whether it was undone."""
+        deadline = time.monotonic() + ENGINE_BACK_WAIT
+        while True:
+            try:
+                self._undo_backend(record, target)
+                break
+            except DockextError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.5)
         self._delete_files(record, target)
+        return True
+
+    def _undo_backend(self, record: Record, target: Path) -> None:
+        """``compose down`` of an install that did not commit, and the removal of the volumes it created (those
+        its journal does not name). Raises :class:`DockextError` if the engine does not answer."""
+        if record.vm is None:
+            return
+        self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
+        try:
+            before = set(json.loads((target / INSTALL_FILE).read_bytes())["volumes_before"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # not known which volumes are new (an rm's tombstone, or an older dockext's): keep them all
+        self.engine.remove_volumes(self.engine.project_volumes(record.vm.project) - before)
 
     def _delete_files(self, record: Record, target: Path) -> None:
         permissions.forget(self.layout, record.key)  # the user's grants go with the extension

@@ -8,8 +8,11 @@ choice is in docs/compatibility.md)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,17 +100,30 @@ def test_backends_come_back_after_an_engine_restart_and_dockext_reaches_them(tmp
             volume.remove()
 
 
-def test_an_install_the_engine_restarts_under_ends_whole_or_undone(tmp_path, fixture_image, docker_client):
-    """R5: dockerd restarts while `compose up` runs. Either the install completed, or it failed and was undone
-    with nothing left behind; either way an install (again) then works."""
+def assert_no_project_objects(docker_client, project: str) -> None:
+    """No container, network or volume of the compose project is left (assert_nothing_left looks at containers
+    and files)."""
+    label = f"com.docker.compose.project={project}"
+    assert labelled(docker_client, label) == []
+    assert [n.name for n in docker_client.networks.list(filters={"label": label})] == []
+    assert [v.name for v in docker_client.volumes.list(filters={"label": label})] == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["restart", "kill-9"])
+def test_an_install_the_engine_restarts_under_ends_whole_or_undone(tmp_path, fixture_image, docker_client, sig):
+    """R5: dockerd stops while `compose up` runs, with SIGTERM (a restart) or SIGKILL (a crash), and is started
+    again. Either the install completed, or it failed and was undone with nothing left behind (the next command,
+    `ls`, finishes an undo the engine's absence cut short); either way an install (again) then works."""
     home = tmp_path / "home"
-    ref = fixture_image("vm-image", tag="1.1.0", repo_prefix=PREFIX)
-    key, project = f"{PREFIX}_vm-image", f"{PREFIX}_vm-image-desktop-extension"
+    ref = fixture_image("compose", tag="1.1.0", repo_prefix=PREFIX)  # two services, a network and a volume
+    key, project = f"{PREFIX}_compose", f"{PREFIX}_compose-desktop-extension"
     proc = start(home, "install", "-f", ref, DOCKEXT_BACKEND_TIMEOUT="60")
     read_until(proc, "Starting service in Desktop VM")
-    restart_dockerd()
+    # once compose has made something of the project (its network comes first): what the engine must undo
+    made = eventually(lambda: docker_client.networks.list(filters={"label": f"com.docker.compose.project={project}"}))
+    restart_dockerd(sig=sig)
     out, err = proc.communicate(timeout=180)
-    print(f"install exited {proc.returncode} after the restart:\n{err[-400:]}")
+    print(f"{made} existed; install exited {proc.returncode} after dockerd's {sig.name}:\n{out[-600:]}\n{err[-600:]}")
     try:
         if proc.returncode == 0:
             assert [r["image"] for r in ls_json(home)] == [ref]
@@ -115,14 +131,69 @@ def test_an_install_the_engine_restarts_under_ends_whole_or_undone(tmp_path, fix
             assert "Removing extension (install failed)" in out, out + err
             assert ls_json(home) == []
             assert_nothing_left(home, docker_client, key, project)
+            assert_no_project_objects(docker_client, project)
             run_dockext("install", "-f", ref, home=home)  # the retry
         rec = record(home, key)
-        sock = home / "gs" / rec["vm"]["gs_key"] / "backend.sock"
-        status, _ = eventually(lambda: get_over_socket(sock, "/hello") if sock.exists() else None)
+        sock = home / "gs" / rec["vm"]["gs_key"] / "compose.sock"
+        status, _ = eventually(lambda: get_over_socket(sock, "/whoami") if sock.exists() else None)
         assert status == 200
     finally:
         run_dockext("rm", ref, home=home, check=False)
+        for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
+            volume.remove()  # named volumes outlive rm, as in Docker Desktop
     assert_nothing_left(home, docker_client, key, project)
+    assert_no_project_objects(docker_client, project)
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command name) of the processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if int(rest[1]) == pid:
+                found.append((int(entry.name), name))
+    return found
+
+
+def test_an_install_whose_docker_compose_is_killed_mid_up_is_undone(tmp_path, fixture_image, docker_client):
+    """R5: the `docker compose up` child of `dockext install` is killed (SIGKILL) once it has made the project's
+    network: the install fails, saying so, and is undone at once (containers, network, the volume it made); an
+    install again works."""
+    home = tmp_path / "home"
+    ref = fixture_image("compose", tag="1.1.0", repo_prefix=PREFIX)
+    key, project = f"{PREFIX}_compose", f"{PREFIX}_compose-desktop-extension"
+    proc = start(home, "install", "-f", ref)
+    try:
+        read_until(proc, "Starting service in Desktop VM")
+        label = f"com.docker.compose.project={project}"
+        eventually(lambda: docker_client.networks.list(filters={"label": label}), timeout=30)
+        [(compose, _)] = [c for c in children(proc.pid) if c[1] == "docker-compose"]
+        os.kill(compose, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out + err
+        assert "Removing extension (install failed)" in out
+        assert "starting the backend (docker compose up) failed" in err
+        assert_nothing_left(home, docker_client, key, project)  # undone by the install itself, not left
+        assert_no_project_objects(docker_client, project)
+        assert ls_json(home) == []
+        run_dockext("install", "-f", ref, home=home)  # the retry
+        sock = home / "gs" / record(home, key)["vm"]["gs_key"] / "compose.sock"
+        status, _ = get_over_socket(sock, "/whoami")
+        assert status == 200
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        run_dockext("rm", ref, home=home, check=False)
+        for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
+            volume.remove()
+    assert_nothing_left(home, docker_client, key, project)
+    assert_no_project_objects(docker_client, project)
 
 
 def test_with_live_restore_backends_keep_running_through_an_engine_restart(tmp_path, fixture_image, docker_client):

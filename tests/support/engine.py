@@ -1,6 +1,10 @@
-"""Restarting the test machine's dockerd, as a host reboot or `systemctl restart docker` would (reference R11).
+"""Restarting the test machine's dockerd, as a host reboot or `systemctl restart docker` would (reference R11), or
+after a crash (`kill -9`, reference R5).
 
-dockerd is stopped with SIGTERM (live-restore is off here: its containers stop with it) and started again with
+dockerd is stopped with SIGTERM (live-restore is off here: its containers stop with it), or killed with SIGKILL
+(a crash: none of its shutdown runs; its containerd dies with it, the containers' shims and processes do not,
+and the pid files stay: see _drop_stale_pidfiles; the dockerd started again finds the containers running and,
+live-restore off, stops them and starts those with a restart policy again), and started again with
 the command line it had, its output appended to the same log, in the host's network namespace (the tests run
 in their own, tests/conftest.py), in a session of its own so that it outlives the test run. The pid file of
 .ci/setup-engine.sh is kept up to date, so that `setup-engine.sh stop` still finds it.
@@ -20,11 +24,21 @@ PIDFILE = Path("/var/lib/ci-engine/dockerd.pid")
 
 
 def dockerd_pid() -> int:
+    """The machine's dockerd: not the zombies of earlier ones nobody reaped, nor a rootless dockerd another test
+    runs meanwhile (in a user namespace of its own)."""
     listed = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
-    found = [p for p in listed if _running(int(p))]  # not the zombies of earlier ones nobody reaped
+    ours = os.readlink("/proc/self/ns/user")
+    found = [p for p in listed if _running(int(p)) and _user_ns(int(p)) == ours]
     if len(found) != 1:
         raise AssertionError(f"expected one dockerd to restart, found {found or 'none'}")
     return int(found[0])
+
+
+def _user_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/user")
+    except OSError:
+        return None
 
 
 def _running(pid: int) -> bool:
@@ -46,20 +60,22 @@ def dockerd_argv() -> list[str]:
     return [a.decode() for a in Path(f"/proc/{dockerd_pid()}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
 
 
-def restart_dockerd(timeout: float = 90, argv: list[str] | None = None) -> float:
-    """Stop and start dockerd (with ``argv`` instead of its own command line if given); return the seconds it
-    took until it answered again."""
+def restart_dockerd(timeout: float = 90, argv: list[str] | None = None, sig: int = signal.SIGTERM) -> float:
+    """Stop dockerd with ``sig`` (SIGKILL: a crash) and start it again (with ``argv`` instead of its own command
+    line if given); return the seconds it took until it answered again."""
     pid = dockerd_pid()
     args = [a.encode() for a in argv] if argv is not None else \
         Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     log = os.readlink(f"/proc/{pid}/fd/1")
     cwd = os.readlink(f"/proc/{pid}/cwd")
     t0 = time.monotonic()
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, sig)
     while _running(pid):
         if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"dockerd {pid} did not stop within {timeout} s")
+            raise AssertionError(f"dockerd {pid} did not stop within {timeout} s of {signal.Signals(sig).name}")
         time.sleep(0.1)
+    if sig == signal.SIGKILL:
+        _drop_stale_pidfiles(args)
     host_ns = os.environ.get("DOCKEXT_TEST_HOST_NETNS")
     enter = ["nsenter", f"--net={host_ns}"] if host_ns else []
     with open(log if log.startswith("/") else os.devnull, "ab") as out:
@@ -84,3 +100,37 @@ def restart_dockerd(timeout: float = 90, argv: list[str] | None = None) -> float
         if named == str(pid) or not Path(f"/proc/{named}").exists():
             PIDFILE.write_text(f"{dockerd_pid()}\n")
     return time.monotonic() - t0
+
+
+
+def _drop_stale_pidfiles(args: list[bytes]) -> None:
+    """A killed dockerd leaves its pid file, and so does its containerd (which dockerd 20.10 starts with
+    PDEATHSIG=SIGKILL: it dies with it; the containers' shims do not). A new dockerd refuses to start while its
+    own pid file names a process with a /proc entry ("pid file found, ensure docker is not running"), and waits
+    in vain for a containerd its pid file names if that process has one: a zombie that init has not reaped yet
+    still has one. What an administrator does after a crash: delete the pid files of processes that are dead."""
+    pidfile = Path("/var/run/docker.pid")
+    exec_root = Path("/var/run/docker")
+    for i, arg in enumerate(args):
+        value = args[i + 1].decode() if i + 1 < len(args) else ""
+        if arg in (b"--pidfile", b"-p"):
+            pidfile = Path(value)
+        elif arg.startswith(b"--pidfile="):
+            pidfile = Path(arg.split(b"=", 1)[1].decode())
+        elif arg == b"--exec-root":
+            exec_root = Path(value)
+        elif arg.startswith(b"--exec-root="):
+            exec_root = Path(arg.split(b"=", 1)[1].decode())
+    for path in (pidfile, exec_root / "containerd" / "containerd.pid"):
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                named = int(path.read_text().strip())
+            except (FileNotFoundError, ValueError):
+                break
+            if not _running(named):
+                path.unlink(missing_ok=True)
+                break
+            if time.monotonic() > deadline:  # a containerd that outlived dockerd: the new dockerd uses it
+                break
+            time.sleep(0.1)
