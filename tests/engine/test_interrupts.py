@@ -1,17 +1,21 @@
-"""Ctrl-C, SIGTERM or SIGHUP during an install or an update, and two installs at once (reference R6, R10): real
-engine, real CLI."""
+"""Ctrl-C, SIGTERM or SIGHUP during an install or an update, two installs at once (CLI + CLI, CLI + dashboard
+server), and `kill -9` of the one holding the lock (reference R6, R10): real engine, real CLI, real server."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import run_dockext
+from tests.support.server import start_server
+from tests.support.session import Session
 
 from .test_install import assert_nothing_left, get_over_socket, labelled, ls_json, record
 
@@ -101,4 +105,141 @@ def test_two_installs_of_one_extension_at_once_give_one_install_and_a_clear_refu
     assert [r["image"] for r in ls_json(home)] == [ref]
     assert len(labelled(docker_client, f"com.docker.compose.project={PROJECT}")) == 1
     run_dockext("rm", ref, home=home)
+    assert_nothing_left(home, docker_client, KEY, PROJECT)
+
+
+def post_job(session: Session, image: str) -> str:
+    """What the Marketplace's Install button does; the job's id."""
+    with session.dashboard() as dash:
+        r = dash.post("/api/marketplace/jobs", json={"action": "install", "image": image},
+                      headers={"Origin": f"http://dockext.localhost:{session.server.port}"})
+    assert r.status_code == 202, r.text
+    return str(r.json()["job"]["id"])
+
+
+def job(session: Session, job_id: str) -> dict:
+    with session.dashboard() as dash:
+        return dict(dash.get(f"/api/marketplace/jobs/{job_id}").json()["job"])
+
+
+def wait_job(session: Session, job_id: str, timeout: float = 180) -> dict:
+    """The job once it has ended (not a speed test: ``timeout`` only keeps a hang from lasting forever)."""
+    deadline = time.monotonic() + timeout
+    while (state := job(session, job_id))["state"] == "running":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+    return state
+
+
+def lock_is_held(home: Path) -> bool:
+    """Whether some process holds dockext's lock (a try that gives it back at once if it got it)."""
+    fd = os.open(home / "lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open."""
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in fds.iterdir():
+        try:
+            if os.readlink(fd) == str(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.parametrize("first", ["cli", "server"])
+def test_an_install_by_the_cli_and_one_by_the_server_at_once_take_turns(home, fixture_image, docker_client, first):
+    """R10, CLI + server: the second waits for the first one's lock, then finds the extension installed."""
+    ref = fixture_image("vm-image", repo_prefix=PREFIX)
+    server = start_server(home)
+    try:
+        session = Session(server)
+        if first == "cli":
+            proc = start(home, "install", "-f", ref)
+            read_until(proc, "Starting service in Desktop VM")  # under the lock
+            job_id = post_job(session, ref)
+        else:
+            job_id = post_job(session, ref)
+            deadline = time.monotonic() + 60
+            while not any("Starting service" in s for s in job(session, job_id)["steps"]):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            proc = start(home, "install", "-f", ref)
+        out, err = proc.communicate(timeout=180)
+        done = wait_job(session, job_id)
+        if first == "cli":
+            assert proc.returncode == 0, err
+            assert done["state"] == "failed" and done["error"]["type"] == "AlreadyInstalled", done
+            assert f"extension {PREFIX}/vm-image is already installed" in done["error"]["message"]
+        else:
+            assert done["state"] == "done", done
+            assert proc.returncode == 1 and f"extension {PREFIX}/vm-image is already installed" in err, out + err
+        assert [r["image"] for r in ls_json(home)] == [ref]
+        assert len(labelled(docker_client, f"com.docker.compose.project={PROJECT}")) == 1
+    finally:
+        server.stop()
+        run_dockext("rm", ref, home=home, check=False)
+    assert_nothing_left(home, docker_client, KEY, PROJECT)
+
+
+@pytest.mark.parametrize("waiter", ["cli", "server"])
+def test_kill_9_of_the_lock_holder_lets_the_waiting_install_proceed(home, fixture_image, docker_client, waiter):
+    """R10: an install holds the lock (its backend never makes its socket, so it waits); a second install, by
+    the CLI or the dashboard server, waits for the lock. `kill -9` of the first: the kernel drops its lock, and
+    the second one goes on without waiting out the lock's 120 s: it first undoes what the killed one left (its
+    containers, files and socket directory), then installs."""
+    good = fixture_image("vm-image", repo_prefix=PREFIX)
+    hangs = f"{PREFIX}/vm-image:9.0.0"  # the same extension, a backend that never creates its socket
+    docker_client.images.get(fixture_image("bad-no-socket", repo_prefix=PREFIX)).tag(hangs)
+    server = start_server(home) if waiter == "server" else None
+    try:
+        holder = start(home, "install", "-f", hangs, DOCKEXT_BACKEND_TIMEOUT="300")
+        read_until(holder, "Starting service in Desktop VM")
+        killed_gs = {p.name for p in (home / "gs").iterdir()}
+        assert lock_is_held(home)
+        if server is not None:
+            session = Session(server)
+            job_id = post_job(session, good)
+            waiting = server.proc.pid
+        else:
+            proc = start(home, "install", "-f", good)
+            waiting = proc.pid
+        deadline = time.monotonic() + 60
+        while not has_open(waiting, home / "lock"):  # in its lock's retry loop: it opens the file first
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert lock_is_held(home) and holder.poll() is None
+        t0 = time.monotonic()
+        holder.kill()
+        holder.wait()
+        if server is not None:
+            done = wait_job(session, job_id)
+            assert done["state"] == "done", done
+        else:
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, out + err
+        print(f"the waiting install ({waiter}) ended {time.monotonic() - t0:.1f} s after the kill")
+        [row] = ls_json(home)
+        assert row["image"] == good
+        [ctr] = labelled(docker_client, f"com.docker.compose.project={PROJECT}")
+        assert ctr.image.id == docker_client.images.get(good).id and ctr.status == "running"
+        rec = record(home, KEY)
+        assert {p.name for p in (home / "gs").iterdir()} == {rec["vm"]["gs_key"]}
+        assert rec["vm"]["gs_key"] not in killed_gs  # the killed install's socket directory went with it
+        assert list((home / "staging").iterdir()) == []
+        status, _ = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "backend.sock", "/hello")
+        assert status == 200
+    finally:
+        if server is not None:
+            server.stop()
+        run_dockext("rm", KEY, home=home, check=False)
+        docker_client.images.remove(hangs)
     assert_nothing_left(home, docker_client, KEY, PROJECT)
