@@ -348,6 +348,35 @@ def test_the_marketplace_card_shows_text_and_links_only_http_urls(view: Page, wo
     expect(dialog).to_have_count(0)
 
 
+def test_the_marketplace_card_never_makes_a_live_link_of_other_schemes_even_if_the_catalog_has_them(
+        view: Page, world: World) -> None:
+    """The server keeps only http(s) URLs in the catalog; the card checks again (a catalog is attacker data, and
+    one filter is one mistake away from none): a catalog answer carrying other schemes still gives text."""
+    def altered(route):  # fetched from 127.0.0.1 under the dashboard's name (the test's resolver lacks *.localhost)
+        url = urlsplit(route.request.url)
+        body = route.fetch(url=url._replace(netloc=f"127.0.0.1:{url.port}").geturl(),
+                           headers={**route.request.headers, "host": url.netloc}).json()
+        for ext in body["extensions"]:
+            if ext["image"] == world.remote:
+                ext["publisherUrl"] = "javascript:window.__pwned='publisher'"
+                ext["screenshots"] = [{"url": "data:text/html,<script>window.__pwned=1</script>", "alt": "data shot"},
+                                      {"url": "not a url", "alt": "no url"}, {"url": SAFE_URL + "a.png", "alt": "ok"}]
+        route.fulfill(json=body)
+
+    view.route("**/api/marketplace*", altered)
+    try:
+        go(view, world, "#/marketplace")
+        card = view.locator(f'.mk-card[data-image="{world.remote}"]')
+        card.locator(".mk-details summary").click()
+        expect(card.locator(".mk-links")).to_contain_text("Publisher")
+        expect(card.locator(".mk-links")).to_contain_text("data shot")
+        expect(card.locator(".mk-links a")).to_have_text(["ok"])
+        links = inert(view, world, "marketplace-altered")
+        assert [link["href"] for link in links] == [SAFE_URL + "a.png"], links
+    finally:
+        view.unroute("**/api/marketplace*")
+
+
 def test_the_containers_views_show_labels_env_and_logs_as_text(view: Page, world: World) -> None:
     go(view, world, "#/containers")
     expect(view.get_by_role("button", name=world.container, exact=True)).to_be_visible()

@@ -221,9 +221,18 @@
     return box;
   }
 
+  // A link to an http(s) URL; anything else (the server keeps nothing else, but a catalog is attacker data) is
+  // shown as text, never made live.
   function link(url, text) {
+    let scheme = "";
+    try {
+      scheme = new URL(url).protocol;
+    } catch {
+      // not a URL: text
+    }
+    if (scheme !== "http:" && scheme !== "https:") return el("span", null, text);
     const a = el("a", null, text);
-    a.href = url; // http(s) only: the server keeps nothing else
+    a.href = url;
     a.target = "_blank";
     a.rel = "noopener noreferrer";
     return a;
