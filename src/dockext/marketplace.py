@@ -24,8 +24,10 @@ network through :mod:`dockext.registry`; this module knows nothing of HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -633,6 +635,11 @@ def folder_images(source: Source) -> tuple[list[tuple[savedimages.SavedImage, Pa
     for path in candidates[:FOLDER_LIMIT]:
         try:
             st = path.lstat()  # a file replaced keeps neither its inode nor its ctime, even with cp -p
+            if stat.S_ISDIR(st.st_mode):
+                # a layout changes through its index.json (skopeo rewrites it in place and adds blobs under
+                # blobs/sha256): the directory itself keeps its size, mtime, inode and ctime
+                with contextlib.suppress(OSError):  # none: the read says so, and a problem is never kept
+                    st = (path / "index.json").lstat()
             key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
         except OSError:
             continue

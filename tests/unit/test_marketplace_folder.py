@@ -291,3 +291,21 @@ def test_a_memo_naming_other_images_for_a_file_is_not_trusted_after_the_file_cha
     marketplace._files.clear()
     got = marketplace.file_for(marketplace.load(lay), "acme/ext:1.0.0")
     assert got is not None and got[1].labels["org.opencontainers.image.title"] == "Exu"
+
+
+def test_a_layout_given_a_new_image_in_place_is_read_again_by_a_new_process(folder, tmp_path):
+    """`skopeo copy ... oci:DIR:TAG` onto a layout that exists rewrites its index.json in place and adds blobs
+    under blobs/sha256: the layout directory itself keeps its size, mtime, inode and ctime. The memo must not
+    keep naming the image it held before (install would then refuse the new one as 'replaced', for ever)."""
+    lay = Layout(tmp_path / "home")
+    marketplace.add_folder(lay, folder)
+    before = marketplace.file_for(marketplace.load(lay), "acme/layout-ext:2.0.0")
+    assert before is not None
+    st = (folder / "layout-ext").stat()
+    oci.single(saved(("x:1", ext_labels("Layout Exu"))), "acme/layout-ext:2.0.0").write_dir(folder / "layout-ext")
+    assert (folder / "layout-ext").stat().st_ctime_ns == st.st_ctime_ns  # what made the memo believe it
+    marketplace._files.clear()  # a new process
+    got = marketplace.file_for(marketplace.load(lay), "acme/layout-ext:2.0.0")
+    assert got is not None and got[1].labels["org.opencontainers.image.title"] == "Layout Exu"
+    assert got[1].image_id != before[1].image_id
+    assert got[1].image_id == savedimages.read(folder / "layout-ext", "layout-ext")[0].image_id
