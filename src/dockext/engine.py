@@ -297,12 +297,21 @@ class Engine:
         (its socket, a TCP port, ssh), so an extension's backend can be told to be on another engine."""
         return str(self._info().get("ID") or "")
 
+    def _security_option(self, name: str) -> bool:
+        options = self._info().get("SecurityOptions") or []
+        return any(isinstance(o, str) and f"name={name}" in o.split(",") for o in options)
+
     @property
     def rootless(self) -> bool:
         """A rootless engine (``dockerd-rootless.sh``): its containers' root is the user who runs it, so a file a
         backend creates as root is that user's on this host, and container uid N is one of its subordinate ids."""
-        options = self._info().get("SecurityOptions") or []
-        return any(isinstance(o, str) and "name=rootless" in o.split(",") for o in options)
+        return self._security_option("rootless")
+
+    @property
+    def userns_remapped(self) -> bool:
+        """An engine run with ``--userns-remap``: container uid N is a subordinate id (``dockremap``'s, 165536 + N
+        by default), so no uid inside a container is an ordinary user's of this host."""
+        return self._security_option("userns")
 
     def platform(self) -> str:
         """The engine's platform as an image index names it: ``linux/amd64``."""

@@ -314,7 +314,7 @@ class Installer:
                 image = sockperm.ensure_image(self.engine.client)
                 # a rootless engine's container root is this user here; container uid N is a subordinate id
                 ids = (0, 0) if self.engine.rootless else (os.geteuid(), os.getegid())
-                extra["dockext-sockperm"] = sockperm.service(image, *ids)
+                extra["dockext-sockperm"] = sockperm.service(image, *ids, host_userns=self.engine.userns_remapped)
         self.report.step("Setting additional compose attributes")
         rewritten = composefile.rewrite(
             doc,

@@ -90,12 +90,16 @@ def ensure_image(client: docker.DockerClient) -> str:
     return tag
 
 
-def service(image: str, uid: int, gid: int) -> dict[str, Any]:
+def service(image: str, uid: int, gid: int, *, host_userns: bool = False) -> dict[str, Any]:
     """The compose service running the helper on the guest-services dir for ``uid:gid``.
 
-    The compose rewrite adds the guest-services bind mount to every service, this one included.
+    The compose rewrite adds the guest-services bind mount to every service, this one included. With
+    ``host_userns`` (an engine with ``--userns-remap``, where no container uid is an ordinary user of this host)
+    it runs in the host's user namespace, as it would on an engine without remapping: ``uid:gid`` are then this
+    host's ids, and its capabilities are those it has everywhere (CHOWN, FOWNER, DAC_OVERRIDE on its one bind
+    mount, no network).
     """
-    return {
+    svc: dict[str, Any] = {
         "image": image,
         "command": [GUEST_SERVICES, str(uid), str(gid)],
         "network_mode": "none",
@@ -105,6 +109,9 @@ def service(image: str, uid: int, gid: int) -> dict[str, Any]:
         "cap_add": ["CHOWN", "FOWNER", "DAC_OVERRIDE"],
         "labels": {LABEL: "sockperm"},
     }
+    if host_userns:
+        svc["userns_mode"] = "host"
+    return svc
 
 
 def relay_service(image: str, container_name: str) -> dict[str, Any]:

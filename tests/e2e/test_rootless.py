@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support.images import copy_image
 from tests.support.rootless import RootlessEngine, rootless_engine
 from tests.support.server import start_server
 from tests.support.unpriv import ensure_unprivileged
@@ -35,7 +36,7 @@ def engine(docker_client, fixture_image, tmp_path_factory):
         dockerfile = f"FROM {refs[0]}\nUSER 4242\nLABEL dockext.test=1\n".encode()
         docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=NON_ROOT, rm=True)
         for ref in (*refs, NON_ROOT):
-            eng.load(docker_client, ref)
+            copy_image(docker_client, eng.client, ref)
         yield eng
 
 

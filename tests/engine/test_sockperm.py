@@ -59,6 +59,8 @@ def test_service():
         "cap_add": ["CHOWN", "FOWNER", "DAC_OVERRIDE"],
         "labels": {"dockext.helper": "sockperm"},
     }
+    # on an engine with --userns-remap it runs in the host's user namespace (tests/engine/test_userns_remap.py)
+    assert sockperm.service("dockext/sockperm:abc", 1000, 1001, host_userns=True) == {**svc, "userns_mode": "host"}
 
 
 def test_ensure_image_without_engine_is_engine_unavailable(tmp_path):

@@ -226,3 +226,13 @@ def read_image_path(client: docker.DockerClient, ref: str, path: str) -> dict[st
             return {m.name: (m, tar.extractfile(m).read() if m.isfile() else b"") for m in tar.getmembers()}
     finally:
         container.remove(force=True)
+
+
+def copy_image(src: docker.DockerClient, dst: docker.DockerClient, ref: str) -> None:
+    """``docker save REF | docker load`` from one engine to another (by name: the tag goes with it), unless
+    ``dst`` has that very image under that name already."""
+    image = src.images.get(ref)
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        if dst.images.get(ref).id == image.id:
+            return
+    dst.images.load(image.save(chunk_size=1 << 20, named=ref))

@@ -47,11 +47,6 @@ class RootlessEngine:
         """The user's environment with its engine selected, as a login with rootless Docker set up has it."""
         return self.user.env(DOCKER_HOST=self.host, XDG_RUNTIME_DIR=str(self.socket.parent), **extra)
 
-    def load(self, main: docker.DockerClient, ref: str) -> None:
-        """Copy the image ``ref`` from the machine's engine into this one (``docker save | docker load``)."""
-        if any(ref in (i.tags or []) and i.id == main.images.get(ref).id for i in self.client.images.list(ref)):
-            return
-        self.client.images.load(main.images.get(ref).save(chunk_size=1 << 20, named=ref))  # by name, with its tag
 
 
 def ensure_user(like: Unpriv) -> Unpriv:

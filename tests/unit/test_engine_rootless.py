@@ -1,5 +1,6 @@
-"""A rootless engine as dockext sees it: told from ``GET /info``, and named when the default engine is down.
-The whole flow on a real rootless engine is tests/e2e/test_rootless.py."""
+"""A rootless engine as dockext sees it: told from ``GET /info``, and named when the default engine is down; an
+engine with ``--userns-remap`` told the same way. The whole flows on real engines are tests/e2e/test_rootless.py
+and tests/engine/test_userns_remap.py."""
 
 from __future__ import annotations
 
@@ -27,6 +28,15 @@ class InfoEngine(Engine):
 ])
 def test_a_rootless_engine_is_told_from_its_security_options(options, rootless):
     assert InfoEngine({"ID": "X", "SecurityOptions": options}).rootless is rootless
+
+
+@pytest.mark.parametrize("options, remapped", [
+    (["name=seccomp,profile=default", "name=userns"], True),
+    (["name=seccomp,profile=default", "name=rootless"], False),
+    ([], False),
+])
+def test_an_engine_with_userns_remap_is_told_from_its_security_options(options, remapped):
+    assert InfoEngine({"ID": "X", "SecurityOptions": options}).userns_remapped is remapped
 
 
 def unreachable(monkeypatch, runtime: Path, source: str) -> EngineUnavailable:
