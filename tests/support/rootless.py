@@ -84,7 +84,7 @@ def rootless_engine(like: Unpriv, log: Path, timeout: float = 90) -> Iterator[Ro
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chown(runtime, user.uid, user.gid)
     socket = runtime / "docker.sock"
-    _stop_leftover(runtime)
+    _stop_leftover(runtime, user.uid)
     env = user.env(XDG_RUNTIME_DIR=str(runtime))
     env["PATH"] = f"{env['PATH']}:/usr/sbin:/sbin:{':'.join(SCRIPT_DIRS)}"
     with log.open("ab") as out:
@@ -122,11 +122,15 @@ def rootless_engine(like: Unpriv, log: Path, timeout: float = 90) -> Iterator[Ro
             proc.wait()
 
 
-def _stop_leftover(runtime: Path) -> None:
-    """A rootless engine an interrupted session left running (its pid file): stopped, so this one can start."""
+def _stop_leftover(runtime: Path, uid: int) -> None:
+    """A rootless engine an interrupted session left running (its pid file): stopped, so this one can start. Only
+    a process of the engine's user ``uid``: a pid file a dockerd killed with SIGKILL left may name a pid the system
+    has given since to anyone (root's dockerd, another test)."""
     pidfile = runtime / "docker.pid"
     with contextlib.suppress(OSError, ValueError):
         pid = int(pidfile.read_text().strip())
+        if os.stat(f"/proc/{pid}").st_uid != uid:
+            return
         os.kill(pid, signal.SIGTERM)
         for _ in range(300):
             os.kill(pid, 0)
