@@ -598,10 +598,14 @@ def _memo_write(path: Path, root: Path, now: _Memo) -> None:
     with _memo_lock:
         kept = {k: v for k, v in _memo_read(path).items() if Path(k[0]).parent != root and os.path.lexists(k[0])}
         kept.update(now)
-        entries = [e for k, v in kept.items()
-                   if len(e := json.dumps({"key": list(k), "images": [i.to_json() for i in v]})) <= _MEMO_ENTRY]
-        body = f'{{"schema": {MEMO_SCHEMA}, "reader": {savedimages.READER}, "files": [{", ".join(entries)}]}}'
-        if len(body) > _MEMO_MAX:
+        # too large: other folders' entries give way (a folder no longer a source keeps them while its files last)
+        for remembered in (kept, now):
+            entries = [e for k, v in remembered.items()
+                       if len(e := json.dumps({"key": list(k), "images": [i.to_json() for i in v]})) <= _MEMO_ENTRY]
+            body = f'{{"schema": {MEMO_SCHEMA}, "reader": {savedimages.READER}, "files": [{", ".join(entries)}]}}'
+            if len(body) <= _MEMO_MAX:
+                break
+        else:
             return
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -309,3 +309,23 @@ def test_a_layout_given_a_new_image_in_place_is_read_again_by_a_new_process(fold
     assert got is not None and got[1].labels["org.opencontainers.image.title"] == "Layout Exu"
     assert got[1].image_id != before[1].image_id
     assert got[1].image_id == savedimages.read(folder / "layout-ext", "layout-ext")[0].image_id
+
+
+def test_a_full_memo_makes_room_for_the_folder_being_read(folder, tmp_path, monkeypatch):
+    """Entries of other folders' files stay while the files exist, even once their folder is no longer a source.
+    When they fill the memo, the folder being read replaces them, rather than never being remembered again (every
+    process would read its files again)."""
+    lay = Layout(tmp_path / "home")
+    old = tmp_path / "old"
+    old.mkdir()
+    for i in range(6):
+        (old / f"o{i}.tar").write_bytes(saved((f"acme/o{i}:1.0.0", ext_labels("O" * 3000))))
+    marketplace.add_folder(lay, old)
+    marketplace.folder_images(marketplace.load(lay).sources[0])
+    size = (lay.root / marketplace.MEMO).stat().st_size
+    marketplace.remove(lay, str(old))  # no longer a source; its files are still there
+    monkeypatch.setattr(marketplace, "_MEMO_MAX", size + 1000)  # room for the old folder, not for both
+    marketplace.add_folder(lay, folder)
+    marketplace.folder_images(marketplace.load(lay).sources[0])
+    names = {Path(f["key"][0]).name for f in memo_of(lay.root)["files"]}
+    assert {"ext-1.0.0.tar", "ext-1.2.0.tar.gz", "not-an-extension.tar", "layout-ext"} <= names
