@@ -567,13 +567,16 @@ _Memo = dict[_FileKey, list[savedimages.SavedImage]]
 
 def _memo_read(path: Path) -> _Memo:
     """What the memo file remembers; an entry it cannot vouch for, or a memo that is missing, unreadable, too
-    large or from another reader, is simply not there (the file is read again: never an error)."""
+    large, from another reader or read for another platform (what a multi-platform layout holds depends on it), is
+    simply not there (the file is read again: never an error)."""
     try:
         with path.open("rb") as fh:
             data = json.loads(fh.read()) if os.fstat(fh.fileno()).st_size <= _MEMO_MAX else None
     except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict) or data.get("schema") != MEMO_SCHEMA or data.get("reader") != savedimages.READER:
+        return {}
+    if data.get("platform") != savedimages.host_platform():  # a home shared by machines of two architectures
         return {}
     out: _Memo = {}
     files = data.get("files")
@@ -602,7 +605,8 @@ def _memo_write(path: Path, root: Path, now: _Memo) -> None:
         for remembered in (kept, now):
             entries = [e for k, v in remembered.items()
                        if len(e := json.dumps({"key": list(k), "images": [i.to_json() for i in v]})) <= _MEMO_ENTRY]
-            body = f'{{"schema": {MEMO_SCHEMA}, "reader": {savedimages.READER}, "files": [{", ".join(entries)}]}}'
+            body = (f'{{"schema": {MEMO_SCHEMA}, "reader": {savedimages.READER}, '
+                    f'"platform": {json.dumps(savedimages.host_platform())}, "files": [{", ".join(entries)}]}}')
             if len(body) <= _MEMO_MAX:
                 break
         else:

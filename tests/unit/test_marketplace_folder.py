@@ -263,7 +263,8 @@ def test_the_memo_keeps_what_each_folder_holds_and_forgets_files_gone(folder, tm
     assert "ext-1.0.0.tar" not in names and "o.tar" in names
 
 
-ODD = b'{"schema": 1, "reader": 1, "files": [{"key": ["x"]}, 7, {"key": [1, 2, 3, 4, 5]}]}'
+ODD = b'{"schema": 1, "reader": 1, "platform": "%s", "files": [{"key": ["x"]}, 7, {"key": [1, 2, 3, 4, 5]}]}' % (
+    savedimages.host_platform().encode())
 
 
 @pytest.mark.parametrize("memo", [b"{not json", b'{"schema": 99, "reader": 1, "files": []}', b"[]", ODD],
@@ -329,3 +330,18 @@ def test_a_full_memo_makes_room_for_the_folder_being_read(folder, tmp_path, monk
     marketplace.folder_images(marketplace.load(lay).sources[0])
     names = {Path(f["key"][0]).name for f in memo_of(lay.root)["files"]}
     assert {"ext-1.0.0.tar", "ext-1.2.0.tar.gz", "not-an-extension.tar", "layout-ext"} <= names
+
+
+def test_a_memo_written_on_another_platform_is_not_believed(folder, tmp_path, monkeypatch):
+    """A home shared by machines of two architectures (an NFS home): what a multi-platform layout holds for one
+    is not what it holds for the other (its image ID is the platform's config digest, checked at install)."""
+    oci.multi_platform(saved(("x:1", ext_labels("Multi"))), "acme/multi:1.0.0").write_dir(folder / "multi")
+    lay = Layout(tmp_path / "home")
+    marketplace.add_folder(lay, folder)
+    monkeypatch.setattr(savedimages, "host_platform", lambda: "linux/amd64")
+    amd64 = marketplace.file_for(marketplace.load(lay), "acme/multi:1.0.0")
+    monkeypatch.setattr(savedimages, "host_platform", lambda: "linux/arm64")
+    marketplace._files.clear()  # a process on the arm64 machine
+    arm64 = marketplace.file_for(marketplace.load(lay), "acme/multi:1.0.0")
+    assert amd64 is not None and arm64 is not None
+    assert arm64[1].image_id == savedimages.read(folder / "multi", "multi")[0].image_id != amd64[1].image_id
