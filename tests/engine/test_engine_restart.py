@@ -1,5 +1,6 @@
 """The Docker engine restarts under a running dockext (reference R11): every backend comes back and is reached
-again through the same server, and the dashboard's engine views recover.
+again through the same server, and the dashboard's engine views recover. And R5: dockerd restarted or killed
+(`kill -9`) under an install or an update, and the `docker compose` child of an install killed.
 
 Backends have `restart: always`, as Docker Desktop makes them: one the user stopped by hand runs again after the
 engine restarts (R11's "stays stopped" would need `unless-stopped`, which Docker Desktop does not use; the
@@ -141,6 +142,48 @@ def test_an_install_the_engine_restarts_under_ends_whole_or_undone(tmp_path, fix
         run_dockext("rm", ref, home=home, check=False)
         for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
             volume.remove()  # named volumes outlive rm, as in Docker Desktop
+    assert_nothing_left(home, docker_client, key, project)
+    assert_no_project_objects(docker_client, project)
+
+
+def test_an_update_dockerd_is_killed_under_ends_with_one_working_version(tmp_path, fixture_image, docker_client):
+    """R5 for an update: dockerd is killed (SIGKILL) while the new version's `compose up` runs, and started again.
+    The update fails and the old version comes back, or it completes; after the next command (`ls`, which
+    finishes what the engine's absence cut short) one version is listed, its backend answers, the volume kept
+    its data, and no object of the other version is left."""
+    home = tmp_path / "home"
+    v1 = fixture_image("compose", tag="1.1.0", repo_prefix=PREFIX)
+    v2 = fixture_image("compose", tag="1.2.0", repo_prefix=PREFIX)
+    key, project = f"{PREFIX}_compose", f"{PREFIX}_compose-desktop-extension"
+    label = f"com.docker.compose.project={project}"
+    run_dockext("install", "-f", v1, home=home)
+    try:
+        [srv] = [c for c in labelled(docker_client, label) if c.labels["com.docker.compose.service"] == "server"]
+        srv.exec_run(["python3", "-c", "open('/data/marker', 'w').write('kept')"], user="root")
+        proc = start(home, "update", "-f", v2, DOCKEXT_BACKEND_TIMEOUT="60")
+        read_until(proc, "Starting service in Desktop VM")  # the new version's: the old one is down
+        eventually(lambda: docker_client.networks.list(filters={"label": label}))
+        restart_dockerd(sig=signal.SIGKILL)
+        out, err = proc.communicate(timeout=180)
+        print(f"update exited {proc.returncode} after dockerd's SIGKILL:\n{out[-600:]}\n{err[-600:]}")
+        [row] = ls_json(home)
+        assert row["image"] == (v2 if proc.returncode == 0 else v1), (row, out, err)
+        rec = record(home, key)
+        sock = home / "gs" / rec["vm"]["gs_key"] / "compose.sock"
+        status, _ = eventually(lambda: get_over_socket(sock, "/whoami") if sock.exists() else None)
+        assert status == 200
+        ctrs = labelled(docker_client, label)
+        assert sorted(c.labels["com.docker.compose.service"] for c in ctrs) == ["helper", "server"]
+        assert {c.image.id for c in ctrs} == {rec["image_id"]}
+        [srv] = [c for c in ctrs if c.labels["com.docker.compose.service"] == "server"]
+        assert srv.exec_run(["cat", "/data/marker"]).output == b"kept"
+        assert sorted(p.name for p in (home / "extensions").iterdir()) == [key]
+        assert sorted(p.name for p in (home / "gs").iterdir()) == [rec["vm"]["gs_key"]]
+        assert list((home / "staging").iterdir()) == []
+    finally:
+        run_dockext("rm", key, home=home, check=False)
+        for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
+            volume.remove()
     assert_nothing_left(home, docker_client, key, project)
     assert_no_project_objects(docker_client, project)
 
