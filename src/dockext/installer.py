@@ -40,6 +40,7 @@ from .engine import Engine, ImageFiles, PullEvent
 from .errors import (
     AlreadyInstalled,
     BackendNotReady,
+    ComposeError,
     DockextError,
     EngineError,
     MetadataError,
@@ -817,7 +818,12 @@ class Installer:
         its journal does not name). Raises :class:`DockextError` if the engine does not answer."""
         if record.vm is None:
             return
-        self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
+        try:
+            self.compose.down(record.vm.project, target / "vm" / "docker-compose.yaml")
+        except ComposeError:
+            # compose refuses a file it cannot validate (an extension's compose file with an unknown key fails
+            # `up`, then `down` too): by the project's labels, which need no file
+            self.compose.down(record.vm.project)
         try:
             before = set(json.loads((target / INSTALL_FILE).read_bytes())["volumes_before"])
         except (OSError, ValueError, KeyError, TypeError):

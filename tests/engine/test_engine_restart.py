@@ -239,6 +239,34 @@ def test_an_install_whose_docker_compose_is_killed_mid_up_is_undone(tmp_path, fi
     assert_no_project_objects(docker_client, project)
 
 
+def test_an_install_whose_compose_file_compose_rejects_is_undone_at_once(tmp_path, fixture_image, docker_client):
+    """The undo's `compose down` cannot use a compose file that compose rejects (a service with a key it does not
+    know: `up` fails, and so does `down -f`): it goes by the project's labels. The install fails at once, with
+    compose's reason, and leaves nothing to retry at every later command."""
+    home = tmp_path / "home"
+    base = fixture_image("compose", tag="1.1.0", repo_prefix=PREFIX)
+    ref = f"{PREFIX}/compose:6.6.6"
+    build = tmp_path / "build"
+    build.mkdir()
+    text = (Path(__file__).parents[1] / "fixtures" / "extensions" / "compose" / "docker-compose.yaml").read_text()
+    (build / "docker-compose.yaml").write_text(text.replace("    hostname: compose-api\n",
+                                                            "    hostname: compose-api\n    not-a-compose-key: 1\n"))
+    (build / "Dockerfile").write_text(f"FROM {base}\nCOPY docker-compose.yaml /\n")
+    docker_client.images.build(path=str(build), tag=ref, rm=True)
+    key, project = f"{PREFIX}_compose", f"{PREFIX}_compose-desktop-extension"
+    try:
+        out = run_dockext("install", "-f", ref, home=home, check=False)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "not-a-compose-key" in out.stderr and "Removing extension (install failed)" in out.stdout
+        assert "next dockext command" not in out.stdout
+        assert_nothing_left(home, docker_client, key, project)  # undone by the install itself
+        assert not (home / "extensions").exists() or list((home / "extensions").iterdir()) == []
+        assert ls_json(home) == []
+    finally:
+        run_dockext("rm", key, home=home, check=False)
+        docker_client.images.remove(ref)
+
+
 def test_with_live_restore_backends_keep_running_through_an_engine_restart(tmp_path, fixture_image, docker_client):
     """R12: dockerd with --live-restore (as many servers run it) restarts: the backend never stops (same
     container start, same process, answering all along through the same server, whose pooled connection is to a
