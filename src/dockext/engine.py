@@ -37,8 +37,10 @@ REMOTE_ENV = "DOCKEXT_REMOTE_ENGINE"
 
 def is_remote(host: str, override: str | None = None) -> bool:
     """Whether backends of the engine at ``host`` must be reached through a relay (docs/design.md, "Remote
-    engines"): any engine not reached through a unix socket, unless ``DOCKEXT_REMOTE_ENGINE`` says otherwise
-    (``1`` for a unix socket that leads elsewhere, such as one forwarded by ``ssh -L``)."""
+    engines"): any engine not reached through a unix socket, or reached through the socket of another user's engine
+    (a rootless engine, root's dockext on a user's: it and its containers run as that user, who cannot see this
+    user's private home), unless ``DOCKEXT_REMOTE_ENGINE`` says otherwise (``1`` for a unix socket that leads
+    elsewhere, such as one forwarded by ``ssh -L``)."""
     if override is not None and override.strip() != "":
         value = override.strip().lower()
         if value in ("1", "true", "yes", "on"):
@@ -47,7 +49,14 @@ def is_remote(host: str, override: str | None = None) -> bool:
             return False
         raise DockextError(f"{REMOTE_ENV}={override!r} is neither 1 nor 0",
                            hint=f"Unset {REMOTE_ENV} to decide from DOCKER_HOST, or set it to 1 or 0.")
-    return urlparse(host).scheme != "unix"
+    parsed = urlparse(host)
+    if parsed.scheme != "unix":
+        return True
+    try:
+        owner = os.stat(parsed.path).st_uid
+    except OSError:
+        return False  # not there: nothing to reach either way
+    return owner not in (0, os.geteuid())
 
 
 def is_loopback(host: str | None) -> bool:

@@ -10,8 +10,10 @@ this test showed: every install failed with "dockext is not allowed to connect t
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,4 +90,24 @@ def test_an_extension_installs_and_works_on_a_rootless_engine_in_the_browser(pag
         for ref in refs:
             user.run([str(user.dockext), "rm", ref], env=env, timeout=300)
         shutil.rmtree(home, ignore_errors=True)
+    assert engine.client.containers.list(all=True) == []
+
+
+def test_root_installs_on_a_users_rootless_engine(engine: RootlessEngine, tmp_path: Path):
+    """dockext run as root (sudo) with DOCKER_HOST naming a user's rootless engine. That engine, and its
+    containers, run as the user: they cannot see root's 0700 home, so backends are reached as on a remote engine
+    (through a relay container), not through a directory bind-mounted from that home (which failed: 'error while
+    creating mount source path ...: permission denied')."""
+    env = {**os.environ, "DOCKER_HOST": engine.host, "DOCKEXT_HOME": str(tmp_path / "home"), "NO_COLOR": "1",
+           "COLUMNS": "200"}
+    env.pop("DOCKEXT_REMOTE_ENGINE", None)
+    dockext = [str(REPO / ".venv/bin/dockext")]
+    ref = "dockext-test/vm-image:1.0.0"
+    try:
+        out = subprocess.run([*dockext, "install", "-f", ref], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr  # it waits for the backend's socket to accept
+        ls = subprocess.run([*dockext, "ls"], env=env, capture_output=True, text=True, timeout=60)
+        assert "Running(1)" in ls.stdout, ls.stdout
+    finally:
+        subprocess.run([*dockext, "rm", ref], env=env, capture_output=True, text=True, timeout=300)
     assert engine.client.containers.list(all=True) == []

@@ -4,6 +4,7 @@ and tests/engine/test_userns_remap.py."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -56,3 +57,22 @@ def test_when_the_default_engine_is_down_a_rootless_one_of_this_user_is_named(mo
                             f"DOCKER_HOST=unix://{tmp_path}/docker.sock, or start the machine's dockerd.")
         # an engine the user chose is not second-guessed
         assert "rootless" not in (unreachable(monkeypatch, tmp_path, "DOCKER_HOST").hint or "")
+
+
+@pytest.mark.parametrize("owner, remote", [
+    ("another user", True),  # another user's rootless engine: its containers cannot see this user's home
+    ("this user", False),  # this user's own rootless engine (or Docker Desktop's socket)
+    ("root", False),  # the machine's dockerd
+])
+def test_another_users_engine_socket_is_reached_as_a_remote_engine(monkeypatch, tmp_path, owner, remote):
+    monkeypatch.delenv("DOCKEXT_REMOTE_ENGINE", raising=False)
+    tmp_path.chmod(0o755)
+    path = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(path))
+        uid = {"another user": os.geteuid() + 4242, "this user": os.geteuid(), "root": 0}[owner]
+        if uid != os.geteuid():
+            os.chown(path, uid, -1)  # (the tests run as root)
+        assert Engine(DockerHost(f"unix://{path}")).remote is remote
+        monkeypatch.setenv("DOCKEXT_REMOTE_ENGINE", "0")  # the user's say still wins
+        assert Engine(DockerHost(f"unix://{path}")).remote is False
