@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import socket
 import stat
 import tempfile
 import time
@@ -76,11 +77,17 @@ def is_loopback(host: str | None) -> bool:
 
 
 def rootless_socket() -> str | None:
-    """This user's rootless engine's socket (``$XDG_RUNTIME_DIR/docker.sock``) if there is one."""
+    """This user's rootless engine's socket (``$XDG_RUNTIME_DIR/docker.sock``) if something listens on it (not
+    the file a crashed engine left)."""
     runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
     path = os.path.join(runtime, "docker.sock")
     try:
-        return path if stat.S_ISSOCK(os.stat(path).st_mode) else None
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            probe.connect(path)
+        return path
     except OSError:
         return None
 
@@ -144,8 +151,7 @@ class Engine:
                "Set DOCKER_HOST (or `docker context use`) to use another engine."
         rootless = rootless_socket() if self.target.source == "default" else None
         if rootless is not None:
-            hint = f"A rootless engine listens on {rootless}: use it with DOCKER_HOST=unix://{rootless}, or start " \
-                   "the machine's dockerd."
+            hint += f" A rootless engine of yours listens on {rootless}: use it with DOCKER_HOST=unix://{rootless}."
         return EngineUnavailable(f"cannot reach the Docker engine at {self.target.describe()}: {why}", hint=hint)
 
     @contextlib.contextmanager

@@ -52,9 +52,13 @@ def test_when_the_default_engine_is_down_a_rootless_one_of_this_user_is_named(mo
     assert "rootless" not in (unreachable(monkeypatch, tmp_path, "default").hint or "")
     with socket.socket(socket.AF_UNIX) as listening:
         listening.bind(str(tmp_path / "docker.sock"))
+        # the file a crashed engine left: nothing listens, nothing is suggested
+        assert "rootless" not in (unreachable(monkeypatch, tmp_path, "default").hint or "")
+        listening.listen()
         err = unreachable(monkeypatch, tmp_path, "default")
-        assert err.hint == (f"A rootless engine listens on {tmp_path}/docker.sock: use it with "
-                            f"DOCKER_HOST=unix://{tmp_path}/docker.sock, or start the machine's dockerd.")
+        assert err.hint == ("Is dockerd running, and may this user use it (member of the 'docker' group)? Set "
+                            "DOCKER_HOST (or `docker context use`) to use another engine. A rootless engine of yours "
+                            f"listens on {tmp_path}/docker.sock: use it with DOCKER_HOST=unix://{tmp_path}/docker.sock.")
         # an engine the user chose is not second-guessed
         assert "rootless" not in (unreachable(monkeypatch, tmp_path, "DOCKER_HOST").hint or "")
 
