@@ -239,6 +239,50 @@ def test_an_install_whose_docker_compose_is_killed_mid_up_is_undone(tmp_path, fi
     assert_no_project_objects(docker_client, project)
 
 
+def test_an_update_whose_docker_compose_is_killed_mid_up_brings_the_old_version_back(tmp_path, fixture_image,
+                                                                                     docker_client):
+    """R5 for an update: the `docker compose up` of the new version is killed (SIGKILL) once it has made the
+    project's network: the old version is back at once, its backend answering, its volume's data kept."""
+    home = tmp_path / "home"
+    v1 = fixture_image("compose", tag="1.1.0", repo_prefix=PREFIX)
+    v2 = fixture_image("compose", tag="1.2.0", repo_prefix=PREFIX)
+    key, project = f"{PREFIX}_compose", f"{PREFIX}_compose-desktop-extension"
+    label = f"com.docker.compose.project={project}"
+    run_dockext("install", "-f", v1, home=home)
+    proc = None
+    try:
+        [srv] = [c for c in labelled(docker_client, label) if c.labels["com.docker.compose.service"] == "server"]
+        srv.exec_run(["python3", "-c", "open('/data/marker', 'w').write('kept')"], user="root")
+        proc = start(home, "update", "-f", v2)
+        read_until(proc, "Starting service in Desktop VM")  # the new version's: the old one's network is gone
+        eventually(lambda: docker_client.networks.list(filters={"label": label}), timeout=30)
+        [(compose, _)] = [c for c in children(proc.pid) if c[1] == "docker-compose"]
+        os.kill(compose, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out + err
+        assert f"Update failed: restoring {v1}" in out
+        assert f"failed, and {v1} was restored" in err and "docker compose up" in err
+        [row] = ls_json(home)
+        assert row["image"] == v1
+        rec = record(home, key)
+        status, _ = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "compose.sock", "/whoami")
+        assert status == 200
+        ctrs = labelled(docker_client, label)
+        assert {c.image.id for c in ctrs} == {rec["image_id"]} and len(ctrs) == 2
+        [srv] = [c for c in ctrs if c.labels["com.docker.compose.service"] == "server"]
+        assert srv.exec_run(["cat", "/data/marker"]).output == b"kept"
+        assert sorted(p.name for p in (home / "extensions").iterdir()) == [key]
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        run_dockext("rm", key, home=home, check=False)
+        for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
+            volume.remove()
+    assert_nothing_left(home, docker_client, key, project)
+    assert_no_project_objects(docker_client, project)
+
+
 def test_an_install_whose_compose_file_compose_rejects_is_undone_at_once(tmp_path, fixture_image, docker_client):
     """The undo's `compose down` cannot use a compose file that compose rejects (a service with a key it does not
     know: `up` fails, and so does `down -f`): it goes by the project's labels. The install fails at once, with
