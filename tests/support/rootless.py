@@ -15,9 +15,7 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.support.extraengine import engine_process, stop_leftover
 from tests.support.unpriv import Unpriv
 
 USER = "dockext-rl"
@@ -87,51 +86,13 @@ def rootless_engine(like: Unpriv, log: Path, timeout: float = 90) -> Iterator[Ro
     _stop_leftover(runtime, user.uid)
     env = user.env(XDG_RUNTIME_DIR=str(runtime))
     env["PATH"] = f"{env['PATH']}:/usr/sbin:/sbin:{':'.join(SCRIPT_DIRS)}"
-    with log.open("ab") as out:
-        proc = subprocess.Popen([_script()], env=env, cwd=user.home, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, user=user.uid, group=user.gid, extra_groups=[],
-                                start_new_session=True)
-    engine = None
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the rootless engine exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                client = docker.DockerClient(base_url=f"unix://{socket}", timeout=30)
-                client.ping()
-                break
-            except Exception:  # not up yet: no socket, connection refused, a 500 while it starts
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the rootless engine did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.2)
-        engine = RootlessEngine(user=user, host=f"unix://{socket}", client=client, log=log)
-        yield engine
-    finally:
-        if engine is not None:
-            for container in engine.client.containers.list(all=True):
-                with contextlib.suppress(docker.errors.APIError):
-                    container.remove(force=True)
-            engine.client.close()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with engine_process([_script()], socket=socket, log=log, what="the rootless engine", timeout=timeout, env=env,
+                        cwd=user.home, user=user.uid, group=user.gid, extra_groups=[]) as client:
+        yield RootlessEngine(user=user, host=f"unix://{socket}", client=client, log=log)
 
 
 def _stop_leftover(runtime: Path, uid: int) -> None:
-    """A rootless engine an interrupted session left running (its pid file): stopped, so this one can start. Only
-    a process of the engine's user ``uid``: a pid file a dockerd killed with SIGKILL left may name a pid the system
-    has given since to anyone (root's dockerd, another test)."""
-    pidfile = runtime / "docker.pid"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(pidfile.read_text().strip())
-        if os.stat(f"/proc/{pid}").st_uid != uid:
-            return
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(300):
-            os.kill(pid, 0)
-            time.sleep(0.1)
+    """The rootless engine an interrupted session left running, named by its pid file: stopped only if that pid is
+    a process of the engine's user ``uid`` (a pid file left by a dockerd killed with SIGKILL may name a pid the
+    system has given since to anyone: root's dockerd, another test)."""
+    stop_leftover(runtime / "docker.pid", lambda pid: os.stat(f"/proc/{pid}").st_uid == uid)
