@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -139,11 +140,49 @@ def test_an_install_the_engine_restarts_under_ends_whole_or_undone(tmp_path, fix
         status, _ = eventually(lambda: get_over_socket(sock, "/whoami") if sock.exists() else None)
         assert status == 200
     finally:
-        run_dockext("rm", ref, home=home, check=False)
-        for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
-            volume.remove()  # named volumes outlive rm, as in Docker Desktop
+        remove_all(home, docker_client, ref, project)
     assert_nothing_left(home, docker_client, key, project)
     assert_no_project_objects(docker_client, project)
+
+
+def remove_all(home, docker_client, ext: str, project: str, proc: subprocess.Popen[str] | None = None) -> None:
+    """A test's cleanup: its dockext command stopped if still running, the extension removed, and its named
+    volumes too (they outlive rm, as in Docker Desktop)."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+    run_dockext("rm", ext, home=home, check=False)
+    for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
+        volume.remove()
+
+
+def server_container(docker_client, label: str):
+    """The compose fixture's `server` container of the project ``label`` names."""
+    [srv] = [c for c in labelled(docker_client, label) if c.labels["com.docker.compose.service"] == "server"]
+    return srv
+
+
+def mark_volume(docker_client, label: str) -> None:
+    """A file in the compose fixture's named volume, which every version must find again."""
+    server_container(docker_client, label).exec_run(
+        ["python3", "-c", "open('/data/marker', 'w').write('kept')"], user="root")
+
+
+def assert_one_version(home, docker_client, key: str, label: str, image: str) -> dict:
+    """After an interrupted update: ``image`` alone is listed, its backend answers, its two containers run it,
+    the volume kept the marker, and no other version's files are left. Returns its record."""
+    [row] = ls_json(home)
+    assert row["image"] == image, row
+    rec = record(home, key)
+    sock = home / "gs" / rec["vm"]["gs_key"] / "compose.sock"
+    status, _ = eventually(lambda: get_over_socket(sock, "/whoami") if sock.exists() else None)
+    assert status == 200
+    ctrs = labelled(docker_client, label)
+    assert sorted(c.labels["com.docker.compose.service"] for c in ctrs) == ["helper", "server"]
+    assert {c.image.id for c in ctrs} == {rec["image_id"]}
+    assert server_container(docker_client, label).exec_run(["cat", "/data/marker"]).output == b"kept"
+    assert sorted(p.name for p in (home / "extensions").iterdir()) == [key]
+    return rec
 
 
 def test_an_update_dockerd_is_killed_under_ends_with_one_working_version(tmp_path, fixture_image, docker_client):
@@ -158,32 +197,18 @@ def test_an_update_dockerd_is_killed_under_ends_with_one_working_version(tmp_pat
     label = f"com.docker.compose.project={project}"
     run_dockext("install", "-f", v1, home=home)
     try:
-        [srv] = [c for c in labelled(docker_client, label) if c.labels["com.docker.compose.service"] == "server"]
-        srv.exec_run(["python3", "-c", "open('/data/marker', 'w').write('kept')"], user="root")
+        mark_volume(docker_client, label)
         proc = start(home, "update", "-f", v2, DOCKEXT_BACKEND_TIMEOUT="60")
         read_until(proc, "Starting service in Desktop VM")  # the new version's: the old one is down
         eventually(lambda: docker_client.networks.list(filters={"label": label}))
         restart_dockerd(sig=signal.SIGKILL)
         out, err = proc.communicate(timeout=180)
         print(f"update exited {proc.returncode} after dockerd's SIGKILL:\n{out[-600:]}\n{err[-600:]}")
-        [row] = ls_json(home)
-        assert row["image"] == (v2 if proc.returncode == 0 else v1), (row, out, err)
-        rec = record(home, key)
-        sock = home / "gs" / rec["vm"]["gs_key"] / "compose.sock"
-        status, _ = eventually(lambda: get_over_socket(sock, "/whoami") if sock.exists() else None)
-        assert status == 200
-        ctrs = labelled(docker_client, label)
-        assert sorted(c.labels["com.docker.compose.service"] for c in ctrs) == ["helper", "server"]
-        assert {c.image.id for c in ctrs} == {rec["image_id"]}
-        [srv] = [c for c in ctrs if c.labels["com.docker.compose.service"] == "server"]
-        assert srv.exec_run(["cat", "/data/marker"]).output == b"kept"
-        assert sorted(p.name for p in (home / "extensions").iterdir()) == [key]
+        rec = assert_one_version(home, docker_client, key, label, v2 if proc.returncode == 0 else v1)
         assert sorted(p.name for p in (home / "gs").iterdir()) == [rec["vm"]["gs_key"]]
         assert list((home / "staging").iterdir()) == []
     finally:
-        run_dockext("rm", key, home=home, check=False)
-        for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
-            volume.remove()
+        remove_all(home, docker_client, key, project)
     assert_nothing_left(home, docker_client, key, project)
     assert_no_project_objects(docker_client, project)
 
@@ -229,12 +254,7 @@ def test_an_install_whose_docker_compose_is_killed_mid_up_is_undone(tmp_path, fi
         status, _ = get_over_socket(sock, "/whoami")
         assert status == 200
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        run_dockext("rm", ref, home=home, check=False)
-        for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
-            volume.remove()
+        remove_all(home, docker_client, ref, project, proc)
     assert_nothing_left(home, docker_client, key, project)
     assert_no_project_objects(docker_client, project)
 
@@ -251,8 +271,7 @@ def test_an_update_whose_docker_compose_is_killed_mid_up_brings_the_old_version_
     run_dockext("install", "-f", v1, home=home)
     proc = None
     try:
-        [srv] = [c for c in labelled(docker_client, label) if c.labels["com.docker.compose.service"] == "server"]
-        srv.exec_run(["python3", "-c", "open('/data/marker', 'w').write('kept')"], user="root")
+        mark_volume(docker_client, label)
         proc = start(home, "update", "-f", v2)
         read_until(proc, "Starting service in Desktop VM")  # the new version's: the old one's network is gone
         eventually(lambda: docker_client.networks.list(filters={"label": label}), timeout=30)
@@ -262,23 +281,9 @@ def test_an_update_whose_docker_compose_is_killed_mid_up_brings_the_old_version_
         assert proc.returncode == 1, out + err
         assert f"Update failed: restoring {v1}" in out
         assert f"failed, and {v1} was restored" in err and "docker compose up" in err
-        [row] = ls_json(home)
-        assert row["image"] == v1
-        rec = record(home, key)
-        status, _ = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "compose.sock", "/whoami")
-        assert status == 200
-        ctrs = labelled(docker_client, label)
-        assert {c.image.id for c in ctrs} == {rec["image_id"]} and len(ctrs) == 2
-        [srv] = [c for c in ctrs if c.labels["com.docker.compose.service"] == "server"]
-        assert srv.exec_run(["cat", "/data/marker"]).output == b"kept"
-        assert sorted(p.name for p in (home / "extensions").iterdir()) == [key]
+        assert_one_version(home, docker_client, key, label, v1)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        run_dockext("rm", key, home=home, check=False)
-        for volume in docker_client.volumes.list(filters={"name": f"{project}_"}):
-            volume.remove()
+        remove_all(home, docker_client, key, project, proc)
     assert_nothing_left(home, docker_client, key, project)
     assert_no_project_objects(docker_client, project)
 

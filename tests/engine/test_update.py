@@ -264,31 +264,20 @@ def test_kill_at_a_random_moment_of_an_update_leaves_one_working_version(home, i
 
 def test_kill_at_a_random_moment_of_an_install_leaves_it_whole_or_gone(home, fixture_image, docker_client):
     ref = fixture_image("vm-image", repo_prefix=PREFIX)
-    key, project = f"{PREFIX}_vm-image", f"{PREFIX}_vm-image-desktop-extension"
+    key = f"{PREFIX}_vm-image"
     longest = _timed(home, "install", "-f", ref)
     run_dockext("rm", key, home=home)
     killed = []
     for seed in SEEDS:
         delay, hit = _killed_at_random(home, 100 + seed, "install", "-f", ref, longest=longest)
         killed.append(hit)
-        where = f"seed {100 + seed}: install killed after {delay:.2f} s"
-        try:
-            rows = ls_json(home)
-            if rows:
-                assert [r["image"] for r in rows] == [ref]
-                rec = record(home, key)
-                status, _ = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "backend.sock", "/hello")
-                assert status == 200
-                run_dockext("rm", key, home=home)
-            assert_nothing_left(home, docker_client, key, project)
-        except AssertionError as exc:
-            raise AssertionError(f"{where}: {exc}") from exc
+        _whole_or_gone(f"seed {100 + seed}: install killed after {delay:.2f} s", home, docker_client, ref)
     _report("install", longest, killed)
 
 
 def test_kill_at_a_random_moment_of_a_removal_leaves_it_whole_or_gone(home, fixture_image, docker_client):
     ref = fixture_image("vm-image", repo_prefix=PREFIX)
-    key, project = f"{PREFIX}_vm-image", f"{PREFIX}_vm-image-desktop-extension"
+    key = f"{PREFIX}_vm-image"
     run_dockext("install", "-f", ref, home=home)
     longest = _timed(home, "rm", key)
     killed = []
@@ -296,16 +285,23 @@ def test_kill_at_a_random_moment_of_a_removal_leaves_it_whole_or_gone(home, fixt
         run_dockext("install", "-f", ref, home=home)
         delay, hit = _killed_at_random(home, 200 + seed, "rm", key, longest=longest)
         killed.append(hit)
-        where = f"seed {200 + seed}: rm killed after {delay:.2f} s"
-        try:
-            rows = ls_json(home)
-            if rows:  # killed before its tombstone: still installed, and working
-                assert [r["image"] for r in rows] == [ref]
-                rec = record(home, key)
-                status, _ = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "backend.sock", "/hello")
-                assert status == 200
-                run_dockext("rm", key, home=home)
-            assert_nothing_left(home, docker_client, key, project)
-        except AssertionError as exc:
-            raise AssertionError(f"{where}: {exc}") from exc
+        # killed before its tombstone it is still installed, and working
+        _whole_or_gone(f"seed {200 + seed}: rm killed after {delay:.2f} s", home, docker_client, ref)
     _report("rm", longest, killed)
+
+
+def _whole_or_gone(where: str, home, docker_client, ref: str) -> None:
+    """After a kill: ``ref`` (the vm-image fixture under PREFIX) is installed and its backend answers (it is then
+    removed), or it is not installed and nothing of it is left. ``where`` says which kill, in the error."""
+    key, project = f"{PREFIX}_vm-image", f"{PREFIX}_vm-image-desktop-extension"
+    try:
+        rows = ls_json(home)
+        if rows:
+            assert [r["image"] for r in rows] == [ref]
+            rec = record(home, key)
+            status, _ = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "backend.sock", "/hello")
+            assert status == 200
+            run_dockext("rm", key, home=home)
+        assert_nothing_left(home, docker_client, key, project)
+    except AssertionError as exc:
+        raise AssertionError(f"{where}: {exc}") from exc
