@@ -312,6 +312,11 @@ class Engine:
         (its socket, a TCP port, ssh), so an extension's backend can be told to be on another engine."""
         return str(self._info().get("ID") or "")
 
+    def kernel(self) -> str:
+        """The kernel the engine runs on (``GET /info`` ``KernelVersion``): another than this machine's is a VM's
+        (Docker Desktop, Colima, Lima) or another machine's behind a forwarded socket."""
+        return str(self._info().get("KernelVersion") or "")
+
     def _security_option(self, name: str) -> bool:
         options = self._info().get("SecurityOptions") or []
         return any(isinstance(o, str) and f"name={name}" in o.split(",") for o in options)

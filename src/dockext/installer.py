@@ -36,7 +36,7 @@ import requests.exceptions
 from . import backendpolicy, crashpoint, marketplace, model, permissions, sockperm
 from . import compose as composefile
 from .composecli import Compose
-from .engine import Engine, ImageFiles, PullEvent
+from .engine import REMOTE_ENV, Engine, ImageFiles, PullEvent
 from .errors import (
     AlreadyInstalled,
     BackendNotReady,
@@ -392,11 +392,13 @@ class Installer:
             relay = record.vm.relay
             probe = (self._probe_local(gs_dir / record.vm.socket) if relay is None
                      else self._probe_relayed(relay, record.vm.socket))
-            self._wait_for_socket(record, record.vm.socket, probe)
+            self._wait_for_socket(record, record.vm.socket, probe, local=relay is None)
         self.report.step("VM service started")
 
-    def _wait_for_socket(self, record: Record, socket_name: str, probe: Callable[[], str | None]) -> None:
-        """Until ``probe()`` (None: it accepts; else why not, in words) says the backend's socket accepts."""
+    def _wait_for_socket(self, record: Record, socket_name: str, probe: Callable[[], str | None], *,
+                         local: bool) -> None:
+        """Until ``probe()`` (None: it accepts; else why not, in words) says the backend's socket accepts.
+        ``local``: the socket is probed in the guest-services directory here (not through a relay)."""
         deadline = time.monotonic() + self.backend_timeout
         last_error = "it does not exist"
         while time.monotonic() < deadline:
@@ -407,10 +409,19 @@ class Installer:
             time.sleep(0.1)
         assert record.vm
         details = self._backend_diagnosis(record.vm.project)
+        hint = f"The backend must listen on /run/guest-services/{socket_name} in its container."
+        kernel = ""
+        if local:
+            with contextlib.suppress(DockextError):
+                kernel = self.engine.kernel()
+        if kernel and kernel != os.uname().release:
+            hint += (f" The engine runs on another kernel ({kernel}; this machine's is {os.uname().release}): in a "
+                     "VM, or on another machine behind its socket, where a socket made in a shared folder cannot "
+                     f"be reached from here. Set {REMOTE_ENV}=1 to reach backends through a relay container.")
         raise BackendNotReady(
             f"the backend did not expose its socket {socket_name} within {self.backend_timeout:.0f} s "
             f"({last_error}){details}",
-            hint=f"The backend must listen on /run/guest-services/{socket_name} in its container.",
+            hint=hint,
         )
 
     @staticmethod

@@ -254,6 +254,7 @@ def test_backend_that_never_creates_its_socket_is_rolled_back(home, fixture_imag
     out = run_dockext("install", "-f", ref, home=home, check=False, env={"DOCKEXT_BACKEND_TIMEOUT": "4"})
     assert out.returncode == 1
     assert "did not expose its socket backend.sock within 4 s" in out.stderr
+    assert "another kernel" not in out.stderr  # the engine is this machine's (tests/unit/test_backend_wait_hint.py)
     assert_nothing_left(
         home, docker_client, "dockext-test_bad-no-socket", "dockext-test_bad-no-socket-desktop-extension"
     )
