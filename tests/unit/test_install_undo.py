@@ -133,3 +133,34 @@ def test_rm_drops_an_install_journal_a_crash_left_before_its_tombstone(tmp_path:
     inst.remove("acme/ext")
     assert at_tombstone == [False]
     assert engine.removed == set()
+
+
+class RejectsTheFile(EngineGoesAway):
+    """Compose that cannot read the project's file (a key it does not know): `down -f` fails, `down -p` works."""
+
+    def __init__(self, engine: StubEngine) -> None:
+        super().__init__(engine, failing_downs=0)
+        self.calls: list[Path | None] = []
+
+    def down(self, project: str, path: Path | None = None) -> None:
+        self.calls.append(path)
+        if path is not None:
+            raise ComposeError("stopping the backend (docker compose down) failed: additional property not allowed")
+
+
+def test_recovery_of_an_install_whose_compose_file_compose_rejects_goes_by_the_project(tmp_path: Path) -> None:
+    """An install killed after `compose up` of a file compose rejects: the next command's recovery does not stay
+    stuck on `down -f` (it would fail at every command); it takes the project down by its labels, and removes the
+    volume the install made."""
+    engine = StubEngine(volumes={f"{PROJECT}_kept", f"{PROJECT}_data"})
+    compose = RejectsTheFile(engine)
+    inst = Installer(Layout(tmp_path), engine=engine, compose=compose)  # type: ignore[arg-type]
+    inst.layout.ensure()
+    target = inst.layout.extension_dir(KEY)
+    extension_files(target, PENDING_FILE, make_record().to_json())
+    (target / INSTALL_FILE).write_text(json.dumps({"volumes_before": [f"{PROJECT}_kept"]}))
+    assert inst.needs_recovery()
+    assert inst._recover_locked() == [KEY]
+    assert compose.calls == [target / "vm" / "docker-compose.yaml", None]
+    assert not target.exists() and engine.removed == {f"{PROJECT}_data"}
+    assert not inst.needs_recovery()
