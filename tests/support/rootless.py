@@ -36,7 +36,6 @@ class RootlessEngine:
     user: Unpriv
     host: str  # unix:///run/user/<uid>/docker.sock
     client: docker.DockerClient  # root's client of it (root may connect to any socket)
-    log: Path
 
     @property
     def socket(self) -> Path:
@@ -88,7 +87,7 @@ def rootless_engine(like: Unpriv, log: Path, timeout: float = 90) -> Iterator[Ro
     env["PATH"] = f"{env['PATH']}:/usr/sbin:/sbin:{':'.join(SCRIPT_DIRS)}"
     with engine_process([_script()], socket=socket, log=log, what="the rootless engine", timeout=timeout, env=env,
                         cwd=user.home, user=user.uid, group=user.gid, extra_groups=[]) as client:
-        yield RootlessEngine(user=user, host=f"unix://{socket}", client=client, log=log)
+        yield RootlessEngine(user=user, host=f"unix://{socket}", client=client)
 
 
 def _stop_leftover(runtime: Path, uid: int) -> None:
