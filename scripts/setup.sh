@@ -99,6 +99,8 @@ pyvenv() { apt_install python3-venv; }
 tracer() { apt_install strace; }  # the durability tests trace dockext's system calls (tests/engine/test_durability.py)
 # a rootless engine for tests/e2e/test_rootless.py (tests/support/rootless.py starts it: nothing runs here)
 rootless() { apt_install rootlesskit uidmap slirp4netns; }
+# Podman for the tests of dockext on Podman (tests/support/podman.py starts its services: nothing runs here)
+podman_pkgs() { apt_install podman catatonit; }
 
 docker_group() {
   if ! getent group docker >/dev/null; then
@@ -168,6 +170,7 @@ if [ $BROWSER -eq 1 ]; then step chromium browser; fi
 step python3-venv pyvenv
 step strace tracer
 step rootless rootless
+step podman podman_pkgs
 step docker-group docker_group
 step venv venv
 step sshd sshd_bin

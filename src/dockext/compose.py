@@ -40,6 +40,10 @@ GS_VOLUME_SPEC: dict[str, Any] = {
     "driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "mode=1777,size=64m"},
     "labels": {"dockext.guest-services": "true"},
 }
+#: The same tmpfs's options on Podman, which reads ``size`` among a local volume's options as an XFS project
+#: quota, even for a tmpfs, and fails on other file systems: tmpfs's own ``nr_blocks`` (4 KiB pages) sets the same
+#: 64 MiB and reaches the mount.
+PODMAN_GS_VOLUME_OPTIONS = "mode=1777,nr_blocks=16384"
 
 
 def guest_services_bind(directory: str) -> dict[str, Any]:
@@ -107,6 +111,7 @@ def rewrite(
     engine_socket: str,
     guest_services: Mapping[str, Any],
     extra_services: Mapping[str, dict[str, Any]] | None = None,
+    podman: bool = False,
 ) -> Rewritten:
     """Apply Docker Desktop's "additional compose attributes" to an extension compose file.
 
@@ -114,7 +119,8 @@ def rewrite(
     * on every service: the extension labels, ``restart: always`` unless the author chose a policy, the
       engine-socket paths of the VM mapped to this engine's socket, and the ``guest_services`` mount
       (:func:`guest_services_bind` or :func:`guest_services_volume`) at ``/run/guest-services``, replacing
-      any mount the file made there itself; with the volume, :data:`GS_VOLUME` is declared too;
+      any mount the file made there itself; with the volume, :data:`GS_VOLUME` is declared too (with
+      :data:`PODMAN_GS_VOLUME_OPTIONS` when the engine is ``podman``);
     * the first service (in the author's order) is named ``<project>-service`` unless it has a name.
     """
     out = copy.deepcopy(dict(doc))
@@ -136,6 +142,8 @@ def rewrite(
         if GS_VOLUME in volumes:
             raise MetadataError("vm.composefile", f"volume name {GS_VOLUME!r} is reserved by dockext")
         volumes[GS_VOLUME] = copy.deepcopy(GS_VOLUME_SPEC)
+        if podman:
+            volumes[GS_VOLUME]["driver_opts"]["o"] = PODMAN_GS_VOLUME_OPTIONS
         out["volumes"] = volumes
     return Rewritten(out, first)
 

@@ -76,20 +76,31 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def rootless_socket() -> str | None:
-    """This user's rootless engine's socket (``$XDG_RUNTIME_DIR/docker.sock``) if something listens on it (not
-    the file a crashed engine left)."""
+#: Where other engines of this machine listen, by what they are: ``{runtime}`` is ``$XDG_RUNTIME_DIR``
+OTHER_ENGINES = (
+    ("A rootless engine of yours", "{runtime}/docker.sock"),  # dockerd-rootless.sh
+    ("Your Podman service", "{runtime}/podman/podman.sock"),  # `podman system service` (podman.socket)
+    ("The machine's Podman service", "/run/podman/podman.sock"),
+)
+
+
+def other_engines() -> list[tuple[str, str]]:
+    """The engines of :data:`OTHER_ENGINES` this user can connect to: (what, socket path). A socket nothing
+    listens on (the file a crashed engine left) or this user may not use is not one."""
     runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
-    path = os.path.join(runtime, "docker.sock")
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            return None
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(0.5)
-            probe.connect(path)
-        return path
-    except OSError:
-        return None
+    found = []
+    for what, pattern in OTHER_ENGINES:
+        path = pattern.format(runtime=runtime)
+        try:
+            if not stat.S_ISSOCK(os.stat(path).st_mode):
+                continue
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(0.5)
+                probe.connect(path)
+        except OSError:
+            continue
+        found.append((what, path))
+    return found
 
 
 class Engine:
@@ -149,9 +160,8 @@ class Engine:
             why = sshdial.dialer_for(self.target.url).last_error or why
         hint = "Is dockerd running, and may this user use it (member of the 'docker' group)? " \
                "Set DOCKER_HOST (or `docker context use`) to use another engine."
-        rootless = rootless_socket() if self.target.source == "default" else None
-        if rootless is not None:
-            hint += f" A rootless engine of yours listens on {rootless}: use it with DOCKER_HOST=unix://{rootless}."
+        for what, path in other_engines() if self.target.source == "default" else []:
+            hint += f" {what} listens on {path}: use it with DOCKER_HOST=unix://{path}."
         return EngineUnavailable(f"cannot reach the Docker engine at {self.target.describe()}: {why}", hint=hint)
 
     @contextlib.contextmanager
@@ -307,10 +317,22 @@ class Engine:
                 self._info_cache = dict(self.client.api.info())
         return self._info_cache
 
+    @property
+    def podman(self) -> bool:
+        """A Podman service (``podman system service``), which answers the Docker Engine API: its ``GET /info``
+        alone carries ``BuildahVersion``."""
+        return "BuildahVersion" in self._info()
+
     def identity(self) -> str:
         """The engine's own ID (``GET /info`` ``ID``): one engine has one, through whatever address reaches it
-        (its socket, a TCP port, ssh), so an extension's backend can be told to be on another engine."""
-        return str(self._info().get("ID") or "")
+        (its socket, a TCP port, ssh), so an extension's backend can be told to be on another engine.
+
+        Podman answers a new random ID at every call, so there the machine's name and the storage root stand for
+        it (a rootful and a rootless Podman of one machine keep their containers in different roots)."""
+        info = self._info()
+        if self.podman:
+            return f"podman:{info.get('Name') or ''}:{info.get('DockerRootDir') or ''}"
+        return str(info.get("ID") or "")
 
     def kernel(self) -> str:
         """The kernel the engine runs on (``GET /info`` ``KernelVersion``): another than this machine's is a VM's
@@ -324,8 +346,9 @@ class Engine:
     @property
     def rootless(self) -> bool:
         """A rootless engine (``dockerd-rootless.sh``): its containers' root is the user who runs it, so a file a
-        backend creates as root is that user's on this host, and container uid N is one of its subordinate ids."""
-        return self._security_option("rootless")
+        backend creates as root is that user's on this host, and container uid N is one of its subordinate ids.
+        Rootless Podman says so in ``Rootless`` (``SecurityOptions`` names only seccomp there)."""
+        return self._security_option("rootless") or self._info().get("Rootless") is True
 
     @property
     def userns_remapped(self) -> bool:

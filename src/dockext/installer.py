@@ -326,6 +326,7 @@ class Installer:
             engine_socket=self.engine.socket_path,
             guest_services=guest_services,
             extra_services=extra,
+            podman=self.engine.podman,
         )
         (stage / "vm").mkdir(mode=0o755)
         atomic_write(stage / "vm" / "docker-compose.yaml", rewritten.dump())

@@ -5,7 +5,10 @@ On such an engine the containers' root is the user itself, and container uid N i
 a backend that runs as root creates its socket as the user, and one that runs as another uid creates it as a
 subordinate id the user cannot connect to (0755). dockext's sockperm sidecar must then hand sockets to the
 container's root, not to the user's own uid (which there is a subordinate id again, as the first version of
-this test showed: every install failed with "dockext is not allowed to connect to it")."""
+this test showed: every install failed with "dockext is not allowed to connect to it").
+
+Each test runs on a rootless Docker engine and on a rootless Podman service (the same user's `podman system
+service`), which dockext recognises as rootless from its `GET /info` ("Rootless": true)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.support.images import copy_image
+from tests.support.podman import rootless_podman
 from tests.support.rootless import RootlessEngine, rootless_engine
 from tests.support.server import start_server
 from tests.support.unpriv import ensure_unprivileged
@@ -29,10 +33,11 @@ REPO = Path(__file__).resolve().parents[2]
 NON_ROOT = "dockext-test-rootless/vm-image-uid4242:1.0.0"
 
 
-@pytest.fixture(scope="module")
-def engine(docker_client, fixture_image, tmp_path_factory):
-    log = tmp_path_factory.mktemp("rootless") / "dockerd.log"
-    with rootless_engine(ensure_unprivileged(REPO), log) as eng:
+@pytest.fixture(scope="module", params=["docker", "podman"])
+def engine(request, docker_client, fixture_image, tmp_path_factory):
+    log = tmp_path_factory.mktemp("rootless") / f"{request.param}.log"
+    start = rootless_engine if request.param == "docker" else rootless_podman
+    with start(ensure_unprivileged(REPO), log) as eng:
         refs = [fixture_image(name) for name in ("vm-image", "compose", "host-binary")]
         # the vm-image backend as an ordinary user of its container: its socket is made by uid 4242
         dockerfile = f"FROM {refs[0]}\nUSER 4242\nLABEL dockext.test=1\n".encode()
@@ -44,7 +49,8 @@ def engine(docker_client, fixture_image, tmp_path_factory):
 
 def test_an_extension_installs_and_works_on_a_rootless_engine_in_the_browser(page: Page, engine: RootlessEngine):
     user = engine.user
-    assert "name=rootless" in engine.client.info()["SecurityOptions"]
+    info = engine.client.info()
+    assert "name=rootless" in info["SecurityOptions"] if engine.name == "docker" else info["Rootless"] is True
     home = user.home / f"e2e-{secrets.token_hex(4)}"
     env = engine.env(DOCKEXT_HOME=str(home), NO_COLOR="1", COLUMNS="200")
     user.run(["mkdir", "-p", str(home)], env=env)

@@ -21,8 +21,8 @@ def labelled(docker_client, label):
     return docker_client.containers.list(all=True, filters={"label": label})
 
 
-def ls_json(home):
-    return json.loads(run_dockext("ls", "--format", "json", home=home).stdout)
+def ls_json(home, env=None):
+    return json.loads(run_dockext("ls", "--format", "json", home=home, env=env).stdout)
 
 
 def record(home, key):

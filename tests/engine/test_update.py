@@ -67,10 +67,11 @@ def server(docker_client):
     return ctr
 
 
-def assert_running(home, docker_client, ref, slug=None):
+def assert_running(home, docker_client, ref, slug=None, env=None):
     """``ref`` is the installed version, listed as such; its containers run its image and its backend answers;
-    the volume kept its file; no trace of the other version is left on disk."""
-    [row] = ls_json(home)
+    the volume kept its file; no trace of the other version is left on disk. (``env``: the engine's DOCKER_HOST,
+    when ``docker_client`` is another engine's.)"""
+    [row] = ls_json(home, env)
     assert (row["image"], row["version"]) == (ref, ref.rsplit(":", 1)[1])
     rec = record(home, KEY)
     assert rec["image_id"] == docker_client.images.get(ref).id

@@ -34,16 +34,18 @@ SCRIPT_DIRS = ("/usr/bin", "/usr/share/docker.io/contrib")  # docker-ce's packag
 @dataclass(frozen=True)
 class RootlessEngine:
     user: Unpriv
-    host: str  # unix:///run/user/<uid>/docker.sock
+    host: str  # unix:///run/user/<uid>/docker.sock (Podman: /run/user/<uid>/podman/podman.sock)
     client: docker.DockerClient  # root's client of it (root may connect to any socket)
+    name: str = "docker"  # or "podman" (tests/support/podman.py)
 
     @property
     def socket(self) -> Path:
         return Path(self.host.removeprefix("unix://"))
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The user's environment with its engine selected, as a login with rootless Docker set up has it."""
-        return self.user.env(DOCKER_HOST=self.host, XDG_RUNTIME_DIR=str(self.socket.parent), **extra)
+        """The user's environment with its engine selected, as a login with a rootless engine set up has it."""
+        runtime = f"/run/user/{self.user.uid}"
+        return self.user.env(DOCKER_HOST=self.host, XDG_RUNTIME_DIR=runtime, **extra)
 
 
 
@@ -64,6 +66,14 @@ def ensure_user(like: Unpriv) -> Unpriv:
                   dockext=like.dockext)
 
 
+def runtime_dir(user: Unpriv) -> Path:
+    """``/run/user/<uid>`` (``XDG_RUNTIME_DIR``, which a login would make), the user's own, mode 0700."""
+    runtime = Path(f"/run/user/{user.uid}")
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chown(runtime, user.uid, user.gid)
+    return runtime
+
+
 def _script() -> str:
     for d in SCRIPT_DIRS:
         if os.access(f"{d}/dockerd-rootless.sh", os.X_OK):
@@ -78,9 +88,7 @@ def rootless_engine(like: Unpriv, log: Path, timeout: float = 90) -> Iterator[Ro
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run bash scripts/setup.sh")
     user = ensure_user(like)
-    runtime = Path(f"/run/user/{user.uid}")
-    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chown(runtime, user.uid, user.gid)
+    runtime = runtime_dir(user)
     socket = runtime / "docker.sock"
     _stop_leftover(runtime, user.uid)
     env = user.env(XDG_RUNTIME_DIR=str(runtime))

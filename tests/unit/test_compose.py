@@ -143,7 +143,12 @@ def test_remote_engine_guest_services_is_a_tmpfs_volume_of_the_project_shared_wi
     assert out["volumes"]["data"] == {}
     spec = out["volumes"][compose.GS_VOLUME]
     assert spec["driver"] == "local" and spec["driver_opts"]["type"] == "tmpfs"
-    assert "mode=1777" in spec["driver_opts"]["o"]
+    assert spec["driver_opts"]["o"] == "mode=1777,size=64m"
+    # Podman 4 takes `size` for a quota: the same 64 MiB in tmpfs's own pages
+    podman = compose.rewrite(doc, **{**KW, "guest_services": compose.guest_services_volume()}, podman=True)
+    assert podman.document["volumes"][compose.GS_VOLUME]["driver_opts"] == {
+        "type": "tmpfs", "device": "tmpfs", "o": "mode=1777,nr_blocks=16384"}
+    assert compose.GS_VOLUME_SPEC["driver_opts"]["o"] == "mode=1777,size=64m"  # the shared spec is not changed
     # the document compose reads back is still valid YAML with both volumes
     assert set(yaml.safe_load(compose.rewrite(doc, **{**KW, "guest_services": compose.guest_services_volume()})
                               .dump())["volumes"]) == {"data", compose.GS_VOLUME}

@@ -253,6 +253,7 @@ class FakeEngine:
         self.requests: list[httpx.Request] = []
         self.containers = [dict(c) for c in CONTAINERS]
         self.down = False
+        self.podman = False  # answers as Podman 4 does: `digests` gets an empty body
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -264,6 +265,8 @@ class FakeEngine:
         if path == "/images/json":
             if request.url.params.get("filters") == "{bad":
                 return httpx.Response(400, json={"message": "invalid filter"})
+            if self.podman and "digests" in request.url.params:
+                return httpx.Response(200, content=b"", headers={"Libpod-Api-Version": "4.3.1"})
             return httpx.Response(200, json=[{"Id": "sha256:" + "1" * 64, "RepoTags": ["nginx:latest"],
                                               "Containers": -1, "Size": 10}])
         if path == f"/containers/{'a' * 64}/json" or path == "/containers/web/json":
@@ -434,3 +437,16 @@ def parse_sse(text: str) -> list[tuple[str, Any, str | None]]:
         if data is not None:
             events.append((name, data, eid))
     return events
+
+
+def test_list_images_with_digests_on_podman_answers_the_images(env):
+    """Podman 4 answers ``/images/json?digests=1`` with an empty body (each image has RepoDigests anyway): the
+    extension gets the list asked again without ``digests``, with its other options."""
+    client, state, rec, fake = env
+    fake.podman = True
+    base = ext_api(client, state, rec)
+    options = json.dumps({"digests": True, "filters": {"reference": ["nginx"]}})
+    r = client.get(f"{base}/images", params={"options": options}, headers={"X-Dockext": "1"})
+    assert r.status_code == 200 and r.json()[0]["RepoTags"] == ["nginx:latest"]
+    assert [dict(q.url.params) for q in fake.requests[-2:]] == [
+        {"digests": "1", "filters": '{"reference":["nginx"]}'}, {"filters": '{"reference":["nginx"]}'}]

@@ -63,6 +63,18 @@ def test_when_the_default_engine_is_down_a_rootless_one_of_this_user_is_named(mo
         assert "rootless" not in (unreachable(monkeypatch, tmp_path, "DOCKER_HOST").hint or "")
 
 
+def test_when_the_default_engine_is_down_a_podman_service_of_this_user_is_named(monkeypatch, tmp_path):
+    (tmp_path / "podman").mkdir()
+    path = tmp_path / "podman" / "podman.sock"
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(path))
+        listening.listen()
+        err = unreachable(monkeypatch, tmp_path, "default")
+        assert err.hint is not None and err.hint.endswith(
+            f" Your Podman service listens on {path}: use it with DOCKER_HOST=unix://{path}."), err.hint
+        assert "rootless engine" not in err.hint
+
+
 @pytest.mark.parametrize("owner, remote", [
     ("another user", True),  # another user's rootless engine: its containers cannot see this user's home
     ("this user", False),  # this user's own rootless engine (or Docker Desktop's socket)
@@ -80,3 +92,20 @@ def test_another_users_engine_socket_is_reached_as_a_remote_engine(monkeypatch, 
         assert Engine(DockerHost(f"unix://{path}")).remote is remote
         monkeypatch.setenv("DOCKEXT_REMOTE_ENGINE", "0")  # the user's say still wins
         assert Engine(DockerHost(f"unix://{path}")).remote is False
+
+
+def test_a_podman_service_is_told_from_its_info_and_named_by_its_host_and_storage():
+    """Podman answers a new random ``ID`` at every ``GET /info``: its identity is its machine's name and its
+    storage root, so an extension installed there is not shown as Elsewhere at the next command."""
+    info = {"ID": "b2e55a7c-e745-4ae6-8d54-bc2f45d08529", "Name": "box", "BuildahVersion": "1.28.2",
+            "DockerRootDir": "/var/lib/containers/storage", "Rootless": False,
+            "SecurityOptions": ["name=seccomp,profile=default"]}
+    rootful = InfoEngine(info)
+    assert rootful.podman and not rootful.rootless
+    assert rootful.identity() == "podman:box:/var/lib/containers/storage"
+    assert rootful.identity() == InfoEngine({**info, "ID": "18e2ce45-d630-4dbd-bd38-b463242082c4"}).identity()
+    rootless = InfoEngine({**info, "Rootless": True, "DockerRootDir": "/home/u/.local/share/containers/storage"})
+    assert rootless.podman and rootless.rootless
+    assert rootless.identity() != rootful.identity()
+    docker_engine = InfoEngine({"ID": "X", "Name": "box", "SecurityOptions": []})
+    assert not docker_engine.podman and docker_engine.identity() == "X"

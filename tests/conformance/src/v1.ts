@@ -51,7 +51,7 @@
     });
   }
 
-  /** `docker events` for our backend container, until one exec_create event, then ExecProcess.close(). */
+  /** `docker events` for our backend container, until one exec_create (Podman: exec) event, then ExecProcess.close(). */
   function eventsThenClose(containerName: string): Promise<Json> {
     return new Promise((resolve, reject) => {
       const events: Json[] = [];
@@ -62,7 +62,9 @@
       let triggering = true;
       const proc = dd.docker.cli.exec(
         "events",
-        ["--format", "{{json .}}", "--filter", `container=${containerName}`, "--filter", "event=exec_create"],
+        // exec_create on Docker, exec on Podman (each engine matches only its own name)
+        ["--format", "{{json .}}", "--filter", `container=${containerName}`, "--filter", "event=exec_create",
+          "--filter", "event=exec"],
         {
           stream: {
             splitOutputLines: true,
