@@ -380,8 +380,8 @@ class Installer:
         assert record.vm
         gs_dir = self.layout.guest_services / record.vm.gs_key
         if record.vm.relay is None:
-            shutil.rmtree(gs_dir, ignore_errors=True)
-            gs_dir.mkdir(parents=True)
+            self._remove_guest_services(gs_dir)
+            gs_dir.mkdir(parents=True, exist_ok=True)  # (what could not be removed is left to the backend)
             # Backends that run as a non-root user must be able to create their socket here too. Other host
             # users cannot reach it: the dockext home above it is 0700.
             gs_dir.chmod(0o1777)
@@ -609,7 +609,7 @@ class Installer:
         old = _read_record(prev)
         new = self.store.read(key)
         if old and old.vm and (new.vm is None or new.vm.gs_key != old.vm.gs_key):
-            shutil.rmtree(self.layout.guest_services / old.vm.gs_key, ignore_errors=True)
+            self._remove_guest_services(self.layout.guest_services / old.vm.gs_key)
         self._trash(prev)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(target / UPDATE_FILE)
@@ -632,7 +632,7 @@ class Installer:
                     self._remove_new_volumes(new.vm.project, target / UPDATE_FILE)
                     old = _read_record(prev)
                     if old is None or old.vm is None or old.vm.gs_key != new.vm.gs_key:
-                        shutil.rmtree(self.layout.guest_services / new.vm.gs_key, ignore_errors=True)
+                        self._remove_guest_services(self.layout.guest_services / new.vm.gs_key)
                 self._trash(target)
             try:
                 # started where it lies, so that it is listed again only once its backend answers (a dashboard
@@ -842,10 +842,23 @@ class Installer:
             return  # not known which volumes are new (an rm's tombstone, or an older dockext's): keep them all
         self.engine.remove_volumes(self.engine.project_volumes(record.vm.project) - before)
 
+    def _remove_guest_services(self, gs_dir: Path) -> None:
+        """Remove a backend's guest-services dir of this host. What the backend made there as another user (a
+        root backend's directories, for dockext run as an ordinary user) is first emptied by the helper, in a
+        container that may; what still cannot go (the engine is away) is left, and said."""
+        shutil.rmtree(gs_dir, ignore_errors=True)
+        if not gs_dir.exists() or os.geteuid() == 0:
+            return
+        try:
+            sockperm.clean(self.engine.client, str(gs_dir), host_userns=self.engine.userns_remapped)
+        except DockextError as exc:
+            self.report.step(f"Could not empty {gs_dir}: {exc.message}")
+        shutil.rmtree(gs_dir, ignore_errors=True)
+
     def _delete_files(self, record: Record, target: Path) -> None:
         permissions.forget(self.layout, record.key)  # the user's grants go with the extension
         if record.vm:
-            shutil.rmtree(self.layout.guest_services / record.vm.gs_key, ignore_errors=True)
+            self._remove_guest_services(self.layout.guest_services / record.vm.gs_key)
         self._trash(target)  # renamed first: a crash half-way leaves no directory that looks like an extension
 
 

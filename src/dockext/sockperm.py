@@ -11,6 +11,9 @@ The same binary is the **relay** of a remote engine (docs/design.md, "Remote eng
 the PID 1 of a ``dockext-relay`` service sharing the project's guest-services volume, and dockext reaches a
 backend socket by an exec of ``sockperm connect PATH`` in it, whose stdin and stdout carry the bytes
 (``sockperm probe PATH`` tells whether the socket accepts connections).
+
+And ``sockperm clean DIR`` empties a guest-services dir of this host in a one-off container (:func:`clean`):
+what a backend left there as another user, which dockext run as an ordinary user cannot remove.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from . import errors
 from .engine import HELPER_LABEL
 
 __all__ = [
-    "GUEST_SERVICES", "IMAGE_REPO", "LABEL", "RELAY_SERVICE", "binary_path", "connect_command", "ensure_image",
+    "GUEST_SERVICES", "IMAGE_REPO", "LABEL", "RELAY_SERVICE", "binary_path", "clean", "connect_command", "ensure_image",
     "probe_command", "relay_service", "service",
 ]
 
@@ -112,6 +115,35 @@ def service(image: str, uid: int, gid: int, *, host_userns: bool = False) -> dic
     if host_userns:
         svc["userns_mode"] = "host"
     return svc
+
+
+def clean(client: docker.DockerClient, directory: str, *, host_userns: bool = False) -> None:
+    """Empty ``directory`` (a guest-services dir of this host; it stays) with ``sockperm clean`` in a one-off
+    container: no network, read-only, only DAC_OVERRIDE and FOWNER, the directory its one mount. It removes what
+    a backend made there as a user dockext is not (root's directories, and the files in them), never following a
+    link. ``host_userns`` as for :func:`service`. Raises EngineError with the helper's words if anything stayed.
+    """
+    try:
+        image = ensure_image(client)
+        container = client.containers.run(
+            image, ["clean", GUEST_SERVICES], detach=True, network_mode="none", read_only=True,
+            cap_drop=["ALL"], cap_add=["DAC_OVERRIDE", "FOWNER"], security_opt=["no-new-privileges:true"],
+            labels={LABEL: "clean"}, volumes={directory: {"bind": GUEST_SERVICES, "mode": "rw"}},
+            userns_mode="host" if host_userns else None,
+        )
+        try:
+            code = container.wait(timeout=60)["StatusCode"]
+            said = container.logs().decode(errors="replace").strip()
+        finally:
+            container.remove(force=True)
+    except requests.exceptions.ConnectionError as exc:
+        raise errors.EngineUnavailable(
+            f"cannot reach the Docker engine: {exc}", hint="is dockerd running, and DOCKER_HOST right?"
+        ) from exc
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:  # and wait's timeout
+        raise errors.EngineError(f"cannot empty {directory} with the helper: {exc}") from exc
+    if code != 0:
+        raise errors.EngineError(f"cannot empty {directory}: {said or f'the helper exited {code}'}")
 
 
 def relay_service(image: str, container_name: str) -> dict[str, Any]:

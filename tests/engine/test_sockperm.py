@@ -236,3 +236,38 @@ def test_bad_arguments_exit_2(docker_client, image, gs_dir, containers, args):
     helper = run_helper(docker_client, image, gs_dir, containers, command=args)
     assert helper.wait(timeout=30)["StatusCode"] == 2
     assert b"usage: sockperm DIR UID GID" in helper.logs()
+
+
+# --- sockperm clean: emptying a guest-services dir dockext cannot empty itself -------------------------------
+
+
+@pytest.mark.engine
+def test_clean_empties_the_dir_of_what_other_users_made_and_removes_links_as_links(docker_client, image, gs_dir):
+    (gs_dir / "state" / "deep").mkdir(parents=True)
+    (gs_dir / "state" / "deep" / "file").write_text("x")
+    (gs_dir / "top").write_text("y")
+    for path in (gs_dir / "state", gs_dir / "state" / "deep", gs_dir / "state" / "deep" / "file", gs_dir / "top"):
+        os.chown(path, 4242, 4242)
+    (gs_dir / "state").chmod(0o700)  # not even readable by others: DAC_OVERRIDE reads it
+    (gs_dir / "root").symlink_to("/")  # followed, it would lead to the container's read-only root: exit 1
+    (gs_dir / "dangling").symlink_to("/nonexistent")
+    sock = bind_socket(gs_dir / "backend.sock")
+    try:
+        sockperm.clean(docker_client, str(gs_dir))
+    finally:
+        sock.close()
+    assert gs_dir.is_dir() and list(gs_dir.iterdir()) == []
+    assert docker_client.containers.list(all=True, filters={"label": f"{sockperm.LABEL}=clean"}) == []
+
+
+@pytest.mark.engine
+def test_clean_says_what_it_left(docker_client, image, gs_dir):
+    deepest = gs_dir
+    for _ in range(66):
+        deepest = deepest / "d"
+    deepest.mkdir(parents=True)
+    (gs_dir / "other").write_text("gone")
+    with pytest.raises(errors.EngineError, match="more than 64 directories deep"):
+        sockperm.clean(docker_client, str(gs_dir))
+    assert sorted(p.name for p in gs_dir.iterdir()) == ["d"]  # the rest went
+    assert docker_client.containers.list(all=True, filters={"label": f"{sockperm.LABEL}=clean"}) == []

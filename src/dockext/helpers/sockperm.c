@@ -1,5 +1,5 @@
 /*
- * sockperm DIR UID GID | sockperm idle [DIR] | sockperm connect PATH | sockperm probe PATH
+ * sockperm DIR UID GID | sockperm idle [DIR] | sockperm connect PATH | sockperm probe PATH | sockperm clean DIR
  *
  * A static helper for the small FROM scratch containers that dockext adds to an extension's compose project.
  *
@@ -30,6 +30,14 @@
  *
  * sockperm probe PATH
  *   Connects as `connect` does, closes, exits 0.
+ *
+ * sockperm clean DIR
+ *   Removes everything inside DIR, which stays: what a backend left in its guest-services dir as a user that
+ *   dockext, run as an ordinary user, cannot remove itself (root's directories, files in them). Run once in a
+ *   container (network none, read-only, cap_drop ALL plus DAC_OVERRIDE and FOWNER) with DIR bind-mounted. It
+ *   never follows a symlink (a link is removed as a link), never enters another file system, and goes at most
+ *   64 directories deep. One line on stderr for each entry it cannot remove; exit 0 when DIR is empty at the
+ *   end, 1 when something stayed, 2 on bad arguments.
  *
  * When connect or probe cannot connect: exactly one line on stderr, exit 3:
  *   sockperm: connect ENOENT /run/guest-services/backend.sock: No such file or directory
@@ -65,6 +73,7 @@
 #define BACKOFF_FIRST_NS 500000L           /* waiting 0.5 ms first, */
 #define BACKOFF_MAX_NS 20000000L           /* doubling up to 20 ms */
 #define USAGE "usage: sockperm DIR UID GID | sockperm idle [DIR] | sockperm connect PATH | sockperm probe PATH" \
+              " | sockperm clean DIR" \
               "  (UID and GID: decimal numbers)\n"
 
 static uid_t want_uid;
@@ -507,10 +516,79 @@ static int connect_main(const char *path, int probe) {
     return relay(sock);
 }
 
+/* Removes the entries of the directory open at fd (not fd's directory itself); 0 when all went. */
+static int clean_at(int fd, const char *path, dev_t dev, int depth) {
+    int dup_fd = dup(fd);
+    DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+    if (d == NULL) {
+        fprintf(stderr, "sockperm: cannot read %s: %s\n", path, strerror(errno));
+        if (dup_fd >= 0)
+            close(dup_fd);
+        return 1;
+    }
+    int failed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno != ENOENT) {
+                fprintf(stderr, "sockperm: cannot stat %s/%s: %s\n", path, e->d_name, strerror(errno));
+                failed = 1;
+            }
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            if (st.st_dev != dev || depth >= 64) {
+                fprintf(stderr, "sockperm: left %s/%s: %s\n", path, e->d_name,
+                        st.st_dev != dev ? "another file system" : "more than 64 directories deep");
+                failed = 1;
+                continue;
+            }
+            int sub = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                fprintf(stderr, "sockperm: cannot open %s/%s: %s\n", path, e->d_name, strerror(errno));
+                failed = 1;
+                continue;
+            }
+            char inner[PATH_MAX];
+            snprintf(inner, sizeof inner, "%s/%s", path, e->d_name);
+            int sub_failed = clean_at(sub, inner, dev, depth + 1);
+            close(sub);
+            if (sub_failed) {
+                failed = 1;
+                continue;
+            }
+        }
+        if (unlinkat(fd, e->d_name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 && errno != ENOENT) {
+            fprintf(stderr, "sockperm: cannot remove %s/%s: %s\n", path, e->d_name, strerror(errno));
+            failed = 1;
+        }
+    }
+    closedir(d);
+    return failed;
+}
+
+/* sockperm clean DIR */
+static int clean_main(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        fprintf(stderr, "sockperm: cannot open %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    int failed = clean_at(fd, dir, st.st_dev, 0);
+    close(fd);
+    return failed;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "idle") == 0)
         return argc == 2 ? idle_main(NULL) : argc == 3 && argv[2][0] != '\0' ? idle_main(argv[2]) : usage();
+    if (strcmp(mode, "clean") == 0)
+        return argc == 3 && argv[2][0] != '\0' ? clean_main(argv[2]) : usage();
     if (strcmp(mode, "connect") == 0 || strcmp(mode, "probe") == 0)
         return argc == 3 && argv[2][0] != '\0' ? connect_main(argv[2], mode[0] == 'p') : usage();
     return perm_main(argc, argv);

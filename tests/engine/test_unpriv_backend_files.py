@@ -1,0 +1,83 @@
+"""dockext as an ordinary user, with a backend that keeps files of its own in ``/run/guest-services``.
+
+A backend runs as root, so a directory it makes there is ``root 0755``, and the files in it are root's: dockext,
+as an ordinary user, cannot delete them. Every update of such an extension failed, and so did the rollback
+("[Errno 17] File exists: '<home>/gs/<key>'", then "restoring ... failed too"), which left it broken; ``rm`` left
+the directory behind. The helper now empties what dockext cannot (``sockperm clean``, in a one-off container).
+"""
+
+from __future__ import annotations
+
+import grp
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.support.images import TEST_LABEL
+from tests.support.unpriv import ensure_unprivileged
+
+pytestmark = pytest.mark.engine
+REPO = Path(__file__).resolve().parents[2]
+REPO_NAME = "dockext-gsfiles/vm-image"
+KEY = "dockext-gsfiles_vm-image"
+# the vm-image backend, after making a directory of its own with a file in it
+CMD = '["sh", "-c", "mkdir -p /run/guest-services/state && date > /run/guest-services/state/started && ' \
+      'exec python3 -u /app/server.py"]'
+
+
+@pytest.fixture(scope="module")
+def versions(fixture_image, docker_client: docker.DockerClient):
+    base = fixture_image("vm-image")
+    refs = []
+    for version in ("1.0.0", "2.0.0"):
+        dockerfile = f'FROM {base}\nCMD {CMD}\nLABEL {TEST_LABEL}=1 version={version}\n'.encode()
+        ref = f"{REPO_NAME}:{version}"
+        docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=ref, rm=True)
+        refs.append(ref)
+    return refs
+
+
+def test_an_ordinary_user_updates_and_removes_a_backend_that_keeps_root_files(versions, docker_client):
+    user = ensure_unprivileged(REPO)
+    home = user.home / f"gsfiles-{secrets.token_hex(4)}"
+    home.mkdir()
+    os.chown(home, user.uid, user.gid)
+    env = {"HOME": str(user.home), "DOCKEXT_HOME": str(home), "PATH": os.environ["PATH"], "NO_COLOR": "1"}
+
+    def as_user(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(user.dockext), *args], env=env, capture_output=True, text=True, timeout=300,
+                              check=False, user=user.uid, group=user.gid,
+                              extra_groups=[grp.getgrnam("docker").gr_gid])
+
+    v1, v2 = versions
+    try:
+        out = as_user("install", "-f", v1)
+        assert out.returncode == 0, out.stdout + out.stderr
+        gs_key = json.loads((home / "extensions" / KEY / "extension.json").read_text())["vm"]["gs_key"]
+        state = home / "gs" / gs_key / "state"
+        assert state.stat().st_uid == 0 and (state / "started").stat().st_uid == 0  # the backend's, as root
+        (state / "left-by-1.0.0").write_text("")
+
+        out = as_user("update", "-f", v2)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f'Extension "VM Image" updated to {v2}' in out.stdout
+        assert "Could not empty" not in out.stdout
+        # a fresh directory, as Docker Desktop gives a backend at each start: what the old one left is gone
+        assert sorted(p.name for p in state.iterdir()) == ["started"]
+        ls = as_user("ls")
+        assert "Running(1)" in ls.stdout, ls.stdout + ls.stderr
+
+        out = as_user("rm", v2)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert list((home / "gs").iterdir()) == []
+        assert docker_client.containers.list(all=True, filters={"label": "dockext.helper=clean"}) == []
+    finally:
+        as_user("rm", "--forget", KEY)
+        shutil.rmtree(home, ignore_errors=True)
