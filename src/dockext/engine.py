@@ -212,25 +212,38 @@ class Engine:
             try:
                 for event in self.client.api.pull(repo, tag=tag, stream=True, decode=True):
                     if "error" in event:
-                        raise ImageNotFound(f"cannot pull {ref.pull_ref}: {event['error']}", hint=self._pull_hint(ref))
+                        raise ImageNotFound(f"cannot pull {ref.pull_ref}: {event['error']}",
+                                            hint=self._pull_hint(ref, str(event["error"])))
                     if on_event:
                         on_event(event)
             except (docker.errors.NotFound, docker.errors.APIError) as exc:
-                raise ImageNotFound(f"cannot pull {ref.pull_ref}: {_short(exc)}", hint=self._pull_hint(ref)) from None
+                why = _short(exc)
+                raise ImageNotFound(f"cannot pull {ref.pull_ref}: {why}", hint=self._pull_hint(ref, why)) from None
         found = self.find_image(ref.pull_ref)
         if found is None:
             raise ImageNotFound(f"image {ref.pull_ref} is not available after pulling it")
         return found
 
-    def _pull_hint(self, ref: ImageRef) -> str:
+    def _pull_hint(self, ref: ImageRef, why: str = "") -> str:
         """What to do about a failed pull; a registry on loopback seen from an engine on another machine gets
-        its own words (that engine pulls from its own loopback: the registry here is out of its reach)."""
+        its own words (that engine pulls from its own loopback: the registry here is out of its reach), and so
+        does a plain-HTTP registry the engine would reach over HTTPS (Docker allows HTTP on loopback by itself,
+        Podman on no address unless told)."""
         if is_loopback(ref.registry) and self.remote and not is_loopback(urlparse(self.target.url).hostname):
             return (
                 f"{ref.registry} is a loopback address, and the engine at {self.target.describe()} pulls from its "
                 "own machine, not this one. Push the image to a registry the engine can reach, or install it "
                 f"offline: `docker save {ref.pull_ref} -o ext.tar` here, then `dockext install ./ext.tar`."
             )
+        if "server gave HTTP response to HTTPS client" in why:
+            with contextlib.suppress(DockextError):
+                if self.podman:
+                    return (f"The registry {ref.registry} speaks plain HTTP, which Podman uses only for registries "
+                            f"marked insecure: add [[registry]] location = \"{ref.registry}\" insecure = true to "
+                            "/etc/containers/registries.conf (or ~/.config/containers/registries.conf for a "
+                            "rootless Podman), then restart its service.")
+            return (f"The registry {ref.registry} speaks plain HTTP: list it in \"insecure-registries\" of the "
+                    "engine's daemon.json (/etc/docker/daemon.json) and restart the engine.")
         return "Check the image name and tag, and that you are logged in to its registry."
 
     @contextlib.contextmanager

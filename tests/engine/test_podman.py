@@ -3,20 +3,24 @@ with the real CLI, real Compose and the real service.
 
 The ddClient conformance suite runs on Podman too (tests/e2e/test_conformance.py), and so do the rootless
 tests (tests/e2e/test_rootless.py, with the user's own Podman service). This module covers what those do not:
-update, a failed update's rollback, remove, and the next command's view of the engine. Podman answers a new
+update, a failed update's rollback, remove, the next command's view of the engine, and pulls from a registry.
+Podman answers a new
 random ``ID`` at every ``GET /info``, so until dockext named a Podman service by its host and storage, every
 extension installed there showed as Elsewhere (on another engine) at the next command.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import docker
+import docker.errors
 import pytest
 
+from tests.support.bridge import bridge
 from tests.support.cli import run_dockext
-from tests.support.images import copy_image
+from tests.support.images import copy_image, push_fixture
 from tests.support.podman import PodmanEngine, podman_engine
 
 from .test_install import assert_nothing_left, ls_json, record
@@ -71,3 +75,36 @@ def test_install_update_rollback_and_remove_on_podman(tmp_path, podman: PodmanEn
             container.remove(force=True)
         for volume in client.volumes.list(filters={"name": VOLUME}):
             volume.remove(force=True)
+
+
+def test_install_from_a_registry_on_podman_and_what_a_plain_http_registry_needs(
+    tmp_path, podman: PodmanEngine, fixture_image, docker_client: docker.DockerClient
+):
+    """The local registry (plain HTTP, marked insecure for this service as Docker treats loopback by itself)
+    serves an install as on Docker. The same registry under a name the service is not told about (127.0.0.1:5001)
+    fails, and the error says what Podman needs, which is not what Docker would."""
+    home, env = tmp_path / "home", {"DOCKER_HOST": podman.host}
+    remote = push_fixture(docker_client, fixture_image("vm-image", repo_prefix="dockext-pmreg"))
+    key = "127_0_0_1_5000_dockext-pmreg_vm-image"
+    with contextlib.suppress(docker.errors.ImageNotFound):  # pulled by an earlier session: the storage is kept
+        podman.client.images.remove(remote, force=True)
+    with bridge(5000, into=podman.netns), bridge(5001, into=podman.netns, host_port=5000):
+        try:
+            out = run_dockext("install", "-f", remote, home=home, env=env)
+            assert "pulling" in out.stdout, out.stdout
+            [row] = ls_json(home, env)
+            assert (row["image"], row["vm"]) == (remote, "Running(1)"), row
+            assert (home / "extensions" / key).is_dir()
+            assert podman.client.images.get(remote).id == docker_client.images.get(
+                remote.removeprefix("127.0.0.1:5000/")).id
+
+            other = remote.replace(":5000/", ":5001/")
+            out = run_dockext("install", "-f", other, home=tmp_path / "other", env=env, check=False)
+            assert out.returncode != 0
+            assert "server gave HTTP response to HTTPS client" in out.stderr, out.stderr
+            assert ('The registry 127.0.0.1:5001 speaks plain HTTP, which Podman uses only for registries marked '
+                    'insecure: add [[registry]] location = "127.0.0.1:5001" insecure = true to '
+                    '/etc/containers/registries.conf') in out.stderr, out.stderr
+        finally:
+            run_dockext("rm", remote, home=home, env=env, check=False)
+            assert not (home / "extensions" / key).exists()

@@ -5,6 +5,9 @@ the local registry. Engine pulls do not care (dockerd pulls, in the host's names
 clients do: the Marketplace reads the registry itself. :func:`bridge` listens on 127.0.0.1:<port> here and
 relays each connection to 127.0.0.1:<port> in the host's namespace: a thread that has entered that namespace
 (network namespaces are per thread) opens the connections there. Only loopback is involved on either side.
+
+It can also listen in a third namespace (``into``: a Podman service's, which runs in one of its own), and on
+another port than the host's.
 """
 
 from __future__ import annotations
@@ -40,6 +43,43 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
     b.close()
 
 
+def _setns(path: str) -> None:
+    """Move the calling thread into the network namespace at ``path``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into the network namespace {path} failed")
+    finally:
+        os.close(fd)
+
+
+def _listener(port: int, into: str | None) -> socket.socket:
+    """A socket listening on 127.0.0.1:``port``, here or in the namespace ``into`` (made by a thread that has
+    entered it: a socket stays in the namespace it was made in)."""
+    made: queue.Queue[socket.socket | OSError] = queue.Queue()
+
+    def make() -> None:
+        try:
+            if into is not None:
+                _setns(into)
+            listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen(64)
+            made.put(listener)
+        except OSError as exc:
+            made.put(exc)
+
+    thread = threading.Thread(target=make, daemon=True, name=f"netns-listen-{port}")
+    thread.start()
+    thread.join()
+    got = made.get()
+    if isinstance(got, OSError):
+        raise got
+    return got
+
+
 class _Connector(threading.Thread):
     """A thread living in the host's network namespace that opens TCP connections there on request."""
 
@@ -51,14 +91,11 @@ class _Connector(threading.Thread):
         self.ready: queue.Queue[OSError | None] = queue.Queue()
 
     def run(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(self.host_ns, os.O_RDONLY)
         try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                self.ready.put(OSError(ctypes.get_errno(), "setns into the host's network namespace failed"))
-                return
-        finally:
-            os.close(fd)
+            _setns(self.host_ns)
+        except OSError as exc:
+            self.ready.put(exc)
+            return
         self.ready.put(None)
         while True:
             reply = self.requests.get()
@@ -78,23 +115,22 @@ class _Connector(threading.Thread):
 
 
 @contextlib.contextmanager
-def bridge(port: int) -> Iterator[None]:
-    """While the block runs, 127.0.0.1:``port`` here reaches 127.0.0.1:``port`` of the host's namespace.
+def bridge(port: int, *, into: str | None = None, host_port: int | None = None) -> Iterator[None]:
+    """While the block runs, 127.0.0.1:``port`` here (or in the namespace at the path ``into``) reaches
+    127.0.0.1:``host_port`` (``port`` by default) of the host's namespace.
 
-    Does nothing when the tests run in the host's namespace (DOCKEXT_TEST_NETNS=0, or not root)."""
+    Without ``into``, does nothing when the tests run in the host's namespace (DOCKEXT_TEST_NETNS=0, or not
+    root)."""
     host_ns = os.environ.get("DOCKEXT_TEST_HOST_NETNS")
-    if not host_ns:
+    if not host_ns and into is None:
         yield
         return
-    connector = _Connector(host_ns, port)
+    connector = _Connector(host_ns or f"/proc/{os.getpid()}/ns/net", host_port or port)
     connector.start()
     failed = connector.ready.get()
     if failed is not None:
         raise failed
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(64)
+    listener = _listener(port, into)
     stop = threading.Event()
 
     def serve() -> None:

@@ -11,7 +11,10 @@ Both get a ``containers.conf`` that fits a machine with no systemd: cgroupfs, ev
 also sets two limits of its containers: rootful Podman gives each container 1048576 open files and processes, which
 a runtime may only set with ``CAP_SYS_RESOURCE`` when that is above the service's own limit, and this machine's
 processes lack that capability; so its containers get the service's own limits. No registry is searched for short
-names: an image is in the service's storage (tests load it there) or nowhere. Needs root, as CI runs, and
+names: an image is in the service's storage (tests load it there), or named with its registry. The local registry,
+127.0.0.1:5000, is marked insecure (plain HTTP), as Docker treats loopback registries by itself; a test that
+wants it from the rootful service bridges it into that service's namespace
+(``bridge(5000, into=engine.netns)``, tests/support/bridge.py). Needs root, as CI runs, and
 ``podman`` and ``catatonit`` (scripts/setup.sh installs them).
 """
 
@@ -38,10 +41,21 @@ DATA_ROOT = Path("/var/lib/dockext-test-podman")
 NPROC = 32768  # the rootful service's limit of processes, and so its containers'
 
 
+REGISTRIES_CONF = """\
+unqualified-search-registries = []
+short-name-mode = "disabled"
+
+[[registry]]
+location = "127.0.0.1:5000"
+insecure = true
+"""
+
+
 @dataclass(frozen=True)
 class PodmanEngine:
     host: str  # unix:///run/dockext-test-podman/podman.sock
     client: docker.DockerClient
+    netns: str  # its network namespace: /proc/<pid>/ns/net
 
 
 def _config(name: str, *, limits: bool) -> dict[str, str]:
@@ -57,7 +71,7 @@ def _config(name: str, *, limits: bool) -> dict[str, str]:
     lines += ["[engine]", 'cgroup_manager = "cgroupfs"', 'events_logger = "file"']
     conf, registries = ROOT / f"{name}.conf", ROOT / "registries.conf"
     conf.write_text("\n".join(lines) + "\n")
-    registries.write_text('unqualified-search-registries = []\nshort-name-mode = "disabled"\n')
+    registries.write_text(REGISTRIES_CONF)
     for path in (conf, registries):
         path.chmod(0o644)
     return {"CONTAINERS_CONF": str(conf), "CONTAINERS_REGISTRIES_CONF": str(registries)}
@@ -90,7 +104,7 @@ def podman_engine(log: Path, timeout: float = 90) -> Iterator[PodmanEngine]:
     with engine_process(argv, socket=socket, log=log, what="podman system service", timeout=timeout, env=env,
                         preexec_fn=_limit_processes) as client:
         try:
-            yield PodmanEngine(f"unix://{socket}", client)
+            yield PodmanEngine(f"unix://{socket}", client, f"/proc/{int(pidfile.read_text())}/ns/net")
         finally:
             with contextlib.suppress(docker.errors.APIError):
                 client.networks.prune()

@@ -13,6 +13,7 @@ import pytest
 from dockext.dockerhost import DockerHost
 from dockext.engine import Engine
 from dockext.errors import EngineUnavailable
+from dockext.model import ImageRef
 
 
 class InfoEngine(Engine):
@@ -109,3 +110,21 @@ def test_a_podman_service_is_told_from_its_info_and_named_by_its_host_and_storag
     assert rootless.identity() != rootful.identity()
     docker_engine = InfoEngine({"ID": "X", "Name": "box", "SecurityOptions": []})
     assert not docker_engine.podman and docker_engine.identity() == "X"
+
+
+def test_a_plain_http_registry_gets_each_engines_own_advice():
+    """Docker reaches registries on loopback over plain HTTP by itself, others only when its daemon.json lists
+    them; Podman none unless its registries.conf marks them insecure (tests/engine/test_podman.py shows the real
+    service's error)."""
+    ref = ImageRef.parse("10.0.0.7:5000/acme/ext:1.0.0")
+    why = 'Get "https://10.0.0.7:5000/v2/": http: server gave HTTP response to HTTPS client'
+    podman = InfoEngine({"ID": "X", "Name": "box", "BuildahVersion": "1.28.2"})
+    assert podman._pull_hint(ref, why).startswith(
+        'The registry 10.0.0.7:5000 speaks plain HTTP, which Podman uses only for registries marked insecure: add '
+        '[[registry]] location = "10.0.0.7:5000" insecure = true to /etc/containers/registries.conf')
+    docker_engine = InfoEngine({"ID": "X", "Name": "box"})
+    assert docker_engine._pull_hint(ref, why) == (
+        'The registry 10.0.0.7:5000 speaks plain HTTP: list it in "insecure-registries" of the engine\'s '
+        'daemon.json (/etc/docker/daemon.json) and restart the engine.')
+    assert docker_engine._pull_hint(ref, "manifest unknown") == \
+        "Check the image name and tag, and that you are logged in to its registry."
