@@ -646,7 +646,8 @@ def version() -> None:
     print(f"Client Version: v{__version__}\nServer API Version: {API_VERSION}")
 
 
-ELSEWHERE = "\0elsewhere"  # a key no project has, in the states of `_vm_states`: [the engine's ID, "" if unknown]
+#: a key no project has, in the states of `_vm_states`: [the engine's ID ("" if unknown), its address]
+ELSEWHERE = "\0elsewhere"
 
 
 def _vm_states(records: list[Record]) -> dict[str, list[str]] | None:
@@ -658,7 +659,7 @@ def _vm_states(records: list[Record]) -> dict[str, list[str]] | None:
         identity = engine.identity() if any(r.vm and r.vm.engine for r in records) else ""
     except Exception:  # noqa: BLE001 - the list still prints when the engine is down
         return None
-    states: dict[str, list[str]] = {ELSEWHERE: [identity]}
+    states: dict[str, list[str]] = {ELSEWHERE: [identity, engine.target.describe()]}
     for c in containers:
         project = (c.get("Labels") or {}).get("com.docker.compose.project", "")
         states.setdefault(project, []).append(str(c.get("State", "unknown")))
@@ -670,7 +671,7 @@ def _row(r: Record, states: dict[str, list[str]] | None) -> dict[str, Any]:
         vm = "-"
     elif states is None:
         vm = "Unknown(engine unreachable)"
-    elif r.vm.engine and states.get(ELSEWHERE, [""])[0] not in ("", r.vm.engine):
+    elif r.vm.elsewhere(*states.get(ELSEWHERE, ["", ""])[:2]):
         vm = "Elsewhere(0)"  # created on another engine: see the note under the table
     else:
         found = states.get(r.vm.project, [])

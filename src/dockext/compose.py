@@ -40,9 +40,9 @@ GS_VOLUME_SPEC: dict[str, Any] = {
     "driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "mode=1777,size=64m"},
     "labels": {"dockext.guest-services": "true"},
 }
-#: The same tmpfs's options on Podman, which reads ``size`` among a local volume's options as an XFS project
-#: quota, even for a tmpfs, and fails on other file systems: tmpfs's own ``nr_blocks`` (4 KiB pages) sets the same
-#: 64 MiB and reaches the mount.
+#: The same tmpfs's options on Podman, which before 4.8 reads ``size`` among a local volume's options as an XFS
+#: project quota, even for a tmpfs, and fails on other file systems: tmpfs's own ``nr_blocks`` (pages) reaches
+#: the mount; 64 MiB with 4 KiB pages, a larger cap with larger ones.
 PODMAN_GS_VOLUME_OPTIONS = "mode=1777,nr_blocks=16384"
 
 

@@ -476,7 +476,7 @@ class Installer:
             here = self.engine.identity()
         except DockextError:
             return False
-        return bool(here) and here != record.vm.engine
+        return record.vm.elsewhere(here, self.engine.target.describe())
 
     def check_engine(self, record: Record) -> None:
         """Refuse to change an extension whose backend is on another engine than the one reached now: its
@@ -484,8 +484,7 @@ class Installer:
         if self._elsewhere(record):
             assert record.vm is not None
             raise OtherEngine(
-                f"the backend of {record.id} is on another engine ({record.vm.engine_at or record.vm.engine}), "
-                f"not the one dockext reaches now ({self.engine.target.describe()})",
+                record.vm.elsewhere_message(record.id, self.engine.target.describe()),
                 hint="Point dockext at that engine (DOCKER_HOST, or `docker context use`) to update or remove it; "
                 f"or forget it here with `dockext rm --forget {record.id}` (its containers stay on that engine).",
             )

@@ -63,6 +63,38 @@ class VmInfo:
     #: 0 in older records: a denied grant may not cover all it covers now
     policy: int = 0
 
+    def elsewhere(self, here: str, here_at: str) -> bool:
+        """Whether the backend was made on another engine than ``here`` (the ID of the engine reached now, at
+        ``here_at``: ``DockerHost.describe()``). Unknown (no ID recorded, or none now) counts as not.
+
+        A Podman service's ID is ``podman:<host name>:<storage root>`` (Podman answers a random ``ID`` at every
+        call): the same engine when the storage root is the same and the host name or the address is (a machine
+        renamed keeps its storage). A record an older dockext wrote on Podman holds one of those random IDs: the
+        same engine when the address is."""
+        if not self.engine or not here or self.engine == here:
+            return False
+        if not here.startswith("podman:"):
+            return True
+        same_address = _address(self.engine_at) == _address(here_at)
+        if not self.engine.startswith("podman:"):
+            return not same_address
+        _, name, root = here.split(":", 2)
+        _, was_name, was_root = self.engine.split(":", 2)
+        return root != was_root or (name != was_name and not same_address)
+
+    def elsewhere_message(self, title: str, here_at: str) -> str:
+        """Why the backend of the extension ``title`` is not on the engine reached now (at ``here_at``)."""
+        if self.engine_at and _address(self.engine_at) == _address(here_at):
+            return (f"the backend of {title} was made on the engine that was at {_address(here_at)} then (ID "
+                    f"{self.engine}), and another answers there now: the engine was reinstalled or replaced")
+        return f"the backend of {title} is on another engine ({self.engine_at or self.engine}), not the one " \
+               f"dockext reaches now ({here_at})"
+
+
+def _address(described: str | None) -> str:
+    """The engine's address in ``DockerHost.describe()``'s words, without the notes: ``unix:///var/run/x.sock``."""
+    return (described or "").split(" (", 1)[0]
+
 
 @dataclass(frozen=True)
 class Record:

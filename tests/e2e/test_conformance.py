@@ -104,6 +104,9 @@ class Session:
             "container": self.ext.container_id, "containerName": self.ext.container_name,
             "project": self.ext.project, "image": self.ext.image_id, "ref": self.ext.ref, "tag": TAG,
             "volume": self.conf.volume, "dir": str(self.conf.files),
+            # the event an exec starts with: Docker's exec_create (its filter also takes "exec" for any exec_*
+            # event, exec_die of an earlier exec included), Podman's exec
+            "execEvent": "exec" if self.conf.engine.name == "podman" else "exec_create",
         })
 
     def open(self) -> None:
@@ -294,10 +297,11 @@ def rejected(session: Session, check: str) -> Any:
     return value["rejected"]
 
 
-def spellings(ref: str) -> set[str]:
-    """How an engine names the image ``ref`` (a short name): Docker keeps it, Podman spells it in full, with
-    ``docker.io/`` when it built the image and ``localhost/`` when it loaded it."""
-    return {ref, f"docker.io/{ref}", f"localhost/{ref}"}
+def spellings(session: Session) -> set[str]:
+    """How the session's engine names the extension's image (a short name): Docker keeps it, Podman spells it in
+    full, with ``docker.io/`` when it built the image and ``localhost/`` when it loaded it."""
+    ref = session.ext.ref
+    return {ref} if session.conf.engine.name == "docker" else {f"docker.io/{ref}", f"localhost/{ref}"}
 
 
 def docker_events_processes(container_name: str) -> list[str]:
@@ -400,7 +404,7 @@ def test_v1_docker_exec_resolves_with_quotes_stripped(v1: Session):
 
 def test_v1_docker_exec_parse_json_lines(v1: Session):
     [name] = ok(v1, "docker-exec-json-lines")
-    assert name in spellings(v1.ext.ref), name
+    assert name in spellings(v1), name
 
 
 def test_v1_docker_exec_non_zero_rejects_with_node_exec_error_shape(v1: Session):
@@ -603,7 +607,7 @@ def test_v1_list_containers_with_filters(v1: Session):
 def test_v1_list_images(v1: Session):
     images = ok(v1, "list-images")
     assert [i["id"] for i in images] == [v1.ext.image_id]
-    assert spellings(v1.ext.ref) & set(images[0]["repoTags"]), images
+    assert spellings(v1) & set(images[0]["repoTags"]), images
     assert ok(v1, "list-images-all") == {"isArray": True, "hasOwnImage": True}
 
 

@@ -12,6 +12,7 @@ extension installed there showed as Elsewhere (on another engine) at the next co
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 
 import docker
@@ -23,7 +24,7 @@ from tests.support.cli import run_dockext
 from tests.support.images import copy_image, push_fixture
 from tests.support.podman import PodmanEngine, podman_engine
 
-from .test_install import assert_nothing_left, ls_json, record
+from .test_install import assert_nothing_left, get_over_socket, ls_json, record
 from .test_update import KEY, PROJECT, SLOW_TO_FAIL, VOLUME, assert_running, server
 
 pytestmark = pytest.mark.engine
@@ -54,6 +55,9 @@ def test_install_update_rollback_and_remove_on_podman(tmp_path, podman: PodmanEn
         [row] = ls_json(home, env)
         assert row["vm"] == "Running(2)", row  # not "Elsewhere": the same service at the next command
         server(client).exec_run(["python3", "-c", "open('/data/marker', 'w').write('kept')"], user="root")
+        # the second service, by its compose name: the project network's DNS (aardvark-dns) answers
+        status, body = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "compose.sock", "/peer")
+        assert (status, json.loads(body)) == (200, {"peer": "helper says hi"}), body
 
         out = run_dockext("update", "-f", v2, home=home, env=env)
         assert f'Extension "Compose Backend" updated to {v2}' in out.stdout
@@ -63,7 +67,8 @@ def test_install_update_rollback_and_remove_on_podman(tmp_path, podman: PodmanEn
         assert out.returncode == 1, out.stdout + out.stderr
         assert f"the update of dockext-upd/compose to {broken} failed, and {v2} was restored" in out.stderr
         assert_running(home, client, v2, slug=rec["origin_slug"], env=env)
-        assert client.containers.list(all=True, filters={"ancestor": broken}) == []
+        broken_id = client.images.get(broken).id  # (Podman's `ancestor` filter does not know the short name)
+        assert [c.name for c in client.containers.list(all=True) if c.image.id == broken_id] == []
 
         run_dockext("rm", v2, home=home, env=env)
         assert_nothing_left(home, client, KEY, PROJECT)

@@ -21,7 +21,8 @@ import pytest
 def engine_process(argv: list[str], *, socket: Path, log: Path, what: str, timeout: float = 90,
                    **popen: Any) -> Iterator[docker.DockerClient]:
     """Run ``argv`` (``popen``: Popen's other arguments) until its engine answers on ``socket``; yield a client of
-    it. On exit its containers are removed and its process group is stopped (SIGTERM, then SIGKILL after 60 s)."""
+    it. On exit its containers and their networks are removed and its process group is stopped (SIGTERM, then
+    SIGKILL after 60 s)."""
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, **popen)
@@ -45,6 +46,8 @@ def engine_process(argv: list[str], *, socket: Path, log: Path, what: str, timeo
             for container in client.containers.list(all=True):
                 with contextlib.suppress(docker.errors.APIError):
                     container.remove(force=True)
+            with contextlib.suppress(docker.errors.APIError):
+                client.networks.prune()  # the networks of those containers
             client.close()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

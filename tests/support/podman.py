@@ -1,11 +1,15 @@
 """Podman services (``podman system service``), which answer the Docker Engine API, for the tests of dockext on
 Podman: Debian's podman 4.3 with netavark, rootful (root's service) and rootless (the ``dockext-rl`` user's).
 
-The rootful service runs in a network namespace of its own (``unshare -n``: its bridge and firewall rules are not
-the machine's, and nothing it tries to pull can leave the machine), with its own storage, run and network
-directories (the storage is kept between sessions, so images are loaded once). The rootless one is the user's, as
-``podman system service`` run at a login: storage in its home, the socket at
-``$XDG_RUNTIME_DIR/podman/podman.sock``, slirp4netns, which does not reach the host's loopback.
+Each runs in a network namespace of its own, with only loopback (``unshare -n``: its bridges and firewall rules
+are not the machine's, and nothing it or its containers try to reach can leave the machine); on exit every
+process left in that namespace (aardvark-dns, conmons of exec sessions, which linger 300 s) is killed. The rootful
+one has its own storage, run and network directories (the storage is kept between sessions, so images are loaded
+once), and a mount namespace of its own with a fresh ``/run/containers/networks``: rootful Podman keeps its IPAM
+database and aardvark-dns state there whatever ``--network-config-dir`` says, and would share them with any other
+rootful Podman of the machine. The rootless one is the user's, as ``podman system service`` run at a login:
+storage in its home, the socket at ``$XDG_RUNTIME_DIR/podman/podman.sock``; its pause process (which holds the
+user's namespaces between commands) is stopped before and after, so that it is made in the test's namespace.
 
 Both get a ``containers.conf`` that fits a machine with no systemd: cgroupfs, events in a file. The rootful one
 also sets two limits of its containers: rootful Podman gives each container 1048576 open files and processes, which
@@ -24,12 +28,13 @@ import contextlib
 import os
 import resource
 import shutil
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
-import docker.errors
 import pytest
 
 from tests.support.extraengine import engine_process, stop_leftover
@@ -48,6 +53,11 @@ short-name-mode = "disabled"
 [[registry]]
 location = "127.0.0.1:5000"
 insecure = true
+
+# the compat API completes short names with docker.io whatever the search list says: never pull from there
+[[registry]]
+location = "docker.io"
+blocked = true
 """
 
 
@@ -85,10 +95,49 @@ def _limit_processes() -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (_nproc(), _nproc()))
 
 
-def _service(socket: Path, pidfile: Path, *options: str) -> list[str]:
-    """``sh`` writing its pid to ``pidfile``, then becoming ``podman [options] system service`` on ``socket``."""
-    return ["sh", "-c", f'echo $$ > {pidfile}; exec "$@"', "sh", "podman", *options, "system", "service",
-            "--time=0", f"unix://{socket}"]
+def _service(socket: Path, pidfile: Path, *options: str, setup: str, namespaces: str = "-n",
+             run_as: str = "") -> list[str]:
+    """``unshare namespaces``, there ``setup`` (shell commands), then ``podman [options] system service`` on
+    ``socket`` (through ``run_as``: ``setpriv ...``); the service's pid goes to ``pidfile``."""
+    start = f'{setup}; exec {run_as} "$@"'
+    service = ["sh", "-c", f'echo $$ > {pidfile}; exec "$@"', "sh", "podman", *options, "system", "service",
+               "--time=0", f"unix://{socket}"]
+    return ["unshare", namespaces, "--propagation", "private", "--", "sh", "-c", start, "sh", *service]
+
+
+def _processes(match: Callable[[int], bool]) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if match(int(entry)):
+                    found.append(int(entry))
+    return found
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _in_namespace(netns: str) -> Callable[[int], bool]:
+    return lambda pid: os.readlink(f"/proc/{pid}/ns/net") == netns
+
+
+@contextlib.contextmanager
+def _running(argv: list[str], pidfile: Path, **kwargs: Any) -> Iterator[tuple[docker.DockerClient, str]]:
+    """:func:`engine_process` of ``argv`` (``kwargs``: its other arguments); yields its client and the path of the
+    service's network namespace. When the service has stopped, whatever still runs in that namespace is killed."""
+    netns = None
+    try:
+        with engine_process(argv, **kwargs) as client:
+            path = f"/proc/{int(pidfile.read_text())}/ns/net"
+            netns = os.readlink(path)
+            yield client, path
+    finally:
+        if netns is not None:
+            _kill(_processes(_in_namespace(netns)))
 
 
 @contextlib.contextmanager
@@ -98,16 +147,13 @@ def podman_engine(log: Path, timeout: float = 90) -> Iterator[PodmanEngine]:
     pidfile, socket = ROOT / "podman.pid", ROOT / "podman.sock"
     stop_leftover(pidfile, lambda pid: f"--root={DATA_ROOT}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes())
     socket.unlink(missing_ok=True)
-    service = _service(socket, pidfile, f"--root={DATA_ROOT}", f"--runroot={ROOT / 'runroot'}",
-                       f"--tmpdir={ROOT / 'libpod'}", f"--network-config-dir={ROOT / 'networks'}")
-    argv = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up; exec "$@"', "sh", *service]
-    with engine_process(argv, socket=socket, log=log, what="podman system service", timeout=timeout, env=env,
-                        preexec_fn=_limit_processes) as client:
-        try:
-            yield PodmanEngine(f"unix://{socket}", client, f"/proc/{int(pidfile.read_text())}/ns/net")
-        finally:
-            with contextlib.suppress(docker.errors.APIError):
-                client.networks.prune()
+    argv = _service(socket, pidfile, f"--root={DATA_ROOT}", f"--runroot={ROOT / 'runroot'}",
+                    f"--tmpdir={ROOT / 'libpod'}", f"--network-config-dir={ROOT / 'networks'}", namespaces="-nm",
+                    setup="mkdir -p /run/containers/networks && mount -t tmpfs -o mode=0700 tmpfs "
+                          "/run/containers/networks && ip link set lo up")
+    with _running(argv, pidfile, socket=socket, log=log, what="podman system service", timeout=timeout, env=env,
+                  preexec_fn=_limit_processes) as (client, netns):
+        yield PodmanEngine(f"unix://{socket}", client, netns)
 
 
 @contextlib.contextmanager
@@ -123,7 +169,17 @@ def rootless_podman(like: Unpriv, log: Path, timeout: float = 90) -> Iterator[Ro
                   and b"service" in Path(f"/proc/{pid}/cmdline").read_bytes())
     socket.unlink(missing_ok=True)
     env = user.env(XDG_RUNTIME_DIR=str(runtime), **config)
-    with engine_process(_service(socket, pidfile), socket=socket, log=log, what="the rootless podman service",
-                        timeout=timeout, env=env, cwd=user.home, user=user.uid, group=user.gid,
-                        extra_groups=[]) as client:
-        yield RootlessEngine(user=user, host=f"unix://{socket}", client=client, name="podman")
+
+    def pause() -> list[int]:  # the user's pause process: `catatonit -P`
+        return _processes(lambda pid: os.stat(f"/proc/{pid}").st_uid == user.uid
+                          and Path(f"/proc/{pid}/cmdline").read_bytes() == b"catatonit\0-P\0")
+
+    _kill(pause())
+    argv = _service(socket, pidfile, setup="ip link set lo up",
+                    run_as=f"setpriv --reuid={user.uid} --regid={user.gid} --clear-groups")
+    try:
+        with _running(argv, pidfile, socket=socket, log=log, timeout=timeout, env=env, cwd=user.home,
+                      what="the rootless podman service") as (client, _):
+            yield RootlessEngine(user=user, host=f"unix://{socket}", client=client, name="podman")
+    finally:
+        _kill(pause())

@@ -117,3 +117,45 @@ def test_the_servers_vm_calls_refuse_a_backend_made_on_another_engine(tmp_path):
         r = client.post(f"{origin}/i/{cap}/__dockext__/exec", headers={"X-Dockext": "1", "Origin": origin},
                         json={"cli": "vm", "cmd": "ls", "args": []})
         assert r.status_code == 409 and r.json()["error"]["type"] == "OtherEngine"
+
+
+def vm_on(engine: str, at: str):
+    rec = make_record()
+    assert rec.vm is not None
+    return dataclasses.replace(rec.vm, engine=engine, engine_at=at)
+
+
+PODMAN = "podman:box:/var/lib/containers/storage"
+
+
+@pytest.mark.parametrize(("made_on", "made_at", "here", "here_at", "elsewhere"), [
+    (PODMAN, "unix:///run/podman/podman.sock", PODMAN, "unix:///run/podman/podman.sock", False),
+    # the machine was renamed: the same storage at the same address
+    (PODMAN, "unix:///run/podman/podman.sock", "podman:newname:/var/lib/containers/storage",
+     "unix:///run/podman/podman.sock (from DOCKER_HOST)", False),
+    # another machine of the same name and storage root, reached elsewhere: cannot be told apart (same ID)
+    (PODMAN, "unix:///run/podman/podman.sock", PODMAN, "ssh://me@far", False),
+    # a renamed machine, reached elsewhere too; and another storage root (a rootless Podman) anywhere
+    (PODMAN, "unix:///run/podman/podman.sock", "podman:newname:/var/lib/containers/storage", "ssh://me@far", True),
+    (PODMAN, "unix:///run/podman/podman.sock", "podman:box:/home/me/.local/share/containers/storage",
+     "unix:///run/podman/podman.sock", True),
+    # an older dockext's record on Podman: one of the random IDs Podman answered then
+    ("b2e55a7c-e745-4ae6-8d54-bc2f45d08529", "unix:///run/podman/podman.sock (from DOCKER_HOST)", PODMAN,
+     "unix:///run/podman/podman.sock (from context podman)", False),
+    ("b2e55a7c-e745-4ae6-8d54-bc2f45d08529", "unix:///run/podman/podman.sock", PODMAN, "ssh://me@far", True),
+    # Docker engines: their IDs decide
+    ("ENGINE-A", "unix:///var/run/docker.sock", "ENGINE-B", "unix:///var/run/docker.sock", True),
+    (PODMAN, "unix:///run/podman/podman.sock", "ENGINE-B", "unix:///run/podman/podman.sock", True),
+])
+def test_which_engine_a_backend_is_on(made_on, made_at, here, here_at, elsewhere):
+    assert vm_on(made_on, made_at).elsewhere(here, here_at) is elsewhere
+
+
+def test_an_engine_replaced_at_the_same_address_is_said_so():
+    vm = vm_on("ENGINE-A", "unix:///var/run/docker.sock")
+    assert vm.elsewhere_message("acme/ext", "unix:///var/run/docker.sock (from DOCKER_HOST)") == (
+        "the backend of acme/ext was made on the engine that was at unix:///var/run/docker.sock then (ID ENGINE-A), "
+        "and another answers there now: the engine was reinstalled or replaced")
+    assert vm.elsewhere_message("acme/ext", "tcp://there:2376") == (
+        "the backend of acme/ext is on another engine (unix:///var/run/docker.sock), not the one dockext reaches now "
+        "(tcp://there:2376)")

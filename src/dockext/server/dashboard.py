@@ -312,10 +312,11 @@ def create(
 @dataclass
 class _Backends:
     """(running, total) containers per compose project of extension backends (none if the engine is down), and
-    the engine's ID (empty when unknown), to tell backends created on another engine."""
+    the engine's ID (empty when unknown) and address, to tell backends created on another engine."""
 
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     engine: str = ""
+    engine_at: str = ""
 
     def get(self, project: str, default: tuple[int, int]) -> tuple[int, int]:
         return self.counts.get(project, default)
@@ -326,6 +327,7 @@ def _backend_states(state: HostState) -> _Backends:
     try:
         containers = state.engine.backend_containers()
         out.engine = state.engine.identity()
+        out.engine_at = state.engine.target.describe()
     except Exception:  # noqa: BLE001 - the list must render even when the engine is gone
         return out
     for c in containers:
@@ -353,7 +355,7 @@ def _extension_json(
     if r.vm is not None:
         running, total = backends.get(r.vm.project, (0, 0))
         # created on another engine than the one reached now (DOCKER_HOST or the context changed): where it is
-        elsewhere = r.vm.engine_at or r.vm.engine if r.vm.engine and backends.engine not in ("", r.vm.engine) else None
+        elsewhere = r.vm.engine_at or r.vm.engine if r.vm.elsewhere(backends.engine, backends.engine_at) else None
         vm = {"running": running, "total": total, "elsewhere": elsewhere}
     return {
         "id": r.id,

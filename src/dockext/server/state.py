@@ -191,10 +191,9 @@ class HostState:
             except DockextError:
                 self._engine_id = ""  # not asked again: unknown counts as the same engine
                 return
-        if here and here != vm.engine:
+        if vm.elsewhere(here, self.engine.target.describe()):
             raise OtherEngine(
-                f"the backend of {record.title} is on another engine ({vm.engine_at or vm.engine}), not the one "
-                f"this dockext uses ({self.engine.target.describe()})",
+                vm.elsewhere_message(record.title, self.engine.target.describe()),
                 hint="Serve dockext with that engine (DOCKER_HOST, or `docker context use`), or reinstall the "
                 "extension here.",
             )

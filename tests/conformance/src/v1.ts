@@ -51,7 +51,8 @@
     });
   }
 
-  /** `docker events` for our backend container, until one exec_create (Podman: exec) event, then ExecProcess.close(). */
+  /** `docker events` for our backend container, until one exec event (`?execEvent=`: exec_create on Docker, exec on
+   * Podman), then ExecProcess.close(). */
   function eventsThenClose(containerName: string): Promise<Json> {
     return new Promise((resolve, reject) => {
       const events: Json[] = [];
@@ -62,9 +63,7 @@
       let triggering = true;
       const proc = dd.docker.cli.exec(
         "events",
-        // exec_create on Docker, exec on Podman (each engine matches only its own name)
-        ["--format", "{{json .}}", "--filter", `container=${containerName}`, "--filter", "event=exec_create",
-          "--filter", "event=exec"],
+        ["--format", "{{json .}}", "--filter", `container=${containerName}`, "--filter", `event=${param("execEvent")}`],
         {
           stream: {
             splitOutputLines: true,
@@ -100,7 +99,7 @@
           if (!vm) return reject(new Error("no extension.vm"));
           await vm.cli.exec("true", []).catch(() => undefined);
         }
-        if (triggering) reject(new Error(`no exec_create event within 20 s; errors=${JSON.stringify(errors)}`));
+        if (triggering) reject(new Error(`no ${param("execEvent")} event within 20 s; errors=${JSON.stringify(errors)}`));
       })();
     });
   }
