@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dockext.installer import ENGINE_BACK_WAIT, PENDING_FILE
 from tests.support.cli import run_dockext
 from tests.support.engine import dockerd_argv, restart_dockerd
 from tests.support.server import start_server
@@ -143,6 +144,33 @@ def test_an_install_the_engine_restarts_under_ends_whole_or_undone(tmp_path, fix
         remove_all(home, docker_client, ref, project)
     assert_nothing_left(home, docker_client, key, project)
     assert_no_project_objects(docker_client, project)
+
+
+def test_an_install_whose_engine_stays_away_is_undone_by_the_next_command(tmp_path, fixture_image, docker_client):
+    """R5, a long outage: dockerd is killed while an install waits for its backend, and stays down longer than
+    the undo waits for it (ENGINE_BACK_WAIT). The install fails and says that the next command finishes removing
+    it; its files stay, unlisted (deleting them would orphan what compose made); once the engine is back, `ls`
+    finishes the undo, and nothing of the project is left."""
+    home = tmp_path / "home"
+    ref = fixture_image("bad-no-socket", repo_prefix=PREFIX)  # a backend that never makes its socket
+    key, project = f"{PREFIX}_bad-no-socket", f"{PREFIX}_bad-no-socket-desktop-extension"
+    wait = 6  # for the socket; then the undo waits ENGINE_BACK_WAIT for the engine: it is back after both
+    proc = start(home, "install", "-f", ref, DOCKEXT_BACKEND_TIMEOUT=str(wait))
+    read_until(proc, "Starting service in Desktop VM")
+    eventually(lambda: [c for c in labelled(docker_client, f"com.docker.compose.project={project}")
+                        if c.status == "running"])  # it waits for the socket now
+    restart_dockerd(sig=signal.SIGKILL, down_for=wait + ENGINE_BACK_WAIT + 4)
+    try:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 1, out + err
+        assert "cannot reach the Docker engine" in err, err  # asking it how the backend fares, it found none
+        assert "The Docker engine does not answer: the next dockext command finishes removing it" in out, out
+        assert (home / "extensions" / key / PENDING_FILE).is_file()  # left for the next command, not listed
+        assert ls_json(home) == []  # which finishes the undo
+        assert_nothing_left(home, docker_client, key, project)
+        assert_no_project_objects(docker_client, project)
+    finally:
+        remove_all(home, docker_client, ref, project, proc)
 
 
 def remove_all(home, docker_client, ext: str, project: str, proc: subprocess.Popen[str] | None = None) -> None:

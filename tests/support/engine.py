@@ -64,9 +64,10 @@ def dockerd_argv() -> list[str]:
     return [a.decode() for a in Path(f"/proc/{dockerd_pid()}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
 
 
-def restart_dockerd(timeout: float = 90, argv: list[str] | None = None, sig: int = signal.SIGTERM) -> float:
+def restart_dockerd(timeout: float = 90, argv: list[str] | None = None, sig: int = signal.SIGTERM,
+                    down_for: float = 0) -> float:
     """Stop dockerd with ``sig`` (SIGKILL: a crash) and start it again (with ``argv`` instead of its own command
-    line if given); return the seconds it took until it answered again."""
+    line if given), ``down_for`` seconds after it stopped; return the seconds it took until it answered again."""
     pid = dockerd_pid()
     args = [a.encode() for a in argv] if argv is not None else \
         Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
@@ -80,6 +81,7 @@ def restart_dockerd(timeout: float = 90, argv: list[str] | None = None, sig: int
         time.sleep(0.1)
     if sig == signal.SIGKILL:
         _drop_stale_pidfiles(args)
+    time.sleep(down_for)
     host_ns = os.environ.get("DOCKEXT_TEST_HOST_NETNS")
     enter = ["nsenter", f"--net={host_ns}"] if host_ns else []
     with open(log if log.startswith("/") else os.devnull, "ab") as out:
