@@ -701,7 +701,7 @@ class Installer:
             except BaseException:
                 durable_rename(target / PENDING_FILE, target / RECORD_FILE)  # still installed, as it was
                 raise
-            self._delete_files(record, target)
+            self._delete_files(record, target, helper=not forget)  # a forgotten backend may run, and elsewhere
             crashpoint.reached("rm:deleted")
             if record.ui:
                 self.report.step(f"Extension UI tab {record.ui.title} removed")
@@ -841,23 +841,29 @@ class Installer:
             return  # not known which volumes are new (an rm's tombstone, or an older dockext's): keep them all
         self.engine.remove_volumes(self.engine.project_volumes(record.vm.project) - before)
 
-    def _remove_guest_services(self, gs_dir: Path) -> None:
+    def _remove_guest_services(self, gs_dir: Path, *, helper: bool = True) -> None:
         """Remove a backend's guest-services dir of this host. What the backend made there as another user (a
         root backend's directories, for dockext run as an ordinary user) is first emptied by the helper, in a
-        container that may; what still cannot go (the engine is away) is left, and said."""
+        container of the engine, when ``helper`` (the backend is this engine's, and stopped) and the engine sees
+        this host's files; what still cannot go is left, and said."""
         shutil.rmtree(gs_dir, ignore_errors=True)
         if not gs_dir.exists() or os.geteuid() == 0:
             return
-        try:
-            sockperm.clean(self.engine.client, str(gs_dir), host_userns=self.engine.userns_remapped)
-        except DockextError as exc:
-            self.report.step(f"Could not empty {gs_dir}: {exc.message}")
-        shutil.rmtree(gs_dir, ignore_errors=True)
+        if helper and not self.engine.remote:
+            try:
+                sockperm.clean(self.engine.client, str(gs_dir), host_userns=self.engine.userns_remapped)
+            except DockextError as exc:
+                self.report.step(f"Could not empty {gs_dir}: {exc.message}")
+            shutil.rmtree(gs_dir, ignore_errors=True)
+        if gs_dir.exists():
+            self.report.step(f"Left {gs_dir}: its backend made files there as another user (root may remove them)")
 
-    def _delete_files(self, record: Record, target: Path) -> None:
+    def _delete_files(self, record: Record, target: Path, *, helper: bool = True) -> None:
+        """The extension's files, grants and guest-services dir (``helper``: as for :meth:`_remove_guest_services`;
+        not for a backend left running elsewhere)."""
         permissions.forget(self.layout, record.key)  # the user's grants go with the extension
         if record.vm:
-            self._remove_guest_services(self.layout.guest_services / record.vm.gs_key)
+            self._remove_guest_services(self.layout.guest_services / record.vm.gs_key, helper=helper)
         self._trash(target)  # renamed first: a crash half-way leaves no directory that looks like an extension
 
 

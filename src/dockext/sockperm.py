@@ -18,14 +18,17 @@ what a backend left there as another user, which dockext run as an ordinary user
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import platform
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import docker.errors
+import docker.types
 import requests.exceptions
 
 from . import errors
@@ -122,18 +125,26 @@ def clean(client: docker.DockerClient, directory: str, *, host_userns: bool = Fa
     container: no network, read-only, only DAC_OVERRIDE and FOWNER, the directory its one mount. It removes what
     a backend made there as a user dockext is not (root's directories, and the files in them), never following a
     link. ``host_userns`` as for :func:`service`. Raises EngineError with the helper's words if anything stayed.
+
+    The directory is mounted without what is mounted under it (a non-recursive bind). Docker refuses a directory
+    that does not exist on its machine (Podman makes it): never ask an engine that does not see this host's files
+    (:attr:`Engine.remote`).
     """
+    mount = docker.types.Mount(GUEST_SERVICES, directory, type="bind")
+    mount["BindOptions"] = {"NonRecursive": True}
     try:
         image = ensure_image(client)
         container = client.containers.run(
             image, ["clean", GUEST_SERVICES], detach=True, network_mode="none", read_only=True,
             cap_drop=["ALL"], cap_add=["DAC_OVERRIDE", "FOWNER"], security_opt=["no-new-privileges:true"],
-            labels={LABEL: "clean"}, volumes={directory: {"bind": GUEST_SERVICES, "mode": "rw"}},
-            userns_mode="host" if host_userns else None,
+            labels={LABEL: "clean"}, mounts=[mount], userns_mode="host" if host_userns else None,
         )
         try:
             code = container.wait(timeout=60)["StatusCode"]
-            said = container.logs().decode(errors="replace").strip()
+            said = ""
+            if code != 0:
+                with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                    said = container.logs().decode(errors="replace").strip()
         finally:
             container.remove(force=True)
     except requests.exceptions.ConnectionError as exc:
@@ -143,6 +154,8 @@ def clean(client: docker.DockerClient, directory: str, *, host_userns: bool = Fa
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:  # and wait's timeout
         raise errors.EngineError(f"cannot empty {directory} with the helper: {exc}") from exc
     if code != 0:
+        # the names in the helper's words are the backend's: no control character of theirs reaches a terminal
+        said = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", said)
         raise errors.EngineError(f"cannot empty {directory}: {said or f'the helper exited {code}'}")
 
 

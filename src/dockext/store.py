@@ -69,18 +69,16 @@ class VmInfo:
 
         A Podman service's ID is ``podman:<host name>:<storage root>`` (Podman answers a random ``ID`` at every
         call): the same engine when the storage root is the same and the host name or the address is (a machine
-        renamed keeps its storage). A record an older dockext wrote on Podman holds one of those random IDs: the
-        same engine when the address is."""
+        renamed keeps its storage). A record an older dockext wrote on Podman holds one of those random IDs, which
+        cannot be told from a Docker engine's (a UUID since Docker 23): it is elsewhere, as a Docker engine's
+        record found at the same address would be (`rm --forget`, then install again, adopts the backend)."""
         if not self.engine or not here or self.engine == here:
             return False
-        if not here.startswith("podman:"):
+        if not (here.startswith("podman:") and self.engine.startswith("podman:")):
             return True
-        same_address = _address(self.engine_at) == _address(here_at)
-        if not self.engine.startswith("podman:"):
-            return not same_address
         _, name, root = here.split(":", 2)
         _, was_name, was_root = self.engine.split(":", 2)
-        return root != was_root or (name != was_name and not same_address)
+        return root != was_root or (name != was_name and _address(self.engine_at) != _address(here_at))
 
     def elsewhere_message(self, title: str, here_at: str) -> str:
         """Why the backend of the extension ``title`` is not on the engine reached now (at ``here_at``)."""

@@ -261,13 +261,31 @@ def test_clean_empties_the_dir_of_what_other_users_made_and_removes_links_as_lin
 
 
 @pytest.mark.engine
-def test_clean_says_what_it_left(docker_client, image, gs_dir):
-    deepest = gs_dir
-    for _ in range(66):
+def test_clean_says_what_it_left_with_the_backends_names_escaped(docker_client, image, gs_dir):
+    forged = 'd\x1b[2K\rExtension "x" removed\n'  # a name that would rewrite the terminal's last line
+    deepest = gs_dir / forged
+    for _ in range(65):
         deepest = deepest / "d"
     deepest.mkdir(parents=True)
     (gs_dir / "other").write_text("gone")
-    with pytest.raises(errors.EngineError, match="more than 64 directories deep"):
+    with pytest.raises(errors.EngineError, match="more than 64 directories deep") as info:
         sockperm.clean(docker_client, str(gs_dir))
-    assert sorted(p.name for p in gs_dir.iterdir()) == ["d"]  # the rest went
+    assert "\\x1b[2K\\x0dExtension" in info.value.message, info.value.message
+    assert not any(ord(c) < 0x20 for c in info.value.message), info.value.message
+    assert sorted(p.name for p in gs_dir.iterdir()) == [forged]  # the rest went
+    assert docker_client.containers.list(all=True, filters={"label": f"{sockperm.LABEL}=clean"}) == []
+
+
+@pytest.mark.engine
+def test_clean_of_a_directory_the_engine_does_not_see_makes_nothing(docker_client, image, tmp_path):
+    """A remote engine would not see this host's directory: Docker's helper container fails to start rather
+    than the engine making the directory (as root, on its own machine). (Podman makes it: dockext never runs the
+    helper on a remote engine.)"""
+    missing = Path(tempfile.mkdtemp(prefix="dockext-gs-", dir="/tmp")) / "not" / "there"
+    try:
+        with pytest.raises(errors.EngineError, match="cannot empty"):
+            sockperm.clean(docker_client, str(missing))
+        assert not missing.parent.exists()
+    finally:
+        shutil.rmtree(missing.parent.parent)
     assert docker_client.containers.list(all=True, filters={"label": f"{sockperm.LABEL}=clean"}) == []

@@ -81,3 +81,34 @@ def test_an_ordinary_user_updates_and_removes_a_backend_that_keeps_root_files(ve
     finally:
         as_user("rm", "--forget", KEY)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_forgetting_such_an_extension_leaves_its_running_backends_files_and_says_so(versions, docker_client):
+    """`rm --forget` leaves the backend where it runs (on another engine, as a rule): its files are not the
+    helper's to empty, and what the user cannot remove is named."""
+    user = ensure_unprivileged(REPO)
+    home = user.home / f"gsfiles-{secrets.token_hex(4)}"
+    home.mkdir()
+    os.chown(home, user.uid, user.gid)
+    env = {"HOME": str(user.home), "DOCKEXT_HOME": str(home), "PATH": os.environ["PATH"], "NO_COLOR": "1"}
+    project = f"{KEY}-desktop-extension"
+    try:
+        out = subprocess.run([str(user.dockext), "install", "-f", versions[0]], env=env, capture_output=True,
+                             text=True, timeout=300, user=user.uid, group=user.gid,
+                             extra_groups=[grp.getgrnam("docker").gr_gid])
+        assert out.returncode == 0, out.stdout + out.stderr
+        out = subprocess.run([str(user.dockext), "rm", "--forget", KEY], env=env, capture_output=True, text=True,
+                             timeout=300, user=user.uid, group=user.gid, extra_groups=[grp.getgrnam("docker").gr_gid])
+        assert out.returncode == 0, out.stdout + out.stderr
+        [state] = (home / "gs").glob("*/state")
+        assert f"Left {state.parent}: its backend made files there as another user" in out.stdout, out.stdout
+        assert (state / "started").is_file()  # the running backend's file, untouched
+        running = docker_client.containers.list(filters={"label": f"com.docker.compose.project={project}"})
+        assert sorted(c.labels["com.docker.compose.service"] for c in running) == ["dockext-sockperm", "service"]
+    finally:
+        for container in docker_client.containers.list(all=True,
+                                                       filters={"label": f"com.docker.compose.project={project}"}):
+            container.remove(force=True)
+        for network in docker_client.networks.list(filters={"label": f"com.docker.compose.project={project}"}):
+            network.remove()
+        shutil.rmtree(home, ignore_errors=True)

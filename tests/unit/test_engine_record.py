@@ -139,10 +139,12 @@ PODMAN = "podman:box:/var/lib/containers/storage"
     (PODMAN, "unix:///run/podman/podman.sock", "podman:newname:/var/lib/containers/storage", "ssh://me@far", True),
     (PODMAN, "unix:///run/podman/podman.sock", "podman:box:/home/me/.local/share/containers/storage",
      "unix:///run/podman/podman.sock", True),
-    # an older dockext's record on Podman: one of the random IDs Podman answered then
+    # an older dockext's record on Podman (one of the random IDs Podman answered then) cannot be told from a Docker
+    # engine's record found at the same address (Podman serving docker.sock): both elsewhere, never run on here
     ("b2e55a7c-e745-4ae6-8d54-bc2f45d08529", "unix:///run/podman/podman.sock (from DOCKER_HOST)", PODMAN,
-     "unix:///run/podman/podman.sock (from context podman)", False),
-    ("b2e55a7c-e745-4ae6-8d54-bc2f45d08529", "unix:///run/podman/podman.sock", PODMAN, "ssh://me@far", True),
+     "unix:///run/podman/podman.sock (from context podman)", True),
+    ("ABCD:EFGH:IJKL:MNOP:QRST:UVWX:YZ23:4567:ABCD:EFGH:IJKL:MNOP", "unix:///var/run/docker.sock", PODMAN,
+     "unix:///var/run/docker.sock", True),
     # Docker engines: their IDs decide
     ("ENGINE-A", "unix:///var/run/docker.sock", "ENGINE-B", "unix:///var/run/docker.sock", True),
     (PODMAN, "unix:///run/podman/podman.sock", "ENGINE-B", "unix:///run/podman/podman.sock", True),
