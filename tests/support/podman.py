@@ -28,7 +28,6 @@ import contextlib
 import os
 import resource
 import shutil
-import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import docker
 import pytest
 
 from tests.support.extraengine import engine_process, stop_leftover
+from tests.support.procs import kill, pids_where
 from tests.support.rootless import RootlessEngine, ensure_user, runtime_dir
 from tests.support.unpriv import Unpriv
 
@@ -105,22 +105,6 @@ def _service(socket: Path, pidfile: Path, *options: str, setup: str, namespaces:
     return ["unshare", namespaces, "--propagation", "private", "--", "sh", "-c", start, "sh", *service]
 
 
-def _processes(match: Callable[[int], bool]) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if match(int(entry)):
-                    found.append(int(entry))
-    return found
-
-
-def _kill(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def _in_namespace(netns: str) -> Callable[[int], bool]:
     return lambda pid: os.readlink(f"/proc/{pid}/ns/net") == netns
 
@@ -137,7 +121,7 @@ def _running(argv: list[str], pidfile: Path, **kwargs: Any) -> Iterator[tuple[do
             yield client, path
     finally:
         if netns is not None:
-            _kill(_processes(_in_namespace(netns)))
+            kill(pids_where(_in_namespace(netns)))
 
 
 @contextlib.contextmanager
@@ -171,10 +155,10 @@ def rootless_podman(like: Unpriv, log: Path, timeout: float = 90) -> Iterator[Ro
     env = user.env(XDG_RUNTIME_DIR=str(runtime), **config)
 
     def pause() -> list[int]:  # the user's pause process: `catatonit -P`
-        return _processes(lambda pid: os.stat(f"/proc/{pid}").st_uid == user.uid
+        return pids_where(lambda pid: os.stat(f"/proc/{pid}").st_uid == user.uid
                           and Path(f"/proc/{pid}/cmdline").read_bytes() == b"catatonit\0-P\0")
 
-    _kill(pause())
+    kill(pause())
     argv = _service(socket, pidfile, setup="ip link set lo up",
                     run_as=f"setpriv --reuid={user.uid} --regid={user.gid} --clear-groups")
     try:
@@ -182,4 +166,4 @@ def rootless_podman(like: Unpriv, log: Path, timeout: float = 90) -> Iterator[Ro
                       what="the rootless podman service") as (client, _):
             yield RootlessEngine(user=user, host=f"unix://{socket}", client=client, name="podman")
     finally:
-        _kill(pause())
+        kill(pause())

@@ -6,8 +6,26 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+
+def pids_where(match: Callable[[int], bool]) -> list[int]:
+    """The pids for which ``match(pid)`` holds; a process that goes (or an ``OSError`` of ``match``) does not."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if match(int(entry)):
+                    found.append(int(entry))
+    return found
+
+
+def kill(pids: Iterable[int]) -> None:
+    """SIGKILL each of ``pids`` that is still there."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def marked(marker: str) -> dict[int, str]:
@@ -64,6 +82,4 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, interval: float
 
 def kill_marked(marker: str) -> None:
     """Clean-up after a failed test: SIGKILL whatever still carries ``marker``."""
-    for pid in marked(marker):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    kill(marked(marker))
