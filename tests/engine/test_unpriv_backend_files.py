@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -44,18 +45,31 @@ def versions(fixture_image, docker_client: docker.DockerClient):
     return refs
 
 
-def test_an_ordinary_user_updates_and_removes_a_backend_that_keeps_root_files(versions, docker_client):
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def user_dockext() -> Iterator[tuple[Path, Run]]:
+    """A dockext home of the ordinary user (removed afterwards), and ``run(*args)``: dockext as that user."""
     user = ensure_unprivileged(REPO)
     home = user.home / f"gsfiles-{secrets.token_hex(4)}"
     home.mkdir()
     os.chown(home, user.uid, user.gid)
     env = {"HOME": str(user.home), "DOCKEXT_HOME": str(home), "PATH": os.environ["PATH"], "NO_COLOR": "1"}
 
-    def as_user(*args: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(user.dockext), *args], env=env, capture_output=True, text=True, timeout=300,
                               check=False, user=user.uid, group=user.gid,
                               extra_groups=[grp.getgrnam("docker").gr_gid])
 
+    try:
+        yield home, run
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_an_ordinary_user_updates_and_removes_a_backend_that_keeps_root_files(versions, docker_client, user_dockext):
+    home, as_user = user_dockext
     v1, v2 = versions
     try:
         out = as_user("install", "-f", v1)
@@ -80,25 +94,18 @@ def test_an_ordinary_user_updates_and_removes_a_backend_that_keeps_root_files(ve
         assert docker_client.containers.list(all=True, filters={"label": "dockext.helper=clean"}) == []
     finally:
         as_user("rm", "--forget", KEY)
-        shutil.rmtree(home, ignore_errors=True)
 
 
-def test_forgetting_such_an_extension_leaves_its_running_backends_files_and_says_so(versions, docker_client):
+def test_forgetting_such_an_extension_leaves_its_running_backends_files_and_says_so(versions, docker_client,
+                                                                                   user_dockext):
     """`rm --forget` leaves the backend where it runs (on another engine, as a rule): its files are not the
     helper's to empty, and what the user cannot remove is named."""
-    user = ensure_unprivileged(REPO)
-    home = user.home / f"gsfiles-{secrets.token_hex(4)}"
-    home.mkdir()
-    os.chown(home, user.uid, user.gid)
-    env = {"HOME": str(user.home), "DOCKEXT_HOME": str(home), "PATH": os.environ["PATH"], "NO_COLOR": "1"}
+    home, as_user = user_dockext
     project = f"{KEY}-desktop-extension"
     try:
-        out = subprocess.run([str(user.dockext), "install", "-f", versions[0]], env=env, capture_output=True,
-                             text=True, timeout=300, user=user.uid, group=user.gid,
-                             extra_groups=[grp.getgrnam("docker").gr_gid])
+        out = as_user("install", "-f", versions[0])
         assert out.returncode == 0, out.stdout + out.stderr
-        out = subprocess.run([str(user.dockext), "rm", "--forget", KEY], env=env, capture_output=True, text=True,
-                             timeout=300, user=user.uid, group=user.gid, extra_groups=[grp.getgrnam("docker").gr_gid])
+        out = as_user("rm", "--forget", KEY)
         assert out.returncode == 0, out.stdout + out.stderr
         [state] = (home / "gs").glob("*/state")
         assert f"Left {state.parent}: its backend made files there as another user" in out.stdout, out.stdout
@@ -111,4 +118,3 @@ def test_forgetting_such_an_extension_leaves_its_running_backends_files_and_says
             container.remove(force=True)
         for network in docker_client.networks.list(filters={"label": f"com.docker.compose.project={project}"}):
             network.remove()
-        shutil.rmtree(home, ignore_errors=True)
