@@ -119,6 +119,37 @@ def test_the_servers_vm_calls_refuse_a_backend_made_on_another_engine(tmp_path):
         assert r.status_code == 409 and r.json()["error"]["type"] == "OtherEngine"
 
 
+def test_a_server_started_before_its_engine_checks_backends_once_the_engine_answers(tmp_path, monkeypatch):
+    """Found in a later read: an engine that did not answer the first question left the ID unknown for the
+    server's life, and with it every backend counted as this engine's."""
+    import asyncio
+
+    from dockext.server import HostState
+    from dockext.server import state as state_module
+
+    from .test_server import PORT, TOKEN
+
+    monkeypatch.setattr(state_module, "ENGINE_ID_RETRY", 0.0)
+    rec = record_on("ENGINE-A")
+    engine = StubEngine(EngineUnavailable("cannot reach the Docker engine"))
+    state = HostState(Layout(tmp_path), port=PORT, token=TOKEN, engine=engine)  # type: ignore[arg-type]
+    state.check_engine(rec)  # unknown: counted as the same engine, as before
+
+    async def watch_until_asked() -> None:
+        task = asyncio.create_task(state.watch(interval=0.01))
+        await asyncio.sleep(0.05)
+        engine._identity = "ENGINE-B"  # the engine comes up: another than the backend's
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if state._engine_id:
+                break
+        task.cancel()
+
+    asyncio.run(watch_until_asked())
+    with pytest.raises(OtherEngine, match="is on another engine"):
+        state.check_engine(rec)
+
+
 def vm_on(engine: str, at: str):
     rec = make_record()
     assert rec.vm is not None

@@ -37,6 +37,8 @@ __all__ = ["DASHBOARD_NAME", "HostState", "Instance", "host_info"]
 DASHBOARD_NAME = "dockext.localhost"
 #: other names the dashboard answers on; a browser opening a page on one is sent to DASHBOARD_NAME
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+#: seconds between two questions for its ID to an engine that did not answer (HostState.watch)
+ENGINE_ID_RETRY = 5.0
 
 
 @dataclass
@@ -79,7 +81,8 @@ class HostState:
         self.updating: list[Record] = []  # old versions of extensions being updated (listed, not served)
         self._grants: dict[str, permissions.Grants] = {}
         self._grants_stamp: tuple[int, int] | None = None
-        self._engine_id: str | None = None  # the engine's ID, asked once: see check_engine
+        self._engine_id: str | None = None  # the engine's ID, asked once it answers: see check_engine
+        self._engine_id_asked = 0.0  # when it was last asked without an answer (time.monotonic)
         self.generation = 0
         self._signature: tuple[object, ...] | None = None
         self.instances: dict[str, Instance] = {}  # by cap
@@ -135,10 +138,10 @@ class HostState:
         return [f"http://{h}" for h in sorted(self.dashboard_hosts)]
 
     async def watch(self, interval: float = 0.5) -> None:
-        if self._engine_id is None:  # asked off the event loop, before any call needs it (check_engine)
-            with contextlib.suppress(DockextError):
-                self._engine_id = await asyncio.to_thread(self.engine.identity)
         while True:
+            if not self._engine_id and time.monotonic() - self._engine_id_asked >= ENGINE_ID_RETRY:
+                # off the event loop, before any call needs it (check_engine), and again while it is unknown
+                await asyncio.to_thread(self._ask_engine_id)
             await asyncio.sleep(interval)
             with contextlib.suppress(OSError, DockextError):
                 self.refresh()
@@ -184,19 +187,26 @@ class HostState:
         vm = record.vm
         if vm is None or not vm.engine:
             return
-        here = self._engine_id
-        if here is None:  # asked once (GET /info): unknown ("") if the engine cannot say or be reached
-            try:
-                here = self._engine_id = self.engine.identity()
-            except DockextError:
-                self._engine_id = ""  # not asked again: unknown counts as the same engine
-                return
+        here = self._engine_id if self._engine_id is not None else self._ask_engine_id()
+        if not here:  # the engine cannot say or be reached: unknown counts as the same engine
+            return
         if vm.elsewhere(here, self.engine.target.describe()):
             raise OtherEngine(
                 vm.elsewhere_message(record.title, self.engine.target.describe()),
                 hint="Serve dockext with that engine (DOCKER_HOST, or `docker context use`), or reinstall the "
                 "extension here.",
             )
+
+    def _ask_engine_id(self) -> str:
+        """The engine's ID (``GET /info``), kept once known. Unknown (``""``) while the engine does not answer: then
+        :meth:`watch` asks again every :data:`ENGINE_ID_RETRY` s, so a server started before its engine checks
+        backends once the engine is up, not never."""
+        try:
+            self._engine_id = self.engine.identity()
+        except DockextError:
+            self._engine_id = ""
+            self._engine_id_asked = time.monotonic()
+        return self._engine_id
 
     def _stamp(self, name: str) -> tuple[int, int]:
         """Changes whenever the file is written: atomic_write puts a new inode in place each time (a write in
