@@ -27,7 +27,9 @@ from .model import ImageRef
 __all__ = ["Engine", "ImageFiles", "LoadOutput", "PullEvent", "TagSnapshot"]
 
 PullEvent = dict[str, Any]
-COPY_LABEL = "dockext.copy"
+#: on dockext's one-off containers (copying files out of an image, emptying a guest-services dir): the dockext home
+#: they belong to (Installer.owner), for the recovery after a kill (the name is older than the second kind)
+ONE_OFF_LABEL = "dockext.copy"
 HELPER_LABEL = "dockext.helper"  # on dockext's own services in an extension's project (sockperm.py)
 MIN_API_VERSION = "1.24"  # the oldest the docker SDK speaks; only to ask a TLS engine for its own
 
@@ -255,7 +257,7 @@ class Engine:
         """
         with self._errors("create a container to read the image"):
             ctr = self.client.api.create_container(
-                image_id, command=["/dockext-copy-only"], labels={COPY_LABEL: owner}, network_disabled=True
+                image_id, command=["/dockext-copy-only"], labels={ONE_OFF_LABEL: owner}, network_disabled=True
             )
         try:
             yield ImageFiles(self, ctr["Id"])
@@ -263,13 +265,14 @@ class Engine:
             with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                 self.client.api.remove_container(ctr["Id"], force=True)
 
-    def gc_copy_containers(self, owner: str, wait: float = 5.0) -> None:
-        """Remove copy containers left by a dockext process that was killed, and wait (at most ``wait`` s) until
-        they are gone: one the killed process was removing is still listed while the engine finishes."""
+    def gc_one_off_containers(self, owner: str, wait: float = 5.0) -> None:
+        """Remove the one-off containers (:data:`ONE_OFF_LABEL`) left by a dockext process of ``owner`` that was
+        killed, and wait (at most ``wait`` s) until they are gone: one the killed process was removing is still
+        listed while the engine finishes."""
         deadline = time.monotonic() + wait
         while True:
             with self._errors("list containers"):
-                left = self.client.api.containers(all=True, filters={"label": f"{COPY_LABEL}={owner}"})
+                left = self.client.api.containers(all=True, filters={"label": f"{ONE_OFF_LABEL}={owner}"})
             if not left or time.monotonic() > deadline:
                 return
             for c in left:
@@ -292,6 +295,13 @@ class Engine:
         with self._errors("list containers"):
             found = self.client.api.containers(all=True, filters={"label": "com.docker.desktop.extension=true"})
         return [c for c in found if HELPER_LABEL not in (c.get("Labels") or {})]
+
+    def backend_mount_sources(self) -> set[str]:
+        """Where on the engine's machine the mounts of every extension backend's containers (running or not) come
+        from (bind mounts: a host path; volumes: the volume's directory)."""
+        with self._errors("list containers"):
+            found = self.client.api.containers(all=True, filters={"label": "com.docker.desktop.extension=true"})
+        return {str(m.get("Source") or "") for c in found for m in c.get("Mounts") or []} - {""}
 
     def project_volumes(self, project: str) -> set[str]:
         with self._errors("list volumes"):

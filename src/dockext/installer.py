@@ -777,8 +777,29 @@ class Installer:
             shutil.rmtree(leftover, ignore_errors=True)
         self._forget_grants_of_the_uninstalled()
         with contextlib.suppress(DockextError):
-            self.engine.gc_copy_containers(self.owner)
+            self.engine.gc_one_off_containers(self.owner)
+            self._sweep_guest_services()
         return cleaned
+
+    def _sweep_guest_services(self) -> None:
+        """Remove the guest-services dirs that no record names: left by an rm whose helper could not empty one, by
+        ``rm --forget``, or by a crash before an install wrote its pending record. A dir still mounted by a
+        container (a forgotten backend that still runs here) stays, and so does every dir while a record cannot be
+        read. Raises :class:`DockextError` if the engine does not answer (then nothing is removed)."""
+        try:
+            present = set(os.listdir(self.layout.guest_services))
+        except OSError:
+            return
+        named = _named_gs_keys(self.layout.extensions)
+        if named is None or not present - named:
+            return
+        mounted = self.engine.backend_mount_sources()
+        for name in sorted(present - named):
+            gs_dir = self.layout.guest_services / name
+            if gs_dir.is_dir() and not gs_dir.is_symlink() and not any(
+                src == str(gs_dir) or src.startswith(f"{gs_dir}/") for src in mounted
+            ):
+                self._remove_guest_services(gs_dir)
 
     def _forget_grants_of_the_uninstalled(self) -> None:
         """Grants of an extension that is not there: an install with ``--deny`` killed before it rolled back.
@@ -851,7 +872,8 @@ class Installer:
             return
         if helper and not self.engine.remote:
             try:
-                sockperm.clean(self.engine.client, str(gs_dir), host_userns=self.engine.userns_remapped)
+                sockperm.clean(self.engine.client, str(gs_dir), owner=self.owner,
+                               host_userns=self.engine.userns_remapped)
             except DockextError as exc:
                 self.report.step(f"Could not empty {gs_dir}: {exc.message}")
             shutil.rmtree(gs_dir, ignore_errors=True)
@@ -886,6 +908,31 @@ def _newer_schema(*directories: Path) -> bool:
             if isinstance(schema, int) and schema > SCHEMA_VERSION:
                 return True
     return False
+
+
+def _named_gs_keys(extensions: Path) -> set[str] | None:
+    """The guest-services dirs named by the records and pending records under ``extensions`` (an installed
+    extension's, an update's old and new versions, an interrupted install's or removal's); None if one of them
+    cannot be read (it may name any)."""
+    named: set[str] = set()
+    try:
+        entries = os.listdir(extensions)
+    except FileNotFoundError:
+        return named
+    for entry in entries:
+        for name in (RECORD_FILE, PENDING_FILE):
+            try:
+                data = json.loads((extensions / entry / name).read_bytes())
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except (OSError, ValueError):
+                return None
+            vm = data.get("vm") if isinstance(data, dict) else None
+            if isinstance(vm, dict) and isinstance(vm.get("gs_key"), str):
+                named.add(vm["gs_key"])
+            elif vm is not None:
+                return None  # not a shape this dockext knows
+    return named
 
 
 def _read_record(target: Path, name: str = RECORD_FILE) -> Record | None:

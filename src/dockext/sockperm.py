@@ -32,7 +32,7 @@ import docker.types
 import requests.exceptions
 
 from . import errors
-from .engine import HELPER_LABEL
+from .engine import HELPER_LABEL, ONE_OFF_LABEL
 
 __all__ = [
     "GUEST_SERVICES", "IMAGE_REPO", "LABEL", "RELAY_SERVICE", "binary_path", "clean", "connect_command", "ensure_image",
@@ -120,11 +120,13 @@ def service(image: str, uid: int, gid: int, *, host_userns: bool = False) -> dic
     return svc
 
 
-def clean(client: docker.DockerClient, directory: str, *, host_userns: bool = False) -> None:
+def clean(client: docker.DockerClient, directory: str, *, owner: str, host_userns: bool = False) -> None:
     """Empty ``directory`` (a guest-services dir of this host; it stays) with ``sockperm clean`` in a one-off
     container: no network, read-only, only DAC_OVERRIDE and FOWNER, the directory its one mount. It removes what
     a backend made there as a user dockext is not (root's directories, and the files in them), never following a
-    link. ``host_userns`` as for :func:`service`. Raises EngineError with the helper's words if anything stayed.
+    link. ``owner``: the dockext home's (:data:`ONE_OFF_LABEL`), so that the container of a dockext killed while it
+    waits is removed by the next recovery. ``host_userns`` as for :func:`service`. Raises EngineError with the
+    helper's words if anything stayed.
 
     The directory is mounted without what is mounted under it (a non-recursive bind). Docker refuses a directory
     that does not exist on its machine (Podman makes it): never ask an engine that does not see this host's files
@@ -137,7 +139,7 @@ def clean(client: docker.DockerClient, directory: str, *, host_userns: bool = Fa
         container = client.containers.run(
             image, ["clean", GUEST_SERVICES], detach=True, network_mode="none", read_only=True,
             cap_drop=["ALL"], cap_add=["DAC_OVERRIDE", "FOWNER"], security_opt=["no-new-privileges:true"],
-            labels={LABEL: "clean"}, mounts=[mount], userns_mode="host" if host_userns else None,
+            labels={LABEL: "clean", ONE_OFF_LABEL: owner}, mounts=[mount], userns_mode="host" if host_userns else None,
         )
         try:
             code = container.wait(timeout=60)["StatusCode"]

@@ -253,7 +253,7 @@ def test_clean_empties_the_dir_of_what_other_users_made_and_removes_links_as_lin
     (gs_dir / "dangling").symlink_to("/nonexistent")
     sock = bind_socket(gs_dir / "backend.sock")
     try:
-        sockperm.clean(docker_client, str(gs_dir))
+        sockperm.clean(docker_client, str(gs_dir), owner="test")
     finally:
         sock.close()
     assert gs_dir.is_dir() and list(gs_dir.iterdir()) == []
@@ -269,7 +269,7 @@ def test_clean_says_what_it_left_with_the_backends_names_escaped(docker_client, 
     deepest.mkdir(parents=True)
     (gs_dir / "other").write_text("gone")
     with pytest.raises(errors.EngineError, match="more than 64 directories deep") as info:
-        sockperm.clean(docker_client, str(gs_dir))
+        sockperm.clean(docker_client, str(gs_dir), owner="test")
     assert "\\x1b[2K\\x0dExtension" in info.value.message, info.value.message
     assert not any(ord(c) < 0x20 for c in info.value.message), info.value.message
     assert sorted(p.name for p in gs_dir.iterdir()) == [forged]  # the rest went
@@ -284,7 +284,7 @@ def test_clean_of_a_directory_the_engine_does_not_see_makes_nothing(docker_clien
     missing = Path(tempfile.mkdtemp(prefix="dockext-gs-", dir="/tmp")) / "not" / "there"
     try:
         with pytest.raises(errors.EngineError, match="cannot empty"):
-            sockperm.clean(docker_client, str(missing))
+            sockperm.clean(docker_client, str(missing), owner="test")
         assert not missing.parent.exists()
     finally:
         shutil.rmtree(missing.parent.parent)

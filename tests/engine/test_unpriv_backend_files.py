@@ -9,6 +9,7 @@ the directory behind. The helper now empties what dockext cannot (``sockperm cle
 from __future__ import annotations
 
 import grp
+import hashlib
 import io
 import json
 import os
@@ -99,7 +100,8 @@ def test_an_ordinary_user_updates_and_removes_a_backend_that_keeps_root_files(ve
 def test_forgetting_such_an_extension_leaves_its_running_backends_files_and_says_so(versions, docker_client,
                                                                                    user_dockext):
     """`rm --forget` leaves the backend where it runs (on another engine, as a rule): its files are not the
-    helper's to empty, and what the user cannot remove is named."""
+    helper's to empty, and what the user cannot remove is named. Once no container mounts it, the directory goes
+    at the next recovery."""
     home, as_user = user_dockext
     project = f"{KEY}-desktop-extension"
     try:
@@ -112,6 +114,20 @@ def test_forgetting_such_an_extension_leaves_its_running_backends_files_and_says
         assert (state / "started").is_file()  # the running backend's file, untouched
         running = docker_client.containers.list(filters={"label": f"com.docker.compose.project={project}"})
         assert sorted(c.labels["com.docker.compose.service"] for c in running) == ["dockext-sockperm", "service"]
+
+        # a clean container of this home that a killed dockext left behind
+        owner = hashlib.sha256(str(home).encode()).hexdigest()[:16]
+        left = docker_client.containers.create(versions[0], labels={"dockext.copy": owner, TEST_LABEL: "1"})
+        # installed again, the extension takes over its backend (in a new directory), and the next command's
+        # recovery removes the old directory, no longer mounted, with the helper, and the left container
+        out = as_user("install", "-f", versions[0])
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert state.parent.exists()  # still mounted while the install began: left then
+        out = as_user("rm", versions[0])
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert list((home / "gs").iterdir()) == []
+        with pytest.raises(docker.errors.NotFound):
+            left.reload()
     finally:
         for container in docker_client.containers.list(all=True,
                                                        filters={"label": f"com.docker.compose.project={project}"}):

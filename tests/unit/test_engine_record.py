@@ -27,7 +27,7 @@ class StubEngine:
             raise self._identity
         return self._identity
 
-    def gc_copy_containers(self, owner: str) -> None:
+    def gc_one_off_containers(self, owner: str) -> None:
         pass
 
 

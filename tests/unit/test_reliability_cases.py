@@ -57,16 +57,20 @@ class StubEngine:
     def __init__(self, volumes: set[str] | None = None) -> None:
         self.volumes = set(volumes or ())
         self.removed: set[str] = set()
+        self.mounted: set[str] = set()  # the mount sources of backend containers
         self.target = type("T", (), {"describe": lambda self: "unix:///var/run/docker.sock"})()
 
     def identity(self) -> str:
         return "ENGINE-A"
 
-    def gc_copy_containers(self, owner: str) -> None:
+    def gc_one_off_containers(self, owner: str) -> None:
         pass
 
     def project_volumes(self, project: str) -> set[str]:
         return set(self.volumes)
+
+    def backend_mount_sources(self) -> set[str]:
+        return set(self.mounted)
 
     def remove_volumes(self, names: set[str]) -> None:
         self.removed |= names
@@ -373,3 +377,24 @@ def test_a_failed_syncfs_fails_the_operation_and_a_missing_one_falls_back(
     monkeypatch.setattr(os, "sync", lambda: synced.append(True))
     store.sync_tree(tmp_path)
     assert synced == [True]
+
+
+def test_recovery_removes_the_guest_services_dirs_no_record_names_unless_a_container_mounts_them(tmp_path):
+    """An rm that could not empty its dir, an `rm --forget`, a crash before the pending record: the dir was left
+    for good. The engine-level proof (an ordinary user's dockext, root's files, the helper):
+    tests/engine/test_unpriv_backend_files.py."""
+    engine = StubEngine()
+    inst, _ = installer(tmp_path, engine)
+    extension_files(inst.layout.extension_dir(KEY), RECORD_FILE, make_record(gs_key="named").to_json())
+    for name in ("named", "orphan", "mounted"):
+        (inst.layout.guest_services / name / "sub").mkdir(parents=True)
+    engine.mounted = {str(inst.layout.guest_services / "mounted" / "sub"), "/elsewhere"}
+    (inst.layout.guest_services / "orphan" / "sub" / "backend.sock").write_text("")
+
+    (inst.layout.extension_dir(KEY) / RECORD_FILE).write_text("{")  # a record that cannot be read: all stay
+    inst._recover_locked()
+    assert sorted(os.listdir(inst.layout.guest_services)) == ["mounted", "named", "orphan"]
+
+    (inst.layout.extension_dir(KEY) / RECORD_FILE).write_text(json.dumps(make_record(gs_key="named").to_json()))
+    inst._recover_locked()
+    assert sorted(os.listdir(inst.layout.guest_services)) == ["mounted", "named"]

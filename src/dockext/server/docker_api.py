@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import settings
+from ..engine import ONE_OFF_LABEL
 from ..errors import DockextError
 from .engine_http import (
     SHELL_SCRIPT,
@@ -45,7 +46,8 @@ from .state import HostState, Instance
 __all__ = ["EXTENSION_LABEL", "InvalidOptions", "engine_for", "for_extension", "list_params", "routes"]
 
 EXTENSION_LABEL = "com.docker.desktop.extension"
-INTERNAL_LABELS = ("dockext.copy",)  # dockext's own short-lived containers (reading files out of an image)
+#: dockext's own short-lived containers (reading files out of an image, emptying a guest-services dir)
+INTERNAL_LABELS = (ONE_OFF_LABEL,)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")  # container ids and names, volume names
 IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,511}$")
 TAIL_RE = re.compile(r"^(all|\d{1,7})$")
