@@ -31,6 +31,10 @@ __all__ = ["CLI_VARIABLES", "DEFAULT_HOST", "DockerHost", "config_dir", "resolve
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 #: The variables that choose a docker CLI's engine: replaced in every process dockext starts.
 CLI_VARIABLES = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+#: What the Docker CLI tells the plugin it runs (``docker extension``: dockext) in its environment. Passed on,
+#: ``DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND`` makes ``docker-compose`` take itself for ``docker compose`` and refuse
+#: its own arguments ("unknown shorthand flag: 'p' in -p"): dropped from every process dockext starts.
+PLUGIN_PREFIX = "DOCKER_CLI_PLUGIN_"
 
 
 def config_dir(env: Mapping[str, str]) -> Path:
@@ -76,8 +80,9 @@ class DockerHost:
         return env
 
     def apply(self, env: Mapping[str, str]) -> dict[str, str]:
-        """``env`` with its engine-choosing variables replaced by this engine's."""
-        out = {k: v for k, v in env.items() if k not in CLI_VARIABLES}
+        """``env`` with its engine-choosing variables replaced by this engine's, and without what the Docker CLI
+        tells a plugin (:data:`PLUGIN_PREFIX`)."""
+        out = {k: v for k, v in env.items() if k not in CLI_VARIABLES and not k.startswith(PLUGIN_PREFIX)}
         out.update(self.cli_env())
         return out
 

@@ -27,7 +27,8 @@ def docker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
-def test_docker_extension_installs_lists_updates_and_removes_through_dockext(env, fixture_image) -> None:
+def test_docker_extension_installs_lists_updates_and_removes_through_dockext(env, fixture_image,
+                                                                           docker_client) -> None:
     home = Path(env["DOCKEXT_HOME"])
     run_dockext("plugin", "install", home=home, env=env)
     plugin = Path(env["DOCKER_CONFIG"]) / "cli-plugins" / "docker-extension"
@@ -37,24 +38,29 @@ def test_docker_extension_installs_lists_updates_and_removes_through_dockext(env
     assert any(line.split()[:1] == ["extension*"] and "Manages Docker extensions (dockext)" in line
                for line in listed.stdout.splitlines()), listed.stdout
 
-    ref = fixture_image("ui-only")
+    # an extension with a backend: the Docker CLI's DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND, passed on to
+    # docker-compose, made every `compose up` fail ("unknown shorthand flag: 'p' in -p")
+    ref = fixture_image("vm-image")
     installed = docker(env, "extension", "install", "-f", ref)
     assert installed.returncode == 0, installed.stderr
     assert "installed successfully" in installed.stdout + installed.stderr
     ls = docker(env, "extension", "ls")
     assert ls.returncode == 0 and ls.stdout.split("\n")[0].split() == ["ID", "PROVIDER", "VERSION", "UI", "VM", "HOST"]
-    assert any(line.startswith("dockext-test/ui-only ") for line in ls.stdout.splitlines()), ls.stdout
+    assert any(line.startswith("dockext-test/vm-image ") and "Running(1)" in line
+               for line in ls.stdout.splitlines()), ls.stdout
     assert json.loads(run_dockext("ls", "--format", "json", home=home, env=env).stdout)[0]["image"] == ref
 
-    newer = fixture_image("ui-only", tag="2.0.0")
+    newer = fixture_image("vm-image", tag="2.0.0")
     updated = docker(env, "extension", "update", "-f", newer)
     assert updated.returncode == 0, updated.stderr
-    assert f'Extension "UI Only" updated to {newer}' in updated.stdout
+    assert f'Extension "VM Image" updated to {newer}' in updated.stdout
     assert json.loads(run_dockext("ls", "--format", "json", home=home, env=env).stdout)[0]["version"] == "2.0.0"
 
     removed = docker(env, "extension", "rm", ref)
     assert removed.returncode == 0, removed.stderr
-    assert "dockext-test/ui-only" not in docker(env, "extension", "ls").stdout
+    assert "dockext-test/vm-image" not in docker(env, "extension", "ls").stdout
+    assert docker_client.containers.list(all=True, filters={"label": "com.docker.compose.project="
+                                                            "dockext-test_vm-image-desktop-extension"}) == []
 
     # docker's own global options reach dockext: -H selects the engine, so does --context (a missing one is named;
     # contexts that exist: tests/e2e/test_remote_engine.py)

@@ -43,7 +43,8 @@ def test_the_environment_decides_first():
 
 def test_every_process_gets_this_engine_and_nothing_of_the_users_choice():
     target = DockerHost("tcp://e:2376", tls=True, verify=True, cert_dir="/c")
-    env = target.apply({"PATH": "/bin", "DOCKER_CONTEXT": "other", "DOCKER_HOST": "unix:///x", "DOCKER_TLS": "1"})
+    env = target.apply({"PATH": "/bin", "DOCKER_CONTEXT": "other", "DOCKER_HOST": "unix:///x", "DOCKER_TLS": "1",
+                        "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND": "docker"})  # `docker extension`'s, for dockext
     assert env == {"PATH": "/bin", "DOCKER_HOST": "tcp://e:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/c"}
 
 
