@@ -698,6 +698,12 @@ class Installer:
                         self.engine.remove_volumes({f"{record.vm.project}_{composefile.GS_VOLUME}"})
                     self.report.step("Extension removed from Desktop VM")
                     crashpoint.reached("rm:backend-stopped")
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: `compose down` may have stopped half the backend
+                if record.vm is None or forget:
+                    durable_rename(target / PENDING_FILE, target / RECORD_FILE)  # nothing was done: as it was
+                else:  # listed again, it would be an extension without its backend: the tombstone stays
+                    self.report.step(f"Interrupted: the next dockext command finishes removing {record.id}")
+                raise
             except BaseException:
                 durable_rename(target / PENDING_FILE, target / RECORD_FILE)  # still installed, as it was
                 raise

@@ -4,6 +4,7 @@ server), and `kill -9` of the one holding the lock (reference R6, R10): real eng
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -92,6 +93,24 @@ def test_a_signal_during_an_update_brings_the_old_version_back(home, fixture_ima
     finally:
         run_dockext("rm", KEY, home=home, check=False)
         docker_client.images.remove(slow)
+    assert_nothing_left(home, docker_client, KEY, PROJECT)
+
+
+def test_a_signal_during_an_rm_leaves_it_unlisted_and_the_next_command_finishes_it(home, fixture_image,
+                                                                                   docker_client):
+    """Found by a bug hunt: the record came back after `compose down` had begun, so `ls` listed the extension
+    without (part of) its backend. A `kill -9` there was already finished by the next command's recovery."""
+    ref = fixture_image("vm-image", repo_prefix=PREFIX)
+    run_dockext("install", "-f", ref, home=home)
+    proc = start(home, "rm", ref)
+    read_until(proc, "Removing extension VM service")  # compose down runs (the backend takes a while to stop)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert f"Interrupted: the next dockext command finishes removing {PREFIX}/vm-image" in out
+    listed = run_dockext("ls", "--format", "json", home=home)
+    assert json.loads(listed.stdout) == []
+    assert f"finished an interrupted install, update or removal of {KEY}" in listed.stderr
     assert_nothing_left(home, docker_client, KEY, PROJECT)
 
 
