@@ -368,8 +368,12 @@ class Installer:
             crashpoint.reached("install:committed")
         except BaseException:
             self.report.step("Removing extension (install failed)")
-            if not self._undo_install(record, target):
+            failed = self._undo_install(record, target)
+            if failed is not None and not self._engine_answers():
                 self.report.step("The Docker engine does not answer: the next dockext command finishes removing it")
+            elif failed is not None:
+                self.report.step(f"Could not remove its backend ({_why(failed)}): the next dockext command tries "
+                                 "again")
             raise
         with contextlib.suppress(FileNotFoundError):
             os.unlink(target / INSTALL_FILE)  # (rm unlinks it too: a crash may have left it)
@@ -833,22 +837,32 @@ class Installer:
             n[len(p):] for n in names for p in (NEXT_PREFIX, PREV_PREFIX) if n.startswith(p) and len(n) > len(p)
         })
 
-    def _undo_install(self, record: Record, target: Path) -> bool:
+    def _undo_install(self, record: Record, target: Path) -> DockextError | None:
         """Undo an install that did not commit: its backend, the volumes it created, its files. If the engine does
         not answer (a restart of dockerd under the install: what compose made comes back with it), try again for
-        up to :data:`ENGINE_BACK_WAIT` s; if it still fails, the files stay where they are, not listed, and the
-        next command's recovery finishes the undo: deleting them would orphan the backend's containers, networks
-        and volumes. Returns whether it was undone."""
+        up to :data:`ENGINE_BACK_WAIT` s; a failure while the engine answers is tried once more only. If it still
+        fails, the files stay where they are, not listed, and the next command's recovery finishes the undo:
+        deleting them would orphan the backend's containers, networks and volumes. Returns the last failure, or
+        None once it is undone."""
         deadline = time.monotonic() + ENGINE_BACK_WAIT
+        answered = 0  # failures while the engine answered: waiting for it would not help
         while True:
             try:
                 self._undo_backend(record, target)
                 break
-            except DockextError:
-                if time.monotonic() >= deadline:
-                    return False
+            except DockextError as exc:
+                answered += self._engine_answers()
+                if answered > 1 or time.monotonic() >= deadline:
+                    return exc
                 time.sleep(0.5)
         self._delete_files(record, target)
+        return None
+
+    def _engine_answers(self) -> bool:
+        try:
+            self.engine.ping()
+        except DockextError:
+            return False
         return True
 
     def _undo_backend(self, record: Record, target: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dockext import installer as installer_module
-from dockext.errors import ComposeError, EngineError
+from dockext.errors import ComposeError, EngineError, EngineUnavailable
 from dockext.installer import INSTALL_FILE, PENDING_FILE, Installer
 from dockext.paths import Layout
 from dockext.store import RECORD_FILE, Store
@@ -20,8 +20,13 @@ from .test_reliability_cases import KEY, PROJECT, StubEngine, extension_files, m
 
 
 class Engine(StubEngine):
+    """Answers a ping unless its compose has more failing `down`s to give (the engine not back yet)."""
+
+    compose: EngineGoesAway | None = None
+
     def ping(self) -> None:
-        pass
+        if self.compose is not None and 0 < self.compose.downs <= self.compose.failing_downs:
+            raise EngineUnavailable("cannot reach the Docker engine")
 
 
 class Steps:
@@ -39,10 +44,13 @@ class EngineGoesAway:
     """Compose whose `up` makes a volume and then loses the engine; its `down` fails ``failing_downs`` times
     (the engine not back yet), then works."""
 
-    def __init__(self, engine: StubEngine, failing_downs: int) -> None:
+    def __init__(self, engine: StubEngine, failing_downs: int, error: Exception | None = None) -> None:
         self.engine = engine
         self.failing_downs = failing_downs
+        self.error = error or EngineError("the Docker engine is not running")
         self.downs = 0
+        if isinstance(engine, Engine):
+            engine.compose = self
 
     def up(self, project: str, path: Path, env: dict[str, str]) -> None:
         self.engine.volumes.add(f"{project}_data")
@@ -51,12 +59,16 @@ class EngineGoesAway:
     def down(self, project: str, path: Path | None = None) -> None:
         self.downs += 1
         if self.downs <= self.failing_downs:
-            raise EngineError("the Docker engine is not running")
+            raise self.error
 
 
-def failed_install(home: Path, failing_downs: int) -> tuple[Installer, StubEngine, EngineGoesAway, Steps]:
-    engine = StubEngine(volumes={f"{PROJECT}_kept"})  # left by an earlier rm, with its data
+def failed_install(home: Path, failing_downs: int, *, engine_answers: bool = False,
+                   ) -> tuple[Installer, StubEngine, EngineGoesAway, Steps]:
+    engine = Engine(volumes={f"{PROJECT}_kept"})  # left by an earlier rm, with its data
     compose = EngineGoesAway(engine, failing_downs)
+    if engine_answers:  # compose fails for a reason of its own
+        engine.compose = None
+        compose.error = ComposeError("removing the backend (docker compose down) failed: no such service: x")
     steps = Steps()
     inst = Installer(Layout(home), engine=engine, compose=compose, reporter=steps)  # type: ignore[arg-type]
     inst.layout.ensure()
@@ -99,6 +111,18 @@ def test_an_engine_away_longer_leaves_the_undo_to_the_next_command(tmp_path: Pat
     assert not target.exists() and list(inst.layout.guest_services.iterdir()) == []
     assert engine.volumes == {f"{PROJECT}_kept"} and engine.removed == {f"{PROJECT}_data"}
     assert not inst.needs_recovery()
+
+
+def test_a_compose_failure_while_the_engine_answers_is_not_waited_for_nor_called_the_engines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a bug hunt: any failure of `compose down` was tried for 15 s and then said to be "The Docker
+    engine does not answer", while the engine answered."""
+    monkeypatch.setattr(installer_module, "ENGINE_BACK_WAIT", 30.0)
+    inst, _, compose, steps = failed_install(tmp_path, failing_downs=1000, engine_answers=True)
+    assert compose.downs == 4  # tried once more (each time by its file, then by its project), not for 30 s
+    assert steps.lines[-1] == ("Could not remove its backend (removing the backend (docker compose down) failed: no "
+                               "such service: x): the next dockext command tries again")
+    assert (inst.layout.extension_dir(KEY) / PENDING_FILE).exists() and Store(inst.layout).records() == []
 
 
 def test_an_interrupted_removal_keeps_every_volume(tmp_path: Path) -> None:
