@@ -121,7 +121,7 @@ class Installer:
         ref = model.ImageRef.parse(image)
         with self._storage_errors():
             self.layout.ensure()
-            with self.store.lock():
+            with self.store.lock(waiting=self._waiting):
                 self._recover_locked()
                 key = model.extension_key(ref)
                 self._refuse_newer(key)
@@ -677,7 +677,7 @@ class Installer:
     def remove(self, image: str, *, forget: bool = False) -> Record:
         """Remove an installed extension: its backend (``compose down``; named volumes kept), then its files.
         ``forget``: its files only, for a backend on an engine dockext no longer reaches (it stays there)."""
-        with self._storage_errors(), self.store.lock():
+        with self._storage_errors(), self.store.lock(waiting=self._waiting):
             self._recover_locked()
             self._refuse_newer(model.extension_key(model.ImageRef.parse(image)))
             key = self.key_for(image)
@@ -736,7 +736,7 @@ class Installer:
         With ``wait=False`` it raises :class:`Busy` at once if another operation holds the lock (it is not
         interrupted then, only running)."""
         self.layout.ensure()
-        with self.store.lock(timeout=120.0 if wait else 0.0):
+        with self.store.lock(timeout=120.0 if wait else 0.0, waiting=self._waiting if wait else None):
             return self._recover_locked()
 
     def needs_recovery(self) -> bool:
@@ -857,6 +857,9 @@ class Installer:
                 time.sleep(0.5)
         self._delete_files(record, target)
         return None
+
+    def _waiting(self) -> None:
+        self.report.step("Waiting for another dockext operation to finish...")
 
     def _engine_answers(self) -> bool:
         try:

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,8 +301,9 @@ class Store:
 
     # -- locking ---------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, timeout: float = 120.0) -> Iterator[None]:
-        """Exclusive lock for mutations. The kernel drops it if the holder dies, even with kill -9."""
+    def lock(self, timeout: float = 120.0, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+        """Exclusive lock for mutations. The kernel drops it if the holder dies, even with kill -9. ``waiting`` is
+        called once if another process holds it (to say so: the wait may last minutes)."""
         self.layout.ensure()
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(self.layout.lock_file, flags, 0o600)
@@ -315,6 +316,9 @@ class Store:
                 except OSError as exc:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
+                    if waiting is not None:
+                        waiting()
+                        waiting = None
                     if time.monotonic() >= deadline:
                         raise Busy(
                             "another dockext operation is in progress",

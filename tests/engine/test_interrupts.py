@@ -245,6 +245,8 @@ def test_kill_9_of_the_lock_holder_lets_the_waiting_install_proceed(home, fixtur
         else:
             out, err = proc.communicate(timeout=180)
             assert proc.returncode == 0, out + err
+            # said while it waited (found by a bug hunt: a second command sat silent for up to 120 s)
+            assert out.startswith("Waiting for another dockext operation to finish...\n"), out
         print(f"the waiting install ({waiter}) ended {time.monotonic() - t0:.1f} s after the kill")
         [row] = ls_json(home)
         assert row["image"] == good
