@@ -26,7 +26,7 @@ from .errors import DockextError
 from .paths import Layout
 from .store import Store, atomic_write, read_settings
 
-__all__ = ["FILE", "SCHEMA", "DevSettings", "check_url", "load", "reset", "set_debug", "set_ui_source"]
+__all__ = ["FILE", "SCHEMA", "DevSettings", "check_url", "forget", "load", "reset", "set_debug", "set_ui_source"]
 
 SCHEMA = 1
 FILE = "dev.json"
@@ -87,6 +87,17 @@ def reset(layout: Layout, key: str) -> DevSettings:
     return _change(layout, key, ui_source=None, debug=False)
 
 
+def forget(layout: Layout, key: str) -> None:
+    """Drop an extension's settings (it was removed: installed again, it must not load a developer's UI source
+    unasked). The caller holds the store's lock; a file that cannot be read is left to say so where it is used."""
+    try:
+        settings = load(layout)
+    except DockextError:
+        return
+    if settings.pop(key, None) is not None:
+        _save(layout, settings)
+
+
 def _change(layout: Layout, key: str, **changes: Any) -> DevSettings:
     with Store(layout).lock():
         settings = load(layout)
@@ -95,6 +106,10 @@ def _change(layout: Layout, key: str, **changes: Any) -> DevSettings:
             settings[key] = new
         else:
             settings.pop(key, None)
-        body = {"schema": SCHEMA, "extensions": {k: v.to_json() for k, v in sorted(settings.items())}}
-        atomic_write(layout.root / FILE, json.dumps(body, indent=2).encode() + b"\n", mode=0o600)
+        _save(layout, settings)
         return new
+
+
+def _save(layout: Layout, settings: dict[str, DevSettings]) -> None:
+    body = {"schema": SCHEMA, "extensions": {k: v.to_json() for k, v in sorted(settings.items())}}
+    atomic_write(layout.root / FILE, json.dumps(body, indent=2).encode() + b"\n", mode=0o600)

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import requests.exceptions
 
-from . import backendpolicy, crashpoint, marketplace, model, permissions, sockperm
+from . import backendpolicy, crashpoint, devmode, marketplace, model, permissions, sockperm
 from . import compose as composefile
 from .composecli import Compose
 from .engine import REMOTE_ENV, Engine, ImageFiles, PullEvent
@@ -161,7 +161,9 @@ class Installer:
                     )
                 raise AlreadyInstalled(
                     f"extension {ref.name} is already installed ({existing.image})",
-                    hint=f"Remove it first with: dockext rm {ref.name}",
+                    hint=f"Install {image} in its place with: dockext update {image}"
+                    if model.canonical_ref(existing.image) != model.canonical_ref(image)
+                    else f"To install it again, remove it first with: dockext rm {ref.name}",
                 )
             image_id, labels = self._image(ref)
             stage = self.layout.staging / f"{key}.{uuid.uuid4().hex[:8]}"
@@ -907,6 +909,7 @@ class Installer:
         """The extension's files, grants and guest-services dir (``helper``: as for :meth:`_remove_guest_services`;
         not for a backend left running elsewhere)."""
         permissions.forget(self.layout, record.key)  # the user's grants go with the extension
+        devmode.forget(self.layout, record.key)  # and so do its developer settings
         if record.vm:
             self._remove_guest_services(self.layout.guest_services / record.vm.gs_key, helper=helper)
         self._trash(target)  # renamed first: a crash half-way leaves no directory that looks like an extension

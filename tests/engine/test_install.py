@@ -96,9 +96,16 @@ def test_ui_only_extension_installs_lists_and_leaves_nothing_on_rm(home, fixture
     assert table[1].split()[:3] == ["dockext-test/ui-only", "dockext", "tests"]
     again = run_dockext("install", "-f", ref, home=home, check=False)
     assert again.returncode == 1 and "already installed" in again.stderr
+    assert "To install it again, remove it first with: dockext rm dockext-test/ui-only" in again.stderr
+    newer = fixture_image("ui-only", tag="2.0.0")  # another version: the hint is update (found by a bug hunt)
+    other = run_dockext("install", "-f", newer, home=home, check=False)
+    assert other.returncode == 1 and f"Install {newer} in its place with: dockext update {newer}" in other.stderr
+    # developer settings go with the extension, as its grants do: installed again, it must not load a dev server
+    run_dockext("dev", "ui-source", ref, "http://localhost:3000", home=home)
     out = run_dockext("rm", "dockext-test/ui-only:1.0.0", home=home)
     assert "removed" in out.stdout
     assert ls_json(home) == []
+    assert json.loads((home / "dev.json").read_text())["extensions"] == {}
     assert_nothing_left(home, docker_client, "dockext-test_ui-only")
 
 
