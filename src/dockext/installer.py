@@ -676,15 +676,22 @@ class Installer:
             shutil.rmtree(trash, ignore_errors=True)
 
     # -- remove --------------------------------------------------------------------------------------
-    def remove(self, image: str, *, forget: bool = False) -> Record:
+    def remove(self, image: str, *, forget: bool = False) -> Record | None:
         """Remove an installed extension: its backend (``compose down``; named volumes kept), then its files.
-        ``forget``: its files only, for a backend on an engine dockext no longer reaches (it stays there)."""
+        ``forget``: its files only, for a backend on an engine dockext no longer reaches (it stays there). The
+        record removed; None for one that could not be read (removed by its name: :meth:`_remove_unreadable`)."""
         with self._storage_errors(), self.store.lock(waiting=self._waiting):
             self._recover_locked()
             self._refuse_newer(model.extension_key(model.ImageRef.parse(image)))
             key = self.key_for(image)
             target = self.layout.extension_dir(key)
-            record = self.store.read(key)
+            try:
+                record = self.store.read(key)
+            except StateError as exc:
+                if _newer_schema(target):  # it means what a newer dockext says it means: refused, as it says
+                    raise
+                self._remove_unreadable(key, exc, forget=forget)
+                return None
             if not forget:
                 self.check_engine(record)
             self.report.step(f"Removing extension {record.id}...")
@@ -719,6 +726,21 @@ class Installer:
                 self.report.step(f"Extension UI tab {record.ui.title} removed")
             self.report.step(f'Extension "{record.title}" removed')
             return record
+
+    def _remove_unreadable(self, key: str, exc: StateError, *, forget: bool) -> None:
+        """rm of an extension whose record cannot be read (not listed: `ls` says so): its backend by the project
+        name dockext gives every backend (``compose down`` by labels needs no file), then its files. Its
+        guest-services dir is not known: the next recovery removes it, no record naming it."""
+        self.report.step(f"The record of {key} cannot be read ({exc.message}): removing the extension by its name")
+        if not forget:
+            project = model.compose_project(key)
+            self.report.step(f"Removing extension VM service ({project}), if it has one...")
+            self.engine.ping()
+            self.compose.down(project)
+        permissions.forget(self.layout, key)
+        devmode.forget(self.layout, key)
+        self._trash(self.layout.extension_dir(key))
+        self.report.step(f"Extension {key} removed")
 
     def key_for(self, image: str) -> str:
         """Find the installed extension an argument names: IMAGE, IMAGE:TAG or the extension key."""

@@ -240,7 +240,8 @@ class Store:
         except StateError:
             raise
         except (ValueError, TypeError, KeyError) as exc:
-            raise StateError(f"the record {path} is unreadable: {exc}") from exc
+            raise StateError(f"the record {path} is unreadable: {exc}",
+                             hint=f"`dockext rm {key}` removes the extension all the same.") from exc
 
     def records(self) -> list[Record]:
         """Every installed extension, sorted by title. Unreadable records are skipped."""

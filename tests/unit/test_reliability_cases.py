@@ -63,6 +63,9 @@ class StubEngine:
     def identity(self) -> str:
         return "ENGINE-A"
 
+    def ping(self) -> None:
+        pass
+
     def gc_one_off_containers(self, owner: str) -> None:
         pass
 
@@ -398,3 +401,23 @@ def test_recovery_removes_the_guest_services_dirs_no_record_names_unless_a_conta
     (inst.layout.extension_dir(KEY) / RECORD_FILE).write_text(json.dumps(make_record(gs_key="named").to_json()))
     inst._recover_locked()
     assert sorted(os.listdir(inst.layout.guest_services)) == ["mounted", "named"]
+
+
+def test_rm_of_an_extension_whose_record_cannot_be_read_removes_it_by_its_name(tmp_path):
+    """Found by a bug hunt: `ls` skipped it, and `rm` and `rm --forget` both failed on the record, so nothing
+    could remove it. Its backend goes by the project name dockext gives every backend (compose's labels)."""
+    inst, compose = installer(tmp_path)
+    target = inst.layout.extension_dir(KEY)
+    extension_files(target, RECORD_FILE, make_record().to_json())
+    (target / RECORD_FILE).write_text("{garbage")
+    with pytest.raises(StateError) as info:
+        Store(inst.layout).read(KEY)
+    assert info.value.hint == f"`dockext rm {KEY}` removes the extension all the same."
+    assert inst.remove(KEY) is None
+    assert compose.calls == [("down", PROJECT, "")]
+    assert not target.exists() and Store(inst.layout).keys() == []
+
+    extension_files(target, RECORD_FILE, {"schema": 1})  # and --forget: the files only
+    compose.calls.clear()
+    assert inst.remove(KEY, forget=True) is None
+    assert compose.calls == [] and not target.exists()
