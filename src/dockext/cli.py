@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 from rich.table import Table
@@ -31,7 +36,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliReporter:
-    """Prints install steps like ``docker extension install`` does, and a progress bar for pulls."""
+    """Prints install steps like ``docker extension install`` does, and a progress bar for pulls.
+
+    A bar hides the terminal's cursor while it runs: :func:`handle_errors` stops every bar still running
+    (:meth:`stop_all`) before anything else is printed, however the command ends."""
+
+    #: the reporters whose progress bar is on the screen now
+    live: ClassVar[set[CliReporter]] = set()
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -52,6 +63,7 @@ class CliReporter:
                 TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                 console=self.console, transient=True,
             )
+            CliReporter.live.add(self)
             self.progress.start()
         if layer not in self.tasks:
             self.tasks[layer] = self.progress.add_task(f"{layer} {event.get('status', '')}", total=detail["total"])
@@ -61,35 +73,83 @@ class CliReporter:
         )
 
     def _stop(self) -> None:
+        CliReporter.live.discard(self)
         if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+            progress, self.progress = self.progress, None
             self.tasks.clear()
+            progress.stop()  # the bar erased and the cursor shown again
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for reporter in list(cls.live):
+            with contextlib.suppress(Exception):  # never hide the error being reported
+                reporter._stop()
 
 
 def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            finally:  # whatever ends the command: a progress bar goes first, so what follows is on lines of its own
+                CliReporter.stop_all()
         except DockextError as exc:
             err.print(Text.assemble(("Error:", "bold red"), " ", exc.message), soft_wrap=True)
             if exc.hint:
                 err.print(exc.hint, soft_wrap=True)
             sys.exit(exc.exit_code)
-        except Terminated as exc:
-            err.print(f"Stopped by {exc}.")
-            sys.exit(128 + signal.Signals[str(exc)].value)
+        except click.Abort as exc:
+            # click turns Ctrl-C at a prompt into Abort ("Aborted!", exit 1): an interrupt like any other here.
+            # "n" to a confirmation, or the end of the input, stays click's Abort.
+            interrupt = exc.__context__
+            if not isinstance(interrupt, KeyboardInterrupt):
+                raise
+            err.print()  # the prompt's line is left open after ^C
+            _interrupted(interrupt)
         except OSError as exc:  # a file dockext could not read or write, outside an operation that says more
             where = f" ({exc.filename})" if exc.filename else ""
             err.print(Text.assemble(("Error:", "bold red"), " ", f"{exc.strerror or exc}{where}"), soft_wrap=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            err.print("Interrupted.")
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            _interrupted(exc)
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper  # type: ignore[return-value]
+
+
+def _prog() -> str:
+    """How the user ran dockext, for the commands a hint suggests: ``dockext`` or ``docker extension``."""
+    ctx = click.get_current_context(silent=True)
+    return "docker extension" if ctx is not None and ctx.find_root().info_name == "docker extension" else "dockext"
+
+
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    """Exit as an interrupted command does: 130 for Ctrl-C, 128 + the signal's number for SIGTERM or SIGHUP."""
+    if isinstance(exc, Terminated):
+        err.print(f"Stopped by {exc}.")
+        sys.exit(128 + signal.Signals[str(exc)].value)
+    err.print("Interrupted.")
+    sys.exit(130)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, wrap: str | None = None) -> Table:
+    """A table printed like `docker extension ls` prints one: no cell is ever shortened to the terminal's width
+    (people copy these names, and scripts cut columns out of the lines), so a line may be wider than the
+    terminal. Only the column named ``wrap`` (the last, free text) wraps its words, where the terminal is too
+    narrow for it (in a terminal only); its header never does."""
+    if not out.is_terminal:
+        wrap = None  # into a pipe or a file: one line per row, for grep and awk
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    gaps = 2 * (len(header) - 1)  # two spaces between columns
+    natural = [max(cell_len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    least = [cell_len(col) if col == wrap else natural[i] for i, col in enumerate(header)]
+    for col, width in zip(header, least, strict=True):
+        table.add_column(col, no_wrap=col != wrap, min_width=width, overflow="fold" if col == wrap else "ellipsis")
+    table.width = max(sum(least) + gaps, min(sum(natural) + gaps, out.width))
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,7 +182,7 @@ def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) ->
     if pick is not None and tarball is None:
         raise DockextError(
             f"--image chooses an image inside a tar file, and {image} is not a file",
-            hint=f"Install an image by name without --image: dockext install {pick}",
+            hint=f"To install the image {image} by name, leave --image out: {_prog()} install {image}",
         )
     if tarball is not None:
         offline.check_tarball(tarball, image)
@@ -169,7 +229,8 @@ def update(image: str, force: bool) -> None:
 
 
 @cli.command(name="ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: for people, as `docker extension ls`; json: every field, for scripts.")
 @handle_errors
 def list_(fmt: str) -> None:
     """List installed extensions."""
@@ -187,11 +248,8 @@ def list_(fmt: str) -> None:
     if fmt == "json":
         out.print_json(json.dumps(rows)) if sys.stdout.isatty() else print(json.dumps(rows, indent=2))
         return
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for col in ("ID", "PROVIDER", "VERSION", "UI", "VM", "HOST"):
-        table.add_column(col, no_wrap=True)
-    for row in rows:
-        table.add_row(row["id"], row["provider"], row["version"], row["ui"], row["vm"], row["host"])
+    table = _table(("ID", "PROVIDER", "VERSION", "UI", "VM", "HOST"),
+                   [(row["id"], row["provider"], row["version"], row["ui"], row["vm"], row["host"]) for row in rows])
     out.print(table, soft_wrap=True, crop=False)
     for row in rows:
         if row["vm"].startswith("Elsewhere"):
@@ -209,6 +267,14 @@ def list_(fmt: str) -> None:
 def rm(image: str, forget: bool) -> None:
     """Remove the extension IMAGE (its named volumes are kept)."""
     Installer(layout(), reporter=CliReporter(out)).remove(image, forget=forget)
+
+
+# Docker Desktop's documentation removes an extension with `docker extension uninstall`: the same command as rm
+cli.add_command(click.Command(
+    "uninstall", callback=rm.callback, params=rm.params,
+    help="Remove the extension IMAGE (its named volumes are kept); the same as rm.",
+    short_help="The same as rm: remove the extension IMAGE.",
+))
 
 
 @cli.command()
@@ -233,14 +299,20 @@ def validate(
     """Validate an extension image (labels, metadata.json and the files it names) or a metadata.json file.
 
     Prints every problem found with the field it concerns and how to fix it; exits 1 when there are errors."""
-    from pathlib import Path
-
+    from . import offline
     from . import validate as checks
 
     path = Path(target)
+    # a path by the rules of install's FILE (`.`, `/x`, `./x`, a directory that is no image name...)
+    looks_like_path = offline._looks_like_path(target)
     if path.is_dir() and (path / "metadata.json").is_file():
         path = path / "metadata.json"
-    if path.is_file() or target.endswith(".json"):
+    elif path.is_dir() and looks_like_path:
+        raise DockextError(
+            f"no metadata.json in {target}",
+            hint="Give an extension image (IMAGE[:TAG]), a metadata.json, or a folder that holds one.",
+        )
+    if path.is_file() or target.endswith(".json") or looks_like_path:
         for flag, given in (("--auto-resolve-tag", auto_resolve_tag), ("--sdk-compatibility", sdk_compatibility),
                             ("--validate-install-uninstall", validate_install_uninstall)):
             if given:
@@ -271,7 +343,6 @@ def init(directory: str, name: str | None, description: str | None, repository: 
     It builds with plain `docker build` (no Node or Go toolchain). In a terminal, asks for the name, description
     and repository not given as options; otherwise derives them from DIR's name."""
     import shlex
-    from pathlib import Path
 
     from . import scaffold
 
@@ -294,7 +365,8 @@ def init(directory: str, name: str | None, description: str | None, repository: 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
-@click.option("--port", default=7683, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option("--port", default=7683, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0 picks a free one).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
 @click.option("--allow-host", multiple=True, help="Extra host name the dashboard answers to (with --host).")
 @handle_errors
@@ -322,8 +394,8 @@ def plugin() -> None:
 def plugin_install(force: bool) -> None:
     """Write the `docker extension` plugin for this user ($DOCKER_CONFIG/cli-plugins)."""
     path = cliplugin.install(force=force)
-    out.print(f"Installed {path}: `docker extension ...` (init, install, update, ls, rm, validate, dev, version) "
-              "now runs dockext.", soft_wrap=True)
+    out.print(f"Installed {path}: `docker extension ...` (init, install, update, ls, rm or uninstall, validate, dev, "
+              "share, version) now runs dockext.", soft_wrap=True)
 
 
 @plugin.command(name="rm")
@@ -354,8 +426,6 @@ def marketplace_add(spec: str | None, list_file: str | None, folder: str | None)
     folder is read at each look (files added later appear): its extensions install from their files, with no
     registry at all (from their cards in the dashboard, and `dockext install IMAGE:TAG` when the image cannot
     be pulled)."""
-    from pathlib import Path
-
     from . import marketplace as mkt
 
     if sum(x is not None for x in (spec, list_file, folder)) != 1:
@@ -383,7 +453,8 @@ def marketplace_rm(source: str) -> None:
 
 
 @marketplace.command(name="ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: for people; json: every field, for scripts.")
 @handle_errors
 def marketplace_ls(fmt: str) -> None:
     """The sources, then the extensions they list: IMAGE, VERSION, TITLE, VENDOR, INSTALLED.
@@ -422,12 +493,7 @@ def marketplace_ls(fmt: str) -> None:
         out.print("")
         header = ("IMAGE", "VERSION", "TITLE", "VENDOR", "INSTALLED")
         rows = [(e.image, e.tag, e.title, e.vendor or "-", installed.get(e.image, "-")) for e in catalog.entries]
-        table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-        for i, col in enumerate(header):  # never shortened to the terminal's width: people copy these names
-            table.add_column(col, no_wrap=True, min_width=max(len(r[i]) for r in [header, *rows]))
-        for row in rows:
-            table.add_row(*row)
-        out.print(table, soft_wrap=True, crop=False)
+        out.print(_table(header, rows), soft_wrap=True, crop=False)  # never shortened: people copy these names
     for label, message in catalog.errors:
         err.print(Text.assemble(("Error:", "bold red"), " ", f"{label}: {message}"), soft_wrap=True)
     failed = {label for label, _ in catalog.errors}
@@ -465,7 +531,8 @@ def permissions(ctx: click.Context) -> None:
 
 @permissions.command(name="ls")
 @click.argument("extension", required=False)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: for people; json: every field, for scripts.")
 @handle_errors
 def permissions_ls(extension: str | None, fmt: str) -> None:
     """Each extension's grants (docker, host, engine, system, network) and what its backend gets from the host."""
@@ -490,10 +557,6 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
     if fmt == "json":
         print(json.dumps(rows, indent=2))
         return
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for col in ("ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "NETWORK", "BACKEND ASKS FOR"):
-        table.add_column(col, no_wrap=col != "BACKEND ASKS FOR")
-
     def word(row: dict[str, Any], name: str) -> str:
         if row[name] is None:
             return "-"
@@ -501,13 +564,11 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
         pending = name in perms.BACKEND_NAMES and row[name] == (name in row["withheld"])
         return said + (" (not applied yet)" if pending else "")
 
-    for row in rows:
-        backend = row["backend"]
-        table.add_row(
-            row["id"], *(word(row, n) for n in perms.NAMES),
-            "(not recorded: installed by an older dockext)" if backend is None else ("; ".join(backend) or "-"),
-        )
-    out.print(table, soft_wrap=True, crop=False)
+    unknown = "(not recorded: installed by an older dockext)"
+    cells = [(row["id"], *(word(row, n) for n in perms.NAMES),
+              unknown if row["backend"] is None else ("; ".join(row["backend"]) or "-")) for row in rows]
+    header = ("ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "NETWORK", "BACKEND ASKS FOR")
+    out.print(_table(header, cells, wrap="BACKEND ASKS FOR"), soft_wrap=True, crop=False)
     for r in records:
         g = grants.get(r.key, perms.DEFAULT)
         if r.vm is not None and perms.outdated(r.vm.policy, g):
@@ -540,13 +601,12 @@ def permissions_set(extension: str, changes: tuple[str, ...]) -> None:
         out.print("Note: its backend keeps its host access (system), with which it can still reach the engine "
                   "(a privileged container, the host's processes or paths); deny system too to shut it out.",
                   soft_wrap=True)
-    kept = [what for name, what in (("engine", "the engine's socket (a container it starts)"),
-                                    ("system", "its host access (system)"))
-            if grants.allows(name) and (asked is None or asked.asks(name))]
+    kept = [(name, what) for name, what in (("engine", "the engine's socket (a container it starts)"),
+                                            ("system", "its host access (system)"))
+            if grants.allows(name) and (asked is None or asked.asks(name))]  # only what its backend asks for
     if not grants.network and kept and (asked is None or asked.asks("network")):
-        out.print(f"Note: its backend can still reach the network through {' or '.join(kept)}; deny "
-                  f"{' and '.join(n for n in ('engine', 'system') if grants.allows(n))} too to cut it off.",
-                  soft_wrap=True)
+        out.print(f"Note: its backend can still reach the network through {' or '.join(w for _, w in kept)}; deny "
+                  f"{' and '.join(n for n, _ in kept)} too to cut it off.", soft_wrap=True)
 
 
 @cli.command()
@@ -561,14 +621,51 @@ def share(image: str) -> None:
     from urllib.parse import quote, urlencode
 
     ref = model.ImageRef.parse(image)
+    if ref.digest:  # neither link can carry one: the dashboard's names IMAGE[:TAG], Docker Desktop's a tag
+        raise DockextError(
+            f"a share link names an image by tag, and cannot carry the digest of {image}",
+            hint=f"Share a tag: {_prog()} share {ref.name}:{ref.tag or 'TAG'}",
+        )
     tag = ref.tag or "latest"
-    port = 7683
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        port = int(json.loads((layout().root / "server.json").read_text())["port"])
+    port = _server_port() or 7683
     link = f"http://dockext.localhost:{port}/#/marketplace/install/{quote(f'{ref.name}:{tag}', safe='/:')}"
     out.print(f"Share this link: {link}", soft_wrap=True)
     query = urlencode({"extensionId": ref.name, "tag": tag})
     out.print(f"In Docker Desktop: https://open.docker.com/extensions/marketplace?{query}", soft_wrap=True)
+
+
+def _server_port() -> int | None:
+    """The port of the `dockext serve` running on this home, from its server.json; None when none runs (a
+    server killed without its cleanup leaves the file behind: its process is looked at, not only the file)."""
+    try:
+        info = json.loads((layout().root / "server.json").read_text())
+        port, pid = int(info["port"]), int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return port if 0 < port < 65536 and _is_dockext(pid) else None
+
+
+def _is_dockext(pid: int) -> bool:
+    """Whether process ``pid`` lives and runs dockext (not another program that was given its number since)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    except (OSError, OverflowError):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # gone since; or no /proc here, where alive is all one can tell
+    except OSError:
+        return True  # /proc hides other users' processes (hidepid): alive is all one can tell
+    # `dockext serve`, `python -m dockext.cli serve`, the plugin's `python -m dockext.cliplugin extension serve`;
+    # a zombie's command line is empty
+    return any(re.fullmatch(r"dockext(\.\w+)*", os.path.basename(arg.decode(errors="replace"))) for arg in argv)
 
 
 @cli.group()
@@ -609,7 +706,11 @@ def dev_reset(extension: str) -> None:
     """Back to EXTENSION's packaged UI, without call logging."""
     from . import devmode
 
-    devmode.reset(layout(), model.extension_key(model.ImageRef.parse(extension)))
+    lay = layout()
+    key = model.extension_key(model.ImageRef.parse(extension))
+    if key not in devmode.load(lay):  # settings left for an extension removed since can still be reset
+        key = Installer(lay).key_for(extension)  # NotInstalled, as ui-source and debug say
+    devmode.reset(lay, key)
     out.print(f"Developer mode of {extension} is off. Reopen its tab in the dashboard.", soft_wrap=True)
 
 
@@ -666,6 +767,27 @@ def _vm_states(records: list[Record]) -> dict[str, list[str]] | None:
     return states
 
 
+#: the engine's container states, in the order that breaks a tie between as many containers in each
+_STATE_ORDER = ("running", "restarting", "paused", "created", "removing", "exited", "dead")
+
+
+def _vm_summary(found: list[str]) -> str:
+    """The VM column for a backend's containers in the states ``found``, as Docker Desktop shows it:
+    ``Running(n)`` with n the containers running, if any runs; else the state most of them are in (a tie goes
+    to the first in :data:`_STATE_ORDER`, then to the name), with the number of containers in that state.
+    ``Missing(0)`` when there is none."""
+    if not found:
+        return "Missing(0)"
+    counts = Counter(state.lower() for state in found)
+
+    def rank(state: str) -> tuple[int, int, str]:
+        known = _STATE_ORDER.index(state) if state in _STATE_ORDER else len(_STATE_ORDER)
+        return (-counts[state], known, state)
+
+    state = "running" if counts["running"] else min(counts, key=rank)
+    return f"{state.capitalize()}({counts[state]})"
+
+
 def _row(r: Record, states: dict[str, list[str]] | None) -> dict[str, Any]:
     if r.vm is None:
         vm = "-"
@@ -674,12 +796,7 @@ def _row(r: Record, states: dict[str, list[str]] | None) -> dict[str, Any]:
     elif r.vm.elsewhere(*states.get(ELSEWHERE, ["", ""])[:2]):
         vm = "Elsewhere(0)"  # created on another engine: see the note under the table
     else:
-        found = states.get(r.vm.project, [])
-        if not found:
-            vm = "Missing(0)"
-        else:
-            state = max(set(found), key=found.count)
-            vm = f"{state.capitalize()}({len(found)})"
+        vm = _vm_summary(states.get(r.vm.project, []))
     return {
         "id": r.id,
         "provider": r.provider,

@@ -1,4 +1,5 @@
-"""dockext as a Docker CLI plugin: ``docker extension init|install|update|ls|rm|validate|dev|version`` are dockext's.
+"""dockext as a Docker CLI plugin: ``docker extension init|install|update|ls|rm|uninstall|validate|dev|share|version``
+are dockext's (``uninstall``, Docker Desktop's documented name, is ``rm``).
 
 The Docker CLI finds plugins as executables named ``docker-<name>`` in ``$DOCKER_CONFIG/cli-plugins``
 (``~/.docker/cli-plugins`` by default). It asks each for its metadata (``docker-extension

@@ -50,6 +50,8 @@ _TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*):([0-9a-fA-F]{32,})")
 _DIGEST_HEX_LEN: Final = {"sha256": 64, "sha384": 96, "sha512": 128}
 _NAME_MAX_LEN: Final = 255  # distribution/reference NameTotalLengthMax
+#: an image ID, full (``sha256:<64 hex>``) or bare (64 hex), as `docker images --no-trunc` and `docker inspect` show it
+_IMAGE_ID_RE: Final = re.compile(r"(?:sha256:)?[0-9a-fA-F]{64}")
 _REF_HINT: Final = 'expected IMAGE[:TAG] or IMAGE@DIGEST, e.g. "docker/volumes-backup-extension:1.0.0"'
 
 
@@ -90,7 +92,7 @@ class ImageRef:
         """Parse with the grammar of ``github.com/distribution/reference``.
 
         Raises :class:`InvalidImageReference` naming the problem (empty, whitespace, upper case in the
-        repository, bad tag or digest, too long...).
+        repository, bad tag or digest, too long, an image ID rather than a name...).
         """
         if not isinstance(text, str):
             raise InvalidImageReference(
@@ -102,6 +104,14 @@ class ImageRef:
             raise _bad_ref(text, "it contains whitespace")
         if any(unicodedata.category(ch) == "Cc" for ch in text):
             raise _bad_ref(text, "it contains control characters")
+        if _IMAGE_ID_RE.fullmatch(text):
+            # distribution/reference refuses 64 hex digits as a name; "sha256:<hex>" would parse as the image
+            # "sha256" tagged <hex>: an extension called sha256, whose version is the ID
+            raise InvalidImageReference(
+                f"{_q(text)} is an image ID, not an image name",
+                hint="An extension is installed by name: give IMAGE[:TAG] (as `docker image ls` shows it), or "
+                "`docker tag` the image with a name first.",
+            )
 
         rest = text
         digest: str | None = None

@@ -234,7 +234,18 @@ def _walk(f: io.BufferedIOBase, size: int | None, names: set[str]) -> str | None
 
 
 def _looks_like_path(arg: str) -> bool:
-    return arg.startswith(("/", "./", "../")) or arg.lower().endswith(TAR_SUFFIXES)
+    """Whether ``arg`` names a file or directory rather than an image: ``.``, ``..``, what starts with ``/``,
+    ``./`` or ``../``, ends with ``.tar``, ``.tar.gz`` or ``.tgz``, and an existing directory whose name is no
+    image reference (``dir/``, ``My Dir``; a directory named like an image, ``acme``, leaves it an image)."""
+    if arg in (".", "..") or arg.startswith(("/", "./", "../")) or arg.lower().endswith(TAR_SUFFIXES):
+        return True
+    if not os.path.isdir(arg):
+        return False
+    try:
+        ImageRef.parse(arg)
+    except InvalidImageReference:
+        return True
+    return False
 
 
 def _is_tar_header(block: bytes) -> bool:

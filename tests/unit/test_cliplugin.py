@@ -59,3 +59,23 @@ def test_dockers_global_options_before_the_command_select_the_engine_or_are_refu
             cliplugin.docker_globals(refused)
     assert cliplugin._command_index(["--config", "extension", "extension", "ls"]) == 2
     assert cliplugin._command_index(["ls"]) is None
+
+
+def test_docker_extension_uninstall_is_rm_as_docker_desktops_docs_use_it(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dockext import cli
+
+    monkeypatch.setattr(cli, "unwind_on_termination", lambda: None)  # pytest's own signal handlers stay
+    monkeypatch.setenv("DOCKEXT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(SystemExit) as done:
+        cliplugin.main(["extension", "--help"])
+    assert done.value.code == 0
+    listed = capsys.readouterr().out
+    assert "Usage: docker extension" in listed
+    assert any(line.split()[:1] == ["uninstall"] and "rm" in line for line in listed.splitlines()), listed
+    with pytest.raises(SystemExit) as done:
+        cliplugin.main(["extension", "uninstall", "acme/ext"])
+    assert done.value.code == 1
+    assert "extension acme/ext is not installed" in capsys.readouterr().err

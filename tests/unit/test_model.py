@@ -94,6 +94,19 @@ def test_parse_refuses(text: str, problem: str) -> None:
     assert err.value.hint
 
 
+@pytest.mark.parametrize("text", [DIGEST, DIGEST.removeprefix("sha256:"), "sha256:" + "0123456789ABCDEF" * 4])
+def test_parse_refuses_an_image_id(text: str) -> None:
+    """``sha256:<hex>`` would otherwise be the image "sha256" tagged with the ID: an extension called sha256."""
+    with pytest.raises(InvalidImageReference) as err:
+        ImageRef.parse(text)
+    assert err.value.message == f'"{text}" is an image ID, not an image name'
+    assert "installed by name" in (err.value.hint or "")
+    # a name is still a name, whatever its tag looks like
+    assert ImageRef.parse(f"acme/x:{DIGEST.removeprefix('sha256:')}").tag == DIGEST.removeprefix("sha256:")
+    assert ImageRef.parse(f"acme/x@{DIGEST}").digest == DIGEST
+    assert ImageRef.parse("sha256:1.0") == ImageRef(None, "sha256", "1.0", None)
+
+
 def test_parse_refuses_non_string() -> None:
     with pytest.raises(InvalidImageReference):
         ImageRef.parse(None)  # type: ignore[arg-type]

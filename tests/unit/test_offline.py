@@ -79,6 +79,20 @@ def test_a_directory_is_an_image_name_unless_it_looks_like_a_path(here: Path) ->
         offline.tarball_argument("./layout.tar")
 
 
+@pytest.mark.parametrize("arg", [".", "..", "{here}", "project/", "My Project", "./project"])
+def test_dot_dotdot_absolute_paths_and_directories_no_image_could_name_are_paths(here: Path, arg: str) -> None:
+    """`dockext install .` says what a directory is not, rather than that "." is no valid repository name."""
+    (here / "project").mkdir()
+    (here / "My Project").mkdir()
+    arg = arg.format(here=here)
+    assert offline._looks_like_path(arg)
+    with pytest.raises(DockextError) as info:
+        offline.tarball_argument(arg)
+    assert info.value.message == f"{arg} is a directory, but not an OCI image layout (it has no oci-layout file)"
+    assert not offline._looks_like_path("project")  # a directory named like an image leaves it an image
+    assert not offline._looks_like_path("missing-dir")
+
+
 def test_a_directory_holding_oci_layout_is_an_oci_layout(here: Path) -> None:
     (here / "ext").mkdir()
     (here / "ext" / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import html
 import json
 import os
+import re
 import secrets
 import socket
 import tempfile
@@ -26,20 +28,31 @@ from .wire import HttpProtocol, WebSocketProtocol
 
 __all__ = ["serve"]
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    addr = "127.0.0.1" if host == "localhost" else host
-    # IPPROTO_TCP explicitly: asyncio enables TCP_NODELAY only on sockets that say they are TCP, and without
-    # it Nagle + delayed ACKs add ~40 ms to every response after the first on a kept-alive connection.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    addr = "127.0.0.1" if host == "localhost" else host.removeprefix("[").removesuffix("]")  # [::1] as in URLs
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    host_hint = ("Choose an address of this machine with --host: 127.0.0.1 (the default), ::1, or 0.0.0.0 for "
+                 "every interface.")
+    if re.fullmatch(r"[0-9.]+", addr):  # meant as an IPv4 address (never looked up as a host name)
+        try:
+            socket.inet_pton(socket.AF_INET, addr)
+        except OSError:
+            raise DockextError(f"cannot listen on {host}: it is not an IPv4 address", hint=host_hint) from None
+    sock: socket.socket | None = None
     try:
+        # IPPROTO_TCP explicitly: asyncio enables TCP_NODELAY only on sockets that say they are TCP, and without
+        # it Nagle + delayed ACKs add ~40 ms to every response after the first on a kept-alive connection.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((addr, port))
     except OSError as exc:
-        sock.close()
+        if sock is not None:
+            sock.close()
+        if isinstance(exc, socket.gaierror) or exc.errno in _NOT_HERE:  # the address's fault, not the port's
+            raise DockextError(f"cannot listen on {host}: {exc.strerror or exc}", hint=host_hint) from None
         raise DockextError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             hint="Choose another port with --port (0 picks a free one).",
@@ -47,6 +60,11 @@ def bind(host: str, port: int) -> socket.socket:
     sock.listen(512)
     sock.set_inheritable(True)
     return sock
+
+
+#: errors of bind() that are the address's fault, not the port's: not one of this machine's (EADDRNOTAVAIL), an
+#: IPv6 address where there is no IPv6 or a link-local one without its interface (EAFNOSUPPORT, EINVAL)
+_NOT_HERE = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EINVAL})
 
 
 def serve(
