@@ -107,6 +107,11 @@ def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, 
     expect(ui.locator("#docker-error")).to_have_text("code=1 stderr-has-no-such=true")
     ui.locator("#toast").click()
     expect(page.locator("#toasts .toast-success")).to_contain_text("Hello from UI Only")
+    # "Skip to content" puts the focus into the extension (its href, #main, must not route to Home)
+    page.locator(".skip-link").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#extension-frame")).to_be_focused()
+    expect(page).to_have_url(f"{server.url}/#/extensions/{key}")
 
     # each extension UI lives on its own origin, never the dashboard's
     src = page.locator("#extension-frame").get_attribute("src")
@@ -117,6 +122,23 @@ def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, 
     page.locator("#home-button").click()
     expect(page.locator("#extension-frame")).to_have_count(0)
     assert wait_for(lambda: status_of(src) == 404), "the closed UI's URL still answers"
+
+    # its permissions, from the keyboard: Escape closes the dialog; after Save the table is redrawn (a new
+    # list from the server) and the focus stays on the same control rather than falling to <body>
+    change = page.get_by_role("button", name="Change the permissions of UI Only")
+    change.focus()
+    page.keyboard.press("Enter")
+    dialog = page.locator("dialog.dx-dialog")
+    expect(dialog.get_by_role("checkbox", name="Docker engine")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(change).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Space")  # Docker engine: off
+    for key_name in ("Tab", "Tab", "Enter"):  # Cancel, Save, pressed
+        page.keyboard.press(key_name)
+    expect(page.locator("#ext-rows")).to_contain_text("docker: denied")
+    expect(change).to_be_focused()
 
     run_dockext("rm", ref, home=server.home)
     expect(tab(page, key)).to_have_count(0, timeout=15_000)
@@ -183,6 +205,37 @@ def test_host_binary_runs_and_undeclared_commands_are_refused(page: Page, server
         expect(ui.locator("#host-refused")).to_have_text("refused")
     finally:
         run_dockext("rm", ref, home=server.home)
+
+
+def test_a_marketplace_card_keeps_the_keyboard_focus_while_it_installs(page: Page, server, fixture_image,
+                                                                      docker_client, tmp_path):
+    """The card is redrawn when its job starts (Install becomes a progress line) and ends (Open): the focus follows
+    it. From a folder source, so that no registry is needed."""
+    ref = fixture_image("ui-only")
+    folder = tmp_path / "offline"
+    folder.mkdir()
+    with open(folder / "ui-only.tar", "wb") as out:
+        for chunk in docker_client.images.get(ref).save(named=ref):
+            out.write(chunk)
+    run_dockext("marketplace", "add", "--folder", str(folder), home=server.home)
+    page.goto(server.login_url)
+    page.locator("#marketplace-button").click()
+    card = page.locator('.mk-card[data-image="dockext-test/ui-only"]')
+    install = card.get_by_role("button", name="Install")
+    install.focus()
+    page.keyboard.press("Enter")
+    dialog = page.locator("dialog.dx-dialog")
+    expect(dialog.get_by_role("button", name="Install", exact=True)).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(install).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")  # the dialog's Install
+    try:
+        expect(page.locator(".toast").last).to_contain_text("UI Only installed", timeout=60_000)
+        expect(card.get_by_role("button", name="Open")).to_be_focused()
+    finally:
+        run_dockext("rm", ref, home=server.home, check=False)
 
 
 def test_the_dashboards_forced_theme_reaches_the_extension(browser, server, fixture_image):

@@ -99,6 +99,22 @@ def test_container_list_shows_our_container_and_hides_extension_containers_until
     expect(row(page, objects.container)).to_have_count(0)
     expect(page.locator("#view-containers .view-empty")).to_contain_text("No matching containers")
 
+    # "Skip to content" moves the focus to the view; its href (#main) must not route the page to Home
+    page.locator(".skip-link").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"#/containers$"))
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("searchbox", name="Search containers")).to_be_focused()
+
+    # an 800 px window: the sidebar shows icons only, still named, and the list fits without scrolling sideways
+    page.get_by_role("searchbox", name="Search containers").fill(objects.container)
+    page.set_viewport_size({"width": 800, "height": 800})
+    expect(row(page, objects.container)).to_be_visible()
+    widths = page.locator("#view-containers .table-card").evaluate("(n) => [n.scrollWidth, n.clientWidth]")
+    assert widths[0] <= widths[1], widths
+    page.get_by_role("button", name="Images", exact=True).click()
+    expect(page).to_have_url(re.compile(r"#/images$"))
+
 
 def test_logs_show_the_container_output_with_stderr_marked(page: Page, server, objects):
     login(page, server, "#/containers")
@@ -212,6 +228,18 @@ def test_missing_objects_show_a_clear_error(page: Page, server):
     expect(page.locator("#view-containers [role=alert]")).to_contain_text("No such container: 0123456789ab-missing")
     page.goto(f"{server.url}/#/volumes/dockext-views-missing")
     expect(page.locator("#view-volumes [role=alert]")).to_contain_text("No such volume: dockext-views-missing")
+
+
+def test_the_views_open_when_the_extension_list_cannot_be_read(page: Page, server):
+    page.route("**/api/extensions", lambda r: r.fulfill(
+        status=500, content_type="application/json", body='{"error": {"message": "the state cannot be read"}}'))
+    page.goto(server.login_url)
+    expect(page.locator("#home-error")).to_contain_text("the state cannot be read")
+    page.get_by_role("button", name="Containers", exact=True).click()
+    expect(page.locator("#view-containers h1")).to_have_text("Containers")
+    page.locator("#home-button").click()
+    expect(page.locator("#home-error")).to_be_visible()
+    expect(page.locator("#view-containers")).to_be_hidden()
 
 
 # -- navigation requested by an extension ---------------------------------------------------------------

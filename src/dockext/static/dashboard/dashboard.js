@@ -431,6 +431,7 @@
       const edit = el("button", "link-button chip-edit", "Change");
       edit.type = "button";
       edit.setAttribute("aria-label", `Change the permissions of ${extTitle(ext)}`);
+      edit.dataset.role = "permissions";
       edit.addEventListener("click", () => editPermissions(ext));
       chips.appendChild(edit);
     }
@@ -542,12 +543,14 @@
 
   function extensionRow(ext) {
     const tr = el("tr");
+    tr.dataset.key = ext.key;
     const who = el("div", "ext-cell");
     who.appendChild(extIcon(ext, true));
     if (hasUi(ext)) {
       const open = el("button", "link-button", extTitle(ext));
       open.type = "button";
       open.title = `Open ${extTitle(ext)}`;
+      open.dataset.role = "open";
       open.addEventListener("click", () => navigate(extensionHash(ext.key)));
       who.appendChild(open);
     } else {
@@ -556,9 +559,9 @@
     tr.append(
       cell("", who),
       cell("", idNode(ext.id)),
-      cell("", ext.provider),
+      cell("words", ext.provider),
       cell("nowrap", ext.version),
-      cell("", ext.ui && ext.ui.title ? ext.ui.title : null),
+      cell("words", ext.ui && ext.ui.title ? ext.ui.title : null),
       cell("", ext.updating ? updatingPill() : backendPill(ext.vm)),
       cell("", accessChips(ext)),
     );
@@ -573,7 +576,16 @@
     els.homeSummary.textContent = count === 0 ? "" : `${count} installed`;
     els.homeEmpty.hidden = count > 0;
     els.homeTable.hidden = count === 0;
+    // The list is redrawn whenever it changes (also from a CLI): the focused control keeps the focus.
+    const active = document.activeElement;
+    const row = active && els.rows.contains(active) ? active.closest("tr") : null;
     els.rows.replaceChildren(...state.extensions.map(extensionRow));
+    if (row) {
+      const again = Array.from(els.rows.children).find((tr) => tr.dataset.key === row.dataset.key);
+      const target = again && (again.querySelector(`[data-role="${active.dataset.role}"]`) || again.querySelector("button"));
+      if (target) target.focus({ preventScroll: true });
+      else els.main.focus({ preventScroll: true }); // its extension is gone: not lost to <body>
+    }
   }
 
   function showLoadError(error) {
@@ -608,7 +620,8 @@
   }
 
   function route() {
-    if (!state.loaded) return; // routed again once the list has arrived
+    // Home and the other views do not need the extension list: they open also while it is loading, or when
+    // it cannot be read (Home then says why).
     const panel = findPanelRoute(window.location.hash);
     if (panel) {
       showPanel(panel);
@@ -619,6 +632,7 @@
       showHome();
       return;
     }
+    if (!state.loaded) return; // routed again once the list has arrived
     const current = state.opening || (state.open && state.open.key);
     if (current === target.key) return;
     openExtension(target.key, target.query);
@@ -825,8 +839,12 @@
         applyExtensions(Array.isArray(list) ? list : []);
       } while (refreshAgain);
     } catch (error) {
-      if (!state.loaded) showLoadError(error);
-      else console.warn("dockext: refreshing the extension list failed:", error);
+      if (!state.loaded) {
+        showLoadError(error);
+        route(); // a link to another view still opens it
+      } else {
+        console.warn("dockext: refreshing the extension list failed:", error);
+      }
     } finally {
       refreshing = false;
     }
@@ -921,6 +939,7 @@
       frameLoadingText: document.getElementById("frame-loading-text"),
       toasts: document.getElementById("toasts"),
       connection: document.getElementById("connection"),
+      main: document.getElementById("main"),
     };
 
     const themeButton = document.getElementById("theme-toggle");
@@ -940,6 +959,12 @@
     });
 
     els.homeButton.addEventListener("click", () => navigate("#/"));
+    document.querySelector(".skip-link").addEventListener("click", (event) => {
+      // Its href, "#main", would be routed like any hash (to Home, closing what is open): only move the focus.
+      event.preventDefault();
+      if (state.open && !els.frameHost.hidden) state.open.frame.focus();
+      else els.main.focus();
+    });
     els.tabs.addEventListener("keydown", onTabKeydown);
     els.tabs.addEventListener("focusin", (event) => {
       if (event.target.getAttribute("role") === "tab") {

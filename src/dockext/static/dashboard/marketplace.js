@@ -28,6 +28,7 @@
   nav.type = "button";
   nav.id = "marketplace-button";
   nav.dataset.panel = "#/marketplace";
+  nav.title = "Marketplace"; // the name to see when the sidebar shows icons only
   const navIcon = dx.svg(STORE_ICON, 20, 1.8);
   navIcon.classList.add("nav-icon");
   nav.append(navIcon, el("span", "nav-label", "Marketplace"));
@@ -92,11 +93,25 @@
 
   async function load(fresh) {
     if (!els) build();
-    if (!data) els.body.replaceChildren(el("div", "state-message", "Loading the Marketplace…"));
+    if (!data) {
+      const loading = el("div", "state-message");
+      const spinner = el("span", "spinner");
+      spinner.setAttribute("aria-hidden", "true");
+      loading.append(spinner, "Loading the Marketplace…");
+      els.body.replaceChildren(loading);
+    }
     try {
       data = await dx.api("GET", fresh ? "/api/marketplace?refresh=1" : "/api/marketplace");
     } catch (error) {
-      els.body.replaceChildren(el("div", "view-error", `Cannot read the Marketplace: ${error.message}`));
+      // as the other views show theirs (views.js errorState)
+      const failure = el("div", "empty-state view-empty view-error");
+      failure.setAttribute("role", "alert");
+      failure.append(
+        el("h2", null, "Cannot read the Marketplace"),
+        el("p", "muted", error.message),
+        button("button", "Try again", () => load(true)),
+      );
+      els.body.replaceChildren(failure);
       return;
     }
     render();
@@ -145,7 +160,25 @@
     const grid = el("ul", "mk-grid");
     grid.setAttribute("aria-label", "Extensions");
     for (const ext of shown) grid.appendChild(card(ext));
+    const focus = focusedControl();
     els.body.replaceChildren(grid);
+    if (focus) restoreFocus(grid, focus);
+  }
+
+  // The cards are redrawn as a job goes on and when it ends: the control that had the focus gets it back, or,
+  // when it is gone (Install became a progress line, the progress line became Open), what replaced it.
+  function focusedControl() {
+    const active = document.activeElement;
+    const card = active && els.body.contains(active) ? active.closest(".mk-card") : null;
+    if (!card) return null;
+    const kind = Array.from(active.classList).find((c) => c.startsWith("mk-"));
+    return { image: card.dataset.image, selector: kind ? `.${kind}` : active.tagName.toLowerCase() };
+  }
+
+  function restoreFocus(grid, focus) {
+    const card = Array.from(grid.children).find((li) => li.dataset.image === focus.image);
+    const target = card && (card.querySelector(focus.selector) || card.querySelector(".mk-progress, .mk-actions button"));
+    if (target) target.focus({ preventScroll: true });
   }
 
   function command(text) {
@@ -176,6 +209,7 @@
     if (job) {
       const status = el("p", "mk-progress");
       status.setAttribute("role", "status");
+      status.tabIndex = -1; // holds the focus of the button it replaced (render)
       status.append(el("span", "spinner"), el("span", "mk-progress-text", job.line));
       actions.appendChild(status);
     } else if (!ext.installed) {

@@ -552,6 +552,7 @@
     const button = el("button", "nav-item");
     button.type = "button";
     button.dataset.panel = `#/${name}`;
+    button.title = title; // the name to see when the sidebar shows icons only
     const svg = icon(name, 20);
     svg.classList.add("nav-icon");
     button.append(svg, el("span", "nav-label", title));
@@ -702,7 +703,10 @@
             ? emptyState("No matching containers", `Nothing matches “${this.query}”.`, "search")
             : emptyState(
                 this.onlyRunning ? "No running containers" : "No containers",
-                "Containers you run on this engine show up here.",
+                data.hidden > 0 && !data.show_extension_containers
+                  ? `${data.hidden} extension container${data.hidden === 1 ? " is" : "s are"} hidden: ` +
+                    "turn on “Show extension containers” to see them."
+                  : "Containers you run on this engine show up here.",
                 "containers",
               );
           body.appendChild(empty);
@@ -762,8 +766,10 @@
         image.title = String(c.Image);
       }
       const status = el("div", "status-cell");
-      status.appendChild(statePill(state, exitCodeFromStatus(c.Status)));
-      if (c.Status) status.appendChild(el("div", "sub", c.Status));
+      const pill = statePill(state, exitCodeFromStatus(c.Status));
+      status.appendChild(pill);
+      // "Up 2 hours", "Exited (0) 3 days ago"; not "Created" again under "Created"
+      if (c.Status && c.Status !== pill.textContent) status.appendChild(el("div", "sub", c.Status));
       const ports = containerPorts(c.Ports);
       let portNode = null;
       if (ports.length) {
