@@ -51,7 +51,7 @@ class CliReporter:
 
     def step(self, message: str) -> None:
         self._stop()
-        self.console.print(message, soft_wrap=True)
+        self.console.print(_as_run(message), soft_wrap=True)
 
     def pull(self, event: PullEvent) -> None:
         layer = event.get("id")
@@ -94,9 +94,9 @@ def handle_errors(fn: F) -> F:
             finally:  # whatever ends the command: a progress bar goes first, so what follows is on lines of its own
                 CliReporter.stop_all()
         except DockextError as exc:
-            err.print(Text.assemble(("Error:", "bold red"), " ", exc.message), soft_wrap=True)
+            err.print(Text.assemble(("Error:", "bold red"), " ", _as_run(exc.message)), soft_wrap=True)
             if exc.hint:
-                err.print(exc.hint, soft_wrap=True)
+                err.print(_as_run(exc.hint), soft_wrap=True)
             sys.exit(exc.exit_code)
         except click.Abort as exc:
             # click turns Ctrl-C at a prompt into Abort ("Aborted!", exit 1): an interrupt like any other here.
@@ -122,6 +122,15 @@ def _prog() -> str:
     """How the user ran dockext, for the commands a hint suggests: ``dockext`` or ``docker extension``."""
     ctx = click.get_current_context(silent=True)
     return "docker extension" if ctx is not None and ctx.find_root().info_name == "docker extension" else "dockext"
+
+
+def _as_run(text: str) -> str:
+    """``text`` with the dockext commands it names (``dockext rm X``) spelt as the user runs dockext: ``docker
+    extension rm X`` under the plugin, where ``dockext`` itself may not be on the PATH."""
+    prog = _prog()
+    if prog == "dockext":
+        return text
+    return re.sub(rf"\bdockext (?=(?:{'|'.join(map(re.escape, cli.commands))})\b)", f"{prog} ", text)
 
 
 def _interrupted(exc: KeyboardInterrupt) -> None:

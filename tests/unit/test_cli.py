@@ -364,3 +364,14 @@ def test_permissions_set_names_only_what_the_backend_asks_for(home: Layout, monk
     assert "can still reach the network through the engine's socket" in result.output
     assert "deny engine too to cut it off" in result.output
     assert "system" not in result.output
+
+
+def test_under_the_plugin_the_commands_a_message_names_are_spelt_docker_extension(home: Layout) -> None:
+    """Found by a bug hunt: hints under `docker extension` named `dockext` commands, and the plugin runs dockext's
+    Python directly, so `dockext` may not be on the PATH."""
+    result = CliRunner().invoke(cli, ["rm", "acme/nothere"], prog_name="docker extension")
+    assert result.exit_code == 1
+    assert "`docker extension ls` lists the installed extensions." in result.output, result.output
+    assert "dockext ls" not in result.output
+    plain = run("rm", "acme/nothere")
+    assert "`dockext ls` lists the installed extensions." in plain.output, plain.output
