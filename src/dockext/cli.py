@@ -767,7 +767,9 @@ def _vm_states(records: list[Record]) -> dict[str, list[str]] | None:
         engine = Engine()
         containers = engine.backend_containers()
         identity = engine.identity() if any(r.vm and r.vm.engine for r in records) else ""
-    except Exception:  # noqa: BLE001 - the list still prints when the engine is down
+    except Exception as exc:  # noqa: BLE001 - the list still prints when the engine is down
+        why = exc.message if isinstance(exc, DockextError) else str(exc) or type(exc).__name__
+        err.print(f"dockext: the backends' states are unknown: {_as_run(why)}", soft_wrap=True)
         return None
     states: dict[str, list[str]] = {ELSEWHERE: [identity, engine.target.describe()]}
     for c in containers:

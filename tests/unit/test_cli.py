@@ -375,3 +375,14 @@ def test_under_the_plugin_the_commands_a_message_names_are_spelt_docker_extensio
     assert "dockext ls" not in result.output
     plain = run("rm", "acme/nothere")
     assert "`dockext ls` lists the installed extensions." in plain.output, plain.output
+
+
+def test_ls_says_why_the_backends_states_are_unknown(home: Layout) -> None:
+    """Found by a bug hunt: `Unknown(engine unreachable)` with nothing saying which engine, or why."""
+    add_record(home, "a/b", "1", vm=VmInfo(project="p-desktop-extension", first_service="api", container="c",
+                                           socket=None, gs_key="k"))
+    result = run("ls")
+    assert result.exit_code == 0, result.output
+    assert "Unknown(engine unreachable)" in result.stdout
+    assert ("dockext: the backends' states are unknown: cannot reach the Docker engine at "
+            "unix:///nonexistent/docker.sock") in result.stderr, result.stderr
