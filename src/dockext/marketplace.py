@@ -341,7 +341,10 @@ def _lists(source: Source, ref: model.ImageRef) -> bool:
             return False
         return source.namespace is None or ref.repository.startswith(f"{source.namespace}/")
     for item in source.images:
-        allowed = model.ImageRef.parse(item)
+        try:
+            allowed = model.ImageRef.parse(item)
+        except InvalidImageReference:  # an image ID, which an older dockext let into a list: names nothing
+            continue
         if allowed.name != ref.name:
             continue
         if allowed.tag is None and allowed.digest is None:

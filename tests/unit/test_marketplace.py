@@ -342,6 +342,13 @@ def test_a_list_source_lists_its_repositories_at_the_pinned_tag(image, expected)
     assert marketplace.listed(s, image) is expected
 
 
+def test_an_image_id_an_older_dockext_let_into_a_list_names_nothing_and_breaks_nothing():
+    """Image IDs are no longer names (`sha256:<hex>` parsed as the image "sha256"): a list saved before holds one."""
+    saved = marketplace.Source(kind="list", images=("sha256:" + "ab" * 32, "127.0.0.1:5000/acme/x"), path="l.txt")
+    assert marketplace.listed(settings_of(saved), "127.0.0.1:5000/acme/x:1.0.0") is True
+    assert marketplace.listed(settings_of(saved), "127.0.0.1:5000/acme/y:1.0.0") is False
+
+
 def test_check_allowed_only_when_only_listed_is_on(lay, tmp_path):
     marketplace.check_allowed(lay, "anything/at-all:1")  # no settings: anything goes
     marketplace.add_registry(lay, "127.0.0.1:5000/acme")
