@@ -13,6 +13,7 @@ from dockext.errors import EngineUnavailable, OtherEngine
 from dockext.installer import PENDING_FILE, Installer
 from dockext.paths import Layout
 from dockext.store import Store
+from tests.support.aio import run
 
 from .test_store import make_record
 
@@ -145,7 +146,7 @@ def test_a_server_started_before_its_engine_checks_backends_once_the_engine_answ
                 break
         task.cancel()
 
-    asyncio.run(watch_until_asked())
+    run(watch_until_asked())  # not asyncio.run: a browser test may have left Playwright's loop running here
     with pytest.raises(OtherEngine, match="is on another engine"):
         state.check_engine(rec)
 
