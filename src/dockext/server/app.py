@@ -79,13 +79,14 @@ def _page_request(scope: Scope) -> bool:
 def create_app(state: HostState) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(state.watch())
+        watchers = [asyncio.create_task(state.watch()), asyncio.create_task(state.watch_backends())]
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for watcher in watchers:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await state.aclose()
 
     dash = dashboard.create(state, lifespan)

@@ -317,6 +317,7 @@ class _Backends:
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     engine: str = ""
     engine_at: str = ""
+    unreachable: str = ""  # why the engine could not be asked: the states are unknown, not "stopped"
 
     def get(self, project: str, default: tuple[int, int]) -> tuple[int, int]:
         return self.counts.get(project, default)
@@ -328,7 +329,8 @@ def _backend_states(state: HostState) -> _Backends:
         containers = state.engine.backend_containers()
         out.engine = state.engine.identity()
         out.engine_at = state.engine.target.describe()
-    except Exception:  # noqa: BLE001 - the list must render even when the engine is gone
+    except Exception as exc:  # noqa: BLE001 - the list must render even when the engine is gone
+        out.unreachable = exc.message if isinstance(exc, DockextError) else str(exc) or type(exc).__name__
         return out
     for c in containers:
         project = (c.get("Labels") or {}).get("com.docker.compose.project", "")
@@ -356,7 +358,7 @@ def _extension_json(
         running, total = backends.get(r.vm.project, (0, 0))
         # created on another engine than the one reached now (DOCKER_HOST or the context changed): where it is
         elsewhere = r.vm.engine_at or r.vm.engine if r.vm.elsewhere(backends.engine, backends.engine_at) else None
-        vm = {"running": running, "total": total, "elsewhere": elsewhere}
+        vm = {"running": running, "total": total, "elsewhere": elsewhere, "unknown": backends.unreachable or None}
     return {
         "id": r.id,
         "key": r.key,

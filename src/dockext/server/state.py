@@ -39,6 +39,8 @@ DASHBOARD_NAME = "dockext.localhost"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 #: seconds between two questions for its ID to an engine that did not answer (HostState.watch)
 ENGINE_ID_RETRY = 5.0
+#: seconds between two looks at the states of the backends' containers (HostState.watch_backends)
+BACKEND_POLL = 3.0
 
 
 @dataclass
@@ -111,10 +113,33 @@ class HostState:
             current = self.by_slug.get(inst.record.origin_slug)
             if current is None or current.image_id != inst.record.image_id:
                 self._forget(inst)
+        self._announce()
+        return True
+
+    def _announce(self) -> None:
+        """Tell every dashboard (``/api/events``) to read the extension list again."""
         self.generation += 1
         self.changed.set()
         self.changed = asyncio.Event()
-        return True
+
+    async def watch_backends(self, interval: float = BACKEND_POLL) -> None:
+        """Tell the dashboards when extension backends change state (a container stops or starts, the engine goes
+        away or comes back): the states they show come with the extension list, which is otherwise read again only
+        when the installed set changes. Its own task: an engine slow to answer holds nothing else up."""
+        seen: object = None
+        while True:
+            now = await asyncio.to_thread(self._backend_signature)
+            if seen is not None and now != seen:
+                self._announce()
+            seen = now
+            await asyncio.sleep(interval)
+
+    def _backend_signature(self) -> object:
+        try:
+            found = self.engine.backend_containers()
+        except DockextError:
+            return "unreachable"
+        return frozenset((c.get("Id"), c.get("State")) for c in found)
 
     def records(self) -> list[Record]:
         return sorted(self.by_slug.values(), key=lambda r: (r.title.lower(), r.key))

@@ -365,6 +365,12 @@
       pill.title = `Its backend is on ${vm.elsewhere}. Point dockext at that engine to use it, or remove it with dockext rm --forget.`;
       return pill;
     }
+    if (vm.unknown) {
+      // the engine did not answer: not "stopped", which would send the user looking at the wrong thing
+      const pill = el("span", "pill pill-neutral", "Engine unreachable");
+      pill.title = `Its state is unknown: ${vm.unknown}`;
+      return pill;
+    }
     const running = Number(vm.running) || 0;
     const total = Number(vm.total) || 0;
     let kind = "pill-ok";
