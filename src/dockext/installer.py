@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import requests.exceptions
 
-from . import backendpolicy, crashpoint, devmode, marketplace, model, permissions, sockperm
+from . import backendpolicy, crashpoint, devmode, marketplace, model, permissions, socketpath, sockperm
 from . import compose as composefile
 from .composecli import Compose
 from .engine import REMOTE_ENV, Engine, ImageFiles, PullEvent
@@ -436,10 +436,10 @@ class Installer:
         def probe() -> str | None:
             if not path.exists():
                 return "it does not exist"
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:  # the socket file itself, never what a link the backend put there names (socketpath.py)
+                with socketpath.address(path) as address, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                     s.settimeout(2)
-                    s.connect(str(path))
+                    s.connect(address)
                 return None
             except PermissionError:
                 return "dockext is not allowed to connect to it"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dockext.errors import BackendNotReady
+from dockext.installer import Installer
 from dockext.server import backend_http
 from dockext.server.backend_http import BackendPool
 from tests.support.aio import run
@@ -351,3 +352,32 @@ def test_a_full_accept_queue_is_waited_for_not_an_error(tmp_path: Path) -> None:
         run(main())
     finally:
         listener.close()
+
+
+def test_a_link_the_backend_puts_at_its_socket_path_is_never_followed(tmp_path: Path) -> None:
+    """Found in a security review: a backend replaced its socket with a link to /var/run/docker.sock, and
+    `vm.service` reached the engine's API (and through it the host as root) with every grant denied. The
+    socket file itself is connected to, never what a link there names; the install's probe is the same."""
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nengine")
+
+    gs = tmp_path / "gs"
+    gs.mkdir()
+    (gs / "backend.sock").symlink_to(tmp_path / "engine.sock")  # what the backend made at its socket's path
+    (gs / "dir.sock").mkdir()
+
+    async def main() -> None:
+        async with backend(tmp_path / "engine.sock", handler):
+            assert await fetch(BackendPool(tmp_path / "engine.sock")) == (200, {b"content-length": b"6"}, b"engine")
+            for name in ("backend.sock", "dir.sock"):
+                pool = BackendPool(gs / name)
+                with pytest.raises(BackendNotReady, match="it is not a socket \\(a link or another file\\)"):
+                    await fetch(pool)
+                await pool.aclose()
+            probe = Installer._probe_local(gs / "backend.sock")
+            why = await asyncio.to_thread(probe)
+            assert why is not None and "it is not a socket" in why
+            assert await asyncio.to_thread(Installer._probe_local(tmp_path / "engine.sock")) is None
+
+    run(main())

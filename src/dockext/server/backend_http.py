@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import PurePath
@@ -27,6 +28,7 @@ from typing import cast
 
 import httptools
 
+from .. import socketpath
 from ..errors import BackendNotReady
 
 __all__ = ["IDEMPOTENT", "Answer", "BackendPool", "Opener", "unreachable"]
@@ -357,18 +359,20 @@ class BackendPool:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
+            # the socket file itself, never what a link the backend put there names (socketpath.py)
             async with asyncio.timeout(self.connect_timeout):
-                delay = 0.0005
-                while True:
-                    try:
-                        sock.connect(str(self.path))
-                        break
-                    except BlockingIOError:
-                        # The backend's accept queue is full (Python's http.server keeps 5). A unix socket
-                        # says EAGAIN rather than connecting later, and asyncio would then hand back a dead
-                        # transport: wait for the backend to take connections, as a blocking connect would.
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 0.02)
+                with socketpath.address(self.path) as address:
+                    delay = 0.0005
+                    while True:
+                        try:
+                            sock.connect(address)
+                            break
+                        except BlockingIOError:
+                            # The backend's accept queue is full (Python's http.server keeps 5). A unix socket
+                            # says EAGAIN rather than connecting later, and asyncio would then hand back a dead
+                            # transport: wait for the backend to take connections, as a blocking connect would.
+                            await asyncio.sleep(delay)
+                            delay = min(delay * 2, 0.02)
                 _, conn = await loop.create_unix_connection(lambda: _Connection(self), sock=sock)
         except BaseException as exc:
             sock.close()
@@ -389,6 +393,8 @@ class BackendPool:
             return unreachable("ECONNREFUSED", name)
         if isinstance(exc, PermissionError):
             return unreachable("EACCES", name)
+        if exc.errno == errno.ENOTSOCK:
+            return BackendNotReady(f"connect {name}: {socketpath.NOT_A_SOCKET}")
         return BackendNotReady(f"connect {name}: {exc.strerror or exc}")
 
     def _release(self, conn: _Connection) -> None:
