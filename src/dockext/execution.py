@@ -99,12 +99,14 @@ def plan(
     *,
     docker_host: DockerHost,
     verbatim: bool = False,
+    container: str | None = None,
 ) -> ExecPlan:
     """The argv, cwd and environment of one exec request, or :class:`ExecRefused`.
 
     ``verbatim=False`` (non-streaming exec): ``cmd`` and ``args`` are joined and split again like a POSIX
     shell without expansion. ``verbatim=True`` (streaming exec, as in Docker Desktop): ``[cmd, *args]`` is the
     argv as given; an argument with spaces stays one argument. The policy is the same in both modes.
+    ``container``: where a ``vm`` command runs (the server's check of ``record.vm.container``: its ID).
     """
     if not isinstance(cmd, str) or not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise ExecRefused("exec needs a command string and a list of string arguments")
@@ -130,7 +132,7 @@ def plan(
             argv += ["--workdir", cwd]
         for k, v in user_env.items():
             argv += ["--env", f"{k}={v}"]
-        argv += [record.vm.container, *tokens]
+        argv += [container or record.vm.container, *tokens]
         return ExecPlan(argv, None, _base_env(docker_host), line)
     if cli == "host":
         if not tokens:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
+import tarfile
 
 import httpx
 import pytest
@@ -259,3 +261,51 @@ def test_denied_network_cuts_the_backend_off_but_keeps_its_services_and_socket(p
     finally:
         run_dockext("rm", ref, home=server.home)
         docker_client.volumes.get(f"{project}_data").remove()
+
+
+def test_vm_exec_runs_only_in_the_extensions_own_backend(server, fixture_image, docker_client):
+    """Found in a security review: `vm.cli.exec` ran `docker exec <the first service's container_name>`, and a
+    service that is never created (a profile) could name another extension's container: with every grant denied,
+    one extension ran commands as root in another's backend. The container must be of the extension's project."""
+    victim = fixture_image("vm-image", repo_prefix=PREFIX)
+    run_dockext("install", "-f", victim, home=server.home)
+    compose = (
+        "services:\n"
+        "  ghost:\n"
+        "    image: ${DESKTOP_PLUGIN_IMAGE}\n"
+        f"    container_name: {PREFIX}_vm-image-desktop-extension-service\n"
+        "    profiles: [never]\n"
+        "  server:\n"
+        "    image: ${DESKTOP_PLUGIN_IMAGE}\n"
+        '    command: ["python3", "-u", "/app/api.py"]\n'
+        "    init: true\n"
+        "    environment: {SOCKET: /run/guest-services/compose.sock}\n"
+    )
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, text in (("Dockerfile", f"FROM {fixture_image('compose', repo_prefix=PREFIX)}\n"
+                                          "COPY docker-compose.yaml /\nLABEL dockext.test=1\n"),
+                           ("docker-compose.yaml", compose)):
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    context.seek(0)
+    evil = f"{PREFIX}/ghost:1.0.0"
+    docker_client.images.build(fileobj=context, custom_context=True, tag=evil, rm=True)
+    try:
+        run_dockext("install", "-f", evil, home=server.home)
+        session = Session(server)
+        ui = session.open_ui(f"{PREFIX}_ghost")
+        with session.page(ui) as c:
+            r = c.post(f"{ui.api}/exec", json={"cli": "vm", "cmd": "cat", "args": ["/app/greeting.txt"]})
+        assert r.status_code == 403 and r.json()["error"]["type"] == "ExecRefused", r.text
+        assert (f"the container {PREFIX}_vm-image-desktop-extension-service is not a container of Compose "
+                "Backend's backend") in r.json()["error"]["message"]
+        own = session.open_ui(f"{PREFIX}_vm-image")  # the victim's own exec still runs, in its container
+        with session.page(own) as c:
+            r = c.post(f"{own.api}/exec", json={"cli": "vm", "cmd": "cat", "args": ["/app/greeting.txt"]})
+        assert r.status_code == 200 and r.json()["stdout"] == "hello from inside the backend\n", r.text
+    finally:
+        run_dockext("rm", evil, home=server.home, check=False)
+        run_dockext("rm", victim, home=server.home, check=False)
+        docker_client.images.remove(evil, force=True)

@@ -240,10 +240,11 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
         return error_response(status=400, type_="BadRequest", message="expected a JSON object")
     try:
         _check_cli_permission(state, inst, str(body.get("cli")))
+        container = await state.vm_container(inst.record) if body.get("cli") == "vm" and inst.record.vm else None
         plan = execution.plan(
             inst.record, inst.ext_dir, str(body.get("cli")), body.get("cmd"), body.get("args", []),
             body.get("options") if isinstance(body.get("options"), dict) else None,
-            docker_host=state.engine.target,
+            docker_host=state.engine.target, container=container,
         )
     except DockextError as exc:
         return error_response(exc)

@@ -13,16 +13,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from .. import devmode, permissions, sockperm
 from ..devmode import DevSettings
 from ..engine import Engine
-from ..errors import DockextError, OtherEngine
+from ..errors import DockextError, ExecRefused, OtherEngine
 from ..execution import ProcessGroup
 from ..paths import Layout
 from ..store import Record, Store
 from .backend_http import BackendPool
-from .engine_http import EngineHTTP
+from .engine_http import EngineHTTP, EngineReplied
 from .relay import open_relayed
 from .sessions import Sessions
 from .stalesockets import StaleSockets
@@ -295,6 +296,27 @@ class HostState:
                 remote_path = PurePosixPath(sockperm.GUEST_SERVICES) / socket_name
                 pool = self._pools[key] = BackendPool(remote_path, opener=opener)
         return pool
+
+    async def vm_container(self, record: Record) -> str:
+        """The ID of the container ``vm.cli.exec`` runs in: the one named ``record.vm.container``, once it is seen
+        to be of the extension's own Compose project. The name is what the extension's compose file chose
+        (``container_name``), and a service that is never created (``profiles``) can name any container: found
+        in a security review, one extension ran commands in another's backend that way. ExecRefused if it
+        belongs to another project; the name itself when there is no such container (docker says so)."""
+        assert record.vm is not None
+        name = record.vm.container
+        try:
+            found = await self.engine_api().get_json(f"/containers/{quote(name, safe='')}/json")
+        except EngineReplied as exc:
+            if exc.status == 404:
+                return name
+            raise
+        labels = (found.get("Config") or {}).get("Labels") or {}
+        if labels.get("com.docker.compose.project") != record.vm.project:
+            raise ExecRefused(
+                f"the container {name} is not a container of {record.title}'s backend (its Compose project "
+                f"{record.vm.project}): vm.cli.exec runs only in the extension's own backend")
+        return str(found.get("Id") or name)
 
     def engine_api(self) -> EngineHTTP:
         """The one async Engine API client of this server (closed with the server's other clients)."""

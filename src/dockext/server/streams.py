@@ -63,12 +63,14 @@ async def handle(state: HostState, inst: Instance, ws: WebSocket) -> None:
         options = request.get("options")
         if request.get("cli") in ("docker", "host"):  # the user's grants (dockext permissions)
             state.check_permission(inst.record, str(request.get("cli")))
-        elif request.get("cli") == "vm":  # its backend, on the engine it was made on
+        container = None
+        if request.get("cli") == "vm":  # its backend, on the engine it was made on, and its own container
             state.check_engine(inst.record)
+            container = await state.vm_container(inst.record) if inst.record.vm else None
         p = execution.plan(
             inst.record, inst.ext_dir, str(request.get("cli")), request.get("cmd"), request.get("args", []),
             options if isinstance(options, dict) else None,
-            docker_host=state.engine.target, verbatim=True,
+            docker_host=state.engine.target, verbatim=True, container=container,
         )
         proc = await inst.processes.spawn(p, stdout=pipes[0][1], stderr=pipes[1][1])
     except (DockextError, OSError) as exc:
