@@ -51,7 +51,7 @@ class CliReporter:
 
     def step(self, message: str) -> None:
         self._stop()
-        self.console.print(_as_run(message), soft_wrap=True)
+        self.console.print(_as_run(_printable(message)), soft_wrap=True)
 
     def pull(self, event: PullEvent) -> None:
         layer = event.get("id")
@@ -94,9 +94,9 @@ def handle_errors(fn: F) -> F:
             finally:  # whatever ends the command: a progress bar goes first, so what follows is on lines of its own
                 CliReporter.stop_all()
         except DockextError as exc:
-            err.print(Text.assemble(("Error:", "bold red"), " ", _as_run(exc.message)), soft_wrap=True)
+            err.print(Text.assemble(("Error:", "bold red"), " ", _as_run(_printable(exc.message))), soft_wrap=True)
             if exc.hint:
-                err.print(_as_run(exc.hint), soft_wrap=True)
+                err.print(_as_run(_printable(exc.hint)), soft_wrap=True)
             sys.exit(exc.exit_code)
         except click.Abort as exc:
             # click turns Ctrl-C at a prompt into Abort ("Aborted!", exit 1): an interrupt like any other here.
@@ -124,6 +124,18 @@ def _prog() -> str:
     return "docker extension" if ctx is not None and ctx.find_root().info_name == "docker extension" else "dockext"
 
 
+#: what a terminal would act on rather than show (escape sequences, carriage returns, bells), C0 and C1
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str, *, newlines: bool = True) -> str:
+    """``text`` with its control characters shown as ``\\xNN``: titles, vendors and names in messages come from
+    images, and an escape sequence there could rewrite what the terminal shows (hide the lines that say what a
+    backend gets, say). ``newlines=False``: a line break too (a table cell)."""
+    pattern = _CONTROL if newlines else re.compile(f"{_CONTROL.pattern}|\n")
+    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _as_run(text: str) -> str:
     """``text`` with the dockext commands it names (``dockext rm X``) spelt as the user runs dockext: ``docker
     extension rm X`` under the plugin, where ``dockext`` itself may not be on the PATH."""
@@ -147,6 +159,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, wrap: str | 
     (people copy these names, and scripts cut columns out of the lines), so a line may be wider than the
     terminal. Only the column named ``wrap`` (the last, free text) wraps its words, where the terminal is too
     narrow for it (in a terminal only); its header never does."""
+    rows = [[_printable(cell, newlines=False) for cell in row] for row in rows]  # the images' words, shown
     if not out.is_terminal:
         wrap = None  # into a pipe or a file: one line per row, for grep and awk
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")

@@ -386,3 +386,18 @@ def test_ls_says_why_the_backends_states_are_unknown(home: Layout) -> None:
     assert "Unknown(engine unreachable)" in result.stdout
     assert ("dockext: the backends' states are unknown: cannot reach the Docker engine at "
             "unix:///nonexistent/docker.sock") in result.stderr, result.stderr
+
+
+def test_the_images_words_reach_the_terminal_without_their_control_characters(home: Layout) -> None:
+    """Found in a security review: a title or vendor label with escape sequences was printed raw by install,
+    ls and marketplace ls, so an image could rewrite the terminal (hide the lines saying what its backend gets)."""
+    hostile = "Vend\x1b]0;OWNED\x07\x1b[1A\x1b[2K\r"
+    add_record(home, "a/b", "1", title=hostile)
+    result = run("ls")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output and "\r" not in result.output
+    assert "Vend\\x1b]0;OWNED\\x07\\x1b[1A\\x1b[2K\\x0d" in result.output
+    console = Console(file=io.StringIO(), width=200, highlight=False, markup=False)
+    CliReporter(console).step(f'Extension UI tab "{hostile}" added.\nIt gets: nothing more')
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b" not in shown and shown.endswith("\\x0d\" added.\nIt gets: nothing more\n"), shown
