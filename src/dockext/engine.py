@@ -479,13 +479,25 @@ class ImageFiles:
         self.engine = engine
         self.container_id = container_id
 
-    def _archive(self, path: str, what: str) -> tuple[Iterator[bytes], dict[str, Any]] | None:
+    @contextlib.contextmanager
+    def _archive(self, path: str, what: str) -> Iterator[Iterator[bytes] | None]:
+        """``GET /containers/{id}/archive`` of ``path`` as chunks (None if there is no such path), its answer
+        closed on exit. ``APIClient.get_archive`` leaves the answer open when its reader stops early (a file over
+        a limit, an unsafe member): the engine then waits to write the rest, and removing the container waited
+        with it, for the client's 300 s (found in a security review, with a 3 GB file in a UI)."""
+        api: Any = self.engine.client.api  # its request helpers, as get_archive uses them (not in its stubs)
         with self.engine._errors(f"read {what} from the image"):
-            try:
-                chunks, stat = self.engine.client.api.get_archive(self.container_id, path)
-            except docker.errors.NotFound:
-                return None
-        return chunks, stat
+            answer = api._get(api._url("/containers/{0}/archive", self.container_id),
+                              params={"path": path}, stream=True, headers={"Accept-Encoding": "identity"})
+        try:
+            if answer.status_code == 404:
+                yield None
+                return
+            with self.engine._errors(f"read {what} from the image"):
+                api._raise_for_status(answer)
+            yield api._stream_raw_result(answer, 2 << 20, False)
+        finally:
+            answer.close()
 
     def read(self, path: str, what: str, limit: int = 4 << 20) -> bytes | None:
         """Content of one regular file (through the same checked extraction), or None if it does not exist."""
@@ -496,21 +508,20 @@ class ImageFiles:
             return dest.read_bytes()
 
     def copy_tree(self, path: str, dest: Path, what: str) -> bool:
-        got = self._archive(path, what)
-        if got is None:
-            return False
-        chunks, _stat = got
-        archive.extract_tree(chunks, dest, member=Path(path).name or "/", what=what)
+        with self._archive(path, what) as chunks:
+            if chunks is None:
+                return False
+            archive.extract_tree(chunks, dest, member=Path(path).name or "/", what=what)
         return True
 
     def copy_file(
         self, path: str, dest: Path, what: str, *, executable_ok: bool = True, limits: archive.Limits | None = None
     ) -> bool:
-        got = self._archive(path, what)
-        if got is None:
-            return False
-        chunks, _stat = got
-        archive.extract_file(chunks, dest, what=what, executable_ok=executable_ok, limits=limits or archive.Limits())
+        with self._archive(path, what) as chunks:
+            if chunks is None:
+                return False
+            archive.extract_file(chunks, dest, what=what, executable_ok=executable_ok,
+                                 limits=limits or archive.Limits())
         return True
 
 

@@ -291,3 +291,25 @@ def test_a_full_disk_during_install_is_a_clear_error_and_leaves_nothing(tmp_path
     run_dockext("install", "-f", ref, home=roomy)
     run_dockext("rm", ref, home=roomy)
     assert_nothing_left(roomy, docker_client, key, project)
+
+
+def test_a_file_over_its_limit_is_refused_at_once_and_its_copy_container_goes(home, docker_client, tmp_path):
+    """Found in a security review: reading stopped at the limit, but the engine's answer stayed open, so the
+    engine waited to write the rest and the copy container's removal waited with it, for the client's 300 s,
+    with the lock held. The answer is now closed as soon as reading stops."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with open(ctx / "metadata.json", "wb") as f:  # 64 MB: far more than the engine's socket buffers hold
+        f.write(b'{"ui": {}, "x": "' + os.urandom(32 << 20).hex().encode() + b'"}')
+    (ctx / "Dockerfile").write_text(
+        'FROM dockext-test/pybase\nCOPY metadata.json /\nLABEL dockext.test=1 '
+        'com.docker.desktop.extension.api.version=">= 0.3.3" org.opencontainers.image.title="Big"\n')
+    ref = "dockext-test/big-metadata:1.0.0"
+    docker_client.images.build(path=str(ctx), tag=ref, rm=True)
+    try:
+        out = run_dockext("install", "-f", ref, home=home, check=False, timeout=120)
+        assert out.returncode == 1, out.stdout
+        assert "exceeds the limit of 4194304 bytes" in out.stderr, out.stderr
+        assert_nothing_left(home, docker_client, "dockext-test_big-metadata")  # its copy container included
+    finally:
+        docker_client.images.remove(ref, force=True)
