@@ -62,6 +62,13 @@ def test_denied_docker_and_host_access_is_refused_everywhere_and_allowed_again(p
         frame = page.locator("#extension-frame").element_handle().content_frame()
         assert frame.evaluate(EXEC_IN_PAGE, "docker").startswith("PermissionDenied: Host Binary may not run docker")
         assert frame.evaluate(EXEC_IN_PAGE, "host").startswith("PermissionDenied: Host Binary may not run the host")
+        # nor open the Docker views: a container's terminal runs a shell in it, and the answer said whether a
+        # container of that name exists (found in a security review)
+        navigate = ("(id) => window.ddClient.desktopUI.navigate.viewContainerTerminal(id)"
+                    ".then(() => 'opened', (e) => e.message)")
+        assert frame.evaluate(navigate, "no-such-container").startswith(
+            "PermissionDenied: Host Binary may not open the Docker views"), frame.evaluate(navigate, "x")
+        expect(page.locator("#extension-frame")).to_have_count(1)  # still on its tab
 
         rows = json.loads(run_dockext("permissions", "ls", "--format", "json", home=server.home).stdout)
         assert rows == [{"id": f"{PREFIX}/host-binary", "docker": False, "host": False, "engine": None,

@@ -774,7 +774,11 @@
         }
       };
       Promise.resolve()
-        .then(() => messageHandlers[data.dockext](data, { key: open.key, title: open.title, origin: open.origin }))
+        .then(() => {
+          const ext = findExtension(open.key);
+          const permissions = (ext && ext.permissions) || null; // the user's grants (null: unreadable)
+          return messageHandlers[data.dockext](data, { key: open.key, title: open.title, origin: open.origin, permissions });
+        })
         .then((value) => reply({ ok: true, value: value === undefined ? null : value }))
         .catch((error) => reply({ ok: false, error: { message: String(error && error.message ? error.message : error) } }));
     }

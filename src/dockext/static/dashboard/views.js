@@ -1902,9 +1902,15 @@
     return value.trim();
   }
 
-  /** ddClient.desktopUI.navigate.*: {route, args} from the open extension frame. */
-  async function onNavigate(message) {
+  /** ddClient.desktopUI.navigate.*: {route, args} from the open extension frame. The views show the engine's
+   * objects (and a container's terminal runs a shell in it): an extension the user denied "docker" may not
+   * open them, nor learn through the answer whether an object exists (found in a security review). */
+  async function onNavigate(message, source) {
     const route = String(message && message.route);
+    const docker = source && source.permissions ? source.permissions.docker : true;
+    if (docker !== true && route !== "viewDevEnvironments") {
+      throw new Error(`PermissionDenied: ${source.title} may not open the Docker views (dockext permissions)`);
+    }
     const args = message && Array.isArray(message.args) ? message.args : [];
     if (route === "viewContainers") return go("#/containers");
     if (route === "viewImages") return go("#/images");
