@@ -229,6 +229,9 @@ def test_ui_instance_serves_files_on_its_own_origin_only(env):
     assert client.get(f"{ext_url(state, b)}/i/{cap}/index.html").status_code == 404
     # the dashboard cookie does not open extension files without a capability
     assert client.get(f"{origin}/i/wrong/index.html").status_code == 404
+    # the capability as it is, not percent-encoded: what follows it is cut from the raw path (security review)
+    encoded = f"/i/%{ord(cap[0]):02X}{cap[1:]}/assets/app.js"
+    assert client.get(origin + encoded).status_code == 404
     # closing the instance kills the capability
     assert client.delete(f"/api/ui-instances/{inst['instance']}", headers={"X-Dockext": "1"}).status_code == 204
     assert client.get(origin + path).status_code == 404

@@ -74,7 +74,7 @@ def create(state: HostState) -> ASGIApp:
             await _send(state, Response("Service workers are not supported for extension UIs.\n", status_code=403),
                         scope, receive, send)
             return
-        found = _instance(state, record, scope["path"])
+        found = _instance(state, record, scope)
         if found is not None and (found[1] == "__dockext__/vm" or found[1].startswith("__dockext__/vm/")):
             await _proxy(state, found[0], scope, receive, send)
             return
@@ -136,12 +136,18 @@ async def _from_dev_server(state: HostState, inst: Instance, request: Request, p
     )
 
 
-def _instance(state: HostState, record: Record, path: str) -> tuple[Instance, str] | None:
-    parts = path.split("/", 3)  # ["", "i", cap, rest]
+def _instance(state: HostState, record: Record, scope: Scope) -> tuple[Instance, str] | None:
+    """The UI instance a request's path names (``/i/<cap>/<rest>``) and the rest, if that instance is of
+    ``record``. The capability must stand in the raw path as it is (``/i/%41...`` is not it): what follows it is
+    sliced from the raw path (the backend's target, the dev server's path)."""
+    parts = scope["path"].split("/", 3)  # ["", "i", cap, rest]
     if len(parts) < 3 or parts[1] != "i":
         return None
     inst = state.instances.get(parts[2])
     if inst is None or inst.record.origin_slug != record.origin_slug:
+        return None
+    raw = _raw_path(scope)
+    if raw != f"/i/{inst.cap}" and not raw.startswith(f"/i/{inst.cap}/"):
         return None
     return inst, parts[3] if len(parts) > 3 else ""
 
@@ -149,7 +155,7 @@ def _instance(state: HostState, record: Record, path: str) -> tuple[Instance, st
 async def _websocket(state: HostState, ws: WebSocket) -> None:
     """WebSockets on an extension origin: the capability, and an Origin equal to this extension's own."""
     record: Record = ws.scope["dockext.record"]
-    found = _instance(state, record, ws.url.path)
+    found = _instance(state, record, ws.scope)
     if ws.headers.get("origin") != state.extension_origin(record):
         await ws.close(code=1008)
         return
