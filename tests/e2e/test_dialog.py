@@ -242,7 +242,8 @@ def test_typed_paths_missing_folders_and_going_up(page: Page, ui: Frame, tree: P
     page.keyboard.press("Control+l")
     location.fill("~")
     location.press("Enter")
-    home = page.evaluate("fetch('/api/fs/home', {headers: {'X-Dockext': '1'}}).then(r => r.json())")["path"]
+    home = page.evaluate("fetch('/api/fs/home', {headers: {'X-Dockext': '1', 'X-Dockext-Key': window.dockext.key()}})"
+                         ".then(r => r.json())")["path"]
     expect(d.locator('[aria-current="location"]')).to_have_text(Path(home).name or "/")
     page.keyboard.press("Escape")
     assert reply(ui, rid)["canceled"] is True

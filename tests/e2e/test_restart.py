@@ -40,7 +40,8 @@ def test_after_kill_9_and_a_restart_the_browser_is_still_logged_in_and_its_tab_c
         ui = page.frame_locator("#extension-frame")
         expect(ui.locator("#image")).to_have_text(ref, timeout=15_000)  # a new UI instance, no reload, no login
         assert page.locator("#extension-frame").get_attribute("src") != before
-        assert page.evaluate("fetch('/api/extensions').then((r) => r.status)") == 200
+        assert page.evaluate("fetch('/api/extensions', {headers: {'X-Dockext-Key': window.dockext.key()}})"
+                             ".then((r) => r.status)") == 200
         assert status_of(first.login_url) == 401  # the first start's token is no longer one
     finally:
         first.stop()

@@ -101,7 +101,8 @@ def new_instance(page: Page, key: str) -> dict[str, str]:
     body: dict[str, str] = page.evaluate(
         """async (key) => {
           const r = await fetch("/api/ui-instances", {method: "POST", headers: {"X-Dockext": "1",
-            "Content-Type": "application/json"}, body: JSON.stringify({extension: key})});
+            "X-Dockext-Key": window.dockext.key(), "Content-Type": "application/json"},
+            body: JSON.stringify({extension: key})});
           return await r.json();
         }""",
         key,

@@ -70,12 +70,12 @@ def wait_until(check, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def partial_upload(server, cookie: str, name: str) -> socket.socket:
+def partial_upload(server, session: Session, name: str) -> socket.socket:
     """An upload of 10 MiB of which 1 MiB is sent: the server holds it open, waiting for the rest."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     head = [f"POST /api/marketplace/upload?name={name} HTTP/1.1", f"Host: dockext.localhost:{server.port}",
-            f"Cookie: {cookie}", "X-Dockext: 1", f"Origin: http://dockext.localhost:{server.port}",
-            f"Content-Length: {10 << 20}"]
+            f"Cookie: {session.cookie}", f"X-Dockext-Key: {session.key}", "X-Dockext: 1",
+            f"Origin: http://dockext.localhost:{server.port}", f"Content-Length: {10 << 20}"]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"\0" * (1 << 20))
     return sock
 
@@ -139,10 +139,11 @@ def test_a_saved_file_and_an_unnamed_oci_archive_install_from_the_dashboard(
     assert ls(server) == []
 
 
-def raw_post(server, cookie: str, path: str, head: dict[str, str], body: bytes) -> str:
+def raw_post(server, session: Session, path: str, head: dict[str, str], body: bytes) -> str:
     """A POST on a raw socket (to send what httpx would not: a false length); the whole answer."""
-    lines = [f"POST {path} HTTP/1.1", f"Host: dockext.localhost:{server.port}", f"Cookie: {cookie}",
-             "X-Dockext: 1", f"Origin: http://dockext.localhost:{server.port}", "Connection: close"]
+    lines = [f"POST {path} HTTP/1.1", f"Host: dockext.localhost:{server.port}", f"Cookie: {session.cookie}",
+             f"X-Dockext-Key: {session.key}", "X-Dockext: 1", f"Origin: http://dockext.localhost:{server.port}",
+             "Connection: close"]
     lines += [f"{k}: {v}" for k, v in head.items()]
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -156,7 +157,7 @@ def test_refused_cut_off_and_hostile_uploads_leave_nothing(server, saved):
     session = Session(server)
     with session.dashboard() as dash:
         # too large, or no room: refused before a byte is read
-        answer = raw_post(server, session.cookie, "/api/marketplace/upload?name=big.tar",
+        answer = raw_post(server, session, "/api/marketplace/upload?name=big.tar",
                           {"Content-Length": str(17 << 30)}, b"")
         assert answer.startswith("HTTP/1.1 413") and "more than the 16 GiB an upload may be" in answer
         # no length (chunked)
@@ -171,15 +172,15 @@ def test_refused_cut_off_and_hostile_uploads_leave_nothing(server, saved):
         r = dash.post("/api/marketplace/upload?name=x.tar&deny=docker", content=b"x")
         assert r.status_code == 400
         # a client that goes away in the middle of the body: nothing is kept
-        cut = partial_upload(server, session.cookie, "cut.tar")
+        cut = partial_upload(server, session, "cut.tar")
         wait_until(lambda: [p.name for p in uploads_left(server)] == ["cut.tar"])  # being received
         cut.close()
         wait_until(lambda: uploads_left(server) == [])  # the server has seen it go, and kept nothing
         # uploads being received count as jobs: with 4 under way a fifth is refused at once
-        held = [partial_upload(server, session.cookie, f"slow{i}.tar") for i in range(4)]
+        held = [partial_upload(server, session, f"slow{i}.tar") for i in range(4)]
         try:
             wait_until(lambda: len(uploads_left(server)) == 4)  # each is in once its file is open
-            answer = raw_post(server, session.cookie, "/api/marketplace/upload?name=fifth.tar",
+            answer = raw_post(server, session, "/api/marketplace/upload?name=fifth.tar",
                               {"Content-Length": "10"}, b"0123456789")
             assert answer.startswith("HTTP/1.1 429") and "installs, updates or removals are running" in answer
         finally:

@@ -39,27 +39,30 @@ class Session:
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.cookie = self._login()
+        self.cookie, self.key = self._login()
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.port}"
 
-    def _login(self) -> str:
-        """What a browser does with the printed URL: ``/?token=`` answers 303 and sets the session cookie."""
+    def _login(self) -> tuple[str, str]:
+        """What a browser does with the printed URL: ``/?token=`` answers 303, sets the session cookie and gives
+        the session's key in the fragment (which the dashboard's script keeps and sends as ``X-Dockext-Key``)."""
         with httpx.Client(base_url=self.base_url, timeout=30) as c:
             r = c.get("/", params={"token": self.server.token},
                       headers={"Host": f"dockext.localhost:{self.server.port}"})
         name = f"dockext-{self.server.port}"
-        if r.status_code != 303 or name not in r.cookies:
+        _, _, key = r.headers.get("location", "").partition("#dockext-key=")
+        if r.status_code != 303 or name not in r.cookies or not key:
             raise RuntimeError(f"login with the token failed: {r.status_code} {r.text[:200]}")
-        return f"{name}={r.cookies[name]}"
+        return f"{name}={r.cookies[name]}", key
 
     def dashboard(self) -> httpx.Client:
         """A client of the dashboard's own API (``X-Dockext`` sent, as the dashboard's script does)."""
         return httpx.Client(
             base_url=self.base_url, timeout=30,
-            headers={"Host": f"dockext.localhost:{self.server.port}", "Cookie": self.cookie, "X-Dockext": "1"},
+            headers={"Host": f"dockext.localhost:{self.server.port}", "Cookie": self.cookie, "X-Dockext": "1",
+                     "X-Dockext-Key": self.key},
         )
 
     def open_ui(self, key: str) -> Ui:

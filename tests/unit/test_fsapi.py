@@ -18,6 +18,7 @@ from dockext.server import HostState, create_app
 from dockext.server.fsapi import FsError, list_directory
 from dockext.store import Store
 
+from . import test_server
 from .test_store import make_record
 
 PORT = 7683
@@ -61,7 +62,7 @@ def client(tmp_path: Path):
 
 
 def login(client: TestClient) -> None:
-    assert client.get(f"/?token={TOKEN}").status_code == 303
+    test_server.login(client, TOKEN)
 
 
 # ------------------------------------------------------------------------------------------ the listing

@@ -54,9 +54,12 @@ def env(tmp_path):
         yield client, state, a, b
 
 
-def login(client):
-    r = client.get(f"/?token={TOKEN}")
+def login(client, token=TOKEN):
+    """What the browser and the dashboard's script do: the cookie from the token's login, and the session's key
+    from the fragment of its redirect, sent with every API call."""
+    r = client.get(f"/?token={token}")
     assert r.status_code == 303
+    client.headers["X-Dockext-Key"] = r.headers["location"].partition("#dockext-key=")[2]
     return r
 
 
@@ -170,7 +173,8 @@ def test_wrong_tokens_are_rejected(env, bad):
 def test_token_login_sets_a_strict_httponly_cookie_and_drops_the_token_from_the_url(env):
     client, *_ = env
     r = client.get(f"/?token={TOKEN}&x=1")
-    assert r.headers["location"] == "/?x=1"
+    location, _, key = r.headers["location"].partition("#dockext-key=")
+    assert location == "/?x=1" and len(key) == 64  # the session's key, for the dashboard's script
     cookie = r.headers["set-cookie"]
     assert cookie.startswith(f"dockext-{PORT}=")
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Domain" not in cookie
@@ -184,8 +188,30 @@ def test_token_login_sets_a_strict_httponly_cookie_and_drops_the_token_from_the_
 def test_form_login(env):
     client, *_ = env
     r = client.post("/login", content=f"token={TOKEN}", headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 303
-    assert client.get("/api/extensions").status_code == 200
+    assert r.status_code == 303 and r.headers["location"].startswith("/#dockext-key=")
+    key = r.headers["location"].partition("#dockext-key=")[2]
+    assert client.get("/api/extensions", headers={"X-Dockext-Key": key}).status_code == 200
+
+
+def test_the_session_cookie_alone_opens_pages_but_no_api(env):
+    """Found in a security review: a cookie is sent to every port of its host, so a process listening on another
+    port of dockext.localhost could be sent the dashboard's cookie (an extension's page can make the browser
+    send it there) and replay it. The API also needs the session's key, which lives in the dashboard origin's
+    storage (port included), and which the cookie does not give (it takes the server's secret)."""
+    client, _, a, _ = env
+    login(client)
+    key = client.headers.pop("X-Dockext-Key")
+    assert client.get("/").status_code == 200  # the page itself: its script holds the key
+    assert client.get("/api/extensions").status_code == 401
+    assert client.get("/api/extensions", headers={"X-Dockext-Key": "0" * 64}).status_code == 401
+    assert client.get("/api/extensions", params={"key": key}).status_code == 200  # EventSource, WebSocket
+    assert client.get("/api/extensions", headers={"X-Dockext-Key": key}).status_code == 200
+    assert client.get(f"/api/extensions/{a.key}/icon").status_code != 401  # an <img>: the cookie suffices
+    other = client.cookies.get(f"dockext-{PORT}")
+    client.cookies.clear()
+    login(client)  # another session: its own key; the first key does not open it
+    assert other != client.cookies.get(f"dockext-{PORT}")
+    assert client.get("/api/extensions", headers={"X-Dockext-Key": key}).status_code == 401
 
 
 def test_mutations_need_the_csrf_header_and_a_same_origin(env):

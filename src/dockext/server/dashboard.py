@@ -58,11 +58,18 @@ def _cookie_values(header: str, name: str) -> list[str]:
 
 
 class AuthGate:
-    """Every dashboard route needs the session cookie (or the token) except the login page.
+    """Every dashboard route needs the session cookie (or the token) except the login page; the API needs the
+    session's key as well.
 
     ``?token=`` on a GET logs in: the cookie is set and the browser is sent to the same URL without the
-    token, so it does not stay in the address bar or the history. Mutating API calls also need the
-    ``X-Dockext`` header and, when the browser sends one, a same-origin ``Origin`` (CSRF).
+    token, so it does not stay in the address bar or the history, with the session's key in the fragment
+    (``#dockext-key=``), which the dashboard's script keeps in the origin's ``localStorage`` and sends with
+    every API call (``X-Dockext-Key``, or ``?key=`` where a browser sets no header: EventSource, WebSocket,
+    sendBeacon). A cookie is sent to every port of its host: a process listening on another port of
+    ``dockext.localhost`` (another user's, or one an extension's backend publishes) could be sent the cookie by
+    an extension's page, and replay it; without the key (per origin, port included) it opens no API (found in a
+    security review). Mutating API calls also need the ``X-Dockext`` header and, when the browser sends one, a
+    same-origin ``Origin`` (CSRF).
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Any], state: HostState) -> None:
@@ -74,7 +81,7 @@ class AuthGate:
             # No header can be set on a browser WebSocket: the cookie and a same-origin Origin are required
             ws = WebSocket(scope, receive, send)
             origin = ws.headers.get("origin")
-            if not self._authenticated(ws) or origin not in self.state.dashboard_origins():
+            if not self._authenticated(ws, api=True) or origin not in self.state.dashboard_origins():
                 await ws.close(code=1008)
                 return
             await self.app(scope, receive, send)
@@ -90,13 +97,12 @@ class AuthGate:
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
                 # one leading slash: "//evil.test/" as a Location is another site (CVE-2023-39968's class)
                 target = "/" + path.lstrip("/\\") + ("?" + urlencode(rest) if rest else "")
-                response: Response = RedirectResponse(target, status_code=303)
-                self._login(response)
+                response: Response = self._login(target)
             else:
                 response = login_page("That token is not valid.", status=401)
             await harden(response)(scope, receive, send)
             return
-        if path in PUBLIC_PATHS or self._authenticated(request):
+        if path in PUBLIC_PATHS or self._authenticated(request, api=_needs_key(request)):
             if request.method not in ("GET", "HEAD") and path.startswith("/api/") and not self._csrf_ok(request):
                 response = error_response(status=403, type_="Forbidden", message="cross-site request refused")
                 await harden(response)(scope, receive, send)
@@ -109,16 +115,19 @@ class AuthGate:
             response = RedirectResponse("/login", status_code=303)
         await harden(response)(scope, receive, send)
 
-    def _authenticated(self, request: HTTPConnection) -> bool:
-        # Every cookie of our name counts, not only the one a dict of cookies keeps: an extension's page is
-        # same-site and may set `dockext-<port>=x; Domain=dockext.localhost`, which the browser then sends too.
-        name = cookie_name(self.state)
-        for session in _cookie_values(request.headers.get("cookie", ""), name):
-            if self.state.sessions.valid(session):
-                return True
+    def _authenticated(self, request: HTTPConnection, *, api: bool) -> bool:
+        """The token (``Authorization: Bearer``), or a valid session cookie: with its key too when ``api``."""
         auth = request.headers.get("authorization", "")
         scheme, _, value = auth.partition(" ")
-        return scheme.lower() in ("bearer", "token") and token_ok(value.strip(), self.state.token)
+        if scheme.lower() in ("bearer", "token") and token_ok(value.strip(), self.state.token):
+            return True
+        key = request.headers.get(KEY_HEADER) or request.query_params.get("key") or ""
+        # Every cookie of our name counts, not only the one a dict of cookies keeps: an extension's page is
+        # same-site and may set `dockext-<port>=x; Domain=dockext.localhost`, which the browser then sends too.
+        for session in _cookie_values(request.headers.get("cookie", ""), cookie_name(self.state)):
+            if self.state.sessions.valid(session) and (not api or token_ok(key, self.state.sessions.key(session))):
+                return True
+        return False
 
     def _csrf_ok(self, request: Request) -> bool:
         if request.url.path.endswith("/close") and request.method == "POST":
@@ -130,11 +139,28 @@ class AuthGate:
         origin = request.headers.get("origin")
         return origin is None or origin in self.state.dashboard_origins()
 
-    def _login(self, response: Response) -> None:
+    def _login(self, target: str) -> Response:
+        """A new session: its cookie, and a redirect to ``target`` with its key in the fragment (never sent to a
+        server, read by the dashboard's script)."""
+        session = self.state.sessions.issue()
+        response = RedirectResponse(f"{target}#dockext-key={self.state.sessions.key(session)}", status_code=303)
         response.set_cookie(
-            cookie_name(self.state), self.state.sessions.issue(), httponly=True, samesite="strict", path="/",
+            cookie_name(self.state), session, httponly=True, samesite="strict", path="/",
             max_age=self.state.sessions.max_age,
         )
+        return response
+
+
+#: the header that carries the session's key (AuthGate)
+KEY_HEADER = "x-dockext-key"
+ICON_PATH = re.compile(r"/api/extensions/[^/]+/icon")
+
+
+def _needs_key(request: Request) -> bool:
+    """The API needs the session's key; pages, their files and the icons (``<img>``, which sends no header) the
+    cookie alone."""
+    path = request.url.path
+    return path.startswith("/api/") and not (request.method in ("GET", "HEAD") and ICON_PATH.fullmatch(path))
 
 
 def login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
@@ -157,9 +183,7 @@ def create(
         token = (parse_qs(body).get("token") or [""])[0].strip()
         if not token_ok(token, state.token):
             return login_page("That token is not valid.", status=401)
-        response = RedirectResponse("/", status_code=303)
-        gate._login(response)
-        return harden(response)
+        return harden(gate._login("/"))
 
     async def static(request: Request) -> Response:
         rel = request.path_params["path"]

@@ -79,5 +79,12 @@ class Sessions:
             return False
         return int(expiry) > (now if now is not None else time.time())
 
+    def key(self, session: str) -> str:
+        """The API key of one session (its cookie's value): what the dashboard's script sends with every API call
+        (``X-Dockext-Key``), kept in the origin's own storage. A cookie is sent to every port of its host, so a
+        process listening on another port of ``dockext.localhost`` can be sent it; this key it cannot be sent,
+        nor compute from the cookie (it needs the secret)."""
+        return self._mac(f"api-key:{session}")
+
     def _mac(self, body: str) -> str:
         return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()

@@ -64,8 +64,41 @@
 
   // ------------------------------------------------------------------------------------------- api
 
+  // The session's key: given once at login in the fragment (#dockext-key=...), kept in this origin's storage
+  // (the port included, unlike the cookie, which every port of the host is sent), and sent with every API call.
+  const KEY_STORE = "dockext-key";
+  let sessionKey = "";
+  (function takeKey() {
+    const given = /^#dockext-key=([A-Za-z0-9_-]{1,128})$/.exec(window.location.hash);
+    if (given) {
+      sessionKey = given[1];
+      try {
+        window.localStorage.setItem(KEY_STORE, sessionKey);
+      } catch (_) {
+        // no storage: this page keeps it, a reload logs in again
+      }
+      window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
+  })();
+
+  function authKey() {
+    try {
+      return window.localStorage.getItem(KEY_STORE) || sessionKey;
+    } catch (_) {
+      return sessionKey;
+    }
+  }
+
+  /** url with the session's key as ?key= (EventSource, WebSocket and sendBeacon set no header) */
+  function withKey(url) {
+    const u = new URL(url, window.location.href);
+    u.searchParams.set("key", authKey());
+    return /^wss?:/.test(url) ? u.toString() : u.pathname + u.search;
+  }
+
   async function api(method, path, body) {
-    const init = { method, headers: { "X-Dockext": "1" }, credentials: "same-origin", cache: "no-store" };
+    const headers = { "X-Dockext": "1", "X-Dockext-Key": authKey() };
+    const init = { method, headers, credentials: "same-origin", cache: "no-store" };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -815,6 +848,10 @@
   /** The small API other dashboard scripts (views.js, dialog.js) build on. */
   window.dockext = Object.freeze({
     api: (method, path, body) => api(method, path, body),
+    /** the session's key, for requests made without api() (its header: X-Dockext-Key) */
+    key: () => authKey(),
+    /** url with the session's key in its query, for EventSource and WebSocket */
+    withKey: (url) => withKey(url),
     /** el(tag, className, text): an element; text is set as text, never parsed as HTML */
     el,
     svg,
@@ -891,7 +928,7 @@
   }
 
   function connectEvents() {
-    const source = new EventSource("/api/events");
+    const source = new EventSource(withKey("/api/events"));
     let wasDown = false;
     source.addEventListener("extensions", (event) => {
       let boot = null;
@@ -1004,7 +1041,7 @@
     window.addEventListener("hashchange", route);
     window.addEventListener("message", onMessage);
     window.addEventListener("pagehide", () => {
-      if (state.open) navigator.sendBeacon(`${instancePath(state.open.instance)}/close`);
+      if (state.open) navigator.sendBeacon(withKey(`${instancePath(state.open.instance)}/close`));
     });
     window.addEventListener("pageshow", (event) => {
       // Back from the back/forward cache: the instance was closed on pagehide; open a fresh one.

@@ -141,7 +141,7 @@
     let response;
     try {
       response = await fetch(`/api/fs/list?path=${encodeURIComponent(path)}`, {
-        headers: { "X-Dockext": "1" },
+        headers: { "X-Dockext": "1", "X-Dockext-Key": window.dockext.key() },
         credentials: "same-origin",
         cache: "no-store",
       });

@@ -556,6 +556,7 @@
       const xhr = new XMLHttpRequest();
       xhr.open("POST", path);
       xhr.setRequestHeader("X-Dockext", "1");
+      xhr.setRequestHeader("X-Dockext-Key", dx.key());
       xhr.setRequestHeader("Content-Type", "application/octet-stream");
       xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded, e.total));
       xhr.addEventListener("load", () => {

@@ -1033,7 +1033,7 @@
       statusText.textContent = text;
     }
 
-    const source = new EventSource(`/api/docker/containers/${hashPart(id)}/logs?tail=1000`);
+    const source = new EventSource(dx.withKey(`/api/docker/containers/${hashPart(id)}/logs?tail=1000`));
     scope.add(() => source.close());
     source.addEventListener("open", () => setStatus("live", "Live"));
     source.addEventListener("logs", (event) => {
@@ -1136,7 +1136,7 @@
       drawChart(mem.canvas, memSeries, memMax, formatSize(memMax, true));
     };
 
-    const source = new EventSource(`/api/docker/containers/${hashPart(id)}/stats`);
+    const source = new EventSource(dx.withKey(`/api/docker/containers/${hashPart(id)}/stats`));
     scope.add(() => source.close());
     source.addEventListener("stats", (event) => {
       let s;
@@ -1443,7 +1443,7 @@
       setStatus("connecting", "Connecting…");
       const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
       const url = `${proto}//${window.location.host}/api/docker/containers/${hashPart(id)}/terminal?cols=${term.cols}&rows=${term.rows}`;
-      const socket = new WebSocket(url);
+      const socket = new WebSocket(dx.withKey(url));
       socket.binaryType = "arraybuffer";
       ws = socket;
       let ended = false;
