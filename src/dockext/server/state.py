@@ -93,6 +93,8 @@ class HostState:
         self._pools: dict[tuple[str, str], BackendPool] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._engine_api: EngineHTTP | None = None
+        self._vm_containers: dict[str, tuple[int, str]] = {}  # key -> (generation, ID): see vm_container
+        self._vm_lock = asyncio.Lock()
         self.stale_sockets = StaleSockets()
         self.changed = asyncio.Event()
         self.refresh()
@@ -305,18 +307,26 @@ class HostState:
         belongs to another project; the name itself when there is no such container (docker says so)."""
         assert record.vm is not None
         name = record.vm.container
-        try:
-            found = await self.engine_api().get_json(f"/containers/{quote(name, safe='')}/json")
-        except EngineReplied as exc:
-            if exc.status == 404:
-                return name
-            raise
-        labels = (found.get("Config") or {}).get("Labels") or {}
-        if labels.get("com.docker.compose.project") != record.vm.project:
-            raise ExecRefused(
-                f"the container {name} is not a container of {record.title}'s backend (its Compose project "
-                f"{record.vm.project}): vm.cli.exec runs only in the extension's own backend")
-        return str(found.get("Id") or name)
+        # Kept until the extension list or a backend's containers change (generation): a burst of execs asks
+        # once, on one connection, rather than each its own (the engine client keeps idle connections open)
+        async with self._vm_lock:
+            cached = self._vm_containers.get(record.key)
+            if cached is not None and cached[0] == self.generation:
+                return cached[1]
+            try:
+                found = await self.engine_api().get_json(f"/containers/{quote(name, safe='')}/json")
+            except EngineReplied as exc:
+                if exc.status == 404:
+                    return name
+                raise
+            labels = (found.get("Config") or {}).get("Labels") or {}
+            if labels.get("com.docker.compose.project") != record.vm.project:
+                raise ExecRefused(
+                    f"the container {name} is not a container of {record.title}'s backend (its Compose project "
+                    f"{record.vm.project}): vm.cli.exec runs only in the extension's own backend")
+            container = str(found.get("Id") or name)
+            self._vm_containers[record.key] = (self.generation, container)
+            return container
 
     def engine_api(self) -> EngineHTTP:
         """The one async Engine API client of this server (closed with the server's other clients)."""
