@@ -124,8 +124,10 @@ class EngineHTTP:
             transport = httpx.AsyncHTTPTransport(
                 uds=self.endpoint.uds, retries=0, verify=self.endpoint.ssl if self.endpoint.ssl else True
             )
+        # one idle connection kept: a burst of calls (one per vm exec, say) leaves no open connections behind
         self.client = httpx.AsyncClient(
-            transport=transport, base_url=self.endpoint.base_url, timeout=httpx.Timeout(60.0, connect=5.0)
+            transport=transport, base_url=self.endpoint.base_url, timeout=httpx.Timeout(60.0, connect=5.0),
+            limits=httpx.Limits(max_keepalive_connections=1),
         )
 
     async def aclose(self) -> None:
