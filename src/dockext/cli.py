@@ -22,7 +22,7 @@ from rich.text import Text
 
 from . import API_VERSION, __version__, cliplugin, model
 from .engine import Engine, PullEvent
-from .errors import Busy, DockextError
+from .errors import Busy, DockextError, reason
 from .installer import Installer
 from .paths import layout
 from .store import Record, Store
@@ -781,8 +781,7 @@ def _vm_states(records: list[Record]) -> dict[str, list[str]] | None:
         containers = engine.backend_containers()
         identity = engine.identity() if any(r.vm and r.vm.engine for r in records) else ""
     except Exception as exc:  # noqa: BLE001 - the list still prints when the engine is down
-        why = exc.message if isinstance(exc, DockextError) else str(exc) or type(exc).__name__
-        err.print(f"dockext: the backends' states are unknown: {_as_run(why)}", soft_wrap=True)
+        err.print(f"dockext: the backends' states are unknown: {_as_run(reason(exc))}", soft_wrap=True)
         return None
     states: dict[str, list[str]] = {ELSEWHERE: [identity, engine.target.describe()]}
     for c in containers:

@@ -292,16 +292,16 @@ class Engine:
     def backend_containers(self) -> list[dict[str, Any]]:
         """Every extension backend's containers (``docker ps -a`` objects), without dockext's own helpers in
         their projects (the socket-permission sidecar, a remote engine's relay)."""
-        with self._errors("list containers"):
-            found = self.client.api.containers(all=True, filters={"label": "com.docker.desktop.extension=true"})
-        return [c for c in found if HELPER_LABEL not in (c.get("Labels") or {})]
+        return [c for c in self._extension_containers() if HELPER_LABEL not in (c.get("Labels") or {})]
 
     def backend_mount_sources(self) -> set[str]:
-        """Where on the engine's machine the mounts of every extension backend's containers (running or not) come
-        from (bind mounts: a host path; volumes: the volume's directory)."""
+        """Where on the engine's machine the mounts of every extension backend's containers (running or not, its
+        helpers included) come from (bind mounts: a host path; volumes: the volume's directory)."""
+        return {str(m.get("Source") or "") for c in self._extension_containers() for m in c.get("Mounts") or []} - {""}
+
+    def _extension_containers(self) -> list[dict[str, Any]]:
         with self._errors("list containers"):
-            found = self.client.api.containers(all=True, filters={"label": "com.docker.desktop.extension=true"})
-        return {str(m.get("Source") or "") for c in found for m in c.get("Mounts") or []} - {""}
+            return list(self.client.api.containers(all=True, filters={"label": "com.docker.desktop.extension=true"}))
 
     def project_volumes(self, project: str) -> set[str]:
         with self._errors("list volumes"):

@@ -8,6 +8,16 @@ HTTP) translate what they catch into one of these at their boundary; the CLI pri
 from __future__ import annotations
 
 
+def reason(exc: BaseException) -> str:
+    """What ``exc`` says, for a person: a :class:`DockextError`'s message, an interrupt's signal, or the text
+    (else the name) of anything else."""
+    if isinstance(exc, DockextError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return f"stopped by {exc}" if str(exc).startswith("SIG") else "interrupted"
+    return str(exc) or type(exc).__name__
+
+
 class DockextError(Exception):
     """Base class: ``message`` is for a person; ``hint`` says what to do about it."""
 

@@ -49,6 +49,7 @@ from .errors import (
     StateError,
     StorageError,
     UpdateFailed,
+    reason,
 )
 from .paths import Layout
 from .store import (
@@ -374,7 +375,7 @@ class Installer:
             if failed is not None and not self._engine_answers():
                 self.report.step("The Docker engine does not answer: the next dockext command finishes removing it")
             elif failed is not None:
-                self.report.step(f"Could not remove its backend ({_why(failed)}): the next dockext command tries "
+                self.report.step(f"Could not remove its backend ({reason(failed)}): the next dockext command tries "
                                  "again")
             raise
         with contextlib.suppress(FileNotFoundError):
@@ -590,15 +591,15 @@ class Installer:
                 self._roll_back_update(key)
             except (DockextError, OSError) as undo:
                 raise UpdateFailed(
-                    f"the update of {old.id} to {new.image} failed ({_why(exc)}), and restoring {old.image} "
-                    f"failed too: {_why(undo)}",
+                    f"the update of {old.id} to {new.image} failed ({reason(exc)}), and restoring {old.image} "
+                    f"failed too: {reason(undo)}",
                     hint=f"Check that the Docker engine runs, then run `dockext update {old.image}` to start it "
                     f"again, or remove it with `dockext rm {old.id}`.",
                 ) from exc
             if isinstance(exc, Exception):
                 hint = exc.hint if isinstance(exc, DockextError) else None
                 raise UpdateFailed(
-                    f"the update of {old.id} to {new.image} failed, and {old.image} was restored: {_why(exc)}",
+                    f"the update of {old.id} to {new.image} failed, and {old.image} was restored: {reason(exc)}",
                     hint=hint,
                 ) from exc
             raise
@@ -990,10 +991,4 @@ def _read_record(target: Path, name: str = RECORD_FILE) -> Record | None:
         return None
 
 
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, DockextError):
-        return exc.message
-    if isinstance(exc, KeyboardInterrupt):
-        return f"stopped by {exc}" if str(exc).startswith("SIG") else "interrupted"
-    return str(exc) or type(exc).__name__
 

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket
 from .. import permissions
 from ..devmode import DevSettings
 from ..engine import Engine
-from ..errors import DockextError
+from ..errors import DockextError, reason
 from ..installer import Installer
 from ..store import Record
 from . import docker_api, fsapi, marketplace_api
@@ -354,7 +354,7 @@ def _backend_states(state: HostState) -> _Backends:
         out.engine = state.engine.identity()
         out.engine_at = state.engine.target.describe()
     except Exception as exc:  # noqa: BLE001 - the list must render even when the engine is gone
-        out.unreachable = exc.message if isinstance(exc, DockextError) else str(exc) or type(exc).__name__
+        out.unreachable = reason(exc)
         return out
     for c in containers:
         project = (c.get("Labels") or {}).get("com.docker.compose.project", "")
