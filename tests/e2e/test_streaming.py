@@ -123,7 +123,9 @@ def test_close_ends_a_docker_events_stream(page: Page, srv, installed, marker, d
         expect(ui.locator("#events-seen")).to_contain_text("create", timeout=15_000)
         assert ui.locator("#events-closed").text_content() == "pending"
         ui.locator("#close-events").click()
-        expect(ui.locator("#events-closed")).to_have_text("143 errors=0")  # SIGTERM: 128 + 15
+        # the docker CLI's own status: 143 when SIGTERM ended it, 0 when its stream ended first (it catches the
+        # signal; see test_conformance.test_v1_stream_close_ends_docker_events)
+        expect(ui.locator("#events-closed")).to_have_text(re.compile(r"^(143|0) errors=0$"))
         assert marked(marker) == {}  # onClose comes once the process group is gone
     finally:
         container.remove(force=True)

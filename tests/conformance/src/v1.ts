@@ -263,6 +263,14 @@
         () => stream(dd.docker.cli.exec, "version", ["--format", "{{.Server.APIVersion}}"], { splitOutputLines: true })),
       check(streams, "stream-refused", "a refused streaming exec calls onError",
         () => stream(needHost().cli.exec, "not-declared", [], { splitOutputLines: true })),
+      check(streams, "stream-host-close", "host exec of a waiting binary, then ExecProcess.close(): onClose(143)",
+        () => stream(needHost().cli.exec, "conf-host", ["wait"], { splitOutputLines: true }, (proc, record) => {
+          const poll = setInterval(() => {
+            if (record.events.length === 0) return;
+            clearInterval(poll);
+            record.events.push({ closeReturned: describe(proc.close()) });
+          }, 20);
+        })),
       check(streams, "stream-docker-events-close", "docker events, then ExecProcess.close()",
         () => eventsThenClose(containerName)),
 
