@@ -557,7 +557,7 @@ def permissions(ctx: click.Context) -> None:
               help="table: for people; json: every field, for scripts.")
 @handle_errors
 def permissions_ls(extension: str | None, fmt: str) -> None:
-    """Each extension's grants (docker, host, engine, system, network) and what its backend gets from the host."""
+    """Each extension's grants (docker, host, web, engine, system, network) and what its backend gets from the host."""
     from . import permissions as perms
 
     lay = layout()
@@ -570,7 +570,8 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
     for r in records:
         g = grants.get(r.key, perms.DEFAULT)
         asked = perms.read_requested(lay.extension_dir(r.key))
-        row: dict[str, Any] = {"id": r.id, "docker": g.docker, "host": g.host if r.host_binaries else None}
+        row: dict[str, Any] = {"id": r.id, "docker": g.docker, "host": g.host if r.host_binaries else None,
+                               "web": g.web if r.ui is not None else None}
         for name in perms.BACKEND_NAMES:  # None: its backend does not ask for it
             row[name] = g.allows(name) if r.vm is not None and (asked is None or asked.asks(name)) else None
         row["withheld"] = list(r.vm.withheld) if r.vm else []
@@ -589,7 +590,7 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
     unknown = "(not recorded: installed by an older dockext)"
     cells = [(row["id"], *(word(row, n) for n in perms.NAMES),
               unknown if row["backend"] is None else ("; ".join(row["backend"]) or "-")) for row in rows]
-    header = ("ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "NETWORK", "BACKEND ASKS FOR")
+    header = ("ID", *(n.upper() for n in perms.NAMES), "BACKEND ASKS FOR")
     out.print(_table(header, cells, wrap="BACKEND ASKS FOR"), soft_wrap=True, crop=False)
     for r in records:
         g = grants.get(r.key, perms.DEFAULT)
@@ -604,7 +605,7 @@ def permissions_ls(extension: str | None, fmt: str) -> None:
 @click.argument("changes", nargs=-1, required=True, metavar="NAME=allow|deny...")
 @handle_errors
 def permissions_set(extension: str, changes: tuple[str, ...]) -> None:
-    """Allow or deny EXTENSION a permission: docker, host (its UI: at once), engine, system, network (its
+    """Allow or deny EXTENSION a permission: docker, host, web (its UI: at once), engine, system, network (its
     backend: it is recreated without, or with, what they cover), each =allow or =deny."""
     from . import permissions as perms
 

@@ -91,6 +91,12 @@ class BackendNotReady(DockextError):
     http_status = 502
 
 
+class WebRequestError(DockextError):
+    """A cross-origin web request of an extension UI that dockext could not make for it (``web`` permission)."""
+
+    http_status = 502
+
+
 class NotInstalled(DockextError):
     http_status = 404
 

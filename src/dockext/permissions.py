@@ -9,6 +9,10 @@ where the page cannot reach around it:
   most machines means the host. Denied: those calls reject, saying so.
 * ``host``: its UI may run the host binaries it ships (``ddClient.extension.host.cli.exec``), as the user
   running dockext. Denied: those calls reject.
+* ``web``: its UI's cross-origin web requests (``fetch``, ``XMLHttpRequest`` to other sites, or to ports on
+  this machine) are made by the host, as Docker Desktop, which applies no CORS to extension views, lets them
+  succeed (:mod:`dockext.server.webfetch`). They reach what this machine reaches. Denied: the browser makes
+  them, and its CORS rules apply.
 * ``engine``: its *backend* may mount the Docker engine's socket. Denied: the mount is taken out of its compose
   file and the backend runs without it.
 * ``system``: its backend may have host access: privileged mode, the host's network, PID, IPC, UTS, user or
@@ -52,13 +56,14 @@ __all__ = [
 SCHEMA: Final = 1
 FILE: Final = "permissions.json"
 REQUESTED_FILE: Final = "requested.json"  # in an extension's directory: what its backend asked for at install
-UI_NAMES: Final = ("docker", "host")  # enforced by the server, call by call
+UI_NAMES: Final = ("docker", "host", "web")  # enforced by the server, call by call
 #: enforced in the backend's compose file, when it is (re)created
 BACKEND_NAMES: Final = ("engine", "system", "network")
 NAMES: Final = UI_NAMES + BACKEND_NAMES
 EXPLAIN: Final = {
     "docker": "run docker commands and read the engine's lists (ddClient.docker)",
     "host": "run the host binaries it ships (ddClient.extension.host.cli.exec)",
+    "web": "make web requests from this machine that the browser's CORS rules would refuse",
     "engine": "mount the Docker engine's socket in its backend",
     "system": "give its backend host access (privileged mode, the host's namespaces, host paths, devices, "
               "capabilities, ports on the network)",
@@ -70,6 +75,7 @@ EXPLAIN: Final = {
 class Grants:
     docker: bool = True
     host: bool = True
+    web: bool = True
     engine: bool = True
     system: bool = True
     network: bool = True

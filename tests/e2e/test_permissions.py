@@ -71,7 +71,7 @@ def test_denied_docker_and_host_access_is_refused_everywhere_and_allowed_again(p
         expect(page.locator("#extension-frame")).to_have_count(1)  # still on its tab
 
         rows = json.loads(run_dockext("permissions", "ls", "--format", "json", home=server.home).stdout)
-        assert rows == [{"id": f"{PREFIX}/host-binary", "docker": False, "host": False, "engine": None,
+        assert rows == [{"id": f"{PREFIX}/host-binary", "docker": False, "host": False, "web": True, "engine": None,
                          "system": None, "network": None, "withheld": [],
                          "backend": ["host binaries run as you: hello.sh"]}]
 
@@ -109,7 +109,7 @@ def test_install_says_what_the_backend_gets(tmp_path, fixture_image):
         assert "It gets the Docker engine's socket (full control of the engine)" in out
         table = run_dockext("permissions", home=home).stdout
         assert table.splitlines()[0].split() == [
-            "ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "NETWORK", "BACKEND", "ASKS", "FOR"]
+            "ID", "DOCKER", "HOST", "WEB", "ENGINE", "SYSTEM", "NETWORK", "BACKEND", "ASKS", "FOR"]
         assert f"{PREFIX}/compose" in table and "allowed" in table and "the Docker engine's socket" in table
         wrong = run_dockext("permissions", "set", ref, "wifi=deny", home=home, check=False)
         assert wrong.returncode == 2

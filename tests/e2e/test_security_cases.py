@@ -110,13 +110,17 @@ def new_instance(page: Page, key: str) -> dict[str, str]:
     return body
 
 
+@pytest.mark.parametrize("web", ["allow", "deny"])
 def test_s13_one_extensions_page_cannot_use_or_read_anothers_origin(
-    page: Page, two: Server, docker_client: docker.DockerClient
+    page: Page, two: Server, docker_client: docker.DockerClient, web: str
 ) -> None:
     """S13: A's page, even knowing a live URL (capability included) of B, cannot read B's page or SDK and cannot
-    make B run a command: the browser blocks the reads (no CORS), and the exec's preflight is never granted, so
-    the request with the X-Dockext header is never sent."""
+    make B run a command. With the ``web`` permission (the default) A's cross-origin requests are made by dockext,
+    which refuses those to itself (by address, and by the mark it puts on every such request, whatever name or
+    redirect leads back); without it the browser blocks the reads (no CORS), and the exec's preflight is never
+    granted, so the request with the X-Dockext header is never sent."""
     volume = "dockext-sec-" + secrets.token_hex(4)  # what B's exec would create if it ran
+    run_dockext("permissions", "set", KEY_A.replace("_", "/", 1), f"web={web}", home=two.home)
     frame = open_frame(page, two, KEY_A)
     b = new_instance(page, KEY_B)
     base = b["url"].rsplit("/", 1)[0]
@@ -125,8 +129,9 @@ def test_s13_one_extensions_page_cannot_use_or_read_anothers_origin(
           const out = {};
           const attempt = async (name, url, init) => {
             try { const r = await fetch(url, init); out[name] = "read " + r.status + " " + (await r.text()).length; }
-            catch (e) { out[name] = "blocked"; }
+            catch (e) { out[name] = "blocked"; out.why.push(e.message); }
           };
+          out.why = [];
           await attempt("page", base + "/index.html", {credentials: "include"});
           await attempt("sdk", base + "/__dockext__/ddclient.js", {credentials: "include"});
           await attempt("exec", base + "/__dockext__/exec", {method: "POST", credentials: "include",
@@ -137,9 +142,15 @@ def test_s13_one_extensions_page_cannot_use_or_read_anothers_origin(
         [base, volume],
     )
     try:
+        why = got.pop("why")
         assert got == {"page": "blocked", "sdk": "blocked", "exec": "blocked"}, got
+        if web == "allow":
+            assert why == ["Failed to fetch: dockext does not pass web requests to itself"] * 3, why
+        else:
+            assert not [w for w in why if "dockext" in w], why  # the browser's own failures
         assert volume not in [v.name for v in docker_client.volumes.list()]
     finally:
+        run_dockext("permissions", "set", KEY_A.replace("_", "/", 1), "web=allow", home=two.home)
         with contextlib.suppress(docker.errors.NotFound):
             docker_client.volumes.get(volume).remove()
 

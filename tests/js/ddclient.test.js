@@ -65,7 +65,7 @@ class FakeWebSocket {
 // Loads the SDK the way the server serves it (config + themes.js + ddclient.js, one classic script) into a
 // fresh context whose global object is `window`. `respond(url, init)` answers the SDK's fetches; `sockets`
 // are the WebSockets it opened; `window.deliver(data, {source, origin})` dispatches a message event to it.
-function load({ extension = {}, respond = () => json({}), timers = setTimeout } = {}) {
+function load({ extension = {}, respond = () => json({}), timers = setTimeout, web = false } = {}) {
   const calls = [];
   const posted = [];
   const listeners = [];
@@ -86,6 +86,7 @@ function load({ extension = {}, respond = () => json({}), timers = setTimeout } 
     FormData,
     URLSearchParams,
     Response,
+    Request,
     TextDecoder,
     WebSocket,
     location: { href: PAGE },
@@ -106,6 +107,7 @@ function load({ extension = {}, respond = () => json({}), timers = setTimeout } 
     dashboardOrigin: DASHBOARD,
     extension: { id: "acme/ext", image: "acme/ext:1.0", hasVm: true, hasService: true, hasHost: true, ...extension },
     host: { platform: "linux", arch: "x64", hostname: "box" },
+    web,
   };
   vm.runInContext(`window.__dockextConfig = ${JSON.stringify(cfg)};\n${THEMES}\n${DDCLIENT}`, sandbox);
   return { ddClient: sandbox.ddClient, window: sandbox, calls, posted, sockets };
@@ -668,4 +670,75 @@ test("showOpenDialog sends the options and resolves {canceled, filePaths}", asyn
   const cyclic = {};
   cyclic.self = cyclic;
   await assert.rejects(ddClient.desktopUI.dialog.showOpenDialog(cyclic), (e) => e.name === "TypeError");
+});
+
+// ------------------------------------------------------------------------------------------------ web requests
+
+const SITE = "https://auth.test/login/oauth/access_token";
+
+test("web: a cross-origin fetch goes to the host with the page's method, headers and body", async () => {
+  const { window, calls } = load({
+    web: true,
+    respond: () => new Response('{"access_token":"t"}', {
+      status: 201,
+      headers: { "Content-Type": "application/json", "X-Dockext-Url": `${SITE}?final`, "X-Dockext-Redirected": "1" },
+    }),
+  });
+  const r = await window.fetch(SITE, { method: "POST", headers: { Authorization: "Bearer a", Accept: "application/json" },
+    body: "code=c0de" });
+  assert.equal(calls.length, 1);
+  const { url, init } = calls[0];
+  assert.equal(url, `${API}/web`);
+  assert.equal(init.method, "POST");
+  assert.equal(init.headers.get("X-Dockext"), "1");
+  assert.equal(init.headers.get("X-Dockext-Target"), SITE);
+  assert.equal(init.headers.get("X-Dockext-Redirect"), "follow");
+  assert.equal(init.headers.get("Authorization"), "Bearer a");
+  assert.equal(init.headers.get("Content-Type"), "text/plain;charset=UTF-8"); // what the browser would send
+  assert.equal(new TextDecoder().decode(init.body), "code=c0de");
+  assert.equal(init.credentials, "same-origin");
+  assert.deepEqual([r.status, r.url, r.redirected], [201, `${SITE}?final`, true]);
+  assert.deepEqual(await r.json(), { access_token: "t" });
+});
+
+test("web: same-origin and non-http requests, and every request without the permission, stay the browser's", async () => {
+  const own = "http://acme-ext-abc123.localhost:8765/i/0123456789abcdef/data.json";
+  for (const [web, url] of [[true, own], [true, "data:text/plain,x"], [false, SITE]]) {
+    const { window, calls } = load({ web });
+    await window.fetch(url);
+    assert.equal(calls.length, 1);
+    assert.notEqual(calls[0].url, `${API}/web`, url);
+    assert.equal(calls[0].url.url ?? calls[0].url, url);
+  }
+});
+
+test("web: withheld while the page is open, the browser makes the request itself", async () => {
+  const { window, calls } = load({
+    web: true,
+    respond: (url) => url === `${API}/web`
+      ? json({ error: { type: "PermissionDenied", message: "denied" } }, 403, { "X-Dockext-Proxy-Error": "withheld" })
+      : new Response("from the browser"),
+  });
+  const r = await window.fetch(SITE, { method: "PUT", body: "b", headers: { "X-Custom": "1" } });
+  assert.equal(await r.text(), "from the browser");
+  assert.deepEqual(calls.map((c) => c.url), [`${API}/web`, SITE]);
+  const again = calls[1].init;
+  assert.equal(again.method, "PUT");
+  assert.equal(again.headers.get("X-Custom"), "1");
+  assert.equal(again.headers.get("X-Dockext-Target"), null);
+  assert.equal(new TextDecoder().decode(again.body), "b");
+  assert.equal(again.mode, "cors");
+});
+
+test("web: a request the host could not make rejects a TypeError with the reason", async () => {
+  const { window } = load({
+    web: true,
+    respond: () => json({ error: { type: "WebRequestError", message: `${SITE} could not be requested: ConnectError` } },
+      502, { "X-Dockext-Proxy-Error": "1" }),
+  });
+  await assert.rejects(window.fetch(SITE), (e) => {
+    assert.equal(e.name, "TypeError");
+    assert.equal(e.message, `Failed to fetch: ${SITE} could not be requested: ConnectError`);
+    return true;
+  });
 });

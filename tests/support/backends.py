@@ -86,3 +86,71 @@ def get_over_socket(path, url):
     conn.request("GET", url)
     resp = conn.getresponse()
     return resp.status, resp.read().decode()
+
+
+class RecordingSite:
+    """A web site on 127.0.0.1 that sends no CORS headers, like an OAuth provider's token endpoint, and records
+    what reaches it: what an extension UI's cross-origin requests get to through dockext (``web`` permission).
+
+    ``/redirect`` answers 302 to ``/final``, ``/redirect-to?URL`` to URL; ``/cookie`` sets cookies and the
+    headers that would act on the origin that receives them (HSTS, Clear-Site-Data); ``/gzip`` answers a
+    gzip-encoded body; anything else echoes what it got as JSON.
+    """
+
+    def __init__(self) -> None:
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                seen.append((self.command, self.path, dict(self.headers), body))
+                if self.path == "/redirect":
+                    self._send(302, b"", {"Location": "/final?from=redirect"})
+                elif self.path.startswith("/redirect-to?"):
+                    self._send(302, b"", {"Location": self.path.split("?", 1)[1]})
+                elif self.path == "/cookie":
+                    self._send(200, b"cookies", {
+                        "Set-Cookie": "site=1; Domain=dockext.localhost; Path=/",
+                        "Strict-Transport-Security": "max-age=31536000", "Clear-Site-Data": '"*"',
+                        "Access-Control-Allow-Origin": "https://elsewhere.test", "X-Site": "kept",
+                        "Content-Type": "text/plain",
+                    })
+                elif self.path == "/gzip":
+                    import gzip
+                    self._send(200, gzip.compress(b"unzipped by the browser"),
+                               {"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+                else:
+                    answer = {"method": self.command, "path": self.path, "body": body.decode(errors="replace"),
+                              "authorization": self.headers.get("Authorization"),
+                              "contentType": self.headers.get("Content-Type")}
+                    self._send(201 if self.command == "POST" else 200, json.dumps(answer).encode(),
+                               {"Content-Type": "application/json"})
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _answer
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -84,7 +84,8 @@ def test_permissions_ls_keeps_its_header_on_one_line_and_its_ids_whole(home: Lay
     result = run("permissions", "ls")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["ID", "DOCKER", "HOST", "ENGINE", "SYSTEM", "NETWORK", "BACKEND", "ASKS", "FOR"]
+    assert lines[0].split() == ["ID", "DOCKER", "HOST", "WEB", "ENGINE", "SYSTEM", "NETWORK", "BACKEND", "ASKS",
+                                 "FOR"]
     assert lines[1].startswith(LONG_ID + "  ") and "…" not in result.output
     assert len(lines) == 2  # not a terminal: one line per row, the last column unwrapped too
 

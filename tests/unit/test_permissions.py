@@ -133,7 +133,7 @@ def test_backend_grants_take_out_of_the_compose_file_what_they_cover_and_nothing
 def test_backend_grants_are_kept_with_the_others_and_default_to_allowed(layout):
     assert permissions.set_grants(layout, "acme_x", engine=False) == Grants(engine=False)
     assert permissions.grants_for(layout, "acme_x").to_json() == {
-        "docker": True, "host": True, "engine": False, "system": True, "network": True}
+        "docker": True, "host": True, "web": True, "engine": False, "system": True, "network": True}
     # a file from before the backend grants: they default to allowed
     (layout.root / permissions.FILE).write_text(json.dumps({"schema": 1, "extensions": {"a": {"docker": False}}}))
     assert permissions.load(layout) == {"a": Grants(docker=False)}

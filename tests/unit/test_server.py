@@ -497,7 +497,7 @@ def test_permissions_are_changed_through_the_dashboard_api_only_with_its_csrf_gu
         assert client.put(url, json=bad, headers=headers).status_code == 400, bad
     assert client.put("/api/extensions/nope/permissions", json={"docker": False}, headers=headers).status_code == 404
     r = client.put(url, json={"docker": False}, headers=headers)
-    grants = {"docker": False, "host": True, "engine": True, "system": True, "network": True}
+    grants = {"docker": False, "host": True, "web": True, "engine": True, "system": True, "network": True}
     assert r.status_code == 200 and r.json() == {"permissions": grants, "recreated": False}
     [listed] = [e for e in client.get("/api/extensions").json() if e["key"] == a.key]
     assert listed["permissions"] == grants

@@ -3,7 +3,8 @@
 A request whose ``Host`` is neither a dashboard name (``dockext.localhost``, ``localhost``, ``127.0.0.1`` or
 ``[::1]`` with our port, or a name given with ``--allow-host``) nor ``<slug>.dockext.localhost:<port>`` of an
 installed extension is refused with 403 before anything else runs: this is the DNS-rebinding defence, on top
-of the token.
+of the token. So is a request dockext itself made for an extension page (``X-Dockext-Via``, ``webfetch``):
+otherwise a page that learnt another extension's capability could use it from the host.
 
 A browser that opens a dashboard page on ``localhost``, ``127.0.0.1`` or ``[::1]`` is redirected to the same
 path on ``dockext.localhost`` (see ``state.DASHBOARD_NAME`` for why). The JSON API answers on every name, so
@@ -21,7 +22,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import dashboard, extension
+from . import dashboard, extension, webfetch
 from .state import LOOPBACK_NAMES, HostState
 
 __all__ = ["create_app"]
@@ -38,10 +39,19 @@ class HostRouter:
             await self.dashboard_app(scope, receive, send)
             return
         host = ""
+        relayed = False
         for name, value in scope.get("headers", []):
             if name == b"host":
                 host = value.decode("latin-1").lower()
-                break
+            elif name == webfetch.VIA:
+                relayed = True
+        if relayed:  # made by dockext for an extension page (webfetch): never let a page reach dockext that way
+            if scope["type"] == "websocket":
+                await WebSocket(scope, receive, send).close(code=1008)
+                return
+            await PlainTextResponse("Forbidden: dockext does not answer the web requests it makes for extension "
+                                    "pages\n", status_code=403)(scope, receive, send)
+            return
         if host in self.state.dashboard_hosts:
             if host != self.state.dashboard_host and _page_request(scope) and host.rsplit(":", 1)[0] in LOOPBACK_NAMES:
                 target = self.state.dashboard_url + scope.get("raw_path", scope["path"].encode()).decode("latin-1")

@@ -216,9 +216,9 @@ def create(
         return harden(JSONResponse(listed))
 
     async def set_permissions(request: Request) -> Response:
-        """``PUT {"docker"?, "host"?, "engine"?, "system"?, "network"?: bool}``: what ``dockext permissions set``
-        does, from the dashboard; a backend grant that changes what the backend runs with recreates it before
-        answering."""
+        """``PUT {"docker"?, "host"?, "web"?, "engine"?, "system"?, "network"?: bool}``: what ``dockext
+        permissions set`` does, from the dashboard; a backend grant that changes what the backend runs with
+        recreates it before answering."""
         record = state.record(request.path_params["key"])
         if record is None:
             return harden(error_response(status=404, type_="NotInstalled", message="no such extension"))

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 from .. import execution
 from ..errors import BackendNotReady, DockextError
 from ..store import Record
-from . import devproxy, docker_api, streams
+from . import devproxy, docker_api, streams, webfetch
 from .security import HARDENING, TooLarge, error_response, harden, read_body, too_large
 from .state import HostState, Instance
 
@@ -77,6 +77,10 @@ def create(state: HostState) -> ASGIApp:
         found = _instance(state, record, scope)
         if found is not None and (found[1] == "__dockext__/vm" or found[1].startswith("__dockext__/vm/")):
             await _proxy(state, found[0], scope, receive, send)
+            return
+        if found is not None and found[1] == webfetch.PATH:
+            await webfetch.handle(state, found[0], scope, receive, send,
+                                  [*_policy_headers(state), *HARDENING])
             return
         request = Request(scope, receive)
         response = await _dispatch(state, found, request)

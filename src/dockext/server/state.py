@@ -202,12 +202,22 @@ class HostState:
         return inst
 
     def check_permission(self, record: Record, name: str) -> None:
-        """PermissionDenied unless the user lets ``record`` use ``name`` (``docker``, ``host``)."""
+        """PermissionDenied unless the user lets ``record`` use ``name`` (``docker``, ``host``, ``web``)."""
+        permissions.check(self._grants_of(record), name, record.title, record.id)
+
+    def allows(self, record: Record, name: str) -> bool:
+        """Whether the user lets ``record`` use ``name`` now (False while the grants cannot be read)."""
+        try:
+            return self._grants_of(record).allows(name)
+        except DockextError:
+            return False
+
+    def _grants_of(self, record: Record) -> permissions.Grants:
         stamp = self._stamp(permissions.FILE)
         if stamp != self._grants_stamp:
             self._grants = permissions.load(self.layout)
             self._grants_stamp = stamp
-        permissions.check(self._grants.get(record.key, permissions.DEFAULT), name, record.title, record.id)
+        return self._grants.get(record.key, permissions.DEFAULT)
 
     def check_engine(self, record: Record) -> None:
         """OtherEngine when the backend of ``record`` was made on another engine than this server's: a
@@ -357,6 +367,7 @@ class HostState:
             "dashboardOrigin": inst.dashboard_origin,
             "theme": inst.theme,
             "debug": inst.dev.debug,
+            "web": self.allows(r, "web"),  # cross-origin requests go through the host (server/webfetch.py)
             "extension": {
                 "id": r.id,
                 "image": r.image,

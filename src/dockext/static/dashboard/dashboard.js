@@ -435,13 +435,18 @@
       chips.appendChild(chip);
     };
     const grants = ext.permissions;
-    if (!grants) add("grants unreadable", "dockext permissions says why; docker and host calls are refused", "denied");
+    if (!grants) add("grants unreadable", "dockext permissions says why; docker, host and web calls are refused", "denied");
     else if (grants.docker) add("docker", "Its UI may run docker commands and read the engine (dockext permissions)");
     else add("docker: denied", "Its UI may not use the Docker engine (dockext permissions)", "denied");
     const names = ext.host && Array.isArray(ext.host.binaries) ? ext.host.binaries : [];
     for (const name of names) {
       if (grants && grants.host) add(name, "A host binary its UI may run, as you");
       else add(`${name}: denied`, "A host binary its UI may not run (dockext permissions)", "denied");
+    }
+    // allowed is Docker Desktop's way and says nothing new; denied is worth a chip
+    if (grants && ext.ui && !grants.web) {
+      add("web: denied", "Its UI's cross-origin requests are made by the browser, under CORS (dockext permissions)",
+        "denied");
     }
     const asked = ext.requested || {};
     const withheld = new Set(Array.isArray(ext.withheld) ? ext.withheld : []);
@@ -500,6 +505,10 @@
       ext.permissions.docker)];
     const names = ext.host && Array.isArray(ext.host.binaries) ? ext.host.binaries : [];
     if (names.length) fields.push(toggle("host", "Host binaries", `run ${names.join(", ")} as you`, ext.permissions.host));
+    if (ext.ui) {
+      fields.push(toggle("web", "Web requests", "its page may reach other sites and this machine's ports "
+        + "without the browser's CORS rules, as in Docker Desktop: dockext makes those requests", ext.permissions.web));
+    }
     const asked = ext.requested;
     if (ext.vm && asked && asked.engineSocket) {
       fields.push(toggle("engine", "Engine socket (backend)",

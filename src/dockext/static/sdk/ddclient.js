@@ -86,6 +86,112 @@
     document.documentElement.style.colorScheme = forced;
   }
 
+  // ---------------------------------------------------------------------------------------------- web requests
+
+  // Docker Desktop applies no CORS to extension views, and extensions rely on it: an OAuth token endpoint,
+  // http://localhost:PORT of a port their backend publishes. With the `web` permission (config.web), a
+  // cross-origin http(s) request of the page, through fetch or XMLHttpRequest, goes to dockext instead, which
+  // makes it from the host with the page's method, headers and body and passes the answer back as it came
+  // (docs/design.md, "Web requests"). Without it, or when the user withholds it while the page is open, the
+  // browser makes the request itself, under CORS. A request dockext cannot make fails as a fetch does: a
+  // TypeError, with dockext's reason in its message.
+  const WEB = `${API}/web`;
+
+  function webTarget(url) {
+    if (!config.web) return null;
+    let u;
+    try {
+      const base = (typeof document !== "undefined" && document.baseURI) || window.location.href;
+      u = new URL(String(url), base);
+    } catch (e) {
+      return null;
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:") return null;
+    return u.origin === new URL(window.location.href).origin ? null : u.href;
+  }
+
+  async function webFailure(response) {
+    let message = `dockext answered ${response.status}`;
+    try {
+      const body = await response.json();
+      if (body && body.error && body.error.message) message = body.error.message;
+    } catch (e) {
+      // not our JSON: keep the status
+    }
+    return new TypeError(`Failed to fetch: ${message}`);
+  }
+
+  window.fetch = function fetch(input, init) {
+    let request;
+    try {
+      request = new Request(input, init);
+    } catch (e) {
+      return nativeFetch(input, init); // the browser's own error for a bad call
+    }
+    const target = webTarget(request.url);
+    if (target === null) return nativeFetch(request);
+    return (async () => {
+      const body = request.method === "GET" || request.method === "HEAD" ? undefined : await request.arrayBuffer();
+      const headers = new Headers(request.headers);
+      headers.set("X-Dockext", "1");
+      headers.set("X-Dockext-Target", target);
+      headers.set("X-Dockext-Redirect", request.redirect);
+      const response = await nativeFetch(WEB, {
+        method: request.method, headers, body, redirect: request.redirect, signal: request.signal,
+        cache: request.cache, keepalive: request.keepalive, credentials: "same-origin",
+      });
+      const failed = response.headers.get("X-Dockext-Proxy-Error");
+      if (failed === "withheld") {
+        return nativeFetch(request.url, {
+          method: request.method, headers: request.headers, body, mode: request.mode, credentials: request.credentials,
+          cache: request.cache, redirect: request.redirect, referrerPolicy: request.referrerPolicy,
+          integrity: request.integrity, keepalive: request.keepalive, signal: request.signal,
+        });
+      }
+      if (failed) throw await webFailure(response);
+      Object.defineProperty(response, "url", { value: response.headers.get("X-Dockext-Url") || target });
+      if (response.headers.get("X-Dockext-Redirected")) Object.defineProperty(response, "redirected", { value: true });
+      return response;
+    })();
+  };
+
+  if (typeof window.XMLHttpRequest === "function") wrapXMLHttpRequest(window.XMLHttpRequest);
+
+  function wrapXMLHttpRequest(XMLHttpRequest) {
+    const xhrTargets = new WeakMap();
+    const xhrOpen = XMLHttpRequest.prototype.open;
+    const xhrSetRequestHeader = XMLHttpRequest.prototype.setRequestHeader;
+    const xhrGetResponseHeader = XMLHttpRequest.prototype.getResponseHeader;
+    const xhrResponseURL = Object.getOwnPropertyDescriptor(XMLHttpRequest.prototype, "responseURL");
+    XMLHttpRequest.prototype.open = function open(method, url, ...rest) {
+      const target = webTarget(url);
+      if (target === null) {
+        xhrTargets.delete(this);
+        return xhrOpen.call(this, method, url, ...rest);
+      }
+      xhrTargets.set(this, target);
+      xhrOpen.call(this, method, WEB, rest.length ? rest[0] : true);
+      xhrSetRequestHeader.call(this, "X-Dockext", "1");
+      xhrSetRequestHeader.call(this, "X-Dockext-Target", target);
+      const [user, password] = rest.slice(1);
+      if (user != null) {
+        xhrSetRequestHeader.call(this, "Authorization", `Basic ${btoa(`${user}:${password ?? ""}`)}`);
+      }
+      return undefined;
+    };
+    if (xhrResponseURL && xhrResponseURL.get) {
+      Object.defineProperty(XMLHttpRequest.prototype, "responseURL", {
+        configurable: true,
+        enumerable: xhrResponseURL.enumerable,
+        get() {
+          const target = xhrTargets.get(this);
+          if (target === undefined) return xhrResponseURL.get.call(this);
+          return this.readyState >= 2 ? xhrGetResponseHeader.call(this, "X-Dockext-Url") || target : "";
+        },
+      });
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------- helpers
 
   // A GET or HEAD that fails in the network (fetch rejects with a TypeError) is sent once more after a

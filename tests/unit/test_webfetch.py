@@ -1,0 +1,191 @@
+"""Cross-origin web requests of extension UIs, made by the host (``server/webfetch.py``, the ``web`` permission).
+
+The server runs in-process (Starlette's TestClient) and the site is a real HTTP server on 127.0.0.1 that sends no
+CORS headers. The browser's side (the SDK sending a page's fetch and XMLHttpRequest here) is proven in Chromium by
+tests/e2e/test_web_requests.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dockext import permissions
+from dockext.errors import WebRequestError
+from dockext.server import webfetch
+from tests.support.backends import RecordingSite
+
+from . import test_server
+from .test_server import PORT, TOKEN, cap_base, ext_url, login
+
+env = test_server.env  # two installed extensions and the server, in-process
+
+
+@pytest.fixture
+def site():
+    s = RecordingSite()
+    yield s
+    s.close()
+
+
+def web(client, base, target, method="GET", headers=None, **kw):
+    sent = {"X-Dockext": "1", "X-Dockext-Target": target, **(headers or {})}
+    return client.request(method, f"{base}/__dockext__/web", headers=sent, **kw)
+
+
+def test_a_post_without_cors_reaches_the_site_with_its_body_and_authorization(env, site):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = web(client, base, f"{site.url}/login/oauth/access_token?x=1", "POST", content=b'{"code":"c0de"}',
+            headers={"Authorization": "Bearer abc", "Content-Type": "application/json", "Accept": "application/json",
+                     "Origin": ext_url(state, a), "Referer": f"{base}/index.html", "Sec-Fetch-Site": "same-origin",
+                     "X-Dockext-Other": "ours"})
+    assert r.status_code == 201  # the site's own status
+    assert r.json() == {"method": "POST", "path": "/login/oauth/access_token?x=1", "body": '{"code":"c0de"}',
+                        "authorization": "Bearer abc", "contentType": "application/json"}
+    assert r.headers["x-dockext-url"] == f"{site.url}/login/oauth/access_token?x=1"
+    [(_, _, headers, _)] = site.seen
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert lower["host"] == f"127.0.0.1:{site.port}" and lower["accept"] == "application/json"
+    for never in ("cookie", "origin", "referer", "sec-fetch-site", "x-dockext", "x-dockext-target", "x-dockext-other"):
+        assert never not in lower, never
+    assert lower["x-dockext-via"] == "web"  # what dockext's own router refuses
+    assert TOKEN not in json.dumps(headers) and a.origin_slug not in json.dumps(headers)
+
+
+def test_headers_that_would_act_on_the_extensions_origin_are_dropped(env, site):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = web(client, base, f"{site.url}/cookie")
+    assert (r.status_code, r.text, r.headers["x-site"]) == (200, "cookies", "kept")
+    for gone in ("set-cookie", "strict-transport-security", "clear-site-data", "access-control-allow-origin"):
+        assert gone not in r.headers, gone
+    assert "site" not in client.cookies
+    # the extension origin's own policy, as on every answer of that origin
+    assert r.headers["content-security-policy"].startswith("frame-ancestors ")
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_redirects_follow_the_pages_mode(env, site):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = web(client, base, f"{site.url}/redirect")  # fetch's default: follow
+    assert r.status_code == 200 and r.json()["path"] == "/final?from=redirect"
+    assert (r.headers["x-dockext-url"], r.headers["x-dockext-redirected"]) == (f"{site.url}/final?from=redirect", "1")
+    r = web(client, base, f"{site.url}/redirect", headers={"X-Dockext-Redirect": "manual"})
+    assert (r.status_code, r.headers["location"]) == (302, "/final?from=redirect")  # the browser makes it opaque
+    assert "x-dockext-redirected" not in r.headers
+
+
+def test_an_encoded_answer_passes_as_it_came(env, site):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = web(client, base, f"{site.url}/gzip", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip"  # not decoded by dockext: the browser does it
+    assert r.text == "unzipped by the browser"
+    assert {k.lower(): v for k, v in site.seen[-1][2].items()}["accept-encoding"] == "gzip"
+
+
+def test_a_withheld_permission_is_said_so_and_nothing_is_sent(env, site):
+    client, state, a, b = env
+    login(client)
+    permissions.set_grants(state.layout, a.key, web=False)
+    base = cap_base(client, state, a)
+    r = web(client, base, f"{site.url}/token", "POST", content=b"x")
+    assert r.status_code == 403 and r.headers["x-dockext-proxy-error"] == "withheld"
+    assert "may not make web requests" in r.json()["error"]["message"]
+    assert site.seen == []
+    # the page is told at load, so that its requests go to the browser from the start
+    sdk = client.get(f"{base}/__dockext__/ddclient.js").text
+    assert json.loads(sdk.split("window.__dockextConfig = ", 1)[1].split(";\n", 1)[0])["web"] is False
+    # another extension keeps the default (allowed)
+    assert web(client, cap_base(client, state, b), f"{site.url}/token").status_code == 200
+
+
+@pytest.mark.parametrize("target", ["", "file:///etc/passwd", "ftp://127.0.0.1/x", "http://", "http://[::1/x",
+                                    "javascript:alert(1)", "/relative/path"])
+def test_what_is_not_an_http_url_is_refused(env, target):
+    client, state, a, _ = env
+    login(client)
+    r = web(client, cap_base(client, state, a), target)
+    assert r.status_code == 502 and r.headers["x-dockext-proxy-error"] == "1"
+    assert r.json()["error"]["type"] == "WebRequestError"
+
+
+def test_the_engines_own_tcp_address_is_refused_even_through_a_redirect(env, site, monkeypatch):
+    client, state, a, _ = env
+    login(client)
+    monkeypatch.setattr(state.engine, "host", "tcp://127.0.0.1:2375")
+    base = cap_base(client, state, a)
+    for target in ("http://127.0.0.1:2375/containers/json", "http://localhost:2375/v1.41/info",
+                   "http://127.0.0.2:2375/info", f"{site.url}/redirect-to?http://localhost:2375/containers/json"):
+        r = web(client, base, target)
+        assert r.status_code == 502 and "Docker engine" in r.json()["error"]["message"], target
+    assert [p for _, p, _, _ in site.seen] == ["/redirect-to?http://localhost:2375/containers/json"]
+
+
+def test_a_site_that_cannot_be_reached_is_a_clear_failure(env, site):
+    client, state, a, _ = env
+    login(client)
+    port = site.port
+    site.close()  # nothing listens there any more
+    r = web(client, cap_base(client, state, a), f"http://127.0.0.1:{port}/token")
+    assert r.status_code == 502 and r.headers["x-dockext-proxy-error"] == "1"
+    assert f"http://127.0.0.1:{port}/token could not be requested: ConnectError" in r.json()["error"]["message"]
+
+
+def test_the_page_must_say_it_is_the_sdk_and_hold_this_extensions_capability(env, site):
+    client, state, a, b = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = client.get(f"{base}/__dockext__/web", headers={"X-Dockext-Target": f"{site.url}/x"})
+    assert r.status_code == 403  # a navigation or a plain form cannot set X-Dockext
+    other = ext_url(state, b) + base[len(ext_url(state, a)):]  # a's capability on b's origin
+    assert web(client, other, f"{site.url}/x").status_code == 404
+    assert site.seen == []
+
+
+def test_target_rules():
+    unix = "unix:///var/run/docker.sock"
+    assert webfetch.target_of("https://example.test/a?b", unix, PORT) == "https://example.test/a?b"
+    assert webfetch.target_of("http://127.0.0.1:2376/x", "tcp://127.0.0.1:2375", PORT) == "http://127.0.0.1:2376/x"
+    assert webfetch.target_of(f"http://example.test:{PORT}/", unix, PORT) == f"http://example.test:{PORT}/"
+    for target, engine in (("http://[::1]:2375/x", "tcp://localhost:2375"), ("http://localhost:80/", "tcp://127.0.0.1:80"),
+                           (f"http://127.0.0.1:{PORT}/api/extensions", unix),
+                           (f"http://acme-x.dockext.localhost:{PORT}/i/cap/__dockext__/exec", unix),
+                           (f"http://[::1]:{PORT}/", unix)):
+        with pytest.raises(WebRequestError):
+            webfetch.target_of(target, engine, PORT)
+
+
+@pytest.mark.parametrize("host", ["dockext.localhost", "127.0.0.1", "ext"])
+def test_dockext_refuses_the_requests_it_makes_for_pages_whatever_led_there(env, host):
+    """A site's redirect, or a name that resolves to this machine, brings a page's request back to dockext: it
+    carries X-Dockext-Via and is refused before routing, so no capability is ever used from the host."""
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    if host == "ext":
+        name, method, url = ext_url(state, a).split("//", 1)[1], "POST", f"{base}/__dockext__/exec"
+    else:
+        name, method, url = f"{host}:{PORT}", "GET", "/api/extensions"
+    call = {"cli": "host", "cmd": "kubectl", "args": []} if method == "POST" else None
+    r = client.request(method, url, json=call, headers={"Host": name, "X-Dockext": "1", "X-Dockext-Via": "web"})
+    assert r.status_code == 403 and "does not answer the web requests it makes" in r.text
+    r = client.request(method, url, json=call, headers={"Host": name, "X-Dockext": "1"})  # unmarked: answered
+    assert r.status_code == 200 and (r.json()["stdout"] == "hi\n" if method == "POST" else r.json()), r.text
+
+
+def test_unreadable_grants_send_the_page_to_the_browser(env, site):
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    (state.layout.root / permissions.FILE).write_text("{not json")
+    r = web(client, base, f"{site.url}/x")
+    assert r.status_code == 403 and r.headers["x-dockext-proxy-error"] == "withheld"
+    assert "unreadable" in r.json()["error"]["message"] and site.seen == []
