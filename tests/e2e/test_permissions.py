@@ -113,7 +113,7 @@ def test_install_says_what_the_backend_gets(tmp_path, fixture_image):
         assert f"{PREFIX}/compose" in table and "allowed" in table and "the Docker engine's socket" in table
         wrong = run_dockext("permissions", "set", ref, "wifi=deny", home=home, check=False)
         assert wrong.returncode == 2
-        assert "expected one of docker, host, engine, system, network =allow or =deny" in wrong.stderr
+        assert "expected one of docker, host, web, engine, system, network =allow or =deny" in wrong.stderr
     finally:
         run_dockext("rm", ref, home=home)
 

@@ -91,7 +91,8 @@ def test_install_from_a_registry_on_podman_and_what_a_plain_http_registry_needs(
     home, env = tmp_path / "home", {"DOCKER_HOST": podman.host}
     remote = push_fixture(docker_client, fixture_image("vm-image", repo_prefix="dockext-pmreg"))
     key = "127_0_0_1_5000_dockext-pmreg_vm-image"
-    with contextlib.suppress(docker.errors.ImageNotFound):  # pulled by an earlier session: the storage is kept
+    with contextlib.suppress(docker.errors.NotFound):  # pulled by an earlier session: the storage is kept (Podman's
+        # "image not known" is a NotFound the SDK does not name ImageNotFound)
         podman.client.images.remove(remote, force=True)
     with bridge(5000, into=podman.netns), bridge(5001, into=podman.netns, host_port=5000):
         try:

@@ -3,7 +3,8 @@
 dockext is installed for it (non-editable) in a venv made with Debian's ``/usr/bin/python3`` under
 ``/var/tmp/dockext-unpriv``: the pyenv Python under ``/root`` is not readable by other users, and neither
 may be the repo, so the sources are copied to a readable place first. The venv is rebuilt only when the
-sources (``pyproject.toml``, ``README.md``, ``src/``) change. Needs root (as CI runs).
+sources (``pyproject.toml``, ``README.md``, ``src/``) change. Its packages come from ``.venv/wheelhouse``
+(``scripts/setup.sh``), never from an index: the tests run without a network. Needs root (as CI runs).
 """
 
 from __future__ import annotations
@@ -140,6 +141,9 @@ def _sources(repo: Path) -> list[Path]:
 
 
 def _ensure_venv(repo: Path, venv: Path) -> None:
+    wheels = repo / ".venv" / "wheelhouse"
+    if not (wheels / ".stamp").is_file():
+        pytest.fail(f"no wheels for the unprivileged user's dockext in {wheels}: run bash scripts/setup.sh")
     files = _sources(repo)
     h = hashlib.sha256()
     for f in files:
@@ -162,7 +166,7 @@ def _ensure_venv(repo: Path, venv: Path) -> None:
         _run(
             [*pip, "uninstall", "-y", "dockext"], check=False
         )  # a path install of the same version may be a no-op
-        _run([*pip, "install", str(build)])
+        _run([*pip, "install", "--no-index", "--find-links", str(wheels), str(build)])
         stamp.write_text(h.hexdigest())
     finally:
         os.umask(old_umask)
