@@ -15,7 +15,6 @@ The expected values are the documented contracts: the typings, docs/design.md, t
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import socket
@@ -36,6 +35,7 @@ from playwright.sync_api import Browser, BrowserContext, Frame, Locator, Page, e
 from tests.support.cli import run_dockext
 from tests.support.images import CONFORMANCE_DIR, TEST_LABEL, compile_conformance, copy_image
 from tests.support.podman import podman_engine
+from tests.support.procs import cmdline, pids_where
 from tests.support.server import Server, start_server
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
@@ -306,18 +306,10 @@ def spellings(session: Session) -> set[str]:
 
 def docker_events_processes(container_name: str) -> list[str]:
     """Command lines of running `docker events` processes filtered on ``container_name``."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        words = [a.decode(errors="replace") for a in argv if a]
-        if "events" in words and f"container={container_name}" in words:
-            found.append(" ".join(words))
-    return found
+    def match(pid: int) -> bool:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return b"events" in words and f"container={container_name}".encode() in words
+    return [c for pid in pids_where(match) if (c := cmdline(pid))]
 
 
 def wait_until(check, timeout: float = 10.0) -> bool:
@@ -528,20 +520,10 @@ def test_v1_stream_refused_calls_on_error_then_on_close(v1: Session):
 
 
 def process_group_members(pgid: int) -> list[str]:
-    """Command lines of the processes of group ``pgid`` still running."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(" ".join(a.decode(errors="replace") for a in argv if a))
-    return found
+    """Command lines of the live processes of group ``pgid`` (a zombie has none)."""
+    def in_group(pid: int) -> bool:  # /proc/PID/stat: "pid (comm) state ppid pgrp ..."
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[2]) == pgid
+    return [c for pid in pids_where(in_group) if (c := cmdline(pid))]
 
 
 def test_v1_stream_close_ends_a_host_process(v1: Session):

@@ -27,7 +27,17 @@ from .. import execution
 from ..errors import BackendNotReady, DockextError
 from ..store import Record
 from . import devproxy, docker_api, streams, webfetch
-from .security import HARDENING, TooLarge, error_response, harden, read_body, too_large
+from .security import (
+    HARDENING,
+    HOP_BY_HOP,
+    TooLarge,
+    disconnected,
+    error_response,
+    harden,
+    read_asgi_body,
+    read_body,
+    too_large,
+)
 from .state import HostState, Instance
 
 __all__ = ["create"]
@@ -36,10 +46,6 @@ SDK_DIR = Path(str(resources.files("dockext") / "static" / "sdk"))
 HEAD_RE = re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE)
 HTML_RE = re.compile(rb"<html(\s[^>]*)?>", re.IGNORECASE)
 DOCTYPE_RE = re.compile(rb"^\s*<!doctype[^>]*>", re.IGNORECASE)
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"proxy-connection",
-})
 #: request headers the backend never sees: hop-by-hop ones, the dashboard's cookie, where the page is, ours,
 #: and the framing (the proxy sets its own Content-Length and answers Expect: 100-continue itself)
 NOT_FORWARDED = HOP_BY_HOP | {
@@ -260,7 +266,7 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
         return error_response(exc)
     # The page may go away (reload, tab closed) before the command ends: then its process group ends too.
     run = asyncio.ensure_future(inst.processes.run(plan))
-    gone = asyncio.ensure_future(_disconnected(request.receive))
+    gone = asyncio.ensure_future(disconnected(request.receive))
     try:
         await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -287,11 +293,6 @@ def _check_cli_permission(state: HostState, inst: Instance, cli: str) -> None:
         state.check_engine(inst.record)
 
 
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receive, send: Send) -> None:
     """``/i/<cap>/__dockext__/vm/<path>`` -> ``<path>`` on the backend socket, on raw ASGI (the hot path).
 
@@ -310,7 +311,7 @@ async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         await _send(state, _proxy_error(exc, exc.http_status), scope, receive, send)
         return
     try:
-        body = await _read_body(receive)
+        body = await read_asgi_body(receive, MAX_BODY)
     except TooLarge as exc:  # the rest of the body is not read: the connection ends (after draining a moment)
         await _send(state, too_large(None, exc), scope, receive, send)
         return
@@ -342,7 +343,7 @@ async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receiv
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     # A long answer (a download, server-sent events) streams; if the browser leaves, the backend
     # connection is closed so the backend sees it too.
-    gone = asyncio.ensure_future(_disconnected(receive))
+    gone = asyncio.ensure_future(disconnected(receive))
     gone.add_done_callback(lambda _: answer.abort())
     try:
         async for chunk in answer.chunks():
@@ -352,23 +353,6 @@ async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         return  # broke off (or the browser left): uvicorn closes the connection, the browser sees it fail
     finally:
         gone.cancel()
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None if the browser disconnected first; TooLarge past MAX_BODY (not read on)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise TooLarge(MAX_BODY)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _request_head(method: bytes, target: bytes, scope: Scope, body: bytes) -> bytes:

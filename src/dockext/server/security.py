@@ -8,12 +8,13 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive
 
 from ..errors import DockextError
 
 __all__ = [
-    "DASHBOARD_CSP", "HARDENING", "MAX_JSON", "TooLarge", "error_response", "harden", "read_body", "read_json",
-    "token_ok", "too_large",
+    "DASHBOARD_CSP", "HARDENING", "HOP_BY_HOP", "MAX_JSON", "TooLarge", "disconnected", "error_response", "harden",
+    "read_asgi_body", "read_body", "read_json", "token_ok", "too_large",
 ]
 
 R = TypeVar("R", bound=Response)
@@ -24,6 +25,12 @@ DASHBOARD_CSP = (
     "form-action 'self'"
 )
 
+
+#: headers of one connection, never passed on by a proxy (RFC 9110 7.6.1), besides those ``Connection`` names
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-connection",
+})
 
 #: on every answer of the server, unless the response set its own
 HARDENING: tuple[tuple[bytes, bytes], ...] = (
@@ -93,3 +100,27 @@ def too_large(_request: Request | None, exc: Exception) -> Response:
                                                                            "bytes"))
     response.headers["Connection"] = "close"
     return response
+
+
+async def read_asgi_body(receive: Receive, limit: int) -> bytes | None:
+    """An ASGI request's body, or None if the client disconnected first; :class:`TooLarge` past ``limit`` (the
+    rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def disconnected(receive: Receive) -> None:
+    """Returns once the ASGI client has gone (for a response that streams after the request was read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..errors import DockextError, WebRequestError
-from .security import TooLarge, error_response, harden, too_large
+from .security import HOP_BY_HOP, TooLarge, disconnected, error_response, harden, read_asgi_body, too_large
 from .state import HostState, Instance
 
 __all__ = ["PATH", "VIA", "handle", "target_of"]
@@ -45,10 +45,6 @@ TARGET: Final = b"x-dockext-target"
 #: on every request made here; dockext's own router refuses a request that carries it (server/app.py)
 VIA: Final = b"x-dockext-via"
 REDIRECT: Final = b"x-dockext-redirect"  # the page's fetch mode: follow (the default), manual or error
-HOP_BY_HOP: Final = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"proxy-connection",
-})
 #: request headers the site never sees (besides every ``sec-*`` and ``x-dockext*`` one)
 NOT_FORWARDED: Final = HOP_BY_HOP | {b"host", b"cookie", b"origin", b"referer", b"content-length", b"expect"}
 #: answer headers the page never gets: they would act on the extension's origin, not on the site's
@@ -151,7 +147,7 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         await _answer(_failure(exc), scope, receive, send, policy)
         return
     try:
-        body = await _read_body(receive)
+        body = await read_asgi_body(receive, MAX_BODY)
     except TooLarge as exc:
         await _answer(too_large(None, exc), scope, receive, send, policy)
         return
@@ -179,7 +175,7 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         await send({"type": "http.response.start", "status": answer.status_code, "headers": headers})
         # the body as it comes (still encoded), until it ends or the page goes away (then the site sees it too)
         pump = asyncio.ensure_future(_pass_body(answer, send))
-        gone = asyncio.ensure_future(_disconnected(receive))
+        gone = asyncio.ensure_future(disconnected(receive))
         try:
             await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -197,27 +193,6 @@ async def _pass_body(answer: httpx.Response, send: Send) -> None:
     except httpx.HTTPError:
         return  # the site broke off: the answer ends unfinished and the page's read fails, as it would directly
     await send({"type": "http.response.body", "body": b""})
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise TooLarge(MAX_BODY)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _failure(exc: DockextError, status: int = 502, kind: str = "1") -> Response:

@@ -49,6 +49,9 @@
  *  - navigate.* and dialog.showOpenDialog: request/reply postMessage to the dashboard (docs/design.md,
  *    "Messages between an extension frame and the dashboard"); navigate resolves undefined or rejects an Error.
  *  - docker.listContainers / listImages: the Engine API's JSON; failures reject an Error with dockext's message.
+ *  - the page's own cross-origin fetch / XMLHttpRequest, made by the host (`web` permission, below): the site's
+ *    answer as it came; a request dockext cannot make rejects a TypeError "Failed to fetch: <reason>" (fetch)
+ *    or answers 502 (XMLHttpRequest).
  */
 (function () {
   "use strict";
