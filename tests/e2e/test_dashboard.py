@@ -135,7 +135,7 @@ def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, 
     expect(change).to_be_focused()
     page.keyboard.press("Enter")
     page.keyboard.press("Space")  # Docker engine: off
-    for key_name in ("Tab", "Tab", "Enter"):  # Cancel, Save, pressed
+    for key_name in ("Tab", "Tab", "Tab", "Enter"):  # Web requests, Cancel, Save, pressed
         page.keyboard.press(key_name)
     expect(page.locator("#ext-rows")).to_contain_text("docker: denied")
     expect(change).to_be_focused()

@@ -36,7 +36,8 @@
  *    line without "\n" is delivered when the process exits. onClose(exitCode) is called exactly once, last:
  *      process exited                its exit status
  *      killed by signal N            128 + N (143 for SIGTERM, so normally 143 after close(); 137 for SIGKILL):
- *                                    a number, as the typings promise, where Node would give null
+ *                                    a number, as the typings promise, where Node would give null. A process
+ *                                    that catches SIGTERM reports its own status (the docker CLI 28+ may exit 0)
  *      refused by dockext's policy   onError({name: "ExecRefused", message}), then onClose(126)
  *      could not start               onError({name: "ExecError", message}), then onClose(127) when the binary
  *                                    or the cwd does not exist, 126 when it cannot be executed
