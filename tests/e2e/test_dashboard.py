@@ -20,12 +20,13 @@ pytestmark = [pytest.mark.engine, pytest.mark.browser]
 ARCH = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
 
-def status_of(url: str) -> int:
+def status_of(url: str, headers: dict[str, str] | None = None) -> int:
     """GET ``url`` from outside the browser; ``*.localhost`` names are sent to 127.0.0.1 as browsers do."""
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=5)
     try:
-        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers={"Host": parts.netloc})
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                     headers={"Host": parts.netloc, **(headers or {})})
         return conn.getresponse().status
     finally:
         conn.close()
@@ -83,6 +84,22 @@ def test_without_the_token_only_the_login_page_answers(page: Page, server):
     expect(page.locator("#home-title")).to_have_text("Installed extensions")
     # the header says which engine this is (remote ones: tests/e2e/test_remote_engine.py)
     expect(page.locator("#engine-name")).to_have_text(os.environ.get("DOCKER_HOST") or "Local engine")
+
+
+def test_log_out_ends_the_session_in_this_browser_and_for_a_copied_cookie(page: Page, server):
+    page.goto(server.login_url)
+    expect(page.locator("#home-title")).to_be_visible()
+    [cookie] = page.context.cookies()
+    key = page.evaluate("localStorage.getItem('dockext-key')")
+    replay = {"Cookie": f"{cookie['name']}={cookie['value']}", "X-Dockext-Key": key}
+    assert status_of(f"{server.url}/api/extensions", headers=replay) == 200  # what a copy opens while logged in
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(server.url + "/login")
+    assert page.context.cookies() == [] and page.evaluate("localStorage.getItem('dockext-key')") is None
+    page.goto(server.url + "/")
+    expect(page).to_have_url(server.url + "/login")
+    # the cookie and key copied before, replayed: refused as well (revoked by the server, not only forgotten)
+    assert status_of(f"{server.url}/api/extensions", headers=replay) == 401
 
 
 def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, fixture_image):

@@ -193,6 +193,24 @@ def test_form_login(env):
     assert client.get("/api/extensions", headers={"X-Dockext-Key": key}).status_code == 200
 
 
+def test_logout_ends_the_session_for_good_and_only_that_one(env):
+    client, *_ = env
+    login(client)
+    cookie, key = client.cookies.get(f"dockext-{PORT}"), client.headers["X-Dockext-Key"]
+    assert client.post("/api/logout").status_code == 403  # a mutating call: the X-Dockext header (CSRF)
+    r = client.post("/api/logout", headers={"X-Dockext": "1"})
+    assert r.status_code == 200 and r.json() == {"loggedOut": True}
+    assert r.headers["set-cookie"].startswith(f'dockext-{PORT}=""') and "Max-Age=0" in r.headers["set-cookie"]
+    # a copy of the cookie and its key (what a thief would replay) opens nothing, not even a page
+    client.cookies.clear()
+    copied = {"Cookie": f"dockext-{PORT}={cookie}", "X-Dockext-Key": key}
+    assert client.get("/api/extensions", headers=copied).status_code == 401
+    assert client.get("/", headers=copied).status_code == 303
+    login(client)  # logging in again works, with a new session
+    assert client.get("/api/extensions").status_code == 200
+    assert client.cookies.get(f"dockext-{PORT}") != cookie
+
+
 def test_the_session_cookie_alone_opens_pages_but_no_api(env):
     """Found in a security review: a cookie is sent to every port of its host, so a process listening on another
     port of dockext.localhost could be sent the dashboard's cookie (an extension's page can make the browser

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import stat
 
 import pytest
 
 from dockext.errors import StateError
-from dockext.server.sessions import FILE, MAX_AGE, Sessions
+from dockext.server.sessions import FILE, MAX_AGE, REVOKED_FILE, Sessions
 
 
 def test_a_session_issued_by_one_server_is_valid_for_the_next_on_the_same_home(tmp_path):
@@ -48,3 +49,25 @@ def test_a_planted_value_with_any_characters_is_refused_without_an_error(tmp_pat
     sessions = Sessions.for_home(tmp_path)
     for junk in ("1.a.é", "é", "1.\udcff.x", "9" * 5000 + ".a.b"):
         assert not sessions.valid(junk)
+
+
+def test_a_revoked_session_is_refused_by_every_server_on_the_home_and_the_others_stay(tmp_path):
+    sessions = Sessions.for_home(tmp_path)
+    mine, other = sessions.issue(), sessions.issue()
+    assert sessions.revoke(mine)
+    assert not sessions.valid(mine) and sessions.valid(other)
+    assert stat.S_IMODE((tmp_path / REVOKED_FILE).stat().st_mode) == 0o600
+    later = Sessions.for_home(tmp_path)  # a restart, or another server on the same home
+    assert not later.valid(mine) and later.valid(other)
+    assert later.revoke(other) and not sessions.valid(other)  # the first server sees the second's logout
+    assert not sessions.revoke("1.x.y")  # not a session: nothing kept
+
+
+def test_revocations_are_kept_only_until_the_session_would_have_expired(tmp_path):
+    sessions = Sessions.for_home(tmp_path)
+    old = sessions.issue(now=1_000)  # expired long ago
+    current = sessions.issue()
+    revoked_then = {"schema": 1, "revoked": {old.split(".")[1]: 1_000 + MAX_AGE}}  # logged out back then
+    (tmp_path / REVOKED_FILE).write_text(json.dumps(revoked_then))
+    assert sessions.revoke(current)
+    assert list(json.loads((tmp_path / REVOKED_FILE).read_text())["revoked"]) == [current.split(".")[1]]

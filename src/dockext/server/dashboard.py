@@ -173,7 +173,9 @@ def create(
     state: HostState, lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]]
 ) -> Callable[[Scope, Receive, Send], Any]:
     async def index(request: Request) -> Response:
-        return harden(FileResponse(STATIC / "dashboard" / "index.html"), csp=DASHBOARD_CSP)
+        response = FileResponse(STATIC / "dashboard" / "index.html")
+        response.headers["Cache-Control"] = "no-store"  # after a logout, not even from the browser's cache
+        return harden(response, csp=DASHBOARD_CSP)
 
     async def login_get(request: Request) -> Response:
         return login_page()
@@ -184,6 +186,15 @@ def create(
         if not token_ok(token, state.token):
             return login_page("That token is not valid.", status=401)
         return harden(gate._login("/"))
+
+    async def logout(request: Request) -> Response:
+        """Ends the sessions this browser holds, for good (a copy of the cookie is refused too), and drops its
+        cookie. Streams already open (a terminal, events) run on until they close."""
+        for session in _cookie_values(request.headers.get("cookie", ""), cookie_name(state)):
+            state.sessions.revoke(session)
+        response = harden(JSONResponse({"loggedOut": True}))
+        response.delete_cookie(cookie_name(state), path="/", httponly=True, samesite="strict")
+        return response
 
     async def static(request: Request) -> Response:
         rel = request.path_params["path"]
@@ -321,6 +332,7 @@ def create(
         Route("/api/extensions/{key}/permissions", set_permissions, methods=["PUT"]),
         Route("/api/events", events),
         Route("/api/engine", engine_info),
+        Route("/api/logout", logout, methods=["POST"]),
         Route("/api/ui-instances", open_instance, methods=["POST"]),
         Route("/api/ui-instances/{id}", close_instance, methods=["DELETE"]),
         Route("/api/ui-instances/{id}/close", close_instance, methods=["POST"]),

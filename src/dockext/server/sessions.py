@@ -8,6 +8,10 @@ its ``jupyter_cookie_secret``.
 
 Deleting the file logs every browser out at the next start (a new secret is made); so does a value that is
 not exactly as issued, or an expired one.
+
+Logging out (the dashboard's "Log out", ``POST /api/logout``) revokes that one session: its nonce is kept in
+``<home>/revoked_sessions`` (JSON, atomic, 0600) until the session would have expired, so a copy of the cookie
+is refused too, by every server on that home, after a restart as well.
 """
 
 from __future__ import annotations
@@ -15,32 +19,38 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import time
 from pathlib import Path
 
 from ..errors import StateError
+from ..store import atomic_write
 
-__all__ = ["FILE", "MAX_AGE", "Sessions"]
+__all__ = ["FILE", "MAX_AGE", "REVOKED_FILE", "Sessions"]
 
 FILE = "cookie_secret"
+REVOKED_FILE = "revoked_sessions"
 MAX_AGE = 30 * 86400  # seconds a login lasts
 
 
 class Sessions:
-    def __init__(self, secret: bytes, max_age: int = MAX_AGE) -> None:
+    def __init__(self, secret: bytes, max_age: int = MAX_AGE, revoked: Path | None = None) -> None:
         if len(secret) < 32:
             raise ValueError("the session secret must have at least 32 bytes")
         self._secret = secret
         self.max_age = max_age
+        self._revoked_path = revoked  # None: revocations live in memory only
+        self._revoked: dict[str, int] = {}  # nonce -> expiry
+        self._revoked_stamp: tuple[int, int] | None = None
 
     @classmethod
     def for_home(cls, home: Path) -> Sessions:
         """The secret of this dockext home, made on first use."""
         path = home / FILE
         try:
-            return cls(bytes.fromhex(path.read_text().strip()))
+            return cls(bytes.fromhex(path.read_text().strip()), revoked=home / REVOKED_FILE)
         except FileNotFoundError:
             pass
         except (OSError, ValueError) as exc:
@@ -63,7 +73,7 @@ class Sessions:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        return cls(secret)
+        return cls(secret, revoked=home / REVOKED_FILE)
 
     def issue(self, now: float | None = None) -> str:
         expiry = int(now if now is not None else time.time()) + self.max_age
@@ -77,7 +87,40 @@ class Sessions:
         expiry, _, nonce = body.partition(".")
         if not (expiry.isdigit() and nonce and mac) or not hmac.compare_digest(mac, self._mac(body)):
             return False
-        return int(expiry) > (now if now is not None else time.time())
+        return int(expiry) > (now if now is not None else time.time()) and nonce not in self._revocations()
+
+    def revoke(self, value: str) -> bool:
+        """Log the session ``value`` out for good (if it is valid): kept until it would have expired."""
+        if not self.valid(value):
+            return False
+        expiry, nonce, _ = value.split(".")
+        now = time.time()
+        table = {n: e for n, e in self._revocations().items() if e > now}
+        table[nonce] = int(expiry)
+        self._revoked = table
+        if self._revoked_path is not None:
+            body = {"schema": 1, "revoked": table}
+            atomic_write(self._revoked_path, json.dumps(body).encode() + b"\n", mode=0o600)
+            self._revoked_stamp = _stamp(self._revoked_path)
+        return True
+
+    def _revocations(self) -> dict[str, int]:
+        """The revoked nonces, read again whenever the file changed (another server on the home logged out)."""
+        path = self._revoked_path
+        if path is None:
+            return self._revoked
+        stamp = _stamp(path)
+        if stamp != self._revoked_stamp:
+            try:
+                data = json.loads(path.read_bytes()) if stamp != (0, 0) else {}
+                table = data.get("revoked", {}) if isinstance(data, dict) else {}
+                self._revoked = {str(n): int(e) for n, e in table.items()}
+            except (OSError, ValueError, TypeError, AttributeError):
+                # unreadable: keep what was known (a torn file cannot happen: atomic_write); never "none revoked"
+                pass
+            else:
+                self._revoked_stamp = stamp
+        return self._revoked
 
     def key(self, session: str) -> str:
         """The API key of one session (its cookie's value): what the dashboard's script sends with every API call
@@ -88,3 +131,11 @@ class Sessions:
 
     def _mac(self, body: str) -> str:
         return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (0, 0)
+    return (st.st_ino, st.st_mtime_ns)

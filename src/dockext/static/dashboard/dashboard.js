@@ -965,12 +965,10 @@
       wasDown = true;
       els.connection.hidden = false;
       if (source.readyState === EventSource.CLOSED) {
-        // The browser gave up (e.g. the server answered 401 or went away for good): retry ourselves;
-        // refresh() sends the user to the login page if the session has ended.
-        setTimeout(() => {
-          refresh();
-          connectEvents();
-        }, 5000);
+        // The browser gave up (e.g. the server answered 401 or went away for good): refresh() sends the user
+        // to the login page at once if the session has ended; otherwise try again in a moment.
+        refresh();
+        setTimeout(connectEvents, 5000);
       }
     });
   }
@@ -997,6 +995,22 @@
       connection: document.getElementById("connection"),
       main: document.getElementById("main"),
     };
+
+    // Log out: the server revokes the session (a copy of the cookie is refused too); the key goes from storage
+    document.getElementById("logout").addEventListener("click", async () => {
+      try {
+        await api("POST", "/api/logout");
+      } catch (error) {
+        showToast("error", `Could not log out: ${error.message}`, "dockext");
+        return;
+      }
+      try {
+        window.localStorage.removeItem(KEY_STORE);
+      } catch (_) {
+        // no storage: nothing kept
+      }
+      window.location.assign("/login");
+    });
 
     const themeButton = document.getElementById("theme-toggle");
     applyThemeMode(storedThemeMode());
