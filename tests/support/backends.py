@@ -106,9 +106,10 @@ class RecordingSite:
             def log_message(self, *args):
                 pass
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
+                      more: tuple[tuple[str, str], ...] = ()) -> None:
                 self.send_response(status)
-                for k, v in (headers or {}).items():
+                for k, v in [*(headers or {}).items(), *more]:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -129,7 +130,7 @@ class RecordingSite:
                         "Strict-Transport-Security": "max-age=31536000", "Clear-Site-Data": '"*"',
                         "Access-Control-Allow-Origin": "https://elsewhere.test", "X-Site": "kept",
                         "Content-Type": "text/plain",
-                    })
+                    }, more=(("Set-Cookie", "sid=s3cret; Path=/"),))  # and the site's own session
                 elif self.path == "/gzip":
                     import gzip
                     self._send(200, gzip.compress(b"unzipped by the browser"),

@@ -56,14 +56,17 @@ def test_a_post_without_cors_reaches_the_site_with_its_body_and_authorization(en
 
 
 def test_headers_that_would_act_on_the_extensions_origin_are_dropped(env, site):
-    client, state, a, _ = env
+    client, state, a, b = env
     login(client)
     base = cap_base(client, state, a)
     r = web(client, base, f"{site.url}/cookie")
     assert (r.status_code, r.text, r.headers["x-site"]) == (200, "cookies", "kept")
     for gone in ("set-cookie", "strict-transport-security", "clear-site-data", "access-control-allow-origin"):
         assert gone not in r.headers, gone
-    assert "site" not in client.cookies
+    assert "site" not in client.cookies and "sid" not in client.cookies
+    # nor does dockext keep the site's session for the next request, this extension's or another's
+    web(client, cap_base(client, state, b), f"{site.url}/after")
+    assert "cookie" not in {k.lower() for k in site.seen[-1][2]}
     # the extension origin's own policy, as on every answer of that origin
     assert r.headers["content-security-policy"].startswith("frame-ancestors ")
     assert r.headers["x-content-type-options"] == "nosniff"

@@ -23,6 +23,7 @@ the SDK turns into the ``TypeError`` a failed ``fetch`` gives, with dockext's re
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import ipaddress
 import weakref
 from collections.abc import Sequence
@@ -61,15 +62,21 @@ _CLIENTS: weakref.WeakKeyDictionary[HostState, httpx.AsyncClient] = weakref.Weak
 
 def _client(state: HostState) -> httpx.AsyncClient:
     """One client per server, proxies from the environment as browsers take them. Every request it makes, each
-    redirect's included, is checked by :func:`target_of` first: a site cannot redirect a page to the engine."""
+    redirect's included, is checked by :func:`target_of` first: a site cannot redirect a page to the engine. It
+    keeps no cookies: one jar for every extension would hand one extension's logins to another."""
     client = _CLIENTS.get(state)
     if client is None:
+        server = weakref.ref(state)
+
         async def check(request: httpx.Request) -> None:
-            target_of(str(request.url), state.engine.host, state.port)
+            live = server()
+            if live is not None:
+                target_of(str(request.url), live.engine.host, live.port)
 
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=15.0, read=None),  # read: long polls and event streams
             max_redirects=20, trust_env=True, event_hooks={"request": [check]},
+            cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
         )
         _CLIENTS[state] = client
         state.close_with(client.aclose)
