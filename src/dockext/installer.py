@@ -989,6 +989,3 @@ def _read_record(target: Path, name: str = RECORD_FILE) -> Record | None:
         return Record.from_json(json.loads((target / name).read_bytes()))
     except (OSError, ValueError, TypeError, KeyError, DockextError):
         return None
-
-
-

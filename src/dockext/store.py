@@ -155,6 +155,17 @@ def read_settings(path: Path, schema: int, what: str, delete_hint: str) -> dict[
     return dict(data)
 
 
+def file_stamp(path: Path) -> tuple[int, int]:
+    """Changes whenever ``path`` is written by :func:`atomic_write`, which puts a new inode in place each time (a
+    write in the same clock tick as the last one keeps the mtime, never the inode number, since both coexist);
+    ``(0, 0)`` while it does not exist."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (0, 0)
+    return (st.st_ino, st.st_mtime_ns)
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new content, never a torn file.
 

@@ -57,6 +57,13 @@ def _cookie_values(header: str, name: str) -> list[str]:
     return values
 
 
+def _sessions(request: HTTPConnection, state: HostState) -> list[str]:
+    """The session cookies a request carries: every one of our name, not only the one a dict of cookies keeps (an
+    extension's page is same-site and may set ``dockext-<port>=x; Domain=dockext.localhost``, which the browser
+    then sends too)."""
+    return _cookie_values(request.headers.get("cookie", ""), cookie_name(state))
+
+
 class AuthGate:
     """Every dashboard route needs the session cookie (or the token) except the login page; the API needs the
     session's key as well.
@@ -122,9 +129,7 @@ class AuthGate:
         if scheme.lower() in ("bearer", "token") and token_ok(value.strip(), self.state.token):
             return True
         key = request.headers.get(KEY_HEADER) or request.query_params.get("key") or ""
-        # Every cookie of our name counts, not only the one a dict of cookies keeps: an extension's page is
-        # same-site and may set `dockext-<port>=x; Domain=dockext.localhost`, which the browser then sends too.
-        for session in _cookie_values(request.headers.get("cookie", ""), cookie_name(self.state)):
+        for session in _sessions(request, self.state):
             if self.state.sessions.valid(session) and (not api or token_ok(key, self.state.sessions.key(session))):
                 return True
         return False
@@ -190,7 +195,7 @@ def create(
     async def logout(request: Request) -> Response:
         """Ends the sessions this browser holds, for good (a copy of the cookie is refused too), and drops its
         cookie. Streams already open (a terminal, events) run on until they close."""
-        for session in _cookie_values(request.headers.get("cookie", ""), cookie_name(state)):
+        for session in _sessions(request, state):
             state.sessions.revoke(session)
         response = harden(JSONResponse({"loggedOut": True}))
         response.delete_cookie(cookie_name(state), path="/", httponly=True, samesite="strict")

@@ -26,12 +26,13 @@ import time
 from pathlib import Path
 
 from ..errors import StateError
-from ..store import atomic_write
+from ..store import atomic_write, file_stamp, read_settings
 
 __all__ = ["FILE", "MAX_AGE", "REVOKED_FILE", "Sessions"]
 
 FILE = "cookie_secret"
 REVOKED_FILE = "revoked_sessions"
+REVOKED_SCHEMA = 1
 MAX_AGE = 30 * 86400  # seconds a login lasts
 
 
@@ -99,9 +100,9 @@ class Sessions:
         table[nonce] = int(expiry)
         self._revoked = table
         if self._revoked_path is not None:
-            body = {"schema": 1, "revoked": table}
+            body = {"schema": REVOKED_SCHEMA, "revoked": table}
             atomic_write(self._revoked_path, json.dumps(body).encode() + b"\n", mode=0o600)
-            self._revoked_stamp = _stamp(self._revoked_path)
+            self._revoked_stamp = file_stamp(self._revoked_path)
         return True
 
     def _revocations(self) -> dict[str, int]:
@@ -109,13 +110,12 @@ class Sessions:
         path = self._revoked_path
         if path is None:
             return self._revoked
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         if stamp != self._revoked_stamp:
             try:
-                data = json.loads(path.read_bytes()) if stamp != (0, 0) else {}
-                table = data.get("revoked", {}) if isinstance(data, dict) else {}
-                self._revoked = {str(n): int(e) for n, e in table.items()}
-            except (OSError, ValueError, TypeError, AttributeError):
+                data = read_settings(path, REVOKED_SCHEMA, "the revoked sessions", "") or {}
+                self._revoked = {str(n): int(e) for n, e in (data.get("revoked") or {}).items()}
+            except (StateError, ValueError, TypeError, AttributeError):
                 # unreadable: keep what was known (a torn file cannot happen: atomic_write); never "none revoked"
                 pass
             else:
@@ -131,11 +131,3 @@ class Sessions:
 
     def _mac(self, body: str) -> str:
         return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return (0, 0)
-    return (st.st_ino, st.st_mtime_ns)

@@ -21,7 +21,7 @@ from ..engine import Engine
 from ..errors import DockextError, ExecRefused, OtherEngine
 from ..execution import ProcessGroup
 from ..paths import Layout
-from ..store import Record, Store
+from ..store import Record, Store, file_stamp
 from .backend_http import BackendPool
 from .engine_http import EngineHTTP, EngineReplied
 from .relay import open_relayed
@@ -247,13 +247,7 @@ class HostState:
         return self._engine_id
 
     def _stamp(self, name: str) -> tuple[int, int]:
-        """Changes whenever the file is written: atomic_write puts a new inode in place each time (a write in
-        the same clock tick as the last one keeps the mtime, never the inode number, since both coexist)."""
-        try:
-            st = (self.layout.root / name).stat()
-        except FileNotFoundError:
-            return (0, 0)
-        return (st.st_ino, st.st_mtime_ns)
+        return file_stamp(self.layout.root / name)
 
     def dev_settings(self) -> dict[str, DevSettings]:
         """``dockext dev`` settings by extension key (an unreadable file counts as none, and is said so)."""
