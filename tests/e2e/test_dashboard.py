@@ -86,9 +86,13 @@ def test_without_the_token_only_the_login_page_answers(page: Page, server):
     expect(page.locator("#engine-name")).to_have_text(os.environ.get("DOCKER_HOST") or "Local engine")
 
 
-def test_log_out_ends_the_session_in_this_browser_and_for_a_copied_cookie(page: Page, server):
+def test_log_out_ends_the_session_in_this_browser_and_for_a_copied_cookie(page: Page, server, fixture_image):
+    ref = fixture_image("ui-only")
+    run_dockext("install", "-f", ref, home=server.home)
     page.goto(server.login_url)
-    expect(page.locator("#home-title")).to_be_visible()
+    open_tab(page, "dockext-test_ui-only")
+    src = page.locator("#extension-frame").get_attribute("src")
+    assert status_of(src) == 200
     [cookie] = page.context.cookies()
     key = page.evaluate("localStorage.getItem('dockext-key')")
     replay = {"Cookie": f"{cookie['name']}={cookie['value']}", "X-Dockext-Key": key}
@@ -96,6 +100,7 @@ def test_log_out_ends_the_session_in_this_browser_and_for_a_copied_cookie(page: 
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(server.url + "/login")
     assert page.context.cookies() == [] and page.evaluate("localStorage.getItem('dockext-key')") is None
+    assert wait_for(lambda: status_of(src) == 404), "the open extension's UI outlived the logout"
     page.goto(server.url + "/")
     expect(page).to_have_url(server.url + "/login")
     # the cookie and key copied before, replayed: refused as well (revoked by the server, not only forgotten)

@@ -999,6 +999,12 @@
     // Log out: the server revokes the session (a copy of the cookie is refused too); the key goes from storage
     document.getElementById("logout").addEventListener("click", async () => {
       try {
+        // the open extension's UI first: once logged out, the page's close on leaving would be refused
+        if (state.open) {
+          const { instance } = state.open;
+          state.open = null;
+          await api("DELETE", instancePath(instance)).catch((e) => console.warn("dockext: closing UI failed:", e));
+        }
         await api("POST", "/api/logout");
       } catch (error) {
         showToast("error", `Could not log out: ${error.message}`, "dockext");
