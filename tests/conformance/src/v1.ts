@@ -71,6 +71,9 @@
               if (closedAt) outputAfterClose += 1;
               if (data.stdout === undefined || events.length > 0) return;
               const event = JSON.parse(data.stdout) as { Type?: string; Action?: string; Actor?: { ID?: string } };
+              // Podman has been seen to pass on an exec event of another container despite the filter (2 runs in
+              // 8): what is checked here is dockext's stream and close(), not the engine's filter
+              if (event.Actor?.ID !== param("container")) return;
               events.push({ type: event.Type ?? null, action: event.Action ?? null, actor: event.Actor?.ID ?? null });
               triggering = false;
               closedAt = Date.now();
