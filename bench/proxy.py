@@ -20,6 +20,11 @@ the ratios paired within each repetition. ``srv CPU/req`` is the CPU time of the
 proxied request (the proxy's own cost, whatever the other processes on the machine do); ``client CPU/req`` is
 this process's (the httpx client's): when it nears 1 s per second, the client, not the server, is the limit.
 
+Then, per backend, a client that costs almost nothing (a blocking socket, one request at a time, browser-like
+headers, :data:`RAW_REQUESTS` per side after a warm-up) gives each side's median time per request: what the
+hop and dockext add, without the httpx client's ~0.5 ms per request around them. ``dockext - relay`` is
+dockext's own share over the hop alone.
+
 Targets (the proxy issue): proxy rps / direct rps >= 0.70 and proxy p50 - direct p50 < 1 ms.
 """
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +45,9 @@ import common  # first: re-runs this script under .venv/bin/python if needed
 import httpx
 
 CONCURRENCY = (1, 16)
+RAW_REQUESTS = 3000
+RAW_HEADERS = (b"Accept: */*\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/156\r\nAccept-Language: en\r\n"
+               b"Sec-Fetch-Mode: cors\r\nSec-Fetch-Site: same-origin\r\n")
 MAX_REQUESTS = 500_000  # per window: a bound in count on top of the bound in time
 TARGET_RPS_RATIO = 0.70
 TARGET_ADDED_P50_MS = 1.0
@@ -174,9 +183,56 @@ def clients(b: common.Bench, ui: common.Ui, sock: Path, relay_port: int) -> list
             Target("proxy", proxy, f"{ui.api}/vm/hello")]
 
 
+def raw_exchange(conn: socket.socket, request: bytes) -> None:
+    """One request and its whole answer (framed by Content-Length, as both backends' answers are)."""
+    conn.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise RuntimeError("the connection closed before an answer")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200 "):
+        raise RuntimeError(f"answered {head[:200]!r}")
+    length = next(int(v) for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+                  if k.strip().lower() == b"content-length")
+    while len(body) < length:
+        body += conn.recv(65536)
+
+
+def raw_times(b: common.Bench, ui: common.Ui, sock: Path, relay_port: int) -> dict[str, float]:
+    """Median seconds per request for each side, from a blocking socket, one request at a time."""
+    direct = socket.socket(socket.AF_UNIX)
+    direct.connect(str(sock))
+    relay = socket.create_connection(("127.0.0.1", relay_port))
+    proxy = socket.create_connection(("127.0.0.1", b.port))
+    sides = {
+        "direct": (direct, b"GET /hello HTTP/1.1\r\nHost: localhost\r\n" + RAW_HEADERS + b"\r\n"),
+        "bare relay": (relay, b"GET /hello HTTP/1.1\r\nHost: localhost\r\n" + RAW_HEADERS + b"\r\n"),
+        "proxy": (proxy, f"GET {ui.api}/vm/hello HTTP/1.1\r\nHost: {ui.host}\r\n".encode() + RAW_HEADERS + b"\r\n"),
+    }
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    try:
+        for conn, _ in sides.values():
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if conn.family != socket.AF_UNIX else None
+            conn.settimeout(30)
+        for round_ in range(4):  # a warm-up round, then three, each side in turn
+            for name, (conn, request) in sides.items():
+                for _ in range(RAW_REQUESTS // 3 if round_ else 300):
+                    t0 = time.perf_counter()
+                    raw_exchange(conn, request)
+                    if round_:
+                        times[name].append(time.perf_counter() - t0)
+    finally:
+        for conn, _ in sides.values():
+            conn.close()
+    return {name: common.percentile(ts, 50) for name, ts in times.items()}
+
+
 async def measure_backend(
     b: common.Bench, ui: common.Ui, sock: Path, *, duration: float, reps: int, warmup: float
-) -> dict[int, dict[str, list[Window]]]:
+) -> tuple[dict[int, dict[str, list[Window]]], dict[str, float]]:
     with bare_relay(sock) as (relay_port, relay_pid):
         targets = clients(b, ui, sock, relay_port)
         pids = {"direct": None, "bare relay": relay_pid, "proxy": b.server_pid}
@@ -192,10 +248,11 @@ async def measure_backend(
         finally:
             for t in targets:
                 await t.client.aclose()
-    return results
+        raw = raw_times(b, ui, sock, relay_port)
+    return results, raw
 
 
-def report(name: str, results: dict[int, dict[str, list[Window]]]) -> list[bool]:
+def report(name: str, results: dict[int, dict[str, list[Window]]], raw: dict[str, float]) -> list[bool]:
     med = common.median
     rows = []
     verdicts = []
@@ -229,6 +286,10 @@ def report(name: str, results: dict[int, dict[str, list[Window]]]) -> list[bool]
          "proxy p50 - direct p50 ms (min..max)", f"<{TARGET_ADDED_P50_MS:g} ms", "bare relay/direct rps"],
         ratio_rows,
     ))
+    us = {k: v * 1e6 for k, v in raw.items()}
+    print(f"\none request at a time from a blocking socket ({RAW_REQUESTS} per side), median per request: "
+          f"direct {us['direct']:.0f} us, bare relay {us['bare relay']:.0f} us, dockext {us['proxy']:.0f} us; "
+          f"dockext - relay {us['proxy'] - us['bare relay']:+.0f} us")
     return verdicts
 
 
@@ -261,8 +322,9 @@ def main() -> int:
             b.wait_backend(ui)
             setups.append((name, ui, b.backend_socket(ext)))
         for name, ui, sock in setups:
-            results = common.run_async(measure_backend(b, ui, sock, duration=duration, reps=reps, warmup=warmup))
-            verdicts += report(labels[name], results)
+            results, raw = common.run_async(
+                measure_backend(b, ui, sock, duration=duration, reps=reps, warmup=warmup))
+            verdicts += report(labels[name], results, raw)
     print("\ntargets:", "all met" if all(verdicts) else "not all met (see MISSED above)")
     return 0
 

@@ -8,6 +8,7 @@ import json
 import socket
 import socketserver
 import threading
+import time
 from pathlib import Path
 
 
@@ -16,6 +17,7 @@ class RecordingBackend:
 
     def __init__(self, path: Path) -> None:
         seen = self.seen = []
+        ended = self.endless_ended = threading.Event()  # an /endless answer's reader went away
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def address_string(self):
@@ -36,6 +38,19 @@ class RecordingBackend:
                     for i in range(3):
                         self.wfile.write(f"data: {i}\n\n".encode())
                         self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if self.path == "/endless":  # events until the reader goes away
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    try:
+                        for i in range(2000):
+                            self.wfile.write(f"data: {i}\n\n".encode())
+                            self.wfile.flush()
+                            time.sleep(0.01)
+                    except OSError:
+                        ended.set()
                     self.close_connection = True
                     return
                 if self.path == "/empty":

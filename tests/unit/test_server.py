@@ -6,11 +6,16 @@ The engine tests and the browser tests prove the same flows end to end; these pi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
@@ -18,8 +23,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from dockext.paths import Layout
 from dockext.server import HostState, create_app
+from dockext.server.run import server_config
 from dockext.store import Store
 from tests.support.backends import RecordingBackend
+from tests.support.server import listening_socket, uvicorn_in_thread
 
 from .test_store import make_record
 
@@ -46,12 +53,63 @@ def install_fake(root: Path, key: str, html: str = "<html><head><title>x</title>
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, request):
+    """(client, state, A, B). Through Starlette's TestClient (the ASGI app alone), or, parametrized indirectly
+    with ``"served"``, through the real server as ``dockext serve`` runs it (uvicorn, dockext's protocol and its
+    shortcut past ASGI), with an httpx client that sends every name's requests to it; there ``client.taken``
+    lists the request targets the shortcut answered."""
     a = install_fake(tmp_path, "acme_a")
     b = install_fake(tmp_path, "acme_b")
     state = HostState(Layout(tmp_path), port=PORT, token=TOKEN)
+    if getattr(request, "param", "asgi") == "served":
+        with served(state) as client:
+            yield client, state, a, b
+        return
     with TestClient(create_app(state), base_url=DASH, follow_redirects=False) as client:
         yield client, state, a, b
+
+
+BOTH_WAYS = pytest.mark.parametrize("env", ["asgi", "served"], indirect=True)
+
+
+class ToServer(httpx.BaseTransport):
+    """Sends each request to 127.0.0.1:``port`` whatever its URL names (``*.dockext.localhost`` does not resolve
+    here), with the URL's own Host header; the URL is put back for the cookie jar."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        request.url = url.copy_with(host="127.0.0.1", port=self.port)
+        try:
+            return self.inner.handle_request(request)
+        finally:
+            request.url = url
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@contextlib.contextmanager
+def served(state: HostState) -> Iterator[httpx.Client]:
+    app = create_app(state)
+    offered = app.shortcut  # type: ignore[attr-defined]
+    taken: list[str] = []
+
+    def recording(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> Any:
+        handler = offered(method, url, headers)
+        if handler is not None:
+            taken.append(url.decode())
+        return handler
+
+    app.shortcut = recording  # type: ignore[attr-defined]
+    sock = listening_socket(64)
+    with uvicorn_in_thread(server_config(app, loop="asyncio"), sock), \
+            httpx.Client(base_url=DASH, follow_redirects=False, transport=ToServer(sock.getsockname()[1])) as client:
+        client.taken = taken  # type: ignore[attr-defined]
+        yield client
 
 
 def login(client, token=TOKEN):
@@ -354,6 +412,7 @@ def test_host_binary_runs_with_its_output(env):
                         "signal": None}
 
 
+@BOTH_WAYS
 def test_proxy_to_a_dead_backend_is_a_clear_502(env):
     client, state, a, _ = env
     login(client)
@@ -397,6 +456,7 @@ def cap_base(client, state, rec):
     return origin + "/i/" + inst["url"][len(origin):].split("/")[2]
 
 
+@BOTH_WAYS
 def test_proxy_keeps_every_request_on_the_callers_own_socket(env, backend):
     client, state, a, _ = env
     login(client)
@@ -407,8 +467,11 @@ def test_proxy_keeps_every_request_on_the_callers_own_socket(env, backend):
     # all four reached this extension's own socket (http.server itself folds a leading "//" into "/")
     assert [p for _, p, _, _ in backend.seen] == ["/hello?x=1", "/evil.test/x", "/http://127.0.0.1:22/",
                                                   "/%2e%2e/other"]
+    if hasattr(client, "taken"):  # the real server answered the plain ones past ASGI, the encoded one through it
+        assert [t.split("/vm", 1)[1] for t in client.taken] == ["/hello?x=1", "//evil.test/x", "/http://127.0.0.1:22/"]
 
 
+@BOTH_WAYS
 def test_proxy_never_forwards_the_dashboard_cookie_or_hop_by_hop_headers(env, backend):
     client, state, a, _ = env
     login(client)
@@ -426,6 +489,7 @@ def test_proxy_never_forwards_the_dashboard_cookie_or_hop_by_hop_headers(env, ba
     assert TOKEN not in json.dumps(headers)
 
 
+@BOTH_WAYS
 def test_proxy_streams_an_answer_without_length_and_sets_the_origins_policy(env, backend):
     client, state, a, _ = env
     login(client)
@@ -440,6 +504,26 @@ def test_proxy_streams_an_answer_without_length_and_sets_the_origins_policy(env,
     assert r.headers["cross-origin-resource-policy"] == "same-origin"
 
 
+@pytest.mark.parametrize("env", ["served"], indirect=True)
+def test_a_browser_leaving_a_streamed_answer_ends_the_backends_answer_too(env, backend):
+    """The answer streams through uvicorn's cycle once the shortcut hands it over: when the browser goes, the
+    backend's connection is closed, and the backend sees it (within its 20 s of events)."""
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    path = base.split(f":{PORT}", 1)[1]
+    with socket.create_connection(("127.0.0.1", client._transport.port), timeout=10) as c:  # ToServer's port
+        c.sendall(f"GET {path}/__dockext__/vm/endless HTTP/1.1\r\nHost: {a.origin_slug}.dockext.localhost:{PORT}"
+                  "\r\n\r\n".encode())
+        got = b""
+        while b"data: 1\n" not in got:
+            got += c.recv(65536)
+        assert got.startswith(b"HTTP/1.1 200 OK") and b"transfer-encoding: chunked" in got
+    assert backend.endless_ended.wait(10)
+    assert any(t.endswith("/vm/endless") for t in client.taken)
+
+
+@BOTH_WAYS
 def test_proxy_head_keeps_the_announced_length_and_204_has_none(env, backend):
     client, state, a, _ = env
     login(client)
@@ -453,10 +537,11 @@ def test_proxy_head_keeps_the_announced_length_and_204_has_none(env, backend):
     assert "content-length" not in r.headers
 
 
+@BOTH_WAYS
 def test_proxy_refuses_a_body_over_the_limit_without_reaching_the_backend(env, backend, monkeypatch):
-    from dockext.server import extension
+    from dockext.server import vmproxy
 
-    monkeypatch.setattr(extension, "MAX_BODY", 1000)
+    monkeypatch.setattr(vmproxy, "MAX_BODY", 1000)
     client, state, a, _ = env
     login(client)
     r = client.post(f"{cap_base(client, state, a)}/__dockext__/vm/echo", content=b"x" * 1001)
@@ -491,6 +576,7 @@ def test_errors_carry_no_traceback_or_host_paths(env, tmp_path):
     assert "Traceback" not in r.text and str(tmp_path) not in r.text
 
 
+@BOTH_WAYS
 def test_backend_cookies_reach_the_browser_intact_and_the_proxy_keeps_none(env, backend):
     client, state, a, _ = env
     login(client)
@@ -521,6 +607,7 @@ def test_permissions_are_changed_through_the_dashboard_api_only_with_its_csrf_gu
     assert listed["permissions"] == grants
 
 
+@BOTH_WAYS
 def test_no_service_worker_script_is_served_not_even_by_the_backend(env, backend):
     """S16: the request a browser makes for a worker's script is refused on every path of an extension origin,
     the proxied backend's included, and a backend cannot widen a worker's scope to the whole origin."""
@@ -532,6 +619,8 @@ def test_no_service_worker_script_is_served_not_even_by_the_backend(env, backend
     assert backend.seen == []  # it never reached the backend
     r = client.get(f"{base}/__dockext__/vm/sw.js")
     assert r.status_code == 200 and "service-worker-allowed" not in r.headers
+    if hasattr(client, "taken"):  # the worker's request was left to the ASGI app, which refused it
+        assert [t.rsplit("/", 1)[1] for t in client.taken] == ["sw.js"]
     assert client.get(f"{base}/index.html", headers={"Service-Worker": "script"}).status_code == 403
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -66,6 +67,22 @@ def test_small_writes_of_one_loop_step_leave_together_in_order() -> None:
         t.close()  # what is waiting goes before the close
         assert rec.writes[-1] == b"next" and rec.closed
         assert t.get_extra_info("peername") == "info:peername"  # everything else is the real transport's
+
+    run(main())
+
+
+def test_a_whole_answer_goes_at_once_after_what_waits() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        t = CoalescingTransport(rec, asyncio.get_running_loop())  # type: ignore[arg-type]
+        t.write(b"earlier")
+        t.write_now(b"whole answer")
+        assert rec.writes == [b"earlier", b"whole answer"]  # without waiting for the loop, in order
+        await asyncio.sleep(0)
+        assert rec.writes == [b"earlier", b"whole answer"]
+        rec.closed = True
+        t.write_now(b"late")  # nothing is written to a closing transport
+        assert rec.writes == [b"earlier", b"whole answer"]
 
     run(main())
 
@@ -243,3 +260,206 @@ def test_no_request_pipelined_behind_a_closing_answer_is_run() -> None:
         got = until_closed(c, b"x")
     assert got.count(b"HTTP/1.1") == 1 and got.startswith(b"HTTP/1.1 200"), got
     assert early_seen == ["GET /close"]
+
+
+# -- the shortcut past the ASGI cycle (HttpProtocol, app.shortcut) ------------------------------------------
+class ShortcutApp:
+    """Offers a shortcut for paths under ``/fast``: the handler answers ``fast:<method>:<body>`` itself (after
+    0.3 s for ``/fast/slow``), hands ``/fast/stream`` over to an ASGI app, raises for ``/fast/raise`` and gives a
+    header that would split the answer for ``/fast/bad``. Every other path is answered ``asgi:<path>`` through
+    ASGI. What went which way is recorded."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[bytes, bytes, bytes]] = []
+        self.asgi: list[str] = []
+
+    def shortcut(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> wire.Handler | None:
+        if not url.startswith(b"/fast"):
+            return None
+        assert (b"host", b"x") in headers  # names in lower case, as in ASGI
+
+        async def handler(body: bytes) -> Any:
+            self.taken.append((method, url, body))
+            if url == b"/fast/slow":
+                await asyncio.sleep(0.3)
+            elif url == b"/fast/raise":
+                raise RuntimeError("boom")
+            elif url == b"/fast/bad":
+                return wire.Complete(200, [(b"x-split", b"a\r\nx-injected: 1")], b"")
+            elif url.startswith(b"/fast/stream"):
+                return self.stream
+            return wire.Complete(200, [(b"content-type", b"text/plain")], b"fast:%s:%s" % (method, body))
+
+        return handler
+
+    async def stream(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"one ", b"two ", scope["method"].encode(), b" ", scope["path"].encode(),
+                     b"?", scope["query_string"]):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        self.asgi.append(scope["path"])
+        body = f"asgi:{scope['path']}".encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.contextmanager
+def shortcut_server() -> Iterator[tuple[int, ShortcutApp, uvicorn.Server]]:
+    sock = listening_socket(16)
+    shortcut_app = ShortcutApp()
+    config = uvicorn.Config(shortcut_app, http=wire.HttpProtocol, loop="asyncio", lifespan="off", log_level="critical",
+                            proxy_headers=False)  # (a middleware around the app would hide its shortcut)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()[1], shortcut_app, server
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def answers(c: socket.socket, count: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+    """The next ``count`` answers on ``c``: (status line, headers, body), bodies framed by length or chunks."""
+    out = []
+    buf = b""
+
+    def more() -> None:
+        nonlocal buf
+        data = c.recv(65536)
+        assert data, f"closed after {len(out)} answer(s); pending {buf[:200]!r}"
+        buf += data
+
+    for _ in range(count):
+        while b"\r\n\r\n" not in buf:
+            more()
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        status, *lines = head.split(b"\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines)}
+        if headers.get(b"transfer-encoding") == b"chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in buf:
+                    more()
+                size_line, buf = buf.split(b"\r\n", 1)
+                size = int(size_line, 16)
+                while len(buf) < size + 2:
+                    more()
+                body, buf = body + buf[:size], buf[size + 2:]
+                if size == 0:
+                    break
+        else:
+            size = int(headers.get(b"content-length", b"0"))
+            while len(buf) < size:
+                more()
+            body, buf = buf[:size], buf[size:]
+        out.append((status, headers, body))
+    assert buf == b"", buf
+    return out
+
+
+def closed(c: socket.socket) -> bool:
+    c.settimeout(5)
+    try:
+        return c.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_taken_request_is_answered_whole_with_its_body_on_a_kept_alive_connection() -> None:
+    with shortcut_server() as (port, app_, _), socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /fast/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        [(status, headers, body)] = answers(c, 1)
+        assert (status, body) == (b"HTTP/1.1 200 OK", b"fast:GET:")
+        assert headers[b"content-length"] == b"9" and b"date" in headers  # uvicorn's default headers too
+        assert b"connection" not in headers
+        c.sendall(b"POST /fast/b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        c.sendall(b"PUT /fast/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        assert [a[2] for a in answers(c, 2)] == [b"fast:POST:hello", b"fast:PUT:abcde"]
+        c.sendall(b"HEAD /fast/d HTTP/1.1\r\nHost: x\r\n\r\nGET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.settimeout(10)
+        data = b""
+        while not data.endswith(b"asgi:/other"):
+            data += c.recv(65536)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.count(b"HTTP/1.1 200 OK") == 2
+        assert b"fast:" not in data  # HEAD: no body written
+    assert [t[:2] for t in app_.taken] == [(b"GET", b"/fast/a"), (b"POST", b"/fast/b"), (b"PUT", b"/fast/c"),
+                                           (b"HEAD", b"/fast/d")]
+    assert app_.asgi == ["/other"]
+
+
+def test_requests_pipelined_behind_a_taken_one_are_answered_in_order() -> None:
+    with shortcut_server() as (port, app_, _), socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /fast/slow HTTP/1.1\r\nHost: x\r\n\r\nGET /asgi HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /fast/c HTTP/1.1\r\nHost: x\r\n\r\nGET /fast/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        bodies = [a[2] for a in answers(c, 4)]
+    # uvicorn queues what comes behind a request in flight, and serves it the ASGI way, in order
+    assert bodies == [b"fast:GET:", b"asgi:/asgi", b"asgi:/fast/c", b"asgi:/fast/stream"]
+    assert app_.asgi == ["/asgi", "/fast/c", "/fast/stream"]
+
+
+def test_http_1_0_and_connection_close_end_the_connection_after_the_answer() -> None:
+    with shortcut_server() as (port, _, _):
+        for request in (b"GET /fast/a HTTP/1.0\r\nHost: x\r\n\r\n",
+                        b"GET /fast/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                        b"GET /fast/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(request)
+                [(_, headers, body)] = answers(c, 1)
+                assert headers[b"connection"] == b"close" and body.startswith((b"fast:GET:", b"one two"))
+                assert closed(c)
+
+
+def test_an_answer_handed_over_to_asgi_streams_through_uvicorns_cycle() -> None:
+    with shortcut_server() as (port, app_, _), socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"POST /fast/stream/x%20y?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        [(status, headers, body)] = answers(c, 1)
+        assert status == b"HTTP/1.1 200 OK" and headers[b"transfer-encoding"] == b"chunked"
+        assert body == b"one two POST /fast/stream/x y?q=1"  # the scope as uvicorn would have made it
+        c.sendall(b"GET /fast/a HTTP/1.1\r\nHost: x\r\n\r\n")  # and the connection goes on
+        assert answers(c, 1)[0][2] == b"fast:GET:"
+    assert app_.taken[0] == (b"POST", b"/fast/stream/x%20y?q=1", b"hi")
+
+
+def test_a_handler_that_fails_gives_500_and_a_header_that_would_split_the_answer_gives_nothing() -> None:
+    with shortcut_server() as (port, _, _):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET /fast/raise HTTP/1.1\r\nHost: x\r\n\r\n")
+            [(status, headers, body)] = answers(c, 1)
+            assert (status, body, headers[b"connection"]) == (b"HTTP/1.1 500 Internal Server Error",
+                                                             b"Internal Server Error", b"close")
+            assert closed(c)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET /fast/bad HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert closed(c)  # as uvicorn does: nothing of it is written
+
+
+def test_a_client_gone_before_the_answer_gets_none_and_the_server_serves_on() -> None:
+    with shortcut_server() as (port, app_, _):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET /fast/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET /fast/a HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answers(c, 1)[0][2] == b"fast:GET:"
+    assert [t[1] for t in app_.taken] == [b"/fast/slow", b"/fast/a"]
+
+
+def test_a_shutdown_lets_a_taken_request_finish_then_closes_its_connection() -> None:
+    with shortcut_server() as (port, _, server), socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /fast/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)  # the handler is running
+        server.should_exit = True
+        [(_, headers, body)] = answers(c, 1)
+        assert body == b"fast:GET:" and headers[b"connection"] == b"close"
+        assert closed(c)

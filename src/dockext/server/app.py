@@ -22,7 +22,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import dashboard, extension, webfetch
+from ..store import Record
+from . import dashboard, extension, vmproxy, webfetch, wire
 from .state import LOOPBACK_NAMES, HostState
 
 __all__ = ["create_app"]
@@ -62,19 +63,35 @@ class HostRouter:
             scope["dockext.origin"] = f"http://{host}"
             await self.dashboard_app(scope, receive, send)
             return
-        suffix = "." + self.state.extension_suffix
-        if host.endswith(suffix):
-            slug = host[: -len(suffix)]
-            record = self.state.by_slug.get(slug)
-            if record is not None:
-                scope["dockext.record"] = record
-                await self.extension_app(scope, receive, send)
-                return
+        record = self._extension(host)
+        if record is not None:
+            scope["dockext.record"] = record
+            await self.extension_app(scope, receive, send)
+            return
         if scope["type"] == "websocket":
             await WebSocket(scope, receive, send).close(code=1008)
             return
         response = PlainTextResponse("Forbidden: unknown host name\n", status_code=403)
         await response(scope, receive, send)
+
+
+    def shortcut(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> wire.Handler | None:
+        """For :class:`~dockext.server.wire.HttpProtocol`: a ``vm.service`` call to an installed extension's
+        origin, answered without the ASGI cycle (:func:`.vmproxy.shortcut`); None sends the request through
+        :meth:`__call__` as any other."""
+        host = ""
+        for name, value in headers:
+            if name == b"host":
+                host = value.decode("latin-1").lower()
+            elif name == webfetch.VIA:
+                return None  # refused by __call__
+        record = self._extension(host)
+        return None if record is None else vmproxy.shortcut(self.state, record, method, url, headers)
+
+    def _extension(self, host: str) -> Record | None:
+        """The installed extension whose origin ``host`` (lower case, with the port) is."""
+        suffix = "." + self.state.extension_suffix
+        return self.state.by_slug.get(host[: -len(suffix)]) if host.endswith(suffix) else None
 
 
 def _page_request(scope: Scope) -> bool:

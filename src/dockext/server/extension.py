@@ -1,4 +1,4 @@
-"""An extension's own origin: its UI files, the injected SDK, exec, and the proxy to its backend.
+"""An extension's own origin: its UI files, the injected SDK, exec, and the proxy to its backend (:mod:`.vmproxy`).
 
 Every path is ``/i/<cap>/...``. The router already matched the ``Host`` to an installed extension; here the
 capability must name a live UI instance *of that same extension*. Identity therefore comes from the
@@ -24,20 +24,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .. import execution
-from ..errors import BackendNotReady, DockextError
+from ..errors import DockextError
 from ..store import Record
-from . import devproxy, docker_api, streams, webfetch
-from .security import (
-    HARDENING,
-    HOP_BY_HOP,
-    TooLarge,
-    disconnected,
-    error_response,
-    harden,
-    read_asgi_body,
-    read_body,
-    too_large,
-)
+from . import devproxy, docker_api, streams, vmproxy, webfetch
+from .security import HARDENING, TooLarge, disconnected, error_response, origin_response, read_body, too_large
 from .state import HostState, Instance
 
 __all__ = ["create"]
@@ -46,14 +36,6 @@ SDK_DIR = Path(str(resources.files("dockext") / "static" / "sdk"))
 HEAD_RE = re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE)
 HTML_RE = re.compile(rb"<html(\s[^>]*)?>", re.IGNORECASE)
 DOCTYPE_RE = re.compile(rb"^\s*<!doctype[^>]*>", re.IGNORECASE)
-#: request headers the backend never sees: hop-by-hop ones, the dashboard's cookie, where the page is, ours,
-#: and the framing (the proxy sets its own Content-Length and answers Expect: 100-continue itself)
-NOT_FORWARDED = HOP_BY_HOP | {
-    b"host", b"cookie", b"origin", b"referer", b"x-dockext", b"content-length", b"expect",
-}
-#: answer headers the backend never sets: the origin's own policy, and widening a service worker's scope
-POLICY_HEADERS = frozenset({b"content-security-policy", b"cross-origin-resource-policy", b"service-worker-allowed"})
-MAX_BODY = 64 << 20
 MAX_EXEC_REQUEST = 1 << 20
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
@@ -81,12 +63,11 @@ def create(state: HostState) -> ASGIApp:
                         scope, receive, send)
             return
         found = _instance(state, record, scope)
-        if found is not None and (found[1] == "__dockext__/vm" or found[1].startswith("__dockext__/vm/")):
-            await _proxy(state, found[0], scope, receive, send)
+        if found is not None and vmproxy.is_vm_path(found[1]):
+            await vmproxy.handle(state, found[0], scope, receive, send)
             return
         if found is not None and found[1] == webfetch.PATH:
-            await webfetch.handle(state, found[0], scope, receive, send,
-                                  [*_policy_headers(state), *HARDENING])
+            await webfetch.handle(state, found[0], scope, receive, send, [*state.extension_policy(), *HARDENING])
             return
         request = Request(scope, receive)
         response = await _dispatch(state, found, request)
@@ -96,9 +77,7 @@ def create(state: HostState) -> ASGIApp:
 
 
 async def _send(state: HostState, response: Response, scope: Scope, receive: Receive, send: Send) -> None:
-    for name, value in _policy_headers(state):
-        response.headers[name.decode()] = value.decode()
-    await harden(response)(scope, receive, send)
+    await origin_response(response, state.extension_policy())(scope, receive, send)
 
 
 async def _dispatch(state: HostState, found: tuple[Instance, str] | None, request: Request) -> Response:
@@ -291,105 +270,3 @@ def _check_cli_permission(state: HostState, inst: Instance, cli: str) -> None:
         state.check_permission(inst.record, cli)
     elif cli == "vm":
         state.check_engine(inst.record)
-
-
-async def _proxy(state: HostState, inst: Instance, scope: Scope, receive: Receive, send: Send) -> None:
-    """``/i/<cap>/__dockext__/vm/<path>`` -> ``<path>`` on the backend socket, on raw ASGI (the hot path).
-
-    No Starlette request/response objects here: the request is read, its head rebuilt for the backend
-    (hop-by-hop headers, the dashboard's cookie, Origin/Referer and our own headers dropped), sent over a
-    kept-alive connection, and the answer passed back with its status, raw headers and body bytes.
-    """
-    pool = state.backend_pool(inst.record)
-    if pool is None:
-        await _send(state, _proxy_error(BackendNotReady("this extension exposes no backend socket"), 404),
-                    scope, receive, send)
-        return
-    try:
-        state.check_engine(inst.record)
-    except DockextError as exc:
-        await _send(state, _proxy_error(exc, exc.http_status), scope, receive, send)
-        return
-    try:
-        body = await read_asgi_body(receive, MAX_BODY)
-    except TooLarge as exc:  # the rest of the body is not read: the connection ends (after draining a moment)
-        await _send(state, too_large(None, exc), scope, receive, send)
-        return
-    if body is None:
-        return  # the browser went away while sending
-    method = scope["method"].encode("ascii")
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    target = raw_path[len(f"/i/{inst.cap}/__dockext__/vm"):] or b"/"
-    if not target.startswith(b"/"):
-        target = b"/" + target
-    if scope.get("query_string"):
-        target += b"?" + scope["query_string"]
-    try:
-        answer = await pool.request(_request_head(method, target, scope, body), body, method=method)
-    except BackendNotReady as exc:
-        unreachable = BackendNotReady(f"the backend of {inst.record.title} cannot be reached: {exc.message}")
-        await _send(state, _proxy_error(unreachable), scope, receive, send)
-        return
-    headers = _answer_headers(state, answer.headers)
-    if answer.complete:
-        data = answer.body()
-        # a HEAD answer keeps the length the backend announced; 204 and 304 have none
-        if method != b"HEAD" and answer.status not in (204, 304):
-            headers = [h for h in headers if h[0].lower() != b"content-length"]
-            headers.append((b"content-length", str(len(data)).encode()))
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
-        return
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    # A long answer (a download, server-sent events) streams; if the browser leaves, the backend
-    # connection is closed so the backend sees it too.
-    gone = asyncio.ensure_future(disconnected(receive))
-    gone.add_done_callback(lambda _: answer.abort())
-    try:
-        async for chunk in answer.chunks():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    except BackendNotReady:
-        return  # broke off (or the browser left): uvicorn closes the connection, the browser sees it fail
-    finally:
-        gone.cancel()
-
-
-def _request_head(method: bytes, target: bytes, scope: Scope, body: bytes) -> bytes:
-    headers: list[tuple[bytes, bytes]] = scope["headers"]  # names are lower case (ASGI)
-    dropped = NOT_FORWARDED
-    for name, value in headers:
-        if name == b"connection":  # headers the Connection header names are hop-by-hop too
-            dropped = dropped | {t.strip().lower() for t in value.split(b",")}
-    parts = [method, b" ", target, b" HTTP/1.1\r\nhost: localhost\r\n"]
-    for name, value in headers:
-        if name not in dropped:
-            parts += [name, b": ", value, b"\r\n"]
-    if body or method in (b"POST", b"PUT", b"PATCH"):
-        parts += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
-    parts.append(b"\r\n")
-    return b"".join(parts)
-
-
-def _answer_headers(state: HostState, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The backend's headers as the browser gets them: hop-by-hop ones out, the origin's own policy in."""
-    policy = _policy_headers(state)
-    out = [(k, v) for k, v in headers if (lk := k.lower()) not in HOP_BY_HOP and lk not in POLICY_HEADERS]
-    present = {k.lower() for k, _ in out}
-    return out + policy + [(k, v) for k, v in HARDENING if k not in present]
-
-
-def _policy_headers(state: HostState) -> list[tuple[bytes, bytes]]:
-    """Set on every answer of an extension origin, replacing the backend's: only the dashboard may frame it."""
-    # Chromium rejects IPv6 literals in frame-ancestors (and logs it on every page): leave them out
-    frame_ancestors = " ".join(o for o in state.dashboard_origins() if "[" not in o)
-    return [
-        (b"content-security-policy", f"frame-ancestors {frame_ancestors}".encode()),
-        (b"cross-origin-resource-policy", b"same-origin"),
-    ]
-
-
-def _proxy_error(exc: DockextError, status: int = 502) -> Response:
-    response = error_response(exc, status=status)
-    response.headers["X-Dockext-Proxy-Error"] = "1"
-    return response

@@ -14,7 +14,7 @@ from ..errors import DockextError
 
 __all__ = [
     "DASHBOARD_CSP", "HARDENING", "HOP_BY_HOP", "MAX_JSON", "TooLarge", "disconnected", "error_response", "harden",
-    "read_asgi_body", "read_body", "read_json", "token_ok", "too_large",
+    "origin_response", "read_asgi_body", "read_body", "read_json", "token_ok", "too_large",
 ]
 
 R = TypeVar("R", bound=Response)
@@ -50,6 +50,13 @@ def harden(response: R, *, csp: str | None = None) -> R:
     if csp:
         response.headers["Content-Security-Policy"] = csp
     return response
+
+
+def origin_response(response: R, policy: list[tuple[bytes, bytes]]) -> R:
+    """``response`` as an extension origin sends it: its ``policy`` headers set (replacing any), hardened."""
+    for name, value in policy:
+        response.headers[name.decode()] = value.decode()
+    return harden(response)
 
 
 def error_response(exc: DockextError | None = None, *, status: int | None = None, type_: str = "Error",

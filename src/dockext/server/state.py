@@ -81,6 +81,7 @@ class HostState:
         self.dashboard_host = f"{DASHBOARD_NAME}:{port}"  # where browsers are sent
         self.dashboard_hosts = {self.dashboard_host, *(f"{name}:{port}" for name in LOOPBACK_NAMES)}
         self.by_slug: dict[str, Record] = {}
+        self._policy: tuple[frozenset[str], list[tuple[bytes, bytes]]] | None = None  # extension_policy()
         self.updating: list[Record] = []  # old versions of extensions being updated (listed, not served)
         self._grants: dict[str, permissions.Grants] = {}
         self._grants_stamp: tuple[int, int] | None = None
@@ -164,6 +165,18 @@ class HostState:
 
     def dashboard_origins(self) -> list[str]:
         return [f"http://{h}" for h in sorted(self.dashboard_hosts)]
+
+    def extension_policy(self) -> list[tuple[bytes, bytes]]:
+        """Set on every answer of an extension origin, replacing the backend's: only the dashboard may frame it."""
+        hosts = frozenset(self.dashboard_hosts)
+        if self._policy is None or self._policy[0] != hosts:
+            # Chromium rejects IPv6 literals in frame-ancestors (and logs it on every page): leave them out
+            frame_ancestors = " ".join(o for o in self.dashboard_origins() if "[" not in o)
+            self._policy = (hosts, [
+                (b"content-security-policy", f"frame-ancestors {frame_ancestors}".encode()),
+                (b"cross-origin-resource-policy", b"same-origin"),
+            ])
+        return self._policy[1]
 
     async def watch(self, interval: float = 0.5) -> None:
         while True:

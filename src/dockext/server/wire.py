@@ -23,6 +23,18 @@ dashboard's API) that second round costs both sides more than the answer itself 
 is written as before and the real transport's flow control (``pause_writing`` when its buffer is full) keeps
 working. Everything else goes straight to the real transport.
 
+**HTTP: a shortcut past the ASGI cycle.** For every request uvicorn builds a scope, a request cycle with its
+event, a task, and ASGI messages whose headers it checks one by one; for a small proxied ``vm.service`` call
+that is over a third of dockext's CPU (docs/performance.md). An application may offer
+``app.shortcut(method, url, headers)``: :class:`HttpProtocol` calls it once a request's head is in, and if it
+returns a :data:`Handler`, the protocol collects the body itself, awaits ``handler(body)`` in a task of its own,
+and writes the :class:`Complete` answer it returns in one piece. The handler may instead return an ASGI app,
+which is then run for the request through uvicorn's own cycle (a streamed answer, an error response), so only
+the plain case is written here. Keep-alive, ``Connection: close``, HTTP/1.0, HEAD, pipelined requests behind
+one in flight (queued by uvicorn as usual), a client that leaves, and a graceful shutdown behave as they do
+through ASGI. An application without the attribute (and every server other than this protocol, such as
+Starlette's TestClient) is served through ASGI alone.
+
 **WebSocket: binary messages without copies.** Streaming exec sends a process's output as binary messages of
 up to 256 KiB. Through ASGI each one is copied three times on its way out (the ASGI message, websockets'
 frame, the join), which made dockext, not the process, the limit (bench/stream.py). :class:`WebSocketProtocol`
@@ -38,17 +50,27 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable
-from typing import Any
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,  # what uvicorn refuses in the header names and values an application gives (response splitting)
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 from websockets.protocol import State
 
 __all__ = [
     "BINARY_FRAMES", "BODY_TIMEOUT", "COALESCE_MAX", "HEADROOM", "HEAD_TIMEOUT", "LINGER", "MAX_HEAD", "BinaryFrames",
-    "CoalescingTransport", "HttpProtocol", "WebSocketProtocol",
+    "CoalescingTransport", "Complete", "Handler", "HttpProtocol", "Shortcut", "WebSocketProtocol",
 ]
 
 BINARY_FRAMES = "dockext.binary_frames"  # the ASGI scope extension
@@ -59,6 +81,24 @@ MAX_HEAD = 64 << 10  # bytes of a request line and headers (Node allows 16 KiB; 
 HEAD_TIMEOUT = 10.0  # seconds from a request's first byte until its head must be complete
 BODY_TIMEOUT = 60.0  # seconds a request body may go without a byte arriving
 LINGER = 2.0  # seconds a refused connection is read (and what comes dropped) before it is closed
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """A whole answer for :class:`HttpProtocol` to write. ``headers`` as they go out (uvicorn's default ones,
+    such as ``date``, come first); a ``content-length`` is added where the answer needs one and lacks it. For
+    HEAD, ``content-length`` is the length a GET would have, and ``body`` is not sent."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+
+
+#: given the request's whole body: the answer, or an ASGI app to run for the request through uvicorn's cycle
+Handler = Callable[[bytes], Awaitable["Complete | ASGIApp"]]
+#: ``app.shortcut(method, url, headers)``, with the request line's method and target and the head's headers
+#: (names in lower case, as in ASGI): a Handler for a request the application answers itself, else None
+Shortcut = Callable[[bytes, bytes, list[tuple[bytes, bytes]]], "Handler | None"]
 
 
 class CoalescingTransport:
@@ -89,6 +129,12 @@ class CoalescingTransport:
         elif not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._flush_soon)
+
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` at once, after what is waiting: a whole answer, which nothing in this step adds to."""
+        self.flush()
+        if not self.is_closing():
+            self._transport.write(data)
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
@@ -155,6 +201,8 @@ class HttpProtocol(HttpToolsProtocol):
         self._in_body = False  # the current request's head is in, its body not yet whole
         self._body_moved = False  # a byte of the body came since the last check
         self._refused = False
+        self._shortcut: Shortcut | None = getattr(self.app, "shortcut", None)
+        self._taken: _Taken | None = None  # a request the shortcut took, from its head until it is answered
         # a connection that never sends a request is closed like one idle between requests
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
@@ -180,12 +228,18 @@ class HttpProtocol(HttpToolsProtocol):
         if len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > self.max_head:
             self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
             return
-        super().on_headers_complete()
         self._in_body = True  # until on_message_complete, which for most requests comes in the same read
+        if not self._take():
+            super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            self._body_moved = True
+        if self._refused:
+            return
+        self._body_moved = True
+        taken = self._taken
+        if taken is not None and not taken.started:
+            taken.body.append(body)
+        else:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -193,9 +247,121 @@ class HttpProtocol(HttpToolsProtocol):
             return
         self._in_body = False
         self._stop_body_timer()
-        super().on_message_complete()
+        taken = self._taken
+        if taken is not None and not taken.started:
+            taken.started = True
+            task = self.loop.create_task(self._answer_taken(taken))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+        else:
+            super().on_message_complete()
         self._head_pending = True  # the next request's head starts now
         self._head_bytes = 0
+
+    # -- the shortcut (see the module's docstring) ---------------------------------------------------------
+    def _take(self) -> bool:
+        """Offer the request whose head just came to the application's shortcut; True if it took it."""
+        if self._shortcut is None or (self.cycle is not None and not self.cycle.response_complete):
+            return False  # none offered, or a request is still being answered: uvicorn queues this one
+        if self.parser.should_upgrade():
+            return False
+        method = self.parser.get_method()
+        handler = self._shortcut(method, self.url, self.headers)
+        if handler is None:
+            return False
+        http_version = self.parser.get_http_version()
+        taken = _Taken(handler, method, http_version, self.url, self.scope,
+                       keep_alive=http_version != "1.0" and self.parser.should_keep_alive())
+        # in uvicorn's place for this request: a request pipelined behind it is queued until it is answered
+        self.cycle = taken  # type: ignore[assignment]
+        self._taken = taken
+        return True
+
+    async def _answer_taken(self, taken: _Taken) -> None:
+        try:
+            result = await taken.handler(b"".join(taken.body))
+        except Exception as exc:  # as uvicorn does for an application's exception before its answer started
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            result = Complete(500, [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+                              b"Internal Server Error")
+        if isinstance(result, Complete):
+            self._write_taken(taken, result)
+        else:
+            await self._hand_over(taken, result)
+
+    def _write_taken(self, taken: _Taken, answer: Complete) -> None:
+        if self._taken is taken:
+            self._taken = None
+        if taken.disconnected:
+            return
+        status_line = STATUS_LINE.get(answer.status)
+        if status_line is None:
+            self.logger.error("Exception in ASGI application: no status line for %d", answer.status)
+            self.transport.close()
+            return
+        head_only = taken.method == b"HEAD"
+        content = [status_line]
+        length = None
+        for name, value in [*self.server_state.default_headers, *answer.headers]:
+            if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+                self.logger.error("Exception in ASGI application: invalid header %r", name)
+                self.transport.close()
+                return
+            lower = name.lower()
+            if lower == b"content-length":
+                length = value
+            elif lower == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]:
+                taken.keep_alive = False
+            content += [name, b": ", value, b"\r\n"]
+        if length is None and not head_only and answer.status not in (204, 304):
+            content.append(b"content-length: %d\r\n" % len(answer.body))
+        elif length is not None and not head_only and length != b"%d" % len(answer.body):
+            self.logger.error("Exception in ASGI application: Content-Length %s for a body of %d bytes",
+                              length.decode("latin-1"), len(answer.body))
+            self.transport.close()
+            return
+        if not taken.keep_alive:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        if not head_only:
+            content.append(answer.body)
+        transport = self.transport
+        if isinstance(transport, CoalescingTransport):
+            transport.write_now(b"".join(content))  # the whole answer: nothing to wait for
+        else:
+            transport.write(b"".join(content))
+        taken.response_complete = True
+        if not taken.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+    async def _hand_over(self, taken: _Taken, app: ASGIApp) -> None:
+        """Run ``app`` for the taken request through uvicorn's own request cycle, as if uvicorn had started it."""
+        scope = taken.scope
+        scope["method"] = taken.method.decode("ascii")
+        if taken.http_version != "1.1":
+            scope["http_version"] = taken.http_version
+        parsed = httptools.parse_url(taken.url)
+        path = parsed.path.decode("ascii")
+        scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
+        scope["raw_path"] = self.root_path.encode("ascii") + parsed.path
+        scope["query_string"] = parsed.query or b""
+        cycle = RequestResponseCycle(
+            scope=scope, transport=self.transport, flow=self.flow, logger=self.logger,
+            access_logger=self.access_logger, access_log=self.access_log,
+            default_headers=self.server_state.default_headers, message_event=asyncio.Event(),
+            expect_100_continue=False, keep_alive=taken.keep_alive, on_response=self.on_response_complete,
+        )
+        cycle.more_body = False  # the body was read already (the app reads an empty one)
+        cycle.disconnected = taken.disconnected
+        taken.cycle = cycle  # a disconnect or a shutdown from now on reaches it
+        if self._cycle_is(taken):
+            self.cycle = cycle
+        try:
+            await cycle.run_asgi(cast(Any, app))  # starlette's and uvicorn's ASGI types are the same thing
+        finally:
+            if self._taken is taken:
+                self._taken = None
 
     def on_response_complete(self) -> None:
         if self._in_body and not self.transport.is_closing():
@@ -207,7 +373,13 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
         self._stop_body_timer()
+        taken = self._taken
+        if taken is not None and not self._cycle_is(taken):  # a request pipelined behind it: uvicorn tells that one
+            taken.lose()
         super().connection_lost(exc)
+
+    def _cycle_is(self, taken: _Taken) -> bool:
+        return cast(Any, self.cycle) is taken
 
     def _drain_on_close(self) -> bool:
         """At a close while a request body is still coming (an answer given before reading it all, such as a
@@ -271,6 +443,55 @@ class HttpProtocol(HttpToolsProtocol):
             self.loop.call_later(LINGER, self.transport.close)
         else:
             self.transport.close()
+
+
+class _Taken:
+    """A request the shortcut took. It stands in ``protocol.cycle`` until answered, with the attributes uvicorn
+    reads there (a request pipelined behind it waits; a disconnect or a shutdown is noted), and forwards them to
+    the real cycle once handed over to ASGI."""
+
+    def __init__(self, handler: Handler, method: bytes, http_version: str, url: bytes, scope: Any, *,
+                 keep_alive: bool) -> None:
+        self.handler = handler
+        self.method = method
+        self.http_version = http_version
+        self.url = url
+        self.scope = scope  # uvicorn's, with the headers; completed only if handed over
+        self.body: list[bytes] = []
+        self.started = False  # the whole body is in and the handler runs
+        self.response_complete = False
+        self._disconnected = False
+        self._keep_alive = keep_alive
+        self.cycle: RequestResponseCycle | None = None
+        self.message_event = self  # uvicorn calls cycle.message_event.set() at a disconnect
+
+    def set(self) -> None:
+        if self.cycle is not None:
+            self.cycle.message_event.set()
+
+    def lose(self) -> None:
+        self.disconnected = True
+        self.set()
+
+    @property
+    def disconnected(self) -> bool:
+        return self.cycle.disconnected if self.cycle is not None else self._disconnected
+
+    @disconnected.setter
+    def disconnected(self, value: bool) -> None:
+        self._disconnected = value
+        if self.cycle is not None:
+            self.cycle.disconnected = value
+
+    @property
+    def keep_alive(self) -> bool:
+        return self.cycle.keep_alive if self.cycle is not None else self._keep_alive
+
+    @keep_alive.setter
+    def keep_alive(self, value: bool) -> None:  # uvicorn's shutdown() sets it False
+        self._keep_alive = value
+        if self.cycle is not None:
+            self.cycle.keep_alive = value
 
 
 class BinaryFrames:
