@@ -53,6 +53,16 @@ class RecordingBackend:
                         ended.set()
                     self.close_connection = True
                     return
+                if self.path in ("/short", "/stall"):  # announces 100 bytes, sends 10, then hangs up or stalls
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b"0123456789")
+                    self.wfile.flush()
+                    if self.path == "/stall":
+                        time.sleep(3)
+                    self.close_connection = True
+                    return
                 if self.path == "/empty":
                     self.send_response(204)
                     self.end_headers()

@@ -504,6 +504,27 @@ def test_proxy_streams_an_answer_without_length_and_sets_the_origins_policy(env,
     assert r.headers["cross-origin-resource-policy"] == "same-origin"
 
 
+@BOTH_WAYS
+def test_an_answer_of_known_length_is_passed_on_whole_or_not_at_all(env, backend):
+    """http.server writes an answer's head and body apart: the proxy reads a short answer whole and sends it with
+    its length; one the backend breaks off is a clear 502, not a truncated 200."""
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    r = client.get(f"{base}/__dockext__/vm/hello")
+    assert r.status_code == 200 and r.json() == {"path": "/hello"}
+    assert r.headers["content-length"] == str(len(r.content)) and "transfer-encoding" not in r.headers
+    r = client.get(f"{base}/__dockext__/vm/short")
+    assert r.status_code == 502 and r.headers["x-dockext-proxy-error"] == "1"
+    assert r.json()["error"]["message"].startswith(f"the backend of {a.title} broke off its answer: ")
+    state.backend_pool(a).answer_timeout = 0.5
+    r = client.get(f"{base}/__dockext__/vm/stall")
+    assert r.status_code == 502
+    assert r.json()["error"]["message"] == f"the backend of {a.title} did not finish its answer within 0.5 s"
+    if hasattr(client, "taken"):
+        assert [t.rsplit("/", 1)[1] for t in client.taken] == ["hello", "short", "stall"]
+
+
 @pytest.mark.parametrize("env", ["served"], indirect=True)
 def test_a_browser_leaving_a_streamed_answer_ends_the_backends_answer_too(env, backend):
     """The answer streams through uvicorn's cycle once the shortcut hands it over: when the browser goes, the

@@ -31,7 +31,7 @@ import httptools
 from .. import socketpath
 from ..errors import BackendNotReady
 
-__all__ = ["IDEMPOTENT", "Answer", "BackendPool", "Opener", "unreachable"]
+__all__ = ["IDEMPOTENT", "PAUSE_AT", "Answer", "BackendPool", "Opener", "unreachable"]
 
 #: methods a client may send again when a kept-alive connection turns out to be closed (RFC 9110 9.2.2)
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
@@ -97,6 +97,19 @@ class Answer:
                     await self._wake
                 finally:
                     self._wake = None
+
+    async def whole(self) -> bytes:
+        """The whole body, once it has come; raises BackendNotReady if the backend breaks off its answer. Only for
+        an answer whose length is known and at most :data:`PAUSE_AT` (reading pauses past it)."""
+        while not self.complete:
+            if self._error is not None:
+                raise self._error
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+        return self.body()
 
     def abort(self) -> None:
         """Stop receiving (the browser went away): the connection is closed, not reused."""

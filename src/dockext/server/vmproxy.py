@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import BackendNotReady, DockextError
 from ..store import Record
 from . import wire
-from .backend_http import Answer, BackendPool
+from .backend_http import PAUSE_AT, Answer, BackendPool
 from .security import (
     HARDENING,
     HOP_BY_HOP,
@@ -136,11 +136,39 @@ def _target(inst: Instance, raw_path: bytes, query: bytes) -> bytes:
 
 async def _exchange(state: HostState, inst: Instance, pool: BackendPool, method: bytes, target: bytes,
                     headers: list[tuple[bytes, bytes]], body: bytes) -> Answer | Response:
-    """The backend's answer (status and headers in, the body arriving), or the error response to give instead."""
+    """The backend's answer (status and headers in, the body arriving), or the error response to give instead.
+
+    An answer of known length up to :data:`~.backend_http.PAUSE_AT` is read whole first, within the answer's
+    deadline: many servers write the head and the body apart (Python's http.server, uvicorn), and passing such
+    an answer on as a stream would cost a re-framed, chunked answer for a few bytes of JSON."""
+    title = inst.record.title
     try:
-        return await pool.request(_request_head(method, target, headers, body), body, method=method)
+        answer = await pool.request(_request_head(method, target, headers, body), body, method=method)
     except BackendNotReady as exc:
-        return _proxy_error(BackendNotReady(f"the backend of {inst.record.title} cannot be reached: {exc.message}"))
+        return _proxy_error(BackendNotReady(f"the backend of {title} cannot be reached: {exc.message}"))
+    if answer.complete or method == b"HEAD" or not 0 <= _length(answer) <= PAUSE_AT:
+        return answer
+    try:
+        async with asyncio.timeout(pool.answer_timeout):
+            await answer.whole()
+    except TimeoutError:
+        answer.abort()
+        return _proxy_error(BackendNotReady(
+            f"the backend of {title} did not finish its answer within {pool.answer_timeout:g} s"))
+    except BackendNotReady as exc:
+        return _proxy_error(BackendNotReady(f"the backend of {title} broke off its answer: {exc.message}"))
+    except asyncio.CancelledError:
+        answer.abort()
+        raise
+    return answer
+
+
+def _length(answer: Answer) -> int:
+    """The length the backend announced, -1 if none (or not a number: httptools would have refused it)."""
+    for name, value in answer.headers:
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else -1
+    return -1
 
 
 def _send_answer(state: HostState, method: bytes, answer: Answer | Response) -> ASGIApp:
