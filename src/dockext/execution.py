@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 OUTPUT_CAP = 32 << 20  # bytes kept per stream by run(); the rest is read and dropped
+#: bytes of output all run()s of this process hold at once: one UI may run MAX_PROCESSES commands, and 64 x 2 x 32
+#: MiB would be 4 GiB for one page; past it, output is read and dropped as past OUTPUT_CAP
+OUTPUT_BUDGET = 256 << 20
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 MAX_PROCESSES = 64  # commands running at once for one UI instance
 
@@ -385,7 +388,8 @@ class ProcessGroup:
             return ExecResult(p.display, code, "", message + "\n", False, None)
         try:
             assert proc.stdout and proc.stderr
-            out, err = await asyncio.gather(_read_capped(proc.stdout), _read_capped(proc.stderr))
+            (out, out_dropped), (err, err_dropped) = await asyncio.gather(
+                _read_capped(proc.stdout), _read_capped(proc.stderr))
             returncode = await proc.wait()
         except asyncio.CancelledError:  # the client went away, or the server stops
             await self.terminate(proc)
@@ -393,8 +397,8 @@ class ProcessGroup:
         self.reaped(proc)
         code, sig = exit_status(returncode)
         return ExecResult(
-            p.display, None if sig else code, out.decode(errors="replace"), err.decode(errors="replace"),
-            sig is not None, sig,
+            p.display, None if sig else code, out.decode(errors="replace"),
+            err.decode(errors="replace") + _dropped_note(out_dropped, err_dropped), sig is not None, sig,
         )
 
     def reaped(self, proc: asyncio.subprocess.Process) -> None:
@@ -444,13 +448,50 @@ class ProcessGroup:
         _guardian.discard(pgid)
 
 
-async def _read_capped(stream: asyncio.StreamReader) -> bytes:
+class _Budget:
+    """Bytes of output held at once by every run() of this process (:data:`OUTPUT_BUDGET`)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.held = 0
+
+    def take(self, wanted: int) -> int:
+        """Up to ``wanted`` bytes of what is left, now held."""
+        granted = max(0, min(wanted, self.total - self.held))
+        self.held += granted
+        return granted
+
+    def give_back(self, count: int) -> None:
+        self.held -= count
+
+
+_budget = _Budget(OUTPUT_BUDGET)
+
+
+async def _read_capped(stream: asyncio.StreamReader) -> tuple[bytes, int]:
+    """The stream to its end: what was kept (:data:`OUTPUT_CAP`, within the process's budget) and how many bytes
+    were read and dropped. The budget is given back once the stream ends (the caller sends its answer at once)."""
     chunks: list[bytes] = []
-    kept = 0
-    while True:
-        chunk = await stream.read(65536)
-        if not chunk:
-            return b"".join(chunks)
-        if kept < OUTPUT_CAP:
-            chunks.append(chunk[: OUTPUT_CAP - kept])
-            kept += len(chunks[-1])
+    kept = dropped = 0
+    try:
+        while True:
+            chunk = await stream.read(65536)
+            if not chunk:
+                return b"".join(chunks), dropped
+            room = _budget.take(min(len(chunk), OUTPUT_CAP - kept))
+            if room:
+                chunks.append(chunk[:room])
+                kept += room
+            dropped += len(chunk) - room
+    finally:
+        _budget.give_back(kept)
+
+
+def _dropped_note(out: int, err: int) -> str:
+    """A line for the end of stderr when output was dropped (nothing when none was), saying how to get it all."""
+    lost = [f"{n} bytes of {name}" for n, name in ((out, "stdout"), (err, "stderr")) if n]
+    if not lost:
+        return ""
+    return (f"\ndockext: {' and '.join(lost)} were not kept: a command's output is kept up to "
+            f"{OUTPUT_CAP >> 20} MiB per stream, and {OUTPUT_BUDGET >> 20} MiB for all commands running at once; "
+            "run it with the stream option to read all of it\n")
