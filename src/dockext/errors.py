@@ -37,6 +37,12 @@ class DockextError(Exception):
         return type(self).__name__
 
 
+class InvalidToken(DockextError):
+    """``DOCKEXT_TOKEN`` is too short to stand for a password, or has characters a URL would change."""
+
+    exit_code = 2
+
+
 class InvalidImageReference(DockextError):
     """The IMAGE[:TAG] argument cannot be parsed as an image reference."""
 

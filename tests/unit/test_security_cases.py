@@ -607,3 +607,30 @@ def test_s36_a_client_that_sends_its_whole_body_first_still_reads_the_413(tmp_pa
             assert r.status == 413 and json.loads(r.read())["error"]["type"] == "TooLarge"
         finally:
             c.close()
+
+
+@pytest.mark.parametrize("token", ["hunter2", "a" * 31, "a" * 40 + " b", "a" * 40 + "&next=/x", "é" * 40])
+def test_s9_a_token_fixed_by_hand_must_be_long_and_plain_or_nothing_is_served(tmp_path: Path, token: str) -> None:
+    """S9: DOCKEXT_TOKEN stands for a password anyone who can reach the port may try: a short one (or one a URL
+    would change) is refused with what to do, before anything listens, and is never printed."""
+    home = tmp_path / "home"
+    port = free_port()
+    env = {**os.environ, "DOCKEXT_HOME": str(home), "DOCKEXT_TOKEN": token}
+    out = subprocess.run([sys.executable, "-m", "dockext.cli", "serve", "--no-browser", "--port", str(port)],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "DOCKEXT_TOKEN must be at least 32 characters of letters, digits and . _ ~ -" in out.stderr
+    assert "secrets.token_hex(24)" in out.stderr
+    assert token not in out.stdout + out.stderr
+    assert not (home / "server.json").exists()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # nothing took the port
+
+
+def test_s9_a_long_plain_token_is_taken_as_it_is() -> None:
+    from dockext.server.run import login_token
+
+    token = "A-b.c_d~" * 4
+    assert login_token(token) == token
+    made = login_token(None)
+    assert len(made) == 48 and made != login_token("")

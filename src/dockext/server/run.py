@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from ..errors import DockextError
+from ..errors import DockextError, InvalidToken
 from ..paths import Layout
 from ..store import atomic_write
 from .app import create_app
@@ -67,6 +67,26 @@ def bind(host: str, port: int) -> socket.socket:
 _NOT_HERE = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EINVAL})
 
 
+#: the shortest ``DOCKEXT_TOKEN`` taken; the token made by default has 48 hexadecimal characters (192 bits)
+MIN_TOKEN = 32
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")  # unreserved in a URL: the token goes into the login URL as it is
+
+
+def login_token(given: str | None) -> str:
+    """The token that logs a browser in: ``given`` (``DOCKEXT_TOKEN``) if it is fit to be one, else a new one."""
+    if not given:
+        return secrets.token_hex(24)
+    if len(given) < MIN_TOKEN or not _TOKEN_CHARS.fullmatch(given):
+        raise InvalidToken(
+            f"DOCKEXT_TOKEN must be at least {MIN_TOKEN} characters of letters, digits and . _ ~ - "
+            f"(it has {len(given)}{'' if _TOKEN_CHARS.fullmatch(given) else ', and other characters'}): anyone who "
+            "can reach the dashboard could guess a short one",
+            hint="Unset it to get a new token at each start, or set one made with: "
+                 "python3 -c 'import secrets; print(secrets.token_hex(24))'",
+        )
+    return given
+
+
 def serve(
     layout: Layout,
     *,
@@ -76,10 +96,10 @@ def serve(
     allow_hosts: tuple[str, ...] = (),
     echo: Callable[[str], None] = print,
 ) -> None:
+    token = login_token(os.environ.get("DOCKEXT_TOKEN"))
     layout.ensure()
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    token = os.environ.get("DOCKEXT_TOKEN") or secrets.token_hex(24)
     state = HostState(layout, port=port, token=token)
     for name in allow_hosts:
         state.dashboard_hosts.add(f"{name.lower()}:{port}")
