@@ -74,7 +74,6 @@ class HostRouter:
         response = PlainTextResponse("Forbidden: unknown host name\n", status_code=403)
         await response(scope, receive, send)
 
-
     def shortcut(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> wire.Handler | None:
         """For :class:`~dockext.server.wire.HttpProtocol`: a ``vm.service`` call to an installed extension's
         origin, answered without the ASGI cycle (:func:`.vmproxy.shortcut`); None sends the request through

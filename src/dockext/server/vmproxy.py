@@ -79,7 +79,7 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         return  # the browser went away while sending
     method = scope["method"].encode("ascii")
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    answer = await _exchange(state, inst, pool, method, _target(inst, raw_path, scope.get("query_string", b"")),
+    answer = await _exchange(inst, pool, method, _target(inst, raw_path, scope.get("query_string", b"")),
                              scope["headers"], body)
     await _send_answer(state, method, answer)(scope, receive, send)
 
@@ -107,7 +107,7 @@ def shortcut(state: HostState, record: Record, method: bytes, url: bytes,
         pool = _pool(state, inst)
         if isinstance(pool, Response):
             return origin_response(pool, state.extension_policy())
-        got = await _exchange(state, inst, pool, method, _target(inst, path, query), headers, body)
+        got = await _exchange(inst, pool, method, _target(inst, path, query), headers, body)
         if isinstance(got, Answer) and got.complete:
             return wire.Complete(got.status, _complete_headers(state, method, got), got.body())
         return _send_answer(state, method, got)
@@ -134,7 +134,7 @@ def _target(inst: Instance, raw_path: bytes, query: bytes) -> bytes:
     return target + b"?" + query if query else target
 
 
-async def _exchange(state: HostState, inst: Instance, pool: BackendPool, method: bytes, target: bytes,
+async def _exchange(inst: Instance, pool: BackendPool, method: bytes, target: bytes,
                     headers: list[tuple[bytes, bytes]], body: bytes) -> Answer | Response:
     """The backend's answer (status and headers in, the body arriving), or the error response to give instead.
 
