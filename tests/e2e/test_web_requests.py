@@ -1,5 +1,6 @@
-"""Cross-origin web requests of an extension UI in Chromium: made by the host with the ``web`` permission (Docker
-Desktop applies no CORS to extension views), by the browser under CORS without it (real server, real engine).
+"""Cross-origin web requests of an extension UI in Chromium (fetch, XMLHttpRequest, EventSource): made by the host
+with the ``web`` permission (Docker Desktop applies no CORS to extension views), by the browser under CORS without
+it (real server, real engine).
 
 The site is a real HTTP server on 127.0.0.1 that sends no CORS headers, like the OAuth provider's token endpoint
 the official oauth sample POSTs to from its UI.
@@ -49,6 +50,24 @@ XHR_FORM = """(url) => new Promise((resolve) => {
   xhr.send("code=c0de&state=s");
 })"""
 
+EVENTS = """(url) => new Promise((resolve) => {
+  const source = new EventSource(url);
+  const got = [];
+  let opened = 0;
+  source.onopen = () => { opened += 1; };
+  source.onmessage = (e) => {
+    got.push(`${e.lastEventId}: ${e.data}`);
+    if (got.length === 4) {
+      source.close();
+      resolve({got, opened, origin: e.origin, state: source.readyState});
+    }
+  };
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) resolve({error: "closed", got, opened});
+  };
+  setTimeout(() => { source.close(); resolve({timeout: true, got, opened}); }, 20000);
+})"""
+
 
 def extension_frame(page: Page) -> Frame:
     open_tab(page, KEY)
@@ -87,6 +106,14 @@ def test_a_page_reaches_a_site_without_cors_through_the_host_and_not_once_the_pe
                        "body": {"method": "POST", "path": "/token", "body": "code=c0de&state=s", "authorization": None,
                                 "contentType": "application/x-www-form-urlencoded"}}, got
 
+        # EventSource (server-sent events): read through the host; it reconnects when the stream ends, sending the
+        # last event's id back, as a browser's EventSource does
+        got = frame.evaluate(EVENTS, f"{site.url}/events")
+        assert got == {"got": ["1: event 1", "2: event 2", "3: event 3", "4: event 4"], "opened": 2,
+                       "origin": site.url, "state": 2}, got
+        asked = [headers for _, path, headers, _ in site.seen if path == "/events"]
+        assert [h.get("Last-Event-ID") for h in asked] == [None, "2"] and asked[0]["Accept"] == "text/event-stream"
+
         # redirects are followed by the host, and the page sees where it ended
         got = frame.evaluate(FETCH_GET, f"{site.url}/redirect")
         assert (got["status"], got["url"], got["redirected"]) == (200, f"{site.url}/final?from=redirect", True), got
@@ -120,6 +147,8 @@ def test_a_page_reaches_a_site_without_cors_through_the_host_and_not_once_the_pe
         assert got["error"].startswith("TypeError"), got
         got = frame.evaluate(XHR_FORM, f"{site.url}/xhr-after-reload")
         assert got == {"error": "network error", "status": 0}, got
+        got = frame.evaluate(EVENTS, f"{site.url}/events")
+        assert got == {"error": "closed", "got": [], "opened": 0}, got  # the browser's own, under CORS
 
         # allowed again: the next page reaches the site through the host
         run_dockext("permissions", "set", ref, "web=allow", home=server.home)

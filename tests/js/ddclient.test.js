@@ -67,6 +67,13 @@ class FakeWebSocket {
 // are the WebSockets it opened; `window.deliver(data, {source, origin})` dispatches a message event to it.
 function load({ extension = {}, respond = () => json({}), timers = setTimeout, web = false } = {}) {
   const calls = [];
+  const nativeSources = [];
+  class NativeEventSource {
+    constructor(url) {
+      this.url = url;
+      nativeSources.push(this);
+    }
+  }
   const posted = [];
   const listeners = [];
   const sockets = [];
@@ -89,6 +96,11 @@ function load({ extension = {}, respond = () => json({}), timers = setTimeout, w
     Request,
     TextDecoder,
     WebSocket,
+    EventTarget,
+    Event,
+    MessageEvent,
+    AbortController,
+    EventSource: NativeEventSource,
     location: { href: PAGE },
     addEventListener: (type, fn) => listeners.push({ type, fn }),
     parent: { postMessage: (message, origin) => posted.push({ message, origin }) },
@@ -110,7 +122,7 @@ function load({ extension = {}, respond = () => json({}), timers = setTimeout, w
     web,
   };
   vm.runInContext(`window.__dockextConfig = ${JSON.stringify(cfg)};\n${THEMES}\n${DDCLIENT}`, sandbox);
-  return { ddClient: sandbox.ddClient, window: sandbox, calls, posted, sockets };
+  return { ddClient: sandbox.ddClient, window: sandbox, calls, posted, sockets, nativeSources };
 }
 
 // Values made inside the SDK's context have that realm's prototypes: compare their JSON form.
@@ -741,4 +753,86 @@ test("web: a request the host could not make rejects a TypeError with the reason
     assert.equal(e.message, `Failed to fetch: ${SITE} could not be requested: ConnectError`);
     return true;
   });
+});
+
+// An answer whose body comes in the given pieces (strings, or bytes), each read separately.
+function streamed(pieces) {
+  const encoder = new TextEncoder();
+  const body = new ReadableStream({
+    pull(controller) {
+      if (!pieces.length) {
+        controller.close();
+        return;
+      }
+      const piece = pieces.shift();
+      controller.enqueue(typeof piece === "string" ? encoder.encode(piece) : piece);
+    },
+  });
+  return new Response(body, { headers: { "Content-Type": "text/event-stream; charset=utf-8" } });
+}
+
+const until = async (check) => {
+  for (let i = 0; i < 200 && !check(); i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.ok(check(), "timed out");
+};
+
+test("web: an event stream of another origin is read through the host, as EventSource reads one", async () => {
+  const answers = [
+    // lines end in \n, \r\n (split between two reads) and \r; a BOM; a comment; a field without a colon; a retry
+    () => streamed(["\uFEFF: hello\nretry: 20\nid: 7\ndata: one\r", "\ndata: two\n\nevent: ping\rdata\r\r",
+      "data: caf", new Uint8Array([0xc3]), new Uint8Array([0xa9, 0x0a, 0x0a]), // é split between two reads
+      "data: never dispatched (no blank line)"]),
+    () => streamed(["data: again\n\n"]),
+    () => new Response(null, { status: 204 }), // "no more": the source fails for good
+  ];
+  const { window, calls, nativeSources } = load({ web: true, respond: () => answers.shift()() });
+  const source = new window.EventSource(`${SITE}events`);
+  assert.equal(nativeSources.length, 0);
+  assert.equal(source.readyState, 0);
+  const seen = [];
+  source.onopen = () => seen.push("open");
+  source.onmessage = (e) => seen.push(`message ${e.data} id=${e.lastEventId} origin=${e.origin}`);
+  source.addEventListener("ping", (e) => seen.push(`ping [${e.data}]`));
+  source.onerror = () => seen.push(`error ${source.readyState}`);
+  try {
+    await until(() => source.readyState === 2);
+  } finally {
+    source.close(); // (a failed test leaves nothing reconnecting)
+  }
+  const origin = new URL(SITE).origin;
+  assert.deepEqual(seen, [
+    "open", `message one\ntwo id=7 origin=${origin}`, "ping []", `message café id=7 origin=${origin}`,
+    "error 0", "open", `message again id=7 origin=${origin}`, "error 0", "error 2",
+  ]);
+  assert.deepEqual(calls.map((c) => c.url), [`${API}/web`, `${API}/web`, `${API}/web`]);
+  assert.equal(calls[0].init.headers.get("X-Dockext-Target"), `${SITE}events`);
+  assert.equal(calls[0].init.headers.get("Accept"), "text/event-stream");
+  assert.equal(calls[0].init.headers.get("Last-Event-ID"), null);
+  assert.equal(calls[1].init.headers.get("Last-Event-ID"), "7"); // sent back when it reconnects
+  assert.equal(source.url, `${SITE}events`);
+});
+
+test("web: close() ends an event stream for good", async () => {
+  const { window, calls } = load({ web: true, respond: () => streamed(["retry: 1\ndata: x\n\n"]) });
+  const source = new window.EventSource(`${SITE}events`);
+  let messages = 0;
+  source.onmessage = () => {
+    messages += 1;
+    source.close();
+  };
+  await until(() => messages === 1);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(source.readyState, 2);
+  assert.equal(calls.length, 1);
+});
+
+test("web: same-origin event streams, and all without the permission, are the browser's EventSource", () => {
+  const own = "http://acme-ext-abc123.localhost:8765/i/0123456789abcdef/events";
+  for (const [web, url] of [[true, own], [false, SITE]]) {
+    const { window, calls, nativeSources } = load({ web });
+    const source = new window.EventSource(url, { withCredentials: true });
+    assert.equal(nativeSources.length, 1);
+    assert.equal(source, nativeSources[0]);
+    assert.equal(calls.length, 0);
+  }
 });

@@ -119,7 +119,8 @@ class RecordingSite:
 
     ``/redirect`` answers 302 to ``/final``, ``/redirect-to?URL`` to URL; ``/cookie`` sets cookies and the
     headers that would act on the origin that receives them (HSTS, Clear-Site-Data); ``/gzip`` answers a
-    gzip-encoded body; anything else echoes what it got as JSON.
+    gzip-encoded body; ``/events`` is an event stream of two events (ids counting on from Last-Event-ID) that then
+    ends; anything else echoes what it got as JSON.
     """
 
     def __init__(self) -> None:
@@ -156,6 +157,17 @@ class RecordingSite:
                         "Access-Control-Allow-Origin": "https://elsewhere.test", "X-Site": "kept",
                         "Content-Type": "text/plain",
                     }, more=(("Set-Cookie", "sid=s3cret; Path=/"),))  # and the site's own session
+                elif self.path == "/events":  # two events after the Last-Event-ID it is sent, then the end
+                    first = int(self.headers.get("Last-Event-ID") or 0) + 1
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(b"retry: 100\n\n")
+                    for i in (first, first + 1):
+                        self.wfile.write(f"id: {i}\ndata: event {i}\n\n".encode())
+                        self.wfile.flush()
+                    self.close_connection = True
                 elif self.path == "/gzip":
                     import gzip
                     self._send(200, gzip.compress(b"unzipped by the browser"),

@@ -50,9 +50,9 @@
  *  - navigate.* and dialog.showOpenDialog: request/reply postMessage to the dashboard (docs/design.md,
  *    "Messages between an extension frame and the dashboard"); navigate resolves undefined or rejects an Error.
  *  - docker.listContainers / listImages: the Engine API's JSON; failures reject an Error with dockext's message.
- *  - the page's own cross-origin fetch / XMLHttpRequest, made by the host (`web` permission, below): the site's
- *    answer as it came; a request dockext cannot make rejects a TypeError "Failed to fetch: <reason>" (fetch)
- *    or answers 502 (XMLHttpRequest).
+ *  - the page's own cross-origin fetch / XMLHttpRequest / EventSource, made by the host (`web` permission,
+ *    below): the site's answer as it came; a request dockext cannot make rejects a TypeError "Failed to fetch:
+ *    <reason>" (fetch), answers 502 (XMLHttpRequest), or is an `error` and a reconnection (EventSource).
  */
 (function () {
   "use strict";
@@ -194,6 +194,139 @@
         },
       });
     }
+  }
+
+  if (typeof window.EventSource === "function" && config.web) window.EventSource = webEventSource(window.EventSource);
+
+  // An event stream of another origin (server-sent events) is read through the fetch above, so it goes
+  // through the host too: EventSource of another origin is under CORS in a browser, not in Docker Desktop.
+  // What the WHATWG spec says an EventSource does, on top of that fetch: `open`, a `message` (or the stream's
+  // own `event:` type) per event, `id:` sent back as Last-Event-ID when it reconnects after `retry:` ms (3 s
+  // until the stream says), an answer other than 200 text/event-stream fails the source for good, close()
+  // ends it. Same-origin sources, and every source without the permission, are the browser's own.
+  function webEventSource(NativeEventSource) {
+    const [CONNECTING, OPEN, CLOSED] = [0, 1, 2];
+
+    class EventSource extends EventTarget {
+      constructor(url, init) {
+        const target = webTarget(url);
+        if (target === null) return new NativeEventSource(url, init);
+        super();
+        this.url = target;
+        this.withCredentials = Boolean(init && init.withCredentials);
+        this.readyState = CONNECTING;
+        this.onopen = this.onmessage = this.onerror = null;
+        this._retry = 3000;
+        this._lastId = "";
+        this._controller = null;
+        setTimeout(() => this._connect(), 0); // after the page has set its handlers, as a browser does
+      }
+
+      close() {
+        this.readyState = CLOSED;
+        if (this._controller) this._controller.abort();
+      }
+
+      _fire(event) {
+        this.dispatchEvent(event);
+        const handler = this[`on${event.type}`];
+        if (["open", "message", "error"].includes(event.type) && typeof handler === "function") {
+          handler.call(this, event);
+        }
+      }
+
+      async _connect() {
+        if (this.readyState === CLOSED) return;
+        const controller = (this._controller = new AbortController());
+        const headers = { Accept: "text/event-stream", "Cache-Control": "no-cache" };
+        if (this._lastId) headers["Last-Event-ID"] = this._lastId;
+        let response;
+        try {
+          response = await window.fetch(this.url, {
+            headers, signal: controller.signal, cache: "no-store",
+            credentials: this.withCredentials ? "include" : "same-origin",
+          });
+        } catch (e) {
+          this._lost();
+          return;
+        }
+        const type = (response.headers.get("Content-Type") || "").split(";")[0].trim().toLowerCase();
+        if (this.readyState === CLOSED) return;
+        if (response.status !== 200 || type !== "text/event-stream" || !response.body) {
+          this.readyState = CLOSED;
+          this._fire(new Event("error"));
+          return;
+        }
+        this.readyState = OPEN;
+        this._fire(new Event("open"));
+        const origin = new URL(response.url || this.url).origin;
+        const reader = response.body.getReader();
+        const decoder = new TextDecoder(); // UTF-8, a leading BOM dropped, as the spec says
+        let pending = "";
+        let data = "";
+        let eventType = "";
+        let idBuffer = this._lastId;
+        const line = (text) => {
+          if (text === "") {
+            this._lastId = idBuffer;
+            if (data !== "") {
+              const event = new MessageEvent(eventType || "message", {
+                data: data.endsWith("\n") ? data.slice(0, -1) : data, origin, lastEventId: idBuffer,
+              });
+              if (this.readyState !== CLOSED) this._fire(event);
+            }
+            data = eventType = "";
+            return;
+          }
+          if (text.startsWith(":")) return;
+          const colon = text.indexOf(":");
+          const field = colon < 0 ? text : text.slice(0, colon);
+          let value = colon < 0 ? "" : text.slice(colon + 1);
+          if (value.startsWith(" ")) value = value.slice(1);
+          if (field === "event") eventType = value;
+          else if (field === "data") data += `${value}\n`;
+          else if (field === "id" && !value.includes("\0")) idBuffer = value;
+          else if (field === "retry" && /^[0-9]+$/.test(value)) this._retry = Number(value);
+        };
+        let afterCR = false; // the last text ended with "\r": a "\n" starting the next one belongs to it
+        const feed = (text) => {
+          if (text === "") return;
+          let start = afterCR && text[0] === "\n" ? 1 : 0;
+          afterCR = false;
+          for (let i = start; i < text.length; i += 1) {
+            if (text[i] !== "\r" && text[i] !== "\n") continue;
+            line(pending + text.slice(start, i));
+            pending = "";
+            if (text[i] === "\r") {
+              if (i + 1 === text.length) afterCR = true;
+              else if (text[i + 1] === "\n") i += 1;
+            }
+            start = i + 1;
+          }
+          pending += text.slice(start);
+        };
+        try {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            feed(decoder.decode(value, { stream: true }));
+          }
+        } catch (e) {
+          // the stream broke off (or close() aborted it): as its end
+        }
+        this._lost();
+      }
+
+      _lost() {
+        if (this.readyState === CLOSED) return;
+        this.readyState = CONNECTING;
+        this._fire(new Event("error"));
+        setTimeout(() => this._connect(), this._retry);
+      }
+    }
+    Object.assign(EventSource, { CONNECTING, OPEN, CLOSED });
+    Object.assign(EventSource.prototype, { CONNECTING, OPEN, CLOSED });
+    return EventSource;
   }
 
   // ---------------------------------------------------------------------------------------------- helpers
