@@ -111,8 +111,8 @@ def test_a_page_reaches_a_site_without_cors_through_the_host_and_not_once_the_pe
         got = frame.evaluate(EVENTS, f"{site.url}/events")
         assert got == {"got": ["1: event 1", "2: event 2", "3: event 3", "4: event 4"], "opened": 2,
                        "origin": site.url, "state": 2}, got
-        asked = [headers for _, path, headers, _ in site.seen if path == "/events"]
-        assert [h.get("Last-Event-ID") for h in asked] == [None, "2"] and asked[0]["Accept"] == "text/event-stream"
+        asked = [{k.lower(): v for k, v in headers.items()} for _, path, headers, _ in site.seen if path == "/events"]
+        assert [h.get("last-event-id") for h in asked] == [None, "2"] and asked[0]["accept"] == "text/event-stream"
 
         # redirects are followed by the host, and the page sees where it ended
         got = frame.evaluate(FETCH_GET, f"{site.url}/redirect")
