@@ -43,11 +43,13 @@ def engine_process(argv: list[str], *, socket: Path, log: Path, what: str, timeo
         yield client
     finally:
         if client is not None:
-            for container in client.containers.list(all=True):
-                with contextlib.suppress(docker.errors.APIError):
-                    container.remove(force=True)
-            with contextlib.suppress(docker.errors.APIError):
+            try:  # (an engine that cannot even list them must still be stopped below)
+                for container in client.containers.list(all=True):
+                    with contextlib.suppress(docker.errors.APIError):
+                        container.remove(force=True)
                 client.networks.prune()  # the networks of those containers
+            except docker.errors.APIError as exc:
+                print(f"{what}: its containers could not be removed: {exc}", flush=True)
             client.close()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

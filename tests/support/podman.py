@@ -28,6 +28,7 @@ import contextlib
 import os
 import resource
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,17 +125,37 @@ def _running(argv: list[str], pidfile: Path, **kwargs: Any) -> Iterator[tuple[do
             kill(pids_where(_in_namespace(netns)))
 
 
+#: where rootful Podman keeps what it must not share with another rootful Podman of the machine (see above)
+ROOTFUL_OPTIONS = (f"--root={DATA_ROOT}", f"--runroot={ROOT / 'runroot'}", f"--tmpdir={ROOT / 'libpod'}",
+                   f"--network-config-dir={ROOT / 'networks'}")
+ROOTFUL_SETUP = ("mkdir -p /run/containers/networks && mount -t tmpfs -o mode=0700 tmpfs /run/containers/networks "
+                 "&& ip link set lo up")
+
+
+def _remove_leftovers(env: dict[str, str], log: Path) -> None:
+    """Remove the containers and networks a run killed before its clean-up left in the kept storage.
+
+    Their network namespaces died with that run, and Podman's API then fails every list of containers
+    ("unknown FS magic on /run/netns/..."): every later test on Podman would fail, and so would the clean-up at
+    its end. The CLI removes them, in namespaces like the service's (so that what their removal runs, such as
+    aardvark-dns, is not left in the machine's)."""
+    podman = " ".join(["podman", *ROOTFUL_OPTIONS])
+    script = f"{ROOTFUL_SETUP}; {podman} rm --all --force --time=0; {podman} network prune --force"
+    with log.open("ab") as out:
+        subprocess.run(["unshare", "-nm", "--propagation", "private", "--", "sh", "-c", script], env=env,
+                       stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=180, check=False)
+
+
 @contextlib.contextmanager
 def podman_engine(log: Path, timeout: float = 90) -> Iterator[PodmanEngine]:
-    """Start root's service; on exit remove its containers and networks, and stop it."""
+    """Start root's service, after removing what a killed run left in its storage; on exit remove its containers
+    and networks, and stop it."""
     env = {**os.environ, **_config("rootful", limits=True)}
     pidfile, socket = ROOT / "podman.pid", ROOT / "podman.sock"
     stop_leftover(pidfile, lambda pid: f"--root={DATA_ROOT}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes())
+    _remove_leftovers(env, log)
     socket.unlink(missing_ok=True)
-    argv = _service(socket, pidfile, f"--root={DATA_ROOT}", f"--runroot={ROOT / 'runroot'}",
-                    f"--tmpdir={ROOT / 'libpod'}", f"--network-config-dir={ROOT / 'networks'}", namespaces="-nm",
-                    setup="mkdir -p /run/containers/networks && mount -t tmpfs -o mode=0700 tmpfs "
-                          "/run/containers/networks && ip link set lo up")
+    argv = _service(socket, pidfile, *ROOTFUL_OPTIONS, namespaces="-nm", setup=ROOTFUL_SETUP)
     with _running(argv, pidfile, socket=socket, log=log, what="podman system service", timeout=timeout, env=env,
                   preexec_fn=_limit_processes) as (client, netns):
         yield PodmanEngine(f"unix://{socket}", client, netns)
