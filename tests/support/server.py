@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -60,7 +61,7 @@ def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, 
     log = home.parent / f"server-{port}.log"
     env = {**os.environ, "DOCKEXT_HOME": str(home), "DOCKEXT_TOKEN": token, **(extra_env or {})}
     cmd = (argv or [sys.executable, "-m", "dockext.cli"]) + ["serve", "--no-browser", "--port", str(port)]
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     if user is not None:
         uid, gid, groups = user
         kwargs = {"user": uid, "group": gid, "extra_groups": groups}
@@ -94,8 +95,9 @@ def listening_socket(backlog: int = 128) -> socket.socket:
 
 
 @contextlib.contextmanager
-def uvicorn_in_thread(config: uvicorn.Config, sock: socket.socket) -> Iterator[None]:
-    """Run a real uvicorn server with ``config`` on ``sock`` in a thread while the block runs."""
+def uvicorn_in_thread(config: uvicorn.Config, sock: socket.socket) -> Iterator[uvicorn.Server]:
+    """Run a real uvicorn server with ``config`` on ``sock`` in a thread while the block runs; yields it (set its
+    ``should_exit`` to stop it sooner)."""
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -103,7 +105,7 @@ def uvicorn_in_thread(config: uvicorn.Config, sock: socket.socket) -> Iterator[N
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
     try:
-        yield
+        yield server
     finally:
         server.should_exit = True
         thread.join(10)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -314,23 +313,13 @@ def shortcut_server() -> Iterator[tuple[int, ShortcutApp, uvicorn.Server]]:
     shortcut_app = ShortcutApp()
     config = uvicorn.Config(shortcut_app, http=wire.HttpProtocol, loop="asyncio", lifespan="off", log_level="critical",
                             proxy_headers=False)  # (a middleware around the app would hide its shortcut)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
+    with uvicorn_in_thread(config, sock) as server:
         yield sock.getsockname()[1], shortcut_app, server
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def answers(c: socket.socket, count: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
     """The next ``count`` answers on ``c``: (status line, headers, body), bodies framed by length or chunks."""
-    out = []
+    out: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
     buf = b""
 
     def more() -> None:
