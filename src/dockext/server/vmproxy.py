@@ -9,7 +9,7 @@ Two ways in, one behaviour:
 * :func:`shortcut`, the hot path: offered to :class:`~dockext.server.wire.HttpProtocol` (through the router's
   ``shortcut``) as soon as a request's head is in. It takes a plain request (a live UI instance of the
   extension the ``Host`` names, a body of known length up to :data:`SHORTCUT_MAX_BODY`) and its complete answer
-  is written without uvicorn's ASGI request cycle, which costs about a third of dockext's CPU per call
+  is written without uvicorn's ASGI request cycle, which cost about a quarter of dockext's CPU per call
   (docs/performance.md). An answer that streams, and every error, are sent through ASGI by the same code as
   below.
 * :func:`handle`, on ASGI: what the shortcut does not take (larger and chunked bodies, ``Expect:

@@ -25,7 +25,7 @@ working. Everything else goes straight to the real transport.
 
 **HTTP: a shortcut past the ASGI cycle.** For every request uvicorn builds a scope, a request cycle with its
 event, a task, and ASGI messages whose headers it checks one by one; for a small proxied ``vm.service`` call
-that is over a third of dockext's CPU (docs/performance.md). An application may offer
+that was about a quarter of dockext's CPU (docs/performance.md). An application may offer
 ``app.shortcut(method, url, headers)``: :class:`HttpProtocol` calls it once a request's head is in, and if it
 returns a :data:`Handler`, the protocol collects the body itself, awaits ``handler(body)`` in a task of its own,
 and writes the :class:`Complete` answer it returns in one piece. The handler may instead return an ASGI app,
