@@ -810,6 +810,7 @@ test("web: an event stream of another origin is read through the host, as EventS
   assert.equal(calls[0].init.headers.get("Last-Event-ID"), null);
   assert.equal(calls[1].init.headers.get("Last-Event-ID"), "7"); // sent back when it reconnects
   assert.equal(source.url, `${SITE}events`);
+  assert.ok(source instanceof window.EventSource && !(source instanceof Array));
 });
 
 test("web: close() ends an event stream for good", async () => {
@@ -833,6 +834,7 @@ test("web: same-origin event streams, and all without the permission, are the br
     const source = new window.EventSource(url, { withCredentials: true });
     assert.equal(nativeSources.length, 1);
     assert.equal(source, nativeSources[0]);
+    assert.ok(source instanceof window.EventSource);
     assert.equal(calls.length, 0);
   }
 });

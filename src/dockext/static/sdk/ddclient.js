@@ -326,6 +326,10 @@
     }
     Object.assign(EventSource, { CONNECTING, OPEN, CLOSED });
     Object.assign(EventSource.prototype, { CONNECTING, OPEN, CLOSED });
+    // a same-origin source is the browser's own object: `instanceof EventSource` holds for both kinds
+    Object.defineProperty(EventSource, Symbol.hasInstance, {
+      value: (o) => o instanceof NativeEventSource || Function.prototype[Symbol.hasInstance].call(EventSource, o),
+    });
     return EventSource;
   }
 
