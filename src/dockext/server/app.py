@@ -39,13 +39,7 @@ class HostRouter:
         if scope["type"] == "lifespan":
             await self.dashboard_app(scope, receive, send)
             return
-        host = ""
-        relayed = False
-        for name, value in scope.get("headers", []):
-            if name == b"host":
-                host = value.decode("latin-1").lower()
-            elif name == webfetch.VIA:
-                relayed = True
+        host, relayed = _host_and_via(scope.get("headers", []))
         if relayed:  # made by dockext for an extension page (webfetch): never let a page reach dockext that way
             if scope["type"] == "websocket":
                 await WebSocket(scope, receive, send).close(code=1008)
@@ -78,19 +72,26 @@ class HostRouter:
         """For :class:`~dockext.server.wire.HttpProtocol`: a ``vm.service`` call to an installed extension's
         origin, answered without the ASGI cycle (:func:`.vmproxy.shortcut`); None sends the request through
         :meth:`__call__` as any other."""
-        host = ""
-        for name, value in headers:
-            if name == b"host":
-                host = value.decode("latin-1").lower()
-            elif name == webfetch.VIA:
-                return None  # refused by __call__
-        record = self._extension(host)
+        host, relayed = _host_and_via(headers)
+        record = None if relayed else self._extension(host)  # (a relayed request is refused by __call__)
         return None if record is None else vmproxy.shortcut(self.state, record, method, url, headers)
 
     def _extension(self, host: str) -> Record | None:
         """The installed extension whose origin ``host`` (lower case, with the port) is."""
         suffix = "." + self.state.extension_suffix
         return self.state.by_slug.get(host[: -len(suffix)]) if host.endswith(suffix) else None
+
+
+def _host_and_via(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:
+    """The ``Host`` (lower case, the last one given), and whether dockext made the request for a page
+    (``X-Dockext-Via``, webfetch)."""
+    host, relayed = "", False
+    for name, value in headers:
+        if name == b"host":
+            host = value.decode("latin-1").lower()
+        elif name == webfetch.VIA:
+            relayed = True
+    return host, relayed
 
 
 def _page_request(scope: Scope) -> bool:

@@ -92,24 +92,23 @@ class Answer:
             elif self._error is not None:
                 raise self._error
             else:
-                self._wake = asyncio.get_running_loop().create_future()
-                try:
-                    await self._wake
-                finally:
-                    self._wake = None
+                await self._news()
 
-    async def whole(self) -> bytes:
-        """The whole body, once it has come; raises BackendNotReady if the backend breaks off its answer. Only for
-        an answer whose length is known and at most :data:`PAUSE_AT` (reading pauses past it)."""
+    async def until_complete(self) -> None:
+        """Returns once the whole body has come; raises BackendNotReady if the backend breaks off its answer. Only
+        for an answer whose length is known and at most :data:`PAUSE_AT` (reading pauses past it)."""
         while not self.complete:
             if self._error is not None:
                 raise self._error
-            self._wake = asyncio.get_running_loop().create_future()
-            try:
-                await self._wake
-            finally:
-                self._wake = None
-        return self.body()
+            await self._news()
+
+    async def _news(self) -> None:
+        """Until the connection brings something: data, the end, or an error."""
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await self._wake
+        finally:
+            self._wake = None
 
     def abort(self) -> None:
         """Stop receiving (the browser went away): the connection is closed, not reused."""

@@ -109,7 +109,7 @@ def shortcut(state: HostState, record: Record, method: bytes, url: bytes,
             return origin_response(pool, state.extension_policy())
         got = await _exchange(inst, pool, method, _target(inst, path, query), headers, body)
         if isinstance(got, Answer) and got.complete:
-            return wire.Complete(got.status, _complete_headers(state, method, got), got.body())
+            return wire.Complete(got.status, *_whole(state, method, got))
         return _send_answer(state, method, got)
 
     return answer
@@ -150,7 +150,7 @@ async def _exchange(inst: Instance, pool: BackendPool, method: bytes, target: by
         return answer
     try:
         async with asyncio.timeout(pool.answer_timeout):
-            await answer.whole()
+            await answer.until_complete()
     except TimeoutError:
         answer.abort()
         return _proxy_error(BackendNotReady(
@@ -179,9 +179,9 @@ def _send_answer(state: HostState, method: bytes, answer: Answer | Response) -> 
 
     async def app(_scope: Scope, receive: Receive, send: Send) -> None:
         if answer.complete:
-            headers = _complete_headers(state, method, answer)
+            headers, body = _whole(state, method, answer)
             await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-            await send({"type": "http.response.body", "body": answer.body()})
+            await send({"type": "http.response.body", "body": body})
             return
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": _answer_headers(state, answer.headers)})
@@ -214,14 +214,14 @@ def _request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes
     return b"".join(parts)
 
 
-def _complete_headers(state: HostState, method: bytes, answer: Answer) -> list[tuple[bytes, bytes]]:
-    """The headers of a whole answer: its real length (the backend's framing is gone); a HEAD answer keeps the
-    length the backend announced; 204 and 304 have none."""
-    headers = _answer_headers(state, answer.headers)
+def _whole(state: HostState, method: bytes, answer: Answer) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body of a whole answer. The headers carry its real length (the backend's framing is gone); a
+    HEAD answer keeps the length the backend announced; 204 and 304 have none."""
+    headers, body = _answer_headers(state, answer.headers), answer.body()
     if method != b"HEAD" and answer.status not in (204, 304):
         headers = [h for h in headers if h[0].lower() != b"content-length"]
-        headers.append((b"content-length", b"%d" % len(answer.body())))
-    return headers
+        headers.append((b"content-length", b"%d" % len(body)))
+    return headers, body
 
 
 def _answer_headers(state: HostState, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
