@@ -228,3 +228,31 @@ def test_s15_the_dashboard_takes_messages_only_from_the_open_extensions_own_fram
     expect(page.locator("#extension-frame")).to_have_attribute("data-key", KEY_A)
     replies = frame.evaluate("[window.__replies.map((r) => r.id), window.__nested.__replies]")
     assert replies == [["own-1"], []]
+
+
+def test_an_extensions_cookie_bomb_is_cleared_and_the_dashboard_comes_back(page: Page, two: Server) -> None:
+    """An extension's page can set cookies for the dashboard's domain (its origin is a subdomain of it, and
+    same-site): 170 cookies of 4000 bytes make every request to the dashboard and to every extension carry a
+    Cookie line of 660 KiB, ten times what dockext reads. The dashboard's answer then says so and has Chromium
+    delete the site's cookies (extension origins' too); opening the dashboard again (logging in with the token)
+    works."""
+    frame = open_frame(page, two, KEY_A)
+    held = frame.evaluate(
+        """() => {
+          const v = "x".repeat(4000);
+          for (let i = 0; i < 170; i++) document.cookie = `bomb${i}=${v}; domain=dockext.localhost; path=/`;
+          document.cookie = "own=1; path=/";  // one of the extension's own, on its origin
+          return document.cookie.length;
+        }"""
+    )
+    assert held > 600_000  # Chromium took them: the bomb is real
+    answer = page.goto(two.url + "/")
+    assert answer is not None and answer.status == 431
+    expect(page.locator("h1")).to_have_text("Too many cookies")
+    expect(page.locator("body")).to_contain_text("dockext has asked your browser to delete this site's cookies")
+    assert page.context.cookies() == []  # every cookie of the site: the bomb, the session, the extension's own
+    page.get_by_role("link", name="Open the dashboard again").click()
+    expect(page.locator("form")).to_be_visible()  # the login page: the session cookie went with the rest
+    page.goto(two.login_url)
+    expect(page.locator("#home-title")).to_be_visible()
+    open_frame(page, two, KEY_A)  # and the extension opens again

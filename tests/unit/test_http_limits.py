@@ -123,6 +123,56 @@ def test_a_head_under_the_limit_and_a_large_body_are_served(live: Live) -> None:
     assert [(m, p, len(b)) for m, p, _, b in live.backend.seen] == [("POST", "/upload", len(body))]
 
 
+def headers_of(answer: bytes) -> dict[bytes, bytes]:
+    head = answer.partition(b"\r\n\r\n")[0]
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")[1:])}
+
+
+def cookie_bomb(count: int = 40, size: int = 4000) -> bytes:
+    """The Cookie line of a browser holding ``count`` cookies of ``size`` bytes (an extension's page can set
+    them for the dashboard's domain): Chromium keeps up to 180 such cookies per site."""
+    return b"Cookie: " + b"; ".join(b"b%d=%s" % (i, b"x" * size) for i in range(count)) + b"\r\n"
+
+
+@pytest.mark.parametrize("pieces", [1, 40], ids=["one-read", "many-reads"])
+def test_a_head_too_large_for_its_cookies_asks_the_browser_to_clear_them(live: Live, pieces: int) -> None:
+    """A cookie bomb: a page sent 431 for its cookies gets a page that says what happened and what to do, and
+    ``Clear-Site-Data: "cookies"``, which makes the browser drop them (proven in Chromium by
+    tests/e2e/test_security_cases.py). Whether the head came in one read or in many (as a browser's 160 KiB head
+    does), on the dashboard's origin and on an extension's."""
+    small = cookie_bomb(count=20)  # 80 KiB: one read of the server's
+    big = cookie_bomb()
+    for request in (live.dashboard_head(b"User-Agent: x\r\n" + (small if pieces == 1 else big)),
+                    live.vm(b"GET", b"/hello", (small if pieces == 1 else big) + b"Accept: */*\r\n\r\n")):
+        with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+            step = -(-len(request) // pieces)
+            for i in range(0, len(request), step):
+                try:
+                    s.sendall(request[i:i + step])
+                except OSError:  # refused before the rest was sent: the answer is still there to read
+                    break
+            answer = read_answer(s)
+        assert status(answer) == 431, answer[:300]
+        headers = headers_of(answer)
+        assert headers[b"clear-site-data"] == b'"cookies"'
+        assert headers[b"content-type"] == b"text/html; charset=utf-8"
+        assert b"script-src" not in headers[b"content-security-policy"]  # default-src 'none': no script runs
+        body = answer.partition(b"\r\n\r\n")[2].decode()
+        assert "Too many cookies" in body and "log in" in body and "KiB of cookies" in body
+    assert live.backend.seen == []
+
+
+def test_a_head_too_large_for_other_headers_leaves_the_cookies_alone(live: Live) -> None:
+    """A page can make its own request heads large (a long URL, headers of its own) but cannot make the browser
+    send more cookies without setting them: such a head gets a plain 431, and nobody's cookies are cleared."""
+    half = b"Cookie: a=" + b"x" * (MAX_HEAD // 3) + b"\r\n"
+    for extra in (b"X-Big: " + b"a" * MAX_HEAD + b"\r\n", half + b"X-Big: " + b"a" * MAX_HEAD + b"\r\n"):
+        answer = exchange(live, live.dashboard_head(extra))
+        assert status(answer) == 431
+        assert b"clear-site-data" not in headers_of(answer)
+        assert answer.endswith(b"request head over %d bytes" % MAX_HEAD)
+
+
 # ------------------------------------------------------------------------------- S36: slow and silent
 
 

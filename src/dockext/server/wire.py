@@ -49,6 +49,7 @@ TestClient, another server) sends through ASGI as usual.
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -81,6 +82,27 @@ MAX_HEAD = 64 << 10  # bytes of a request line and headers (Node allows 16 KiB; 
 HEAD_TIMEOUT = 10.0  # seconds from a request's first byte until its head must be complete
 BODY_TIMEOUT = 60.0  # seconds a request body may go without a byte arriving
 LINGER = 2.0  # seconds a refused connection is read (and what comes dropped) before it is closed
+
+#: the Cookie lines of a raw request head (the last one may be cut off where the head was refused)
+COOKIE_LINES = re.compile(rb"\ncookie:[^\r\n]*", re.IGNORECASE)
+#: what a browser is told when cookies made a head too large (:meth:`HttpProtocol._refuse_head`); no script
+COOKIE_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><meta name="color-scheme" content="light dark">
+<title>dockext: too many cookies</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em}}</style>
+<h1>Too many cookies</h1>
+<p>Your browser sent {sent} KiB of cookies with this request, and dockext reads at most {limit} KiB of request
+headers. A page of this site set them: an extension's page can set cookies for the dashboard's domain.</p>
+<p>dockext has asked your browser to delete this site's cookies. <a href="/">Open the dashboard again</a> and log in
+with the token <code>dockext serve</code> printed.</p>
+<p>If this page comes back when you open an extension, that extension sets them again: remove it. A browser that
+reaches dockext over plain HTTP by a name other than localhost does not delete cookies when asked: delete this
+site's cookies in its settings.</p>
+"""
+COOKIE_PAGE_HEADERS = (
+    b"clear-site-data: \"cookies\"\r\n"
+    b"content-security-policy: default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'\r\n"
+    b"x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +218,7 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_made(CoalescingTransport(transport, self.loop, self._drain_on_close))  # type: ignore[arg-type]
         self._head_pending = True  # between requests, or inside a head: bytes received count against max_head
         self._head_bytes = 0  # bytes received while a head was pending (bounds what the parser holds)
+        self._head_data: list[bytes] = []  # what came while a head was pending: read if the head is refused
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._in_body = False  # the current request's head is in, its body not yet whole
@@ -211,22 +234,25 @@ class HttpProtocol(HttpToolsProtocol):
             return  # the rest of a refused request: dropped until the connection closes
         if self._head_pending:
             self._head_bytes += len(data)
+            self._head_data.append(data)
             if self._head_timer is None:
                 self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
         super().data_received(data)  # the parser's callbacks below run in here
         if self._in_body and self._body_timer is None and not self._refused:
             self._body_timer = self.loop.call_later(self.body_timeout, self._body_check)
         if self._head_pending and self._head_bytes > self.max_head and not self.transport.is_closing():
-            self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
+            raw = b"".join(self._head_data)
+            self._refuse_head(sum(len(m) for m in COOKIE_LINES.findall(raw)))
 
     def on_headers_complete(self) -> None:
         if self._refused:
             return
         self._head_pending = False
+        self._head_data = []
         self._stop_head_timer()
         # a head that came whole in one read is measured here (uvicorn collected the URL and the headers)
         if len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > self.max_head:
-            self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
+            self._refuse_head(sum(len(v) + 8 for n, v in self.headers if n == b"cookie"))
             return
         self._in_body = True  # until on_message_complete, which for most requests comes in the same read
         if not self._take():
@@ -420,7 +446,23 @@ class HttpProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _refuse(self, status: int, reason: bytes, message: str) -> None:
+    def _refuse_head(self, cookies: int) -> None:
+        """431 for a head over :attr:`max_head`, of which ``cookies`` bytes were Cookie lines. When those are most
+        of it, the browser holds more cookies for this site than dockext reads, and would send them with every
+        request until they expire: an extension's page can set them for the dashboard's domain (a cookie bomb),
+        and neither the dashboard nor any extension would load again. The answer then asks the browser to delete
+        the site's cookies (``Clear-Site-Data``, which covers its subdomains: every extension origin), and says
+        so in a page a person can act on. A page cannot make its requests' Cookie lines long any other way than
+        by setting cookies, so no page can have the browser's cookies cleared without having set them."""
+        if cookies * 2 <= self.max_head:
+            self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
+            return
+        page = COOKIE_PAGE.format(sent=cookies >> 10, limit=self.max_head >> 10)
+        self._refuse(431, b"Request Header Fields Too Large", page, content_type=b"text/html; charset=utf-8",
+                     headers=COOKIE_PAGE_HEADERS)
+
+    def _refuse(self, status: int, reason: bytes, message: str, *,
+                content_type: bytes = b"text/plain; charset=utf-8", headers: bytes = b"") -> None:
         """Answer ``status`` and close; just close if an answer to an earlier request is still being sent.
 
         The answer is followed by a half-close, and what the client still sends is read and dropped for
@@ -429,13 +471,14 @@ class HttpProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         self._refused = True
         self._head_pending = False
+        self._head_data = []
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()
             return
         body = message.encode()
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%sconnection: close\r\n\r\n%s"
+            % (status, reason, content_type, len(body), headers, body)
         )
         if self.transport.can_write_eof():
             self.transport.write_eof()
