@@ -187,6 +187,20 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``path`` (made if missing, 0600): for a read-modify-write of one small
+    state file that several processes on a home may make at once (two servers, a server and the CLI), which
+    :func:`atomic_write` alone would let one of them undo. Blocking: the holders keep it for one write. The
+    kernel drops it when its holder dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(path: Path) -> None:
     """fsync(2) of a directory: what makes the renames and creations in it durable."""
     dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +73,30 @@ def test_revocations_are_kept_only_until_the_session_would_have_expired(tmp_path
     (tmp_path / REVOKED_FILE).write_text(json.dumps(revoked_then))
     assert sessions.revoke(current)
     assert list(json.loads((tmp_path / REVOKED_FILE).read_text())["revoked"]) == [current.split(".")[1]]
+
+
+def _log_out_many(home: str, sessions: list[str], start) -> None:  # in a process of its own, as a second server
+    server = Sessions.for_home(Path(home))
+    start.wait()
+    for value in sessions:
+        assert server.revoke(value)
+
+
+def test_servers_logging_out_at_the_same_moment_keep_every_logout(tmp_path):
+    """Four servers on one home each log out 25 sessions at once: every one of the 100 stays refused (a
+    read-modify-write of the revocations without a lock lets one server's write undo another's)."""
+    issuer = Sessions.for_home(tmp_path)
+    batches = [[issuer.issue() for _ in range(25)] for _ in range(4)]
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_log_out_many, args=(str(tmp_path), batch, start)) for batch in batches]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    fresh = Sessions.for_home(tmp_path)
+    still_valid = [v for batch in batches for v in batch if fresh.valid(v)]
+    assert still_valid == []
+    assert len(json.loads((tmp_path / REVOKED_FILE).read_text())["revoked"]) == 100

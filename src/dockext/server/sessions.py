@@ -11,7 +11,8 @@ not exactly as issued, or an expired one.
 
 Logging out (the dashboard's "Log out", ``POST /api/logout``) revokes that one session: its nonce is kept in
 ``<home>/revoked_sessions`` (JSON, atomic, 0600) until the session would have expired, so a copy of the cookie
-is refused too, by every server on that home, after a restart as well.
+is refused too, by every server on that home, after a restart as well. Servers logging out at the same moment
+take turns (``flock`` on ``<home>/.revoked_sessions.lock``), so none undoes another's logout.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 from ..errors import StateError
-from ..store import atomic_write, file_stamp, read_settings
+from ..store import atomic_write, file_lock, file_stamp, read_settings
 
 __all__ = ["FILE", "MAX_AGE", "REVOKED_FILE", "Sessions"]
 
@@ -95,15 +96,23 @@ class Sessions:
         if not self.valid(value):
             return False
         expiry, nonce, _ = value.split(".")
+        path = self._revoked_path
+        if path is None:
+            self._revoked = self._add_revocation(nonce, int(expiry))
+            return True
+        # another server on the home may be logging out at the same moment: each reads what the other wrote
+        with file_lock(path.with_name(f".{path.name}.lock")):
+            self._revoked_stamp = None  # read the file as it is now
+            table = self._add_revocation(nonce, int(expiry))
+            atomic_write(path, json.dumps({"schema": REVOKED_SCHEMA, "revoked": table}).encode() + b"\n", mode=0o600)
+            self._revoked, self._revoked_stamp = table, file_stamp(path)
+        return True
+
+    def _add_revocation(self, nonce: str, expiry: int) -> dict[str, int]:
         now = time.time()
         table = {n: e for n, e in self._revocations().items() if e > now}
-        table[nonce] = int(expiry)
-        self._revoked = table
-        if self._revoked_path is not None:
-            body = {"schema": REVOKED_SCHEMA, "revoked": table}
-            atomic_write(self._revoked_path, json.dumps(body).encode() + b"\n", mode=0o600)
-            self._revoked_stamp = file_stamp(self._revoked_path)
-        return True
+        table[nonce] = expiry
+        return table
 
     def _revocations(self) -> dict[str, int]:
         """The revoked nonces, read again whenever the file changed (another server on the home logged out)."""
