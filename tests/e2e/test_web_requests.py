@@ -8,6 +8,8 @@ the official oauth sample POSTs to from its UI.
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 from playwright.sync_api import Frame, Page
 
@@ -122,12 +124,22 @@ def test_a_page_reaches_a_site_without_cors_through_the_host_and_not_once_the_pe
         got = frame.evaluate(FETCH_GET, "http://127.0.0.1:1/nothing-listens")
         assert got["error"].startswith("TypeError: Failed to fetch: http://127.0.0.1:1/nothing-listens could not be "
                                        "requested"), got
+        # and as an XMLHttpRequest fails: a network error (axios: "Network Error", no response), the reason in the
+        # console for the developer
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        got = frame.evaluate(XHR_FORM, "http://127.0.0.1:1/nothing-listens")
+        assert got == {"error": "network error", "status": 0}, got
+        reason = urllib.parse.quote("http://127.0.0.1:1/nothing-listens could not be requested", safe="")
+        assert any(f"dockext-failed:/{reason}" in text for text in console), console
 
         # never dockext itself: not by its address, nor through a site's redirect
         got = frame.evaluate(FETCH_GET, f"http://127.0.0.1:{server.port}/api/extensions")
         assert got == {"error": "TypeError: Failed to fetch: dockext does not pass web requests to itself"}, got
         got = frame.evaluate(FETCH_GET, f"{site.url}/redirect-to?http://localhost:{server.port}/api/extensions")
         assert got == {"error": "TypeError: Failed to fetch: dockext does not pass web requests to itself"}, got
+        got = frame.evaluate(XHR_FORM, f"http://127.0.0.1:{server.port}/api/extensions")
+        assert got == {"error": "network error", "status": 0}, got
 
         # denied while the page is open: the host says so, and the browser makes the request itself, under CORS
         out = run_dockext("permissions", "set", ref, "web=deny", home=server.home).stdout
@@ -136,6 +148,8 @@ def test_a_page_reaches_a_site_without_cors_through_the_host_and_not_once_the_pe
         got = frame.evaluate(FETCH_GET, f"{site.url}/after-deny")
         assert got["error"].startswith("TypeError"), got
         assert "could not be requested" not in got["error"]  # the browser's own CORS failure, not dockext's
+        got = frame.evaluate(XHR_FORM, f"{site.url}/xhr-after-deny")  # a network error, as under CORS
+        assert got == {"error": "network error", "status": 0}, got
         # whatever reached the site came from the browser, which says where the page is
         assert all(headers.get("Origin", "").endswith(f".dockext.localhost:{server.port}")
                    for _, _, headers, _ in site.seen[before:]), site.seen[before:]

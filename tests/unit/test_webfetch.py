@@ -8,6 +8,7 @@ tests/e2e/test_web_requests.py.
 from __future__ import annotations
 
 import json
+import urllib.parse
 
 import pytest
 
@@ -140,6 +141,29 @@ def test_a_site_that_cannot_be_reached_is_a_clear_failure(env, site):
     r = web(client, cap_base(client, state, a), f"http://127.0.0.1:{port}/token")
     assert r.status_code == 502 and r.headers["x-dockext-proxy-error"] == "1"
     assert f"http://127.0.0.1:{port}/token could not be requested: ConnectError" in r.json()["error"]["message"]
+
+
+def test_an_xmlhttprequest_fails_as_a_network_error_with_the_reason_in_the_refused_url(env, site):
+    """The SDK's XMLHttpRequest asks to fail as the browser fails: a redirect to ``dockext-failed:/<reason>``,
+    which Chromium turns into a network error (tests/e2e/test_web_requests.py); fetch keeps dockext's answer."""
+    client, state, a, _ = env
+    login(client)
+    base = cap_base(client, state, a)
+    port = site.port
+    site.close()
+    xhr = {"X-Dockext-Failure": "network-error"}
+    r = web(client, base, f"http://127.0.0.1:{port}/token", "POST", content=b"x", headers=xhr, follow_redirects=False)
+    assert r.status_code == 307 and r.headers["x-dockext-proxy-error"] == "1" and r.content == b""
+    scheme, _, reason = r.headers["location"].partition(":/")
+    assert scheme == webfetch.FAILED_SCHEME and "%20" in reason and "/" not in reason
+    said = urllib.parse.unquote(reason)
+    assert said.startswith(f"http://127.0.0.1:{port}/token could not be requested: ConnectError"), said
+    assert r.headers["cache-control"] == "no-store"
+    assert web(client, base, "file:///etc/passwd", headers=xhr, follow_redirects=False).status_code == 307
+    permissions.set_grants(state.layout, a.key, web=False)  # withheld: as the browser's own CORS failure would be
+    r = web(client, base, f"http://127.0.0.1:{port}/token", headers=xhr, follow_redirects=False)
+    assert r.status_code == 307 and r.headers["x-dockext-proxy-error"] == "withheld"
+    assert "may%20not%20make%20web%20requests" in r.headers["location"]
 
 
 def test_the_page_must_say_it_is_the_sdk_and_hold_this_extensions_capability(env, site):

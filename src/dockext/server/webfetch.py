@@ -17,7 +17,12 @@ that a page which learnt another extension's capability cannot use it from the h
 
 Failures are answered with ``X-Dockext-Proxy-Error``: ``withheld`` (403) when the user denied the permission,
 and the SDK then makes the request as the browser would; ``1`` (502) when the request could not be made, which
-the SDK turns into the ``TypeError`` a failed ``fetch`` gives, with dockext's reason in its message.
+the SDK turns into the ``TypeError`` a failed ``fetch`` gives, with dockext's reason in its message. An
+``XMLHttpRequest`` cannot be failed from script, so the SDK sends ``X-Dockext-Failure: network-error`` with it,
+and its failures (withheld ones too) are answered with a redirect to ``dockext-failed:/<reason>``: a browser
+fails a request redirected to a scheme other than http(s) as a network error (Fetch, "HTTP-redirect fetch"),
+which is what the page would have seen for an unreachable site or a CORS refusal (status 0, ``error``, a
+synchronous ``send()`` throws), and its console shows the reason in the refused URL.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import ipaddress
 import weakref
 from collections.abc import Sequence
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from starlette.responses import Response
@@ -46,6 +51,9 @@ TARGET: Final = b"x-dockext-target"
 #: on every request made here; dockext's own router refuses a request that carries it (server/app.py)
 VIA: Final = b"x-dockext-via"
 REDIRECT: Final = b"x-dockext-redirect"  # the page's fetch mode: follow (the default), manual or error
+#: ``network-error``: fail as the browser fails a request (XMLHttpRequest), not with dockext's answer (fetch)
+FAILURE: Final = b"x-dockext-failure"
+FAILED_SCHEME: Final = "dockext-failed"
 #: request headers the site never sees (besides every ``sec-*`` and ``x-dockext*`` one)
 NOT_FORWARDED: Final = HOP_BY_HOP | {b"host", b"cookie", b"origin", b"referer", b"content-length", b"expect"}
 #: answer headers the page never gets: they would act on the extension's origin, not on the site's
@@ -146,12 +154,12 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
     try:
         state.check_permission(inst.record, "web")
     except DockextError as exc:  # denied, or the grants cannot be read: the browser makes it, under CORS
-        await _answer(_failure(exc, 403, "withheld"), scope, receive, send, policy)
+        await _answer(_failure(fields, exc, 403, "withheld"), scope, receive, send, policy)
         return
     try:
         url = target_of(fields.get(TARGET, b"").decode("latin-1"), state.engine.host, state.port)
     except DockextError as exc:
-        await _answer(_failure(exc), scope, receive, send, policy)
+        await _answer(_failure(fields, exc), scope, receive, send, policy)
         return
     try:
         body = await read_asgi_body(receive, MAX_BODY)
@@ -168,14 +176,16 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         # the page's own Accept-Encoding stands: the body goes back still encoded, for the browser to decode
         answer = await client.send(request, stream=True, follow_redirects=follow)
     except WebRequestError as exc:  # a redirect to where a page may not go
-        await _answer(_failure(exc), scope, receive, send, policy)
+        await _answer(_failure(fields, exc), scope, receive, send, policy)
         return
     except httpx.TooManyRedirects:
-        await _answer(_failure(WebRequestError(f"{url}: more than 20 redirects")), scope, receive, send, policy)
+        await _answer(_failure(fields, WebRequestError(f"{url}: more than 20 redirects")), scope, receive, send,
+                      policy)
         return
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        await _answer(_failure(WebRequestError(f"{url} could not be requested: {why}")), scope, receive, send, policy)
+        failure = _failure(fields, WebRequestError(f"{url} could not be requested: {why}"))
+        await _answer(failure, scope, receive, send, policy)
         return
     try:
         headers = answer_headers(answer.headers.raw, str(answer.url), bool(answer.history)) + list(policy)
@@ -202,8 +212,15 @@ async def _pass_body(answer: httpx.Response, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _failure(exc: DockextError, status: int = 502, kind: str = "1") -> Response:
-    response = error_response(exc, status=status)
+def _failure(fields: dict[bytes, bytes], exc: DockextError, status: int = 502, kind: str = "1") -> Response:
+    """dockext's answer for a request it did not make: its error (for the SDK's fetch), or, when the request
+    asks to fail as the browser fails (:data:`FAILURE`), a redirect the browser turns into a network error."""
+    response: Response
+    if fields.get(FAILURE) == b"network-error":
+        location = f"{FAILED_SCHEME}:/{quote(str(exc), safe='')}"  # with a path, as strict URL parsers want
+        response = Response(status_code=307, headers={"Location": location, "Cache-Control": "no-store"})
+    else:
+        response = error_response(exc, status=status)
     response.headers["X-Dockext-Proxy-Error"] = kind
     return response
 

@@ -52,7 +52,8 @@
  *  - docker.listContainers / listImages: the Engine API's JSON; failures reject an Error with dockext's message.
  *  - the page's own cross-origin fetch / XMLHttpRequest / EventSource, made by the host (`web` permission,
  *    below): the site's answer as it came; a request dockext cannot make rejects a TypeError "Failed to fetch:
- *    <reason>" (fetch), answers 502 (XMLHttpRequest), or is an `error` and a reconnection (EventSource).
+ *    <reason>" (fetch), is a network error as the browser's own (XMLHttpRequest: status 0 and `error`, the
+ *    reason in the console), or is an `error` and a reconnection (EventSource).
  */
 (function () {
   "use strict";
@@ -98,7 +99,9 @@
   // makes it from the host with the page's method, headers and body and passes the answer back as it came
   // (docs/design.md, "Web requests"). Without it, or when the user withholds it while the page is open, the
   // browser makes the request itself, under CORS. A request dockext cannot make fails as a fetch does: a
-  // TypeError, with dockext's reason in its message.
+  // TypeError, with dockext's reason in its message. An XMLHttpRequest cannot be failed from script: dockext
+  // answers its failures with a redirect the browser refuses, so it fails as a network error (status 0,
+  // `error`), as it would without dockext (for a request made after the user withheld the permission too).
   const WEB = `${API}/web`;
 
   function webTarget(url) {
@@ -177,6 +180,7 @@
       xhrOpen.call(this, method, WEB, rest.length ? rest[0] : true);
       xhrSetRequestHeader.call(this, "X-Dockext", "1");
       xhrSetRequestHeader.call(this, "X-Dockext-Target", target);
+      xhrSetRequestHeader.call(this, "X-Dockext-Failure", "network-error");
       const [user, password] = rest.slice(1);
       if (user != null) {
         xhrSetRequestHeader.call(this, "Authorization", `Basic ${btoa(`${user}:${password ?? ""}`)}`);
