@@ -11,6 +11,9 @@ For each backend, an in-process asyncio client (httpx.AsyncClient) sends ``GET /
 * bare relay: TCP to a process that only passes bytes between each TCP connection and one to the backend
   socket (:data:`RELAY`, asyncio protocols, no HTTP): the cost of the hop alone, the floor for any proxy on
   asyncio. Not part of the targets; it shows how much of the gap is the hop and how much is dockext.
+* direct TCP (fast backend only): the same responder's code run on the host on 127.0.0.1, reached over loopback
+  TCP with no hop: what TCP alone costs this client against the unix socket. A browser only has TCP, so
+  ``proxy / direct TCP`` is what dockext costs a client that could reach the backend at all. Not a target.
 
 Backends: ``fast`` is ``bench/fixtures/bench-fast`` (a minimal asyncio HTTP/1.1 responder, so the ratio shows
 dockext's own cost); ``slow`` is the test fixture ``vm-image`` (Python's ``http.server``, threaded: the
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -153,6 +157,22 @@ asyncio.run(main())
 
 
 @contextlib.contextmanager
+def tcp_responder(server: Path | None) -> Iterator[int | None]:
+    """The port of the bench-fast responder run on the host on loopback TCP (None when there is none)."""
+    if server is None:
+        yield None
+        return
+    env = {**os.environ, "LISTEN": "127.0.0.1:0"}
+    proc = subprocess.Popen([sys.executable, str(server)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline().rsplit(":", 1)[1])
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
 def bare_relay(sock: Path) -> Iterator[tuple[int, int]]:
     """(port, pid) of a running :data:`RELAY` to ``sock``."""
     proc = subprocess.Popen([sys.executable, "-c", RELAY, str(sock)], stdout=subprocess.PIPE, text=True)
@@ -164,7 +184,7 @@ def bare_relay(sock: Path) -> Iterator[tuple[int, int]]:
         proc.wait()
 
 
-def clients(b: common.Bench, ui: common.Ui, sock: Path, relay_port: int) -> list[Target]:
+def clients(b: common.Bench, ui: common.Ui, sock: Path, relay_port: int, tcp_port: int | None) -> list[Target]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     timeout = httpx.Timeout(30.0)
     direct = httpx.AsyncClient(
@@ -179,8 +199,15 @@ def clients(b: common.Bench, ui: common.Ui, sock: Path, relay_port: int) -> list
         transport=httpx.AsyncHTTPTransport(retries=0, limits=limits),
         base_url=f"http://127.0.0.1:{b.port}", headers={"Host": ui.host}, timeout=timeout,
     )
-    return [Target("direct", direct, "/hello"), Target("bare relay", relay, "/hello"),
-            Target("proxy", proxy, f"{ui.api}/vm/hello")]
+    targets = [Target("direct", direct, "/hello"), Target("bare relay", relay, "/hello"),
+               Target("proxy", proxy, f"{ui.api}/vm/hello")]
+    if tcp_port is not None:
+        tcp = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(retries=0, limits=limits),
+            base_url=f"http://127.0.0.1:{tcp_port}", timeout=timeout,
+        )
+        targets.insert(1, Target("direct TCP", tcp, "/hello"))
+    return targets
 
 
 def raw_exchange(conn: socket.socket, request: bytes) -> None:
@@ -201,17 +228,20 @@ def raw_exchange(conn: socket.socket, request: bytes) -> None:
         body += conn.recv(65536)
 
 
-def raw_times(b: common.Bench, ui: common.Ui, sock: Path, relay_port: int) -> dict[str, float]:
+def raw_times(b: common.Bench, ui: common.Ui, sock: Path, relay_port: int, tcp_port: int | None) -> dict[str, float]:
     """Median seconds per request for each side, from a blocking socket, one request at a time."""
     direct = socket.socket(socket.AF_UNIX)
     direct.connect(str(sock))
     relay = socket.create_connection(("127.0.0.1", relay_port))
     proxy = socket.create_connection(("127.0.0.1", b.port))
+    hello = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n" + RAW_HEADERS + b"\r\n"
     sides = {
-        "direct": (direct, b"GET /hello HTTP/1.1\r\nHost: localhost\r\n" + RAW_HEADERS + b"\r\n"),
-        "bare relay": (relay, b"GET /hello HTTP/1.1\r\nHost: localhost\r\n" + RAW_HEADERS + b"\r\n"),
+        "direct": (direct, hello),
+        "bare relay": (relay, hello),
         "proxy": (proxy, f"GET {ui.api}/vm/hello HTTP/1.1\r\nHost: {ui.host}\r\n".encode() + RAW_HEADERS + b"\r\n"),
     }
+    if tcp_port is not None:
+        sides["direct TCP"] = (socket.create_connection(("127.0.0.1", tcp_port)), hello)
     times: dict[str, list[float]] = {name: [] for name in sides}
     try:
         for conn, _ in sides.values():
@@ -231,11 +261,12 @@ def raw_times(b: common.Bench, ui: common.Ui, sock: Path, relay_port: int) -> di
 
 
 async def measure_backend(
-    b: common.Bench, ui: common.Ui, sock: Path, *, duration: float, reps: int, warmup: float
+    b: common.Bench, ui: common.Ui, sock: Path, *, duration: float, reps: int, warmup: float,
+    responder: Path | None = None,
 ) -> tuple[dict[int, dict[str, list[Window]]], dict[str, float]]:
-    with bare_relay(sock) as (relay_port, relay_pid):
-        targets = clients(b, ui, sock, relay_port)
-        pids = {"direct": None, "bare relay": relay_pid, "proxy": b.server_pid}
+    with bare_relay(sock) as (relay_port, relay_pid), tcp_responder(responder) as tcp_port:
+        targets = clients(b, ui, sock, relay_port, tcp_port)
+        pids = {"direct": None, "direct TCP": None, "bare relay": relay_pid, "proxy": b.server_pid}
         results: dict[int, dict[str, list[Window]]] = {c: {t.name: [] for t in targets} for c in CONCURRENCY}
         try:
             for c in CONCURRENCY:
@@ -248,7 +279,7 @@ async def measure_backend(
         finally:
             for t in targets:
                 await t.client.aclose()
-        raw = raw_times(b, ui, sock, relay_port)
+        raw = raw_times(b, ui, sock, relay_port, tcp_port)
     return results, raw
 
 
@@ -275,21 +306,28 @@ def report(name: str, results: dict[int, dict[str, list[Window]]], raw: dict[str
         ok_rps, ok_p50 = med(ratios) >= TARGET_RPS_RATIO, med(added) < TARGET_ADDED_P50_MS
         verdicts += [ok_rps, ok_p50]
         relay = [r.rps / d.rps for d, r in zip(by["direct"], by["bare relay"], strict=True)]
-        ratio_rows.append([
+        row = [
             f"c={c}", f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
             "met" if ok_rps else "MISSED",
             f"{med(added):+.3f} ({min(added):+.3f}..{max(added):+.3f})", "met" if ok_p50 else "MISSED",
             f"{med(relay):.2f} ({min(relay):.2f}-{max(relay):.2f})",
-        ])
-    print(common.table(
-        ["conc", "proxy/direct rps (min-max)", f">={TARGET_RPS_RATIO:.2f}",
-         "proxy p50 - direct p50 ms (min..max)", f"<{TARGET_ADDED_P50_MS:g} ms", "bare relay/direct rps"],
-        ratio_rows,
-    ))
+        ]
+        if "direct TCP" in by:
+            tcp = [t.rps / d.rps for d, t in zip(by["direct"], by["direct TCP"], strict=True)]
+            over_tcp = [p.rps / t.rps for t, p in zip(by["direct TCP"], by["proxy"], strict=True)]
+            row += [f"{med(tcp):.2f} ({min(tcp):.2f}-{max(tcp):.2f})",
+                    f"{med(over_tcp):.2f} ({min(over_tcp):.2f}-{max(over_tcp):.2f})"]
+        ratio_rows.append(row)
+    headers = ["conc", "proxy/direct rps (min-max)", f">={TARGET_RPS_RATIO:.2f}",
+               "proxy p50 - direct p50 ms (min..max)", f"<{TARGET_ADDED_P50_MS:g} ms", "bare relay/direct rps"]
+    if len(ratio_rows[0]) > len(headers):
+        headers += ["direct TCP/direct rps", "proxy/direct TCP rps"]
+    print(common.table(headers, ratio_rows))
     us = {k: v * 1e6 for k, v in raw.items()}
+    tcp_note = f"direct TCP {us['direct TCP']:.0f} us, " if "direct TCP" in us else ""
     print(f"\none request at a time from a blocking socket ({RAW_REQUESTS} per side), median per request: "
-          f"direct {us['direct']:.0f} us, bare relay {us['bare relay']:.0f} us, dockext {us['proxy']:.0f} us; "
-          f"dockext - relay {us['proxy'] - us['bare relay']:+.0f} us")
+          f"direct {us['direct']:.0f} us, {tcp_note}bare relay {us['bare relay']:.0f} us, "
+          f"dockext {us['proxy']:.0f} us; dockext - relay {us['proxy'] - us['bare relay']:+.0f} us")
     return verdicts
 
 
@@ -322,8 +360,9 @@ def main() -> int:
             b.wait_backend(ui)
             setups.append((name, ui, b.backend_socket(ext)))
         for name, ui, sock in setups:
+            responder = common.BENCH_FIXTURES / "bench-fast" / "app" / "server.py" if name == "fast" else None
             results, raw = common.run_async(
-                measure_backend(b, ui, sock, duration=duration, reps=reps, warmup=warmup))
+                measure_backend(b, ui, sock, duration=duration, reps=reps, warmup=warmup, responder=responder))
             verdicts += report(labels[name], results, raw)
     print("\ntargets:", "all met" if all(verdicts) else "not all met (see MISSED above)")
     return 0
