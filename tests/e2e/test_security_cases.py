@@ -230,14 +230,9 @@ def test_s15_the_dashboard_takes_messages_only_from_the_open_extensions_own_fram
     assert replies == [["own-1"], []]
 
 
-def test_an_extensions_cookie_bomb_is_cleared_and_the_dashboard_comes_back(page: Page, two: Server) -> None:
-    """An extension's page can set cookies for the dashboard's domain (its origin is a subdomain of it, and
-    same-site): 170 cookies of 4000 bytes make every request to the dashboard and to every extension carry a
-    Cookie line of 660 KiB, ten times what dockext reads. The dashboard's answer then says so and has Chromium
-    delete the site's cookies (extension origins' too); opening the dashboard again (logging in with the token)
-    works."""
-    frame = open_frame(page, two, KEY_A)
-    held = frame.evaluate(
+def set_cookie_bomb(frame: Frame) -> int:
+    """From an extension's page: 170 cookies of 4000 bytes for the dashboard's domain, and one of its own."""
+    held: int = frame.evaluate(
         """() => {
           const v = "x".repeat(4000);
           for (let i = 0; i < 170; i++) document.cookie = `bomb${i}=${v}; domain=dockext.localhost; path=/`;
@@ -245,14 +240,30 @@ def test_an_extensions_cookie_bomb_is_cleared_and_the_dashboard_comes_back(page:
           return document.cookie.length;
         }"""
     )
-    assert held > 600_000  # Chromium took them: the bomb is real
-    answer = page.goto(two.url + "/")
-    assert answer is not None and answer.status == 431
-    expect(page.locator("h1")).to_have_text("Too many cookies")
-    expect(page.locator("body")).to_contain_text("dockext has asked your browser to delete this site's cookies")
+    return held
+
+
+def test_an_extensions_cookie_bomb_is_cleared_and_the_dashboard_comes_back(page: Page, two: Server) -> None:
+    """An extension's page can set cookies for the dashboard's domain (its origin is a subdomain of it, and
+    same-site): 170 cookies of 4000 bytes make every request to the dashboard and to every extension carry a
+    Cookie line of 660 KiB, ten times what dockext reads. The 431 has Chromium delete the site's cookies
+    (extension origins' too), and the user is told so: the dashboard's next API call sends them to the login page
+    with the reason, and a page (the extension's frame reloading) says so and links to the dashboard."""
+    assert set_cookie_bomb(open_frame(page, two, KEY_A)) > 600_000  # Chromium took them: the bomb is real
+    page.evaluate("location.hash = '#/containers'")  # the dashboard's next call to its API
+    expect(page).to_have_url(f"{two.url}/login?why=cookies")
+    expect(page.get_by_role("alert")).to_contain_text("had it delete them, your session's too. Log in again.")
     assert page.context.cookies() == []  # every cookie of the site: the bomb, the session, the extension's own
-    page.get_by_role("link", name="Open the dashboard again").click()
-    expect(page.locator("form")).to_be_visible()  # the login page: the session cookie went with the rest
     page.goto(two.login_url)
     expect(page.locator("#home-title")).to_be_visible()
+
+    frame = open_frame(page, two, KEY_A)
+    set_cookie_bomb(frame)
+    answer = frame.goto(frame.url)  # the extension's own page, reloaded
+    assert answer is not None and answer.status == 431
+    expect(page.frame_locator("#extension-frame").locator("h1")).to_have_text("Too many cookies")
+    assert page.context.cookies() == []
+    page.frame_locator("#extension-frame").get_by_role("link", name="Open the dashboard again").click()
+    expect(page).to_have_url(f"{two.url}/login")  # the whole tab, on the dashboard's origin
+    page.goto(two.login_url)
     open_frame(page, two, KEY_A)  # and the extension opens again

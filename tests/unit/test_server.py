@@ -251,6 +251,15 @@ def test_form_login(env):
     assert client.get("/api/extensions", headers={"X-Dockext-Key": key}).status_code == 200
 
 
+def test_the_login_page_says_why_the_dashboard_sent_the_browser_there_in_its_own_words_only(env):
+    client, *_ = env
+    said = client.get("/login?why=cookies").text
+    assert 'role="alert"' in said and "more cookies for this site than dockext reads" in said
+    for why in ("", "other", "<script>alert(1)</script>"):
+        page = client.get("/login", params={"why": why}).text
+        assert 'role="alert"' not in page and "script>alert" not in page
+
+
 def test_logout_ends_the_session_for_good_and_only_that_one(env):
     client, *_ = env
     login(client)

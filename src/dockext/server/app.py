@@ -68,6 +68,11 @@ class HostRouter:
         response = PlainTextResponse("Forbidden: unknown host name\n", status_code=403)
         await response(scope, receive, send)
 
+    @property
+    def home_url(self) -> str:
+        """Where a person goes back to from a page the connection layer answers itself (wire.HttpProtocol)."""
+        return self.state.dashboard_url + "/"
+
     def shortcut(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> wire.Handler | None:
         """For :class:`~dockext.server.wire.HttpProtocol`: a ``vm.service`` call to an installed extension's
         origin, answered without the ASGI cycle (:func:`.vmproxy.shortcut`); None sends the request through

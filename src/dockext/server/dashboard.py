@@ -168,6 +168,13 @@ def _needs_key(request: Request) -> bool:
     return path.startswith("/api/") and not (request.method in ("GET", "HEAD") and ICON_PATH.fullmatch(path))
 
 
+#: why the dashboard sent the browser to the login page (``/login?why=``): fixed texts, never the query's own
+LOGIN_REASONS = {
+    "cookies": "Your browser held more cookies for this site than dockext reads (an extension's page can set them "
+               "for the dashboard's domain), so dockext had it delete them, your session's too. Log in again.",
+}
+
+
 def login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
     text = (STATIC / "login.html").read_text()
     message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
@@ -183,7 +190,7 @@ def create(
         return harden(response, csp=DASHBOARD_CSP)
 
     async def login_get(request: Request) -> Response:
-        return login_page()
+        return login_page(LOGIN_REASONS.get(request.query_params.get("why", "")))
 
     async def login_post(request: Request) -> Response:
         body = (await read_body(request, MAX_LOGIN_BODY)).decode(errors="replace")

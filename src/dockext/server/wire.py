@@ -49,6 +49,7 @@ TestClient, another server) sends through ASGI as usual.
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import struct
 import urllib.parse
@@ -92,15 +93,16 @@ COOKIE_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><meta name
 <h1>Too many cookies</h1>
 <p>Your browser sent {sent} KiB of cookies with this request, and dockext reads at most {limit} KiB of request
 headers. A page of this site set them: an extension's page can set cookies for the dashboard's domain.</p>
-<p>dockext has asked your browser to delete this site's cookies. <a href="/">Open the dashboard again</a> and log in
-with the token <code>dockext serve</code> printed.</p>
+<p>dockext has asked your browser to delete this site's cookies. <a href="{home}" target="_top">Open the dashboard
+again</a> and log in with the token <code>dockext serve</code> printed.</p>
 <p>If this page comes back when you open an extension, that extension sets them again: remove it. A browser that
 reaches dockext over plain HTTP by a name other than localhost does not delete cookies when asked: delete this
 site's cookies in its settings.</p>
 """
 COOKIE_PAGE_HEADERS = (
     b"clear-site-data: \"cookies\"\r\n"
-    b"content-security-policy: default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'\r\n"
+    # no frame-ancestors: an extension's frame in the dashboard shows it too (it has no script and one link)
+    b"content-security-policy: default-src 'none'; style-src 'unsafe-inline'\r\n"
     b"x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\n"
 )
 
@@ -457,7 +459,8 @@ class HttpProtocol(HttpToolsProtocol):
         if cookies * 2 <= self.max_head:
             self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
             return
-        page = COOKIE_PAGE.format(sent=cookies >> 10, limit=self.max_head >> 10)
+        home = html.escape(str(getattr(self.app, "home_url", "/")))  # the dashboard, also from an extension's frame
+        page = COOKIE_PAGE.format(sent=cookies >> 10, limit=self.max_head >> 10, home=home)
         self._refuse(431, b"Request Header Fields Too Large", page, content_type=b"text/html; charset=utf-8",
                      headers=COOKIE_PAGE_HEADERS)
 

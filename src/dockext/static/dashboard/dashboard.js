@@ -109,6 +109,12 @@
       window.location.assign("/login");
       throw new Error("your dockext session has ended");
     }
+    if (response.status === 431) {
+      // a head over dockext's limit: the browser holds too many cookies for the site (an extension's page can
+      // set them); the answer had it delete them all, the session's too (wire.HttpProtocol._refuse_head)
+      window.location.assign("/login?why=cookies");
+      throw new Error("your browser sent too many cookies: they were deleted");
+    }
     const text = await response.text();
     let data = null;
     try {
