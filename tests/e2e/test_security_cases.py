@@ -8,6 +8,7 @@ the server sends makes it do so, as an attacker's page would observe it.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,9 +262,60 @@ def test_an_extensions_cookie_bomb_is_cleared_and_the_dashboard_comes_back(page:
     set_cookie_bomb(frame)
     answer = frame.goto(frame.url)  # the extension's own page, reloaded
     assert answer is not None and answer.status == 431
-    expect(page.frame_locator("#extension-frame").locator("h1")).to_have_text("Too many cookies")
+    inner = page.frame_locator("#extension-frame")
+    expect(inner.locator("h1")).to_have_text("Too many cookies")
+    expect(inner.locator("body")).to_contain_text("dockext has asked your browser to delete this site's cookies")
     assert page.context.cookies() == []
-    page.frame_locator("#extension-frame").get_by_role("link", name="Open the dashboard again").click()
-    expect(page).to_have_url(f"{two.url}/login")  # the whole tab, on the dashboard's origin
+    with page.context.expect_page() as opened:  # the frame may not lead the tab away (its sandbox): a new tab
+        inner.get_by_role("link", name="open the dashboard in a new one").click()
+    expect(opened.value).to_have_url(f"{two.url}/login")
+    opened.value.close()
+    page.reload()  # or this tab, reloaded
+    expect(page).to_have_url(re.compile(rf"^{re.escape(two.url)}/login"))
     page.goto(two.login_url)
     open_frame(page, two, KEY_A)  # and the extension opens again
+
+    set_cookie_bomb(open_frame(page, two, KEY_A))
+    answer = page.goto(two.url + "/")  # the dashboard's own page: a link back in the same tab
+    assert answer is not None and answer.status == 431
+    page.get_by_role("link", name="Open the dashboard again").click()
+    expect(page).to_have_url(f"{two.url}/login")
+
+
+def test_an_extensions_page_cannot_send_the_dashboards_tab_elsewhere_but_opens_windows(page: Page, two: Server) -> None:
+    """A click in an extension's frame gives it user activation, with which a cross-origin frame may navigate the
+    top window: without the frame's sandbox, A's page could replace the whole dashboard with a copy of the login
+    page asking for the token. Chromium refuses it (no allow-top-navigation); the popups, dialogs and storage an
+    extension uses still work."""
+    frame = open_frame(page, two, KEY_A)
+    frame.evaluate(
+        """() => {
+          for (const [id, action] of [
+            ["away", () => { window.top.location.href = "http://127.0.0.1:1/copy-of-the-login-page"; }],
+            ["away-open", () => { window.open("http://127.0.0.1:1/copy-of-the-login-page", "_top"); }],
+            ["popup", () => { window.__popup = window.open("about:blank"); }],
+          ]) {
+            const b = document.createElement("button");
+            b.id = id;
+            b.textContent = id;
+            b.addEventListener("click", action);
+            document.body.appendChild(b);
+          }
+          localStorage.setItem("still", "works");
+        }"""
+    )
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    frame.evaluate("confirm('dialogs work')")  # a sandbox without allow-modals would skip it
+    assert dialogs == ["dialogs work"]
+    dashboard = page.url
+    inner = page.frame_locator("#extension-frame")
+    for button in ("#away", "#away-open"):
+        inner.locator(button).click()
+        page.wait_for_timeout(500)  # a navigation would have started by now
+        assert page.url == dashboard
+    expect(page.locator("#extension-frame")).to_have_attribute("data-key", KEY_A)
+    with page.context.expect_page() as popup:
+        inner.locator("#popup").click()
+    assert popup.value is not None
+    assert frame.evaluate("localStorage.getItem('still')") == "works"

@@ -142,8 +142,14 @@ def test_a_head_too_large_for_its_cookies_asks_the_browser_to_clear_them(live: L
     does), on the dashboard's origin and on an extension's."""
     small = cookie_bomb(count=20)  # 80 KiB: one read of the server's
     big = cookie_bomb()
-    for request in (live.dashboard_head(b"User-Agent: x\r\n" + (small if pieces == 1 else big)),
-                    live.vm(b"GET", b"/hello", (small if pieces == 1 else big) + b"Accept: */*\r\n\r\n")):
+    bomb = small if pieces == 1 else big
+    home = f'href="http://dockext.localhost:{live.port}/"'
+    for request, link in (
+        (live.dashboard_head(b"User-Agent: x\r\n" + bomb), f"<a {home}>Open the dashboard again</a>"),
+        # an extension's page in its frame: the frame may not lead the tab away, a new tab it may open
+        (live.vm(b"GET", b"/hello", b"Sec-Fetch-Dest: iframe\r\n" + bomb + b"Accept: */*\r\n\r\n"),
+         f'Reload the browser tab (or <a {home} target="_blank" rel="noopener">open the dashboard in a new one</a>)'),
+    ):
         with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
             step = -(-len(request) // pieces)
             for i in range(0, len(request), step):
@@ -159,6 +165,7 @@ def test_a_head_too_large_for_its_cookies_asks_the_browser_to_clear_them(live: L
         assert b"script-src" not in headers[b"content-security-policy"]  # default-src 'none': no script runs
         body = answer.partition(b"\r\n\r\n")[2].decode()
         assert "Too many cookies" in body and "log in" in body and "KiB of cookies" in body
+        assert link in body, body
     assert live.backend.seen == []
 
 

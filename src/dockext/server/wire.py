@@ -86,6 +86,8 @@ LINGER = 2.0  # seconds a refused connection is read (and what comes dropped) be
 
 #: the Cookie lines of a raw request head (the last one may be cut off where the head was refused)
 COOKIE_LINES = re.compile(rb"\ncookie:[^\r\n]*", re.IGNORECASE)
+#: a request for a page shown in a frame (an extension's, in the dashboard): a link there cannot lead the tab away
+FRAMED = re.compile(rb"\nsec-fetch-dest:[ \t]*i?frame[ \t]*\r", re.IGNORECASE)
 #: what a browser is told when cookies made a head too large (:meth:`HttpProtocol._refuse_head`); no script
 COOKIE_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><meta name="color-scheme" content="light dark">
 <title>dockext: too many cookies</title>
@@ -93,8 +95,8 @@ COOKIE_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><meta name
 <h1>Too many cookies</h1>
 <p>Your browser sent {sent} KiB of cookies with this request, and dockext reads at most {limit} KiB of request
 headers. A page of this site set them: an extension's page can set cookies for the dashboard's domain.</p>
-<p>dockext has asked your browser to delete this site's cookies. <a href="{home}" target="_top">Open the dashboard
-again</a> and log in with the token <code>dockext serve</code> printed.</p>
+<p>dockext has asked your browser to delete this site's cookies. {go_back} and log in with the token
+<code>dockext serve</code> printed.</p>
 <p>If this page comes back when you open an extension, that extension sets them again: remove it. A browser that
 reaches dockext over plain HTTP by a name other than localhost does not delete cookies when asked: delete this
 site's cookies in its settings.</p>
@@ -244,7 +246,7 @@ class HttpProtocol(HttpToolsProtocol):
             self._body_timer = self.loop.call_later(self.body_timeout, self._body_check)
         if self._head_pending and self._head_bytes > self.max_head and not self.transport.is_closing():
             raw = b"".join(self._head_data)
-            self._refuse_head(sum(len(m) for m in COOKIE_LINES.findall(raw)))
+            self._refuse_head(sum(len(m) for m in COOKIE_LINES.findall(raw)), framed=bool(FRAMED.search(raw)))
 
     def on_headers_complete(self) -> None:
         if self._refused:
@@ -254,7 +256,8 @@ class HttpProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         # a head that came whole in one read is measured here (uvicorn collected the URL and the headers)
         if len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > self.max_head:
-            self._refuse_head(sum(len(v) + 8 for n, v in self.headers if n == b"cookie"))
+            self._refuse_head(sum(len(v) + 8 for n, v in self.headers if n == b"cookie"),
+                              framed=dict(self.headers).get(b"sec-fetch-dest", b"").strip() in (b"iframe", b"frame"))
             return
         self._in_body = True  # until on_message_complete, which for most requests comes in the same read
         if not self._take():
@@ -448,7 +451,7 @@ class HttpProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _refuse_head(self, cookies: int) -> None:
+    def _refuse_head(self, cookies: int, *, framed: bool = False) -> None:
         """431 for a head over :attr:`max_head`, of which ``cookies`` bytes were Cookie lines. When those are most
         of it, the browser holds more cookies for this site than dockext reads, and would send them with every
         request until they expire: an extension's page can set them for the dashboard's domain (a cookie bomb),
@@ -459,8 +462,13 @@ class HttpProtocol(HttpToolsProtocol):
         if cookies * 2 <= self.max_head:
             self._refuse(431, b"Request Header Fields Too Large", f"request head over {self.max_head} bytes")
             return
-        home = html.escape(str(getattr(self.app, "home_url", "/")))  # the dashboard, also from an extension's frame
-        page = COOKIE_PAGE.format(sent=cookies >> 10, limit=self.max_head >> 10, home=home)
+        home = html.escape(str(getattr(self.app, "home_url", "/")))  # the dashboard's URL, for any origin's page
+        if framed:  # the extension frame's sandbox keeps it from leading the tab away (dashboard.js)
+            go_back = (f'Reload the browser tab (or <a href="{home}" target="_blank" rel="noopener">open the '
+                       f"dashboard in a new one</a>)")
+        else:
+            go_back = f'<a href="{home}">Open the dashboard again</a>'
+        page = COOKIE_PAGE.format(sent=cookies >> 10, limit=self.max_head >> 10, go_back=go_back)
         self._refuse(431, b"Request Header Fields Too Large", page, content_type=b"text/html; charset=utf-8",
                      headers=COOKIE_PAGE_HEADERS)
 

@@ -49,6 +49,13 @@
   const MAX_TOASTS = 5;
   const MAX_TOAST_TEXT = 2000;
   const SVG_NS = "http://www.w3.org/2000/svg";
+  // the extension frame's sandbox: every allow-* but the allow-top-navigation ones (and storage access, which a
+  // frame of its own site does not need)
+  const FRAME_SANDBOX = [
+    "allow-scripts", "allow-same-origin", "allow-forms", "allow-modals", "allow-popups",
+    "allow-popups-to-escape-sandbox", "allow-downloads", "allow-pointer-lock", "allow-presentation",
+    "allow-orientation-lock",
+  ].join(" ");
 
   const state = {
     extensions: [], // last GET /api/extensions answer
@@ -765,6 +772,11 @@
     frame.dataset.key = key;
     frame.title = ext.ui.title || title;
     frame.setAttribute("allow", "clipboard-read; clipboard-write");
+    // Everything a page does in Docker Desktop's view, but never navigating this tab: without the sandbox a
+    // click in the extension would let it send the whole tab to a page of its own (a copy of the login page
+    // asking for the token). Its origin stays its own (allow-same-origin: storage, cookies, fetch to itself),
+    // which gives it nothing of the dashboard's, a different origin.
+    frame.setAttribute("sandbox", FRAME_SANDBOX);
     frame.addEventListener(
       "load",
       () => {
