@@ -285,8 +285,8 @@ def test_an_extensions_cookie_bomb_is_cleared_and_the_dashboard_comes_back(page:
 def test_an_extensions_page_cannot_send_the_dashboards_tab_elsewhere_but_opens_windows(page: Page, two: Server) -> None:
     """A click in an extension's frame gives it user activation, with which a cross-origin frame may navigate the
     top window: without the frame's sandbox, A's page could replace the whole dashboard with a copy of the login
-    page asking for the token. Chromium refuses it (no allow-top-navigation); the popups, dialogs and storage an
-    extension uses still work."""
+    page asking for the token. Chromium refuses it (no allow-top-navigation); a window it opens (not sandboxed)
+    has no opener to reach the tab through; the popups, dialogs and storage an extension uses still work."""
     frame = open_frame(page, two, KEY_A)
     frame.evaluate(
         """() => {
@@ -317,5 +317,6 @@ def test_an_extensions_page_cannot_send_the_dashboards_tab_elsewhere_but_opens_w
     expect(page.locator("#extension-frame")).to_have_attribute("data-key", KEY_A)
     with page.context.expect_page() as popup:
         inner.locator("#popup").click()
-    assert popup.value is not None
+    # nor through a window it opens: the dashboard's Cross-Origin-Opener-Policy gives that window no opener
+    assert popup.value.evaluate("window.opener") is None and frame.evaluate("window.__popup") is None
     assert frame.evaluate("localStorage.getItem('still')") == "works"
