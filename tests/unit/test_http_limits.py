@@ -160,7 +160,7 @@ def test_a_head_too_large_for_its_cookies_asks_the_browser_to_clear_them(live: L
             answer = read_answer(s)
         assert status(answer) == 431, answer[:300]
         headers = headers_of(answer)
-        assert headers[b"clear-site-data"] == b'"cookies"'
+        assert headers[b"clear-site-data"] == b'"cookies"' and headers[b"x-dockext-refused"] == b"cookies"
         assert headers[b"content-type"] == b"text/html; charset=utf-8"
         assert b"script-src" not in headers[b"content-security-policy"]  # default-src 'none': no script runs
         body = answer.partition(b"\r\n\r\n")[2].decode()
@@ -176,7 +176,7 @@ def test_a_head_too_large_for_other_headers_leaves_the_cookies_alone(live: Live)
     for extra in (b"X-Big: " + b"a" * MAX_HEAD + b"\r\n", half + b"X-Big: " + b"a" * MAX_HEAD + b"\r\n"):
         answer = exchange(live, live.dashboard_head(extra))
         assert status(answer) == 431
-        assert b"clear-site-data" not in headers_of(answer)
+        assert b"clear-site-data" not in headers_of(answer) and b"x-dockext-refused" not in headers_of(answer)
         assert answer.endswith(b"request head over %d bytes" % MAX_HEAD)
 
 

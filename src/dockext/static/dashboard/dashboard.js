@@ -116,9 +116,9 @@
       window.location.assign("/login");
       throw new Error("your dockext session has ended");
     }
-    if (response.status === 431) {
-      // a head over dockext's limit: the browser holds too many cookies for the site (an extension's page can
-      // set them); the answer had it delete them all, the session's too (wire.HttpProtocol._refuse_head)
+    if (response.status === 431 && response.headers.get("X-Dockext-Refused") === "cookies") {
+      // a head over dockext's limit for its cookies: the browser holds too many for the site (an extension's
+      // page can set them); the answer had it delete them all, the session's too (wire.HttpProtocol._refuse_head)
       window.location.assign("/login?why=cookies");
       throw new Error("your browser sent too many cookies: they were deleted");
     }
