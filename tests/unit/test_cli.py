@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,8 +172,16 @@ def test_share_refuses_a_digest_instead_of_dropping_it(home: Layout) -> None:
 
 @pytest.fixture
 def process() -> Iterator[subprocess.Popen[bytes]]:
-    """A process whose command line names dockext, as `dockext serve`'s does."""
+    """A process whose command line names dockext, as `dockext serve`'s does. Popen returns when the child's
+    close-on-exec pipe closes, which the kernel does before it sets the new command line: until then
+    /proc/<pid>/cmdline can read empty (seen once in CI), so the fixture waits for it (a server that wrote its
+    server.json is long past this)."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dockext.cli", "serve"])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    for _ in range(2000):
+        if b"dockext.cli" in cmdline.read_bytes():
+            break
+        time.sleep(0.005)
     yield proc
     proc.kill()
     proc.wait()
