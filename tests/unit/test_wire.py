@@ -445,9 +445,11 @@ def test_a_client_gone_before_the_answer_gets_none_and_the_server_serves_on() ->
 
 
 def test_a_shutdown_lets_a_taken_request_finish_then_closes_its_connection() -> None:
-    with shortcut_server() as (port, _, server), socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+    with shortcut_server() as (port, app_, server), socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         c.sendall(b"GET /fast/slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.1)  # the handler is running
+        deadline = time.monotonic() + 10
+        while not app_.taken and time.monotonic() < deadline:  # until the handler runs (its 0.3 s have begun)
+            time.sleep(0.005)
         server.should_exit = True
         [(_, headers, body)] = answers(c, 1)
         assert body == b"fast:GET:" and headers[b"connection"] == b"close"
