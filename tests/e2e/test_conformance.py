@@ -245,12 +245,20 @@ def _request_failed(session: Session, request) -> None:
         session.network_changed.append(request.url)
 
 
+def popped(session: Session, popup: Page) -> None:
+    """Keeps a page the extension opened (``openExternal``) and puts the dashboard's tab back in front, as a user
+    who reads the new tab and comes back does: Chromium gives a tab behind another one animation frame per second,
+    and each Playwright click on the dashboard waits two frames for the element to be still (2 s a click)."""
+    session.popups.append(popup)
+    session.page.bring_to_front()
+
+
 def _session(conf: Conformance, browser: Browser, version: str) -> Iterator[Session]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     session = Session(conf, conf.exts[version], context, context.new_page())
     context.on("request", lambda request: session.requests.append(request.url))
     context.on("requestfailed", lambda request: _request_failed(session, request))
-    context.on("page", lambda page: session.popups.append(page))
+    context.on("page", lambda page: popped(session, page))
     try:
         session.page.goto(conf.server.login_url)
         expect(session.page.locator("#home-title")).to_be_visible()
