@@ -19,6 +19,7 @@ import uvicorn
 from websockets.sync.client import connect
 
 from dockext.server import wire
+from dockext.server.run import server_config
 from dockext.server.wire import BINARY_FRAMES, COALESCE_MAX, HEADROOM, CoalescingTransport
 from tests.support.aio import run
 from tests.support.server import listening_socket, uvicorn_in_thread
@@ -442,6 +443,73 @@ def test_a_client_gone_before_the_answer_gets_none_and_the_server_serves_on() ->
             c.sendall(b"GET /fast/a HTTP/1.1\r\nHost: x\r\n\r\n")
             assert answers(c, 1)[0][2] == b"fast:GET:"
     assert [t[1] for t in app_.taken] == [b"/fast/slow", b"/fast/a"]
+
+
+class EndlessStream:
+    """An ASGI app whose answer to ``/events`` is an event stream that never ends by itself, whose answer to
+    ``/pending`` begins 0.3 s after the request, and which answers ``/command`` (marked ``ENDS_AT_STOP``) only
+    when its client goes; it records how each wait ended and which requests came."""
+
+    def __init__(self) -> None:
+        self.ended: list[str] = []
+        self.seen: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        self.seen.append(scope["path"])
+        if scope["path"] == "/command":
+            scope[wire.ENDS_AT_STOP] = True
+            while (message := await receive())["type"] == "http.request":
+                pass
+            self.ended.append(f"command: {message['type']}")
+            return
+        if scope["path"] == "/pending":
+            await asyncio.sleep(0.3)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+            await send({"type": "http.response.body", "body": b"late"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        try:
+            while (message := await receive())["type"] == "http.request":  # (the empty body)
+                pass
+            self.ended.append(message["type"])  # only the client's going (or the server's) ends it
+        except asyncio.CancelledError:
+            self.ended.append("cancelled")  # what uvicorn does once its grace period is over
+            raise
+
+
+def test_a_shutdown_ends_a_streamed_answer_and_a_marked_wait_at_once_and_lets_one_not_yet_begun_finish() -> None:
+    """`dockext serve` stopped while a dashboard is open: its event stream (or a page's command) would hold the
+    stop for the whole grace period, then be cancelled with an error in the log."""
+    app_ = EndlessStream()
+    config = server_config(app_, loop="asyncio")  # the server's own settings (a 5 s grace period)
+    sock = listening_socket()
+    with uvicorn_in_thread(config, sock) as server:
+        port = sock.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as stream, \
+                socket.create_connection(("127.0.0.1", port), timeout=10) as command, \
+                socket.create_connection(("127.0.0.1", port), timeout=10) as pending:
+            stream.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"data: 1" in stream.recv(65536)
+            command.sendall(b"POST /command HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            pending.sendall(b"GET /pending HTTP/1.1\r\nHost: x\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while len(app_.seen) < 3 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            server.should_exit = True
+            while stream.recv(65536):  # the rest of the stream, then its end
+                pass
+            assert closed(command)
+            # both ended by the stop, not cancelled at the end of the grace period
+            assert sorted(app_.ended) == ["command: http.disconnect", "http.disconnect"]
+            [(status, headers, body)] = answers(pending, 1)
+            assert (status, body, headers[b"connection"]) == (b"HTTP/1.1 200 OK", b"late", b"close")
+            assert closed(pending)
 
 
 def test_a_shutdown_lets_a_taken_request_finish_then_closes_its_connection() -> None:

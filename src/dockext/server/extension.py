@@ -29,6 +29,7 @@ from ..store import Record
 from . import devproxy, docker_api, streams, vmproxy, webfetch
 from .security import HARDENING, TooLarge, disconnected, error_response, origin_response, read_body, too_large
 from .state import HostState, Instance
+from .wire import ENDS_AT_STOP
 
 __all__ = ["create"]
 
@@ -243,7 +244,9 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
         )
     except DockextError as exc:
         return error_response(exc)
-    # The page may go away (reload, tab closed) before the command ends: then its process group ends too.
+    # The page may go away (reload, tab closed) before the command ends: then its process group ends too. So
+    # does a stop of the server, which need not wait for the command (wire.ENDS_AT_STOP).
+    request.scope[ENDS_AT_STOP] = True
     run = asyncio.ensure_future(inst.processes.run(plan))
     gone = asyncio.ensure_future(disconnected(request.receive))
     try:

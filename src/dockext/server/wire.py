@@ -35,6 +35,12 @@ one in flight (queued by uvicorn as usual), a client that leaves, and a graceful
 through ASGI. An application without the attribute (and every server other than this protocol, such as
 Starlette's TestClient) is served through ASGI alone.
 
+**Shutdown.** uvicorn's graceful shutdown waits (5 s in ``dockext serve``) for every answer in progress; an
+event stream never ends, so every open dashboard made a stop wait that long and log an error.
+:meth:`HttpProtocol.shutdown` closes a connection whose answer is already being streamed at once (the
+application sees a disconnect; the browser's ``EventSource`` sees the server go), and so does one whose request
+the application marked with :data:`ENDS_AT_STOP` in its scope; the rest is uvicorn's.
+
 **WebSocket: binary messages without copies.** Streaming exec sends a process's output as binary messages of
 up to 256 KiB. Through ASGI each one is copied three times on its way out (the ASGI message, websockets'
 frame, the join), which made dockext, not the process, the limit (bench/stream.py). :class:`WebSocketProtocol`
@@ -76,6 +82,9 @@ __all__ = [
 ]
 
 BINARY_FRAMES = "dockext.binary_frames"  # the ASGI scope extension
+#: a scope key an application sets (True) on a request that waits for something a stop ends anyway (a command):
+#: a graceful shutdown closes its connection at once instead of waiting for its answer
+ENDS_AT_STOP = "dockext.ends_at_stop"
 HEADROOM = 10  # bytes a BinaryFrames buffer keeps free before the payload (the largest frame header)
 
 COALESCE_MAX = 16 << 10  # bytes held back at most; more are written at once
@@ -401,6 +410,26 @@ class HttpProtocol(HttpToolsProtocol):
             # request is served on this connection; it drains for LINGER seconds first (CoalescingTransport)
             self.transport.close()
         super().on_response_complete()
+
+    def shutdown(self) -> None:
+        """At a graceful shutdown uvicorn closes idle connections and waits for every answer in progress. An
+        answer already being streamed (an event stream, followed logs) may never end, and the server would wait
+        its whole grace period for it, then cancel it with an error in the log: such a connection is closed at
+        once, and the application sees a disconnect. So is one whose request the application marked
+        ``scope[ENDS_AT_STOP] = True`` (it waits for something the stop ends anyway, such as a command). Any
+        other answer not yet begun keeps the grace period."""
+        if self._ends_at_stop():
+            self.transport.close()
+        else:
+            super().shutdown()
+
+    def _ends_at_stop(self) -> bool:
+        cycle: Any = self.cycle
+        if isinstance(cycle, _Taken):  # answered in one piece by the shortcut, unless handed over to ASGI
+            cycle = cycle.cycle
+        if cycle is None or cycle.response_complete:
+            return False
+        return bool(cycle.response_started or cycle.scope.get(ENDS_AT_STOP))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
