@@ -73,6 +73,8 @@ def restart_dockerd(timeout: float = 90, argv: list[str] | None = None, sig: int
         Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     log = os.readlink(f"/proc/{pid}/fd/1")
     cwd = os.readlink(f"/proc/{pid}/cwd")
+    if not os.path.isdir(cwd):  # "<dir> (deleted)": started from a checkout removed since
+        cwd = "/"
     t0 = time.monotonic()
     os.kill(pid, sig)
     while _running(pid):
