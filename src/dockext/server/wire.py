@@ -77,8 +77,8 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 __all__ = [
-    "BINARY_FRAMES", "BODY_TIMEOUT", "COALESCE_MAX", "HEADROOM", "HEAD_TIMEOUT", "LINGER", "MAX_HEAD", "BinaryFrames",
-    "CoalescingTransport", "Complete", "Handler", "HttpProtocol", "Shortcut", "WebSocketProtocol",
+    "BINARY_FRAMES", "BODY_TIMEOUT", "COALESCE_MAX", "ENDS_AT_STOP", "HEADROOM", "HEAD_TIMEOUT", "LINGER", "MAX_HEAD",
+    "BinaryFrames", "CoalescingTransport", "Complete", "Handler", "HttpProtocol", "Shortcut", "WebSocketProtocol",
 ]
 
 BINARY_FRAMES = "dockext.binary_frames"  # the ASGI scope extension
