@@ -505,6 +505,9 @@ def test_a_shutdown_ends_a_streamed_answer_and_a_marked_wait_at_once_and_lets_on
             while stream.recv(65536):  # the rest of the stream, then its end
                 pass
             assert closed(command)
+            deadline = time.monotonic() + 10  # the app notes the disconnect just after the client sees the close
+            while len(app_.ended) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
             # both ended by the stop, not cancelled at the end of the grace period
             assert sorted(app_.ended) == ["command: http.disconnect", "http.disconnect"]
             [(status, headers, body)] = answers(pending, 1)
