@@ -271,11 +271,11 @@ def test_backend_that_never_creates_its_socket_is_rolled_back(home, fixture_imag
 def test_a_full_disk_during_install_is_a_clear_error_and_leaves_nothing(tmp_path, fixture_image, docker_client):
     """R9: dockext's home on a 16 KiB tmpfs, an extension whose UI does not fit: an error a person can act on
     (no traceback), the install undone, and the same install working once there is room."""
+    ref = fixture_image("conformance-v1")  # before the mount: a failure here must not leave it mounted
+    key, project = "dockext-test_conformance-v1", "dockext-test_conformance-v1-desktop-extension"
     full = tmp_path / "full"
     full.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)], check=True)
-    ref = fixture_image("conformance-v1")
-    key, project = "dockext-test_conformance-v1", "dockext-test_conformance-v1-desktop-extension"
     try:
         home = full / "home"
         out = run_dockext("install", "-f", ref, home=home, check=False)
