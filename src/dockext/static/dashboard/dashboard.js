@@ -103,8 +103,23 @@
     return /^wss?:/.test(url) ? u.toString() : u.pathname + u.search;
   }
 
-  async function api(method, path, body) {
-    const headers = { "X-Dockext": "1", "X-Dockext-Key": authKey() };
+  // A 401 need not mean that the session ended: this browser may have logged in again a moment ago. Its cookie is
+  // then the new session's while this page still sends the old one's key. Logged in again in this tab (the login
+  // URL opened over the dashboard), the new page replaces this one within moments, but Chromium lets this page
+  // start a navigation to the login page until then, and that one would win; logged in again in another tab, that
+  // page puts the new key in this origin's storage once its script runs.
+  /** After a 401 to a call sent with `usedKey`: waits up to 1.5 s for a newer key; true if one came (try again). */
+  async function keyReplaced(usedKey) {
+    for (const wait of [100, 200, 400, 800]) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      if (authKey() !== usedKey) return true;
+    }
+    return false;
+  }
+
+  async function api(method, path, body, retried) {
+    const key = authKey();
+    const headers = { "X-Dockext": "1", "X-Dockext-Key": key };
     const init = { method, headers, credentials: "same-origin", cache: "no-store" };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
@@ -113,6 +128,7 @@
     if (method === "DELETE") init.keepalive = true;
     const response = await fetch(path, init);
     if (response.status === 401) {
+      if (!retried && (await keyReplaced(key))) return api(method, path, body, true);
       window.location.assign("/login");
       throw new Error("your dockext session has ended");
     }
@@ -877,6 +893,8 @@
     api: (method, path, body) => api(method, path, body),
     /** the session's key, for requests made without api() (its header: X-Dockext-Key) */
     key: () => authKey(),
+    /** keyReplaced(usedKey): after a 401, whether a newer key came within moments (then try again, once) */
+    keyReplaced: (usedKey) => keyReplaced(usedKey),
     /** url with the session's key in its query, for EventSource and WebSocket */
     withKey: (url) => withKey(url),
     /** el(tag, className, text): an element; text is set as text, never parsed as HTML */

@@ -137,22 +137,24 @@
   // GET /api/fs/list: {ok: true, data} or {ok: false, type, message}. A request that fails at the network
   // level is tried once more: Chromium aborts requests in flight whenever a network interface comes or goes
   // (ERR_NETWORK_CHANGED), which Docker does each time it starts a container.
-  async function listDir(path, retried) {
+  async function listDir(path, retried, rekeyed) {
+    const key = window.dockext.key();
     let response;
     try {
       response = await fetch(`/api/fs/list?path=${encodeURIComponent(path)}`, {
-        headers: { "X-Dockext": "1", "X-Dockext-Key": window.dockext.key() },
+        headers: { "X-Dockext": "1", "X-Dockext-Key": key },
         credentials: "same-origin",
         cache: "no-store",
       });
     } catch (error) {
       if (!retried) {
         await new Promise((resolve) => setTimeout(resolve, 250));
-        return listDir(path, true);
+        return listDir(path, true, rekeyed);
       }
       return { ok: false, type: "Unreachable", message: `dockext is unreachable (${error.message})` };
     }
     if (response.status === 401) {
+      if (!rekeyed && (await window.dockext.keyReplaced(key))) return listDir(path, retried, true);
       window.location.assign("/login");
       return { ok: false, type: "Unauthorized", message: "your dockext session has ended" };
     }

@@ -556,7 +556,8 @@
       const xhr = new XMLHttpRequest();
       xhr.open("POST", path);
       xhr.setRequestHeader("X-Dockext", "1");
-      xhr.setRequestHeader("X-Dockext-Key", dx.key());
+      const key = dx.key();
+      xhr.setRequestHeader("X-Dockext-Key", key);
       xhr.setRequestHeader("Content-Type", "application/octet-stream");
       xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded, e.total));
       xhr.addEventListener("load", () => {
@@ -566,7 +567,15 @@
         } catch (_) {
           data = null;
         }
-        if (xhr.status === 401) window.location.assign("/login");
+        if (xhr.status === 401) {
+          // not sent again by itself (the file may be large): the user does, once this browser's new key is here
+          dx.keyReplaced(key).then((replaced) => {
+            if (!replaced) window.location.assign("/login");
+            reject(new Error(replaced ? "this browser logged in again meanwhile: send the file again"
+                                      : "your dockext session has ended"));
+          });
+          return;
+        }
         if (xhr.status === 202 && data && data.job) resolve(data.job);
         else reject(new Error((data && data.error && data.error.message) || `HTTP ${xhr.status}`));
       });
