@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from dockext.cli import CliReporter, cli, handle_errors
 from dockext.errors import DockextError
 from dockext.paths import Layout
 from dockext.store import Record, Store, UiInfo, VmInfo
+from tests.support.procs import wait_until
 
 LONG_ID = "127.0.0.1:5000/some-very-long-namespace/with-a-long-extension-name"
 IMAGE_ID = "sha256:" + "0123456789abcdef" * 4
@@ -177,11 +177,7 @@ def process() -> Iterator[subprocess.Popen[bytes]]:
     /proc/<pid>/cmdline can read empty (seen once in CI), so the fixture waits for it (a server that wrote its
     server.json is long past this)."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dockext.cli", "serve"])
-    cmdline = Path(f"/proc/{proc.pid}/cmdline")
-    for _ in range(2000):
-        if b"dockext.cli" in cmdline.read_bytes():
-            break
-        time.sleep(0.005)
+    wait_until(lambda: b"dockext.cli" in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), interval=0.005)
     yield proc
     proc.kill()
     proc.wait()

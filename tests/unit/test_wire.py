@@ -22,6 +22,7 @@ from dockext.server import wire
 from dockext.server.run import server_config
 from dockext.server.wire import BINARY_FRAMES, COALESCE_MAX, HEADROOM, CoalescingTransport
 from tests.support.aio import run
+from tests.support.procs import wait_until
 from tests.support.server import listening_socket, uvicorn_in_thread
 
 
@@ -498,16 +499,13 @@ def test_a_shutdown_ends_a_streamed_answer_and_a_marked_wait_at_once_and_lets_on
             assert b"data: 1" in stream.recv(65536)
             command.sendall(b"POST /command HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
             pending.sendall(b"GET /pending HTTP/1.1\r\nHost: x\r\n\r\n")
-            deadline = time.monotonic() + 10
-            while len(app_.seen) < 3 and time.monotonic() < deadline:
-                time.sleep(0.005)
+            wait_until(lambda: len(app_.seen) >= 3, interval=0.005)
             server.should_exit = True
             while stream.recv(65536):  # the rest of the stream, then its end
                 pass
             assert closed(command)
-            deadline = time.monotonic() + 10  # the app notes the disconnect just after the client sees the close
-            while len(app_.ended) < 2 and time.monotonic() < deadline:
-                time.sleep(0.005)
+            # the app notes the disconnect just after the client sees the close
+            wait_until(lambda: len(app_.ended) >= 2, interval=0.005)
             # both ended by the stop, not cancelled at the end of the grace period
             assert sorted(app_.ended) == ["command: http.disconnect", "http.disconnect"]
             [(status, headers, body)] = answers(pending, 1)
@@ -518,9 +516,7 @@ def test_a_shutdown_ends_a_streamed_answer_and_a_marked_wait_at_once_and_lets_on
 def test_a_shutdown_lets_a_taken_request_finish_then_closes_its_connection() -> None:
     with shortcut_server() as (port, app_, server), socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         c.sendall(b"GET /fast/slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        deadline = time.monotonic() + 10
-        while not app_.taken and time.monotonic() < deadline:  # until the handler runs (its 0.3 s have begun)
-            time.sleep(0.005)
+        wait_until(lambda: bool(app_.taken), interval=0.005)  # until the handler runs (its 0.3 s have begun)
         server.should_exit = True
         [(_, headers, body)] = answers(c, 1)
         assert body == b"fast:GET:" and headers[b"connection"] == b"close"
