@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
+import json
 import os
+import re
 import socket
 import stat
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -379,6 +383,22 @@ class Engine:
         by default), so no uid inside a container is an ordinary user's of this host."""
         return self._security_option("userns")
 
+    @property
+    def containerd_images(self) -> bool:
+        """An engine that keeps its images in containerd (the containerd image store: an option since Docker 24,
+        the default of new installs since 29; ``GET /info`` says ``driver-type: io.containerd.snapshotter.v1``).
+        There an image's ID is its manifest's digest, not its config's (docker/cli#5526)."""
+        status = self._info().get("DriverStatus") or []
+        return any(isinstance(p, list) and p[:2] == ["driver-type", "io.containerd.snapshotter.v1"] for p in status)
+
+    def image_config(self, ref: str) -> str | None:
+        """The digest of ``ref``'s config (what a ``docker save`` file or an OCI layout names it by), None if the
+        engine has no such image: its ID on the classic image store, else read from the engine's export of it."""
+        found = self.find_image(ref)
+        if found is None:
+            return None
+        return self.config_digest(ref) if self.containerd_images else str(found.get("Id") or "") or None
+
     def platform(self) -> str:
         """The engine's platform as an image index names it: ``linux/amd64``."""
         with self._errors("ask the engine's version"):
@@ -431,6 +451,26 @@ class Engine:
                     f"{path} changed while it was being loaded", hint="Try again once nothing writes to it."
                 )
         return output
+
+    def config_digest(self, ref: str) -> str | None:
+        """The digest of ``ref``'s config, read from the engine's export of the image (``GET /images/{ref}/get``,
+        what ``docker save`` writes), or None if the export does not name it. On the classic image store that is
+        the image's ID; on the containerd image store (Docker 24+, the default of new installs since 29) the ID
+        is its manifest's digest instead (docker/cli#5526), and only the export still says which config it is.
+        The export is read to its end, never kept: its ``manifest.json`` comes after the layers."""
+        found: str | None = None
+        with self._errors(f"export image {ref}"):
+            chunks = self.client.api.get_image(ref)
+            try:
+                with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
+                    for member in tar:
+                        if member.name == "manifest.json" and member.isfile() and member.size <= MAX_MANIFEST:
+                            f = tar.extractfile(member)
+                            found = _config_of(json.load(f)) if f is not None else None
+            except (tarfile.TarError, ValueError, OSError) as exc:
+                raise EngineError(f"export image {ref}: the engine sent an archive that cannot be read ({exc})"
+                                  ) from None
+        return found
 
     def tag_snapshot(self) -> TagSnapshot:
         """Which tags and image IDs the engine has now (to undo a load that is not used)."""
@@ -543,6 +583,42 @@ class LoadOutput:
 class TagSnapshot:
     tags: dict[str, str] = field(default_factory=dict)  # "repo:tag" (as the engine lists it) -> image ID
     ids: set[str] = field(default_factory=set)
+
+
+MAX_MANIFEST = 1 << 20  # bytes of an export's manifest.json (a few hundred for one image)
+#: a config's name in an export: ``<hex>.json`` (classic store) or ``blobs/sha256/<hex>`` (OCI layout, Docker 25+)
+_CONFIG_NAME = re.compile(r"(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json)?")
+
+
+def _config_of(manifest: object) -> str | None:
+    """``sha256:<hex>`` of the one image an export's ``manifest.json`` lists, else None."""
+    if not (isinstance(manifest, list) and len(manifest) == 1 and isinstance(manifest[0], dict)):
+        return None
+    config = manifest[0].get("Config")
+    match = _CONFIG_NAME.fullmatch(config) if isinstance(config, str) else None
+    return f"sha256:{match.group(1)}" if match else None
+
+
+class _ChunkReader(io.RawIOBase):
+    """An iterator of byte chunks (a streamed answer) as a file, for :mod:`tarfile`'s stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._left = chunk
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
 
 
 class _FileShrank(Exception):

@@ -353,7 +353,7 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
     update the installed extension to it, with the update's rollback).
 
     ``arg`` is the argument as the user typed it; ``label`` names the file in messages instead (an upload's
-    own file name). ``expect_id``: the image ID the chosen image must have (what a Marketplace folder read).
+    own file name). ``expect_id``: the config digest the chosen image must have (what a Marketplace folder read).
 
     On any failure once the engine has answered the load (and on Ctrl-C from then on), what the load tagged
     is put back as it was. Interrupted while the file is sent, the engine gets a short body and loads nothing.
@@ -385,7 +385,7 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
         ref = choose(loaded, wanted, name)
         reporter.step(f"Loaded image: {ref}")
         if expect_id is not None and expect_id.startswith("sha256:"):
-            loaded_id = (engine.find_image(ref) or {}).get("Id")
+            loaded_id = engine.image_config(ref)
             if loaded_id != expect_id:
                 raise DockextError(
                     f"{name} changed since the Marketplace read it: it now holds another {ref} ({loaded_id})",
@@ -413,16 +413,16 @@ def from_folder(installer: Installer, image: str, reporter: Reporter, *, deny: t
     folder labelled ``source`` (its card's Install), or any folder (``None``: after a pull failed). None when no
     folder holds it, or when the engine already has that very image (then it is installed by name as usual).
 
-    What is loaded must be what the folder was read as: the image ID (its config's digest) is checked once
-    loaded, so a file replaced since the Marketplace read it is refused, and its load undone."""
+    What is loaded must be what the folder was read as: its config's digest (the image ID on the classic image
+    store; read from the engine's export of the image on the containerd store) is checked once loaded, so a file
+    replaced since the Marketplace read it is refused, and its load undone."""
     from . import marketplace
 
     found = marketplace.file_for(marketplace.load(installer.layout), image, source)
     if found is None:
         return None
     path, saved = found
-    local = installer.engine.find_image(image)
-    if local is not None and local.get("Id") == saved.image_id:
+    if installer.engine.image_config(image) == saved.image_id:
         return None
     try:
         mode = os.lstat(path).st_mode

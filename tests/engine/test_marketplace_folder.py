@@ -13,8 +13,14 @@ import docker
 import docker.errors
 import pytest
 
+from dockext import marketplace, offline
+from dockext.engine import Engine
+from dockext.errors import DockextError
+from dockext.installer import Installer, Silent
+from dockext.paths import Layout
 from tests.support import oci
 from tests.support.cli import run_dockext
+from tests.support.images import build_fixture
 
 from .test_install import assert_nothing_left, get_over_socket, ls_json, record
 
@@ -39,14 +45,15 @@ def save(client: docker.DockerClient, ref: str, path: Path) -> Path:
 
 
 @pytest.fixture
-def folder(tmp_path, fixture_image, docker_client: docker.DockerClient):
+def folder(tmp_path, docker_client: docker.DockerClient):
     """vm-image 1.0.0 and 2.0.0 as `docker save` files, ui-only as an OCI layout directory; then the tags go,
-    so that only the folder can bring them back."""
+    so that only the folder can bring them back (built here, not by ``fixture_image``, which remembers them
+    built for the whole session)."""
     d = tmp_path / "offline"
     d.mkdir()
     for ref in (VM1, VM2, UI):
         name, tag = ref.rsplit("/", 1)[1].split(":")
-        assert fixture_image(name, tag=tag, repo_prefix=PREFIX) == ref
+        assert build_fixture(docker_client, name, tag=tag, repo_prefix=PREFIX) == ref
     save(docker_client, VM1, d / "vm-image-1.0.0.tar")
     save(docker_client, VM2, d / "vm-image-2.0.0.tar")
     oci.single(save(docker_client, UI, tmp_path / "ui.tar").read_bytes(), UI).write_dir(d / "ui-only-oci")
@@ -92,6 +99,57 @@ def test_a_folder_is_an_offline_marketplace_installing_and_updating_by_name(tmp_
     finally:
         for ref in (VM1, UI):
             run_dockext("rm", ref, home=home, check=False)
+        for volume in docker_client.volumes.list(filters={"name": f"{VM_KEY}-desktop-extension_"}):
+            volume.remove()
+    assert_nothing_left(home, docker_client, VM_KEY, f"{VM_KEY}-desktop-extension")
+
+
+@pytest.mark.parametrize("store", ["classic", "containerd"])
+def test_a_file_replaced_after_the_marketplace_read_it_is_refused_and_its_load_undone(
+    tmp_path, folder, docker_client, monkeypatch, store
+):
+    """A folder's card installs what the Marketplace read of its file. A file replaced between that read and the
+    load (another image under the same name) is refused once the engine has it, and the load is undone; the file
+    as read installs. On the containerd image store an image's ID is its manifest's digest, not the config's that
+    the file names (docker/cli#5526): there the config's is read from the engine's export of the image. This
+    engine keeps the classic store; ``containerd`` runs the same install with the engine taken for one."""
+    home = tmp_path / "home"
+    run_dockext("marketplace", "add", "--folder", str(folder), home=home)
+    layout = Layout(home)
+    if store == "containerd":
+        monkeypatch.setattr(Engine, "containerd_images", property(lambda self: True))
+        exported: list[str] = []
+        real_export = Engine.config_digest
+        monkeypatch.setattr(Engine, "config_digest", lambda self, ref: exported.append(ref) or real_export(self, ref))
+    path, read = marketplace.file_for(marketplace.load(layout), VM1) or (None, None)
+    assert path == folder / "vm-image-1.0.0.tar" and read is not None
+    original = path.read_bytes()
+    # what the file holds now: 2.0.0's image under 1.0.0's name
+    [other] = docker_client.images.load((folder / "vm-image-2.0.0.tar").read_bytes())
+    other.tag(VM1)
+    try:
+        path.write_bytes(b"".join(docker_client.images.get(VM1).save(named=VM1)))
+    finally:
+        untag(docker_client, VM1)
+        untag(docker_client, VM2)
+    monkeypatch.setattr(marketplace, "file_for", lambda *a, **k: (path, read))  # as read before the swap
+    installer = Installer(layout)
+    source = marketplace.load(layout).sources[0].label
+    with pytest.raises(DockextError) as refused:
+        offline.from_folder(installer, VM1, Silent(), source=source)
+    assert refused.value.message.startswith(f"vm-image-1.0.0.tar changed since the Marketplace read it: it now holds "
+                                            f"another {VM1} (sha256:")
+    assert not docker_client.images.list(VM1) and installer.store.records() == []  # the load undone, nothing in
+    if store == "containerd":
+        assert exported == [VM1]  # the check read the config's digest from the export
+
+    path.write_bytes(original)  # the file as the Marketplace read it
+    try:
+        record = offline.from_folder(installer, VM1, Silent(), source=source)
+        assert record is not None and record.version == "1.0.0"
+        assert docker_client.images.get(VM1).id == read.image_id
+    finally:
+        run_dockext("rm", VM1, home=home, check=False)
         for volume in docker_client.volumes.list(filters={"name": f"{VM_KEY}-desktop-extension_"}):
             volume.remove()
     assert_nothing_left(home, docker_client, VM_KEY, f"{VM_KEY}-desktop-extension")

@@ -1,6 +1,7 @@
 """A rootless engine as dockext sees it: told from ``GET /info``, and named when the default engine is down; an
-engine with ``--userns-remap`` told the same way. The whole flows on real engines are tests/e2e/test_rootless.py
-and tests/engine/test_userns_remap.py."""
+engine with ``--userns-remap`` told the same way, and one that keeps its images in containerd. The whole flows on
+real engines are tests/e2e/test_rootless.py, tests/engine/test_userns_remap.py and (for the image store)
+tests/engine/test_marketplace_folder.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dockext.dockerhost import DockerHost
-from dockext.engine import Engine
+from dockext.engine import Engine, _config_of
 from dockext.errors import EngineUnavailable
 from dockext.model import ImageRef
 
@@ -93,6 +94,26 @@ def test_another_users_engine_socket_is_reached_as_a_remote_engine(monkeypatch, 
         assert Engine(DockerHost(f"unix://{path}")).remote is remote
         monkeypatch.setenv("DOCKEXT_REMOTE_ENGINE", "0")  # the user's say still wins
         assert Engine(DockerHost(f"unix://{path}")).remote is False
+
+
+@pytest.mark.parametrize("status, containerd", [
+    ([["driver-type", "io.containerd.snapshotter.v1"]], True),  # Docker 24+ with the containerd image store
+    ([["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"]], False),  # overlay2
+    (None, False),
+    ([["driver-type", "io.containerd.snapshotter.v1.overlayfs"]], False),
+])
+def test_the_containerd_image_store_is_told_from_the_drivers_status(status, containerd):
+    assert InfoEngine({"ID": "X", "DriverStatus": status}).containerd_images is containerd
+
+
+def test_an_exports_manifest_names_its_images_config_in_either_layout():
+    """``docker save`` names the config ``<hex>.json`` (classic) or ``blobs/sha256/<hex>`` (Docker 25+, OCI)."""
+    digest = "a41ba77a03dec6206b9dcbc63dd114b8423a3d8b96c99a18e21842f7f74a9535"
+    for name in (f"{digest}.json", f"blobs/sha256/{digest}"):
+        assert _config_of([{"Config": name, "RepoTags": ["a:1"], "Layers": []}]) == f"sha256:{digest}"
+    for odd in ([], [{"Config": "x.json"}], [{"Config": f"{digest}.json"}] * 2, {"Config": f"{digest}.json"},
+                [{"Config": f"../{digest}.json"}], [{"Config": f"blobs/sha512/{digest}"}]):
+        assert _config_of(odd) is None
 
 
 def test_a_podman_service_is_told_from_its_info_and_named_by_its_host_and_storage():
