@@ -36,7 +36,7 @@ from typing import IO, Any, Final, Self, cast
 
 from dockext.errors import UnsafeArchive
 
-__all__ = ["Limits", "extract_file", "extract_tree", "guarded_tarinfo"]
+__all__ = ["ChunkReader", "Limits", "extract_file", "extract_tree", "guarded_tarinfo"]
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,11 @@ def _file_mode(tar_mode: int, executable_ok: bool = True) -> int:
 # ----------------------------------------------------------------------------------------------------------
 
 
-class _ChunkReader(io.RawIOBase):
+class ChunkReader(io.RawIOBase):
     """A read-only file over the byte chunks of an HTTP response, with a hard cap on the bytes consumed
-    (a backstop: per-member caps normally trigger first). Never holds more than one chunk."""
+    (a backstop: per-member caps normally trigger first; None for none). Never holds more than one chunk."""
 
-    def __init__(self, chunks: Iterable[bytes], cap: int, what: str) -> None:
+    def __init__(self, chunks: Iterable[bytes], cap: int | None, what: str) -> None:
         super().__init__()
         self._chunks: Iterator[bytes] = iter(chunks)
         self._pending = memoryview(b"")
@@ -116,7 +116,7 @@ class _ChunkReader(io.RawIOBase):
         target[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         self._consumed += n
-        if self._consumed > self._cap:
+        if self._cap is not None and self._consumed > self._cap:
             raise UnsafeArchive(f"{self._what}: the archive exceeds the limit of {self._cap} bytes")
         return n
 
@@ -157,7 +157,7 @@ class _Stream:
             + limits.max_entries * (3 * tarfile.BLOCKSIZE + 2 * limits.max_name)
             + 4 * meta_cap
         )
-        reader = io.BufferedReader(_ChunkReader(chunks, raw_cap, what), buffer_size=64 << 10)
+        reader = io.BufferedReader(ChunkReader(chunks, raw_cap, what), buffer_size=64 << 10)
         with self._translate():
             self.tar = tarfile.open(  # noqa: SIM115 - closed by close()
                 fileobj=reader,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import ipaddress
 import json
 import os
@@ -462,7 +461,8 @@ class Engine:
         with self._errors(f"export image {ref}"):
             chunks = self.client.api.get_image(ref)
             try:
-                with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
+                # the engine's own archive of an image it holds: no cap (archive.py's are for extension files)
+                with tarfile.open(fileobj=archive.ChunkReader(chunks, None, f"export of {ref}"), mode="r|") as tar:
                     for member in tar:
                         if member.name == "manifest.json" and member.isfile() and member.size <= MAX_MANIFEST:
                             f = tar.extractfile(member)
@@ -597,28 +597,6 @@ def _config_of(manifest: object) -> str | None:
     config = manifest[0].get("Config")
     match = _CONFIG_NAME.fullmatch(config) if isinstance(config, str) else None
     return f"sha256:{match.group(1)}" if match else None
-
-
-class _ChunkReader(io.RawIOBase):
-    """An iterator of byte chunks (a streamed answer) as a file, for :mod:`tarfile`'s stream mode."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._left = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._left:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._left = chunk
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
 
 
 class _FileShrank(Exception):
