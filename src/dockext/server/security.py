@@ -13,7 +13,8 @@ from starlette.types import Receive
 from ..errors import DockextError
 
 __all__ = [
-    "DASHBOARD_CSP", "HARDENING", "HOP_BY_HOP", "MAX_JSON", "TooLarge", "disconnected", "error_response", "harden",
+    "DASHBOARD_CSP", "HARDENING", "HOP_BY_HOP", "MAX_JSON", "SERVER_WRITTEN", "TooLarge", "disconnected",
+    "error_response", "harden",
     "origin_response", "read_asgi_body", "read_body", "read_json", "token_ok", "too_large",
 ]
 
@@ -31,6 +32,9 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-connection",
 })
+#: headers the server writes on every answer itself (uvicorn's default ones): a proxy drops the upstream's, which
+#: would otherwise reach the browser twice (``Date: <backend's>, <dockext's>`` to ``fetch``)
+SERVER_WRITTEN = frozenset({b"date"})
 
 #: on every answer of the server, unless the response set its own
 HARDENING: tuple[tuple[bytes, bytes], ...] = (

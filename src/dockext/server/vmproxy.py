@@ -32,6 +32,7 @@ from .backend_http import PAUSE_AT, Answer, BackendPool
 from .security import (
     HARDENING,
     HOP_BY_HOP,
+    SERVER_WRITTEN,
     TooLarge,
     disconnected,
     error_response,
@@ -54,6 +55,9 @@ NOT_FORWARDED = HOP_BY_HOP | {
 }
 #: answer headers the backend never sets: the origin's own policy, and widening a service worker's scope
 POLICY_HEADERS = frozenset({b"content-security-policy", b"cross-origin-resource-policy", b"service-worker-allowed"})
+#: answer headers the browser never gets from the backend: the connection's own, the origin's policy, the date
+#: dockext's server writes itself
+NOT_PASSED = HOP_BY_HOP | POLICY_HEADERS | SERVER_WRITTEN
 #: request headers that send a request the ASGI way: a body of unknown length, a client waiting for 100 Continue
 #: before sending its body, and what the extension origin refuses (the app answers those)
 _NOT_TAKEN = frozenset({b"transfer-encoding", b"expect", b"service-worker"})
@@ -227,7 +231,7 @@ def _whole(state: HostState, method: bytes, answer: Answer) -> tuple[list[tuple[
 def _answer_headers(state: HostState, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The backend's headers as the browser gets them: hop-by-hop ones out, the origin's own policy in."""
     policy = state.extension_policy()
-    out = [(k, v) for k, v in headers if (lk := k.lower()) not in HOP_BY_HOP and lk not in POLICY_HEADERS]
+    out = [(k, v) for k, v in headers if k.lower() not in NOT_PASSED]
     present = {k.lower() for k, _ in out}
     return out + policy + [(k, v) for k, v in HARDENING if k not in present]
 

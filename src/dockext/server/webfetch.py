@@ -40,7 +40,16 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..errors import DockextError, WebRequestError
-from .security import HOP_BY_HOP, TooLarge, disconnected, error_response, harden, read_asgi_body, too_large
+from .security import (
+    HOP_BY_HOP,
+    SERVER_WRITTEN,
+    TooLarge,
+    disconnected,
+    error_response,
+    harden,
+    read_asgi_body,
+    too_large,
+)
 from .state import HostState, Instance
 
 __all__ = ["PATH", "VIA", "handle", "target_of"]
@@ -57,7 +66,7 @@ FAILED_SCHEME: Final = "dockext-failed"
 #: request headers the site never sees (besides every ``sec-*`` and ``x-dockext*`` one)
 NOT_FORWARDED: Final = HOP_BY_HOP | {b"host", b"cookie", b"origin", b"referer", b"content-length", b"expect"}
 #: answer headers the page never gets: they would act on the extension's origin, not on the site's
-NOT_PASSED: Final = HOP_BY_HOP | {
+NOT_PASSED: Final = HOP_BY_HOP | SERVER_WRITTEN | {
     b"set-cookie", b"set-cookie2", b"strict-transport-security", b"clear-site-data", b"alt-svc",
     b"content-security-policy", b"content-security-policy-report-only", b"cross-origin-resource-policy",
     b"cross-origin-opener-policy", b"cross-origin-embedder-policy", b"service-worker-allowed",
