@@ -155,6 +155,18 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_preemptions(pid: int) -> int:
+    """Involuntary context switches of all the threads of a process so far (/proc/PID/task/*/status): how often
+    the scheduler took the CPU from it, typically for a process it had just woken (the peer of a write)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):
+            for ln in status.read_text().splitlines():
+                if ln.startswith("nonvoluntary_ctxt_switches:"):
+                    total += int(ln.split(":", 1)[1])
+    return total
+
+
 # -- a running dockext ---------------------------------------------------------------------------------
 @dataclass
 class Installed:

@@ -22,6 +22,9 @@ alternating which goes first; the figures are medians over the repetitions, and 
 the ratios paired within each repetition. ``srv CPU/req`` is the CPU time of the ``dockext serve`` process per
 proxied request (the proxy's own cost, whatever the other processes on the machine do); ``client CPU/req`` is
 this process's (the httpx client's): when it nears 1 s per second, the client, not the server, is the limit.
+``srv preempted/req`` is how often the scheduler took the CPU from the hop's process (dockext, the bare relay)
+per request, its involuntary context switches: on 2 cores a write that wakes the peer often costs the writer its
+core, and that happens about twice as often with ``http.server`` as the backend (docs/performance.md).
 
 Then, per backend, a client that costs almost nothing (a blocking socket, one request at a time, browser-like
 headers, :data:`RAW_REQUESTS` per side after a warm-up) gives each side's median time per request: what the
@@ -65,6 +68,7 @@ class Window:
     p99: float
     client_cpu: float  # seconds of this process's CPU in the window (the httpx client)
     server_cpu: float | None = None  # seconds of dockext serve CPU in the window (proxy windows)
+    server_preempted: int | None = None  # involuntary context switches of the hop's process in the window
 
     @property
     def rps(self) -> float:
@@ -92,6 +96,7 @@ async def window(target: Target, concurrency: int, duration: float, server_pid: 
             latencies.append(t1 - t0)
 
     cpu0 = common.process_cpu_seconds(server_pid) if server_pid else None
+    preempted0 = common.process_preemptions(server_pid) if server_pid else None
     client0 = time.process_time()
     start = time.perf_counter()
     async with asyncio.timeout(duration + 60), asyncio.TaskGroup() as tg:
@@ -100,8 +105,11 @@ async def window(target: Target, concurrency: int, duration: float, server_pid: 
     elapsed = time.perf_counter() - start
     client = time.process_time() - client0
     cpu = common.process_cpu_seconds(server_pid) - cpu0 if server_pid and cpu0 is not None else None
+    preempted = (common.process_preemptions(server_pid) - preempted0
+                 if server_pid and preempted0 is not None else None)
     return Window(
-        len(latencies), elapsed, common.percentile(latencies, 50), common.percentile(latencies, 99), client, cpu
+        len(latencies), elapsed, common.percentile(latencies, 50), common.percentile(latencies, 99), client, cpu,
+        preempted,
     )
 
 
@@ -291,13 +299,15 @@ def report(name: str, results: dict[int, dict[str, list[Window]]], raw: dict[str
         for mode, ws in by.items():
             cpu = [w.server_cpu / w.requests * 1e6 for w in ws if w.server_cpu is not None and w.requests]
             client = [w.client_cpu / w.requests * 1e6 for w in ws if w.requests]
+            preempted = [w.server_preempted / w.requests for w in ws if w.server_preempted is not None and w.requests]
             rows.append([
                 f"c={c}", mode, f"{med([w.rps for w in ws]):.0f}", f"{med([w.p50 for w in ws]) * 1e3:.3f}",
                 f"{med([w.p99 for w in ws]) * 1e3:.3f}", f"{med(client):.0f} us", f"{med(cpu):.0f} us" if cpu else "-",
-                f"{sum(w.requests for w in ws)}",
+                f"{med(preempted):.2f}" if preempted else "-", f"{sum(w.requests for w in ws)}",
             ])
     print(f"\nbackend: {name}")
-    print(common.table(["conc", "mode", "rps", "p50 ms", "p99 ms", "client CPU/req", "srv CPU/req", "requests"], rows))
+    print(common.table(["conc", "mode", "rps", "p50 ms", "p99 ms", "client CPU/req", "srv CPU/req",
+                        "srv preempted/req", "requests"], rows))
     print()
     ratio_rows = []
     for c, by in results.items():
