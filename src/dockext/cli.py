@@ -118,6 +118,16 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _confirm_trust(force: bool) -> None:
+    """Docker's question before an extension goes in (at a terminal, unless ``-f``); no ends the command."""
+    if not force and sys.stdin.isatty():
+        click.confirm(
+            "Extensions can install binaries, invoke commands and access files on your machine.\n"
+            "Are you sure you want to continue?",
+            abort=True,
+        )
+
+
 def _prog() -> str:
     """How the user ran dockext, for the commands a hint suggests: ``dockext`` or ``docker extension``."""
     ctx = click.get_current_context(silent=True)
@@ -208,12 +218,7 @@ def install(image: str, force: bool, pick: str | None, deny: tuple[str, ...]) ->
         )
     if tarball is not None:
         offline.check_tarball(tarball, image)
-    if not force and sys.stdin.isatty():
-        click.confirm(
-            "Extensions can install binaries, invoke commands and access files on your machine.\n"
-            "Are you sure you want to continue?",
-            abort=True,
-        )
+    _confirm_trust(force)
     reporter = CliReporter(out)
     installer = Installer(layout(), reporter=reporter)
     if tarball is not None:
@@ -236,12 +241,7 @@ def update(image: str, force: bool) -> None:
     tarball = offline.tarball_argument(image)
     if tarball is not None:
         offline.check_tarball(tarball, image)
-    if not force and sys.stdin.isatty():
-        click.confirm(
-            "Extensions can install binaries, invoke commands and access files on your machine.\n"
-            "Are you sure you want to continue?",
-            abort=True,
-        )
+    _confirm_trust(force)
     reporter = CliReporter(out)
     installer = Installer(layout(), reporter=reporter)
     if tarball is not None:

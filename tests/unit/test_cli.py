@@ -352,6 +352,24 @@ def test_ctrl_c_at_a_prompt_exits_130_like_every_interrupt(
     assert ("Interrupted." in said) == (code == 130) and ("Aborted!" in said) == (code == 1)
 
 
+@pytest.mark.parametrize("command", ["install", "update"])
+@pytest.mark.parametrize(("answer", "goes_on"), [("n", False), ("y", True)])
+def test_install_and_update_ask_docker_s_question_at_a_terminal_and_no_ends_them(
+    command: str, answer: str, goes_on: bool, home: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import click.testing
+
+    monkeypatch.setattr(click.testing._NamedTextIOWrapper, "isatty", lambda self: True)  # stdin is a terminal
+    reached: list[str] = []
+    monkeypatch.setattr(cli_module, "Installer", lambda *a, **k: reached.append(command) or sys.exit(7))
+    result = CliRunner().invoke(cli, [command, "acme/ext:1.0"], input=f"{answer}\n")
+    assert "Extensions can install binaries, invoke commands and access files on your machine." in result.output
+    assert (result.exit_code, reached) == ((7, [command]) if goes_on else (1, []))
+    assert ("Aborted!" in result.output) is not goes_on
+    result = CliRunner().invoke(cli, [command, "-f", "acme/ext:1.0"])  # -f: no question
+    assert "Extensions can install" not in result.output and result.exit_code == 7
+
+
 def test_permissions_set_names_only_what_the_backend_asks_for(home: Layout, monkeypatch: pytest.MonkeyPatch) -> None:
     from dockext.installer import Installer
 
