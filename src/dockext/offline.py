@@ -24,6 +24,7 @@ import io
 import lzma
 import os
 import re
+import shlex
 import stat
 import zlib
 from collections.abc import Callable
@@ -386,6 +387,15 @@ def install_tarball(installer: Installer, path: Path, wanted: str | None, report
         reporter.step(f"Loaded image: {ref}")
         if expect_id is not None and expect_id.startswith("sha256:"):
             loaded_id = engine.image_config(ref)
+            if loaded_id is None:
+                # the engine's export names no single config (several platforms, on the containerd image store),
+                # so which image the engine would run cannot be told: not installed as the Marketplace's
+                raise DockextError(
+                    f"dockext cannot check that the {ref} loaded from {name} is the image the Marketplace read: "
+                    "the engine's export of it names several configs (a multi-platform image?)",
+                    hint="To install it anyway, as a file you trust: "
+                    f"dockext install {shlex.quote(str(path))} --image {ref}",
+                )
             if loaded_id != expect_id:
                 raise DockextError(
                     f"{name} changed since the Marketplace read it: it now holds another {ref} ({loaded_id})",

@@ -153,3 +153,28 @@ def test_a_file_replaced_after_the_marketplace_read_it_is_refused_and_its_load_u
         for volume in docker_client.volumes.list(filters={"name": f"{VM_KEY}-desktop-extension_"}):
             volume.remove()
     assert_nothing_left(home, docker_client, VM_KEY, f"{VM_KEY}-desktop-extension")
+
+
+def test_a_load_whose_config_cannot_be_told_is_refused_with_a_way_to_install_the_file(
+    tmp_path, folder, docker_client, monkeypatch
+):
+    """On the containerd image store the export of an image loaded with several platforms names several configs,
+    and which one the engine would run cannot be told: the folder's card refuses it (the load undone) and says how
+    to install the file anyway. The engine's export is taken to answer so; the load and its undoing are real."""
+    home = tmp_path / "home"
+    run_dockext("marketplace", "add", "--folder", str(folder), home=home)
+    layout = Layout(home)
+    monkeypatch.setattr(Engine, "containerd_images", property(lambda self: True))
+    monkeypatch.setattr(Engine, "config_digest", lambda self, ref: None)
+    installer = Installer(layout)
+    source = marketplace.load(layout).sources[0].label
+    with pytest.raises(DockextError) as refused:
+        offline.from_folder(installer, VM1, Silent(), source=source)
+    path = folder / "vm-image-1.0.0.tar"
+    assert refused.value.message == (
+        f"dockext cannot check that the {VM1} loaded from vm-image-1.0.0.tar is the image the Marketplace read: the "
+        "engine's export of it names several configs (a multi-platform image?)"
+    )
+    assert refused.value.hint == f"To install it anyway, as a file you trust: dockext install {path} --image {VM1}"
+    assert not docker_client.images.list(VM1) and installer.store.records() == []  # the load undone, nothing in
+    assert_nothing_left(home, docker_client, VM_KEY, f"{VM_KEY}-desktop-extension")
