@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from dockext import devmode, permissions
 from dockext.cli import CliReporter, cli, handle_errors
 from dockext.errors import DockextError
 from dockext.paths import Layout
+from dockext.server.run import bind as server_run_bind
 from dockext.store import Record, Store, UiInfo, VmInfo
 from tests.support.procs import wait_until
 
@@ -224,6 +226,36 @@ def test_an_address_that_cannot_be_listened_on_gets_a_hint_about_the_host(host: 
         bind(host, 0)
     assert caught.value.message.startswith(f"cannot listen on {host}")
     assert "--host" in (caught.value.hint or "") and "--port" not in (caught.value.hint or "")
+
+
+def test_serving_beyond_loopback_says_what_the_token_does_not_guard(
+    home: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dockext.server import run as server_run
+
+    bound: list[socket.socket] = []
+
+    def on_loopback(host: str, port: int) -> socket.socket:  # the test itself never listens beyond loopback
+        bound.append(server_run_bind("127.0.0.1", 0))
+        return bound[-1]
+
+    monkeypatch.setattr(server_run, "bind", on_loopback)
+    monkeypatch.setattr(server_run.uvicorn.Server, "run", lambda self, sockets=None: None)
+    try:
+        said: list[str] = []
+        server_run.serve(home, host="0.0.0.0", port=0, open_browser=False, echo=said.append)
+        port = bound[0].getsockname()[1]
+        assert said[0].startswith(f"dockext dashboard: http://dockext.localhost:{port}/?token=")
+        notice = " ".join(said[1:])
+        assert notice.startswith(f"Listening on 0.0.0.0:{port}: anyone who can reach it still needs the token.")
+        assert "plain HTTP" in notice and "unencrypted" in notice and "*.dockext.localhost" in notice
+        assert f"ssh -L {port}:127.0.0.1:{port} THIS-HOST" in notice
+        said.clear()
+        server_run.serve(home, host="127.0.0.1", port=0, open_browser=False, echo=said.append)
+        assert len(said) == 1  # on loopback: the URL alone
+    finally:
+        for sock in bound:
+            sock.close()
 
 
 def test_a_port_in_use_still_gets_the_hint_about_the_port() -> None:

@@ -23,7 +23,7 @@ from ..errors import DockextError, InvalidToken
 from ..paths import Layout
 from ..store import atomic_write
 from .app import create_app
-from .state import HostState
+from .state import DASHBOARD_NAME, HostState
 from .wire import HttpProtocol, WebSocketProtocol
 
 __all__ = ["serve"]
@@ -108,7 +108,8 @@ def serve(
     atomic_write(info, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode(), mode=0o600)
     echo(f"dockext dashboard: {url}")
     if host not in LOOPBACK:
-        echo(f"Listening on {host}:{port}: anyone who can reach it still needs the token.")
+        for line in _exposed_notice(host, port):
+            echo(line)
     if open_browser:
         _open_browser(layout.root, url)
     try:
@@ -116,6 +117,16 @@ def serve(
     finally:
         with contextlib.suppress(FileNotFoundError):
             info.unlink()
+
+
+def _exposed_notice(host: str, port: int) -> list[str]:
+    """What ``serve`` says when it listens beyond loopback: what the token guards, and what it does not."""
+    return [
+        f"Listening on {host}:{port}: anyone who can reach it still needs the token.",
+        "It is plain HTTP: the token and the session cookie cross the network unencrypted, and extension tabs load",
+        f"from *.{DASHBOARD_NAME}, which only a browser on this machine can reach. From another machine, forward",
+        f"the port over SSH instead (ssh -L {port}:127.0.0.1:{port} THIS-HOST) and open the URL above there.",
+    ]
 
 
 def server_config(app: ASGIApp, **overrides: Any) -> uvicorn.Config:
