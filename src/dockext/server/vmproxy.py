@@ -229,7 +229,8 @@ def _whole(state: HostState, method: bytes, answer: Answer) -> tuple[list[tuple[
 
 
 def _answer_headers(state: HostState, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The backend's headers as the browser gets them: hop-by-hop ones out, the origin's own policy in."""
+    """The backend's headers as the browser gets them: hop-by-hop ones and its date out (the server writes its
+    own), the origin's own policy in."""
     policy = state.extension_policy()
     out = [(k, v) for k, v in headers if k.lower() not in NOT_PASSED]
     present = {k.lower() for k, _ in out}

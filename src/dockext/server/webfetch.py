@@ -65,7 +65,8 @@ FAILURE: Final = b"x-dockext-failure"
 FAILED_SCHEME: Final = "dockext-failed"
 #: request headers the site never sees (besides every ``sec-*`` and ``x-dockext*`` one)
 NOT_FORWARDED: Final = HOP_BY_HOP | {b"host", b"cookie", b"origin", b"referer", b"content-length", b"expect"}
-#: answer headers the page never gets: they would act on the extension's origin, not on the site's
+#: answer headers the page never gets: they would act on the extension's origin, not on the site's (and the date,
+#: which dockext's server writes itself)
 NOT_PASSED: Final = HOP_BY_HOP | SERVER_WRITTEN | {
     b"set-cookie", b"set-cookie2", b"strict-transport-security", b"clear-site-data", b"alt-svc",
     b"content-security-policy", b"content-security-policy-report-only", b"cross-origin-resource-policy",
