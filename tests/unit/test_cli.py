@@ -25,7 +25,6 @@ from dockext import devmode, permissions
 from dockext.cli import CliReporter, cli, handle_errors
 from dockext.errors import DockextError
 from dockext.paths import Layout
-from dockext.server.run import bind as server_run_bind
 from dockext.store import Record, Store, UiInfo, VmInfo
 from tests.support.procs import wait_until
 
@@ -234,9 +233,10 @@ def test_serving_beyond_loopback_says_what_the_token_does_not_guard(
     from dockext.server import run as server_run
 
     bound: list[socket.socket] = []
+    real_bind = server_run.bind
 
     def on_loopback(host: str, port: int) -> socket.socket:  # the test itself never listens beyond loopback
-        bound.append(server_run_bind("127.0.0.1", 0))
+        bound.append(real_bind("127.0.0.1", 0))
         return bound[-1]
 
     monkeypatch.setattr(server_run, "bind", on_loopback)
