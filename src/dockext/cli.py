@@ -391,8 +391,14 @@ def init(directory: str, name: str | None, description: str | None, repository: 
               help="Port (0 picks a free one).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
 @click.option("--allow-host", multiple=True, help="Extra host name the dashboard answers to (with --host).")
+@click.option("--domain", metavar="NAME",
+              help="Serve the dashboard on NAME and each extension on EXTENSION.NAME instead of dockext.localhost "
+                   "(for browsers on other machines: NAME and *.NAME must resolve to this one; needs --tls-cert).")
+@click.option("--tls-cert", metavar="FILE", help="Serve HTTPS with this certificate (PEM; valid for NAME and *.NAME).")
+@click.option("--tls-key", metavar="FILE", help="The certificate's private key (PEM, unencrypted).")
 @handle_errors
-def serve(host: str, port: int, no_browser: bool, allow_host: tuple[str, ...]) -> None:
+def serve(host: str, port: int, no_browser: bool, allow_host: tuple[str, ...], domain: str | None,
+          tls_cert: str | None, tls_key: str | None) -> None:
     """Serve the dashboard. Prints a URL that carries the login token."""
     from .server.run import serve as run
 
@@ -402,7 +408,8 @@ def serve(host: str, port: int, no_browser: bool, allow_host: tuple[str, ...]) -
         _said_recovered(installer, installer.recover())
     except DockextError as exc:
         err.print(f"Warning: could not finish interrupted operations: {exc.message}")
-    run(lay, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host, echo=_print_line)
+    run(lay, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host, domain=domain,
+        tls_cert=tls_cert, tls_key=tls_key, echo=_print_line)
 
 
 @cli.group()
@@ -639,8 +646,9 @@ def share(image: str) -> None:
     """A link that offers IMAGE[:TAG] for install in a dockext dashboard (and Docker Desktop's, for its users).
 
     The link opens the dashboard's Marketplace with an install dialog for the image: nothing is installed until
-    the person who opens it clicks Install. It names this machine's dashboard port (the running server's, else
-    the default), so it works as it is for anyone using dockext's default port."""
+    the person who opens it clicks Install. It names the running server's address (its port, and its name and
+    scheme when served with --domain), else the default one, which works as it is for anyone using dockext's
+    default port."""
     from urllib.parse import quote, urlencode
 
     ref = model.ImageRef.parse(image)
@@ -650,22 +658,28 @@ def share(image: str) -> None:
             hint=f"Share a tag: {_prog()} share {ref.name}:{ref.tag or 'TAG'}",
         )
     tag = ref.tag or "latest"
-    port = _server_port() or 7683
-    link = f"http://dockext.localhost:{port}/#/marketplace/install/{quote(f'{ref.name}:{tag}', safe='/:')}"
+    base = _server_base() or "http://dockext.localhost:7683"
+    link = f"{base}/#/marketplace/install/{quote(f'{ref.name}:{tag}', safe='/:')}"
     out.print(f"Share this link: {link}", soft_wrap=True)
     query = urlencode({"extensionId": ref.name, "tag": tag})
     out.print(f"In Docker Desktop: https://open.docker.com/extensions/marketplace?{query}", soft_wrap=True)
 
 
-def _server_port() -> int | None:
-    """The port of the `dockext serve` running on this home, from its server.json; None when none runs (a
-    server killed without its cleanup leaves the file behind: its process is looked at, not only the file)."""
+def _server_base() -> str | None:
+    """``scheme://name:port`` of the `dockext serve` running on this home, from its server.json (its URL without
+    the token); None when none runs (a server killed without its cleanup leaves the file behind: its process is
+    looked at, not only the file)."""
+    from urllib.parse import urlsplit
+
     try:
         info = json.loads((layout().root / "server.json").read_text())
-        port, pid = int(info["port"]), int(info["pid"])
+        url, pid = urlsplit(str(info["url"])), int(info["pid"])
+        port = url.port
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return port if 0 < port < 65536 and _is_dockext(pid) else None
+    if url.scheme not in ("http", "https") or not url.hostname or port is None or not _is_dockext(pid):
+        return None
+    return f"{url.scheme}://{url.hostname}:{port}"
 
 
 def _is_dockext(pid: int) -> bool:

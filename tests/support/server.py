@@ -8,6 +8,7 @@ import http.client
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,10 +35,12 @@ class Server:
     proc: subprocess.Popen[str]
     log: Path
     env: dict[str, str] = field(default_factory=dict)
+    domain: str = "dockext.localhost"  # what it serves on (dockext serve --domain)
+    scheme: str = "http"  # https with --tls-cert
 
     @property
     def url(self) -> str:
-        return f"http://dockext.localhost:{self.port}"
+        return f"{self.scheme}://{self.domain}:{self.port}"
 
     @property
     def login_url(self) -> str:
@@ -54,27 +57,32 @@ class Server:
 
 
 def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, int, list[int]] | None = None,
-                 extra_env: dict[str, str] | None = None, port: int | None = None) -> Server:
+                 extra_env: dict[str, str] | None = None, port: int | None = None, domain: str | None = None,
+                 tls: tuple[Path, Path] | None = None) -> Server:
+    """``domain`` and ``tls`` (certificate, key) are given to ``dockext serve`` as --domain and --tls-cert/-key."""
     port = port or free_port()
     token = secrets.token_hex(24)
     home.mkdir(parents=True, exist_ok=True)
     log = home.parent / f"server-{port}.log"
     env = {**os.environ, "DOCKEXT_HOME": str(home), "DOCKEXT_TOKEN": token, **(extra_env or {})}
     cmd = (argv or [sys.executable, "-m", "dockext.cli"]) + ["serve", "--no-browser", "--port", str(port)]
+    cmd += ["--domain", domain] if domain else []
+    cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
     kwargs: dict[str, Any] = {}
     if user is not None:
         uid, gid, groups = user
         kwargs = {"user": uid, "group": gid, "extra_groups": groups}
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True, **kwargs)
-    server = Server(home, port, token, proc, log, env)
+    server = Server(home, port, token, proc, log, env, domain or "dockext.localhost", "https" if tls else "http")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"dockext serve exited {proc.returncode}:\n{log.read_text()}")
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ssl._create_unverified_context())
+                if tls else http.client.HTTPConnection("127.0.0.1", port, timeout=2))
         try:  # the login page, on the name browsers are sent to (*.localhost is not in this machine's resolver)
-            conn.request("GET", "/login", headers={"Host": f"dockext.localhost:{port}"})
+            conn.request("GET", "/login", headers={"Host": f"{server.domain}:{port}"})
             if conn.getresponse().status == 200:
                 return server
         except (ConnectionError, OSError):

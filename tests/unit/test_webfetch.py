@@ -191,6 +191,12 @@ def test_target_rules():
                            (f"http://[::1]:{PORT}/", unix)):
         with pytest.raises(WebRequestError):
             webfetch.target_of(target, engine, PORT)
+    # served with --domain: that name and the extension origins under it are dockext's own too, on its port only
+    for target in (f"https://dockext.test:{PORT}/api/extensions", f"https://acme-x.DOCKEXT.test.:{PORT}/i/cap/"):
+        with pytest.raises(WebRequestError, match="to itself"):
+            webfetch.target_of(target, unix, PORT, "dockext.test")
+    assert webfetch.target_of("https://dockext.test/", unix, PORT, "dockext.test") == "https://dockext.test/"
+    assert webfetch.target_of(f"https://xdockext.test:{PORT}/", unix, PORT, "dockext.test")
 
 
 @pytest.mark.parametrize("host", ["dockext.localhost", "127.0.0.1", "ext"])

@@ -54,7 +54,7 @@ class HostRouter:
                     target += "?" + scope["query_string"].decode("latin-1")
                 await RedirectResponse(target, status_code=307)(scope, receive, send)
                 return
-            scope["dockext.origin"] = f"http://{host}"
+            scope["dockext.origin"] = f"{self.state.scheme}://{host}"
             await self.dashboard_app(scope, receive, send)
             return
         record = self._extension(host)

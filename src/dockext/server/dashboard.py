@@ -28,7 +28,7 @@ from ..errors import DockextError, reason
 from ..installer import Installer
 from ..store import Record
 from . import docker_api, fsapi, marketplace_api
-from .security import DASHBOARD_CSP, TooLarge, error_response, harden, read_body, read_json, token_ok, too_large
+from .security import TooLarge, error_response, harden, read_body, read_json, token_ok, too_large
 from .state import HostState
 
 __all__ = ["STATIC", "create"]
@@ -106,7 +106,7 @@ class AuthGate:
                 target = "/" + path.lstrip("/\\") + ("?" + urlencode(rest) if rest else "")
                 response: Response = self._login(target)
             else:
-                response = login_page("That token is not valid.", status=401)
+                response = login_page(self.state, "That token is not valid.", status=401)
             await harden(response)(scope, receive, send)
             return
         if path in PUBLIC_PATHS or self._authenticated(request, api=_needs_key(request)):
@@ -150,7 +150,7 @@ class AuthGate:
         session = self.state.sessions.issue()
         response = RedirectResponse(f"{target}#dockext-key={self.state.sessions.key(session)}", status_code=303)
         response.set_cookie(
-            cookie_name(self.state), session, httponly=True, samesite="strict", path="/",
+            cookie_name(self.state), session, httponly=True, samesite="strict", path="/", secure=self.state.tls,
             max_age=self.state.sessions.max_age,
         )
         return response
@@ -175,10 +175,10 @@ LOGIN_REASONS = {
 }
 
 
-def login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
+def login_page(state: HostState, error: str | None = None, status: int = 200) -> HTMLResponse:
     text = (STATIC / "login.html").read_text()
     message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return harden(HTMLResponse(text.replace("<!--ERROR-->", message), status_code=status), csp=DASHBOARD_CSP)
+    return harden(HTMLResponse(text.replace("<!--ERROR-->", message), status_code=status), csp=state.dashboard_csp)
 
 
 def create(
@@ -187,16 +187,16 @@ def create(
     async def index(request: Request) -> Response:
         response = FileResponse(STATIC / "dashboard" / "index.html")
         response.headers["Cache-Control"] = "no-store"  # after a logout, not even from the browser's cache
-        return harden(response, csp=DASHBOARD_CSP)
+        return harden(response, csp=state.dashboard_csp)
 
     async def login_get(request: Request) -> Response:
-        return login_page(LOGIN_REASONS.get(request.query_params.get("why", "")))
+        return login_page(state, LOGIN_REASONS.get(request.query_params.get("why", "")))
 
     async def login_post(request: Request) -> Response:
         body = (await read_body(request, MAX_LOGIN_BODY)).decode(errors="replace")
         token = (parse_qs(body).get("token") or [""])[0].strip()
         if not token_ok(token, state.token):
-            return login_page("That token is not valid.", status=401)
+            return login_page(state, "That token is not valid.", status=401)
         return harden(gate._login("/"))
 
     async def logout(request: Request) -> Response:
@@ -205,7 +205,7 @@ def create(
         for session in _sessions(request, state):
             state.sessions.revoke(session)
         response = harden(JSONResponse({"loggedOut": True}))
-        response.delete_cookie(cookie_name(state), path="/", httponly=True, samesite="strict")
+        response.delete_cookie(cookie_name(state), path="/", httponly=True, samesite="strict", secure=state.tls)
         return response
 
     async def static(request: Request) -> Response:
@@ -218,7 +218,7 @@ def create(
             return harden(Response("Not found", status_code=404))
         response = FileResponse(path)
         response.headers["Cache-Control"] = "no-cache"
-        return harden(response, csp=DASHBOARD_CSP)
+        return harden(response, csp=state.dashboard_csp)
 
     async def list_extensions(request: Request) -> Response:
         state.refresh()  # a CLI may have installed something a moment ago

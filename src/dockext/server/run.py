@@ -10,9 +10,11 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import tempfile
 import webbrowser
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,86 @@ def login_token(given: str | None) -> str:
     return given
 
 
+@dataclass(frozen=True)
+class Tls:
+    """The certificate and key ``dockext serve --tls-cert/--tls-key`` serves HTTPS with (PEM files)."""
+
+    cert: str
+    key: str
+
+    @classmethod
+    def of(cls, cert: str | None, key: str | None) -> Tls | None:
+        """Both files checked to make a server's TLS context together, or None when neither is given."""
+        if cert is None and key is None:
+            return None
+        if not cert or not key:
+            raise DockextError(
+                "--tls-cert and --tls-key go together",
+                hint="Give the certificate (PEM, with its chain) and its private key (PEM, unencrypted).",
+            )
+        for path in (cert, key):  # the TLS library's own errors do not say which file it could not open
+            try:
+                Path(path).read_bytes()
+            except OSError as exc:
+                raise DockextError(f"cannot read {path}: {exc.strerror or exc}") from None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(cert, key, password=_no_password)
+        except ssl.SSLError as exc:
+            raise DockextError(
+                f"cannot serve HTTPS with the certificate {cert} and the key {key}: {exc.reason or exc}",
+                hint="Both must be PEM files, the key unencrypted and the one the certificate was made for.",
+            ) from None
+        return cls(cert, key)
+
+    def names(self) -> list[str] | None:
+        """The DNS names the certificate is for (its subjectAltName), or None when they cannot be read."""
+        try:  # CPython's own reader of a PEM file (its ssl tests use it); there is no public one
+            decoded = ssl._ssl._test_decode_cert(self.cert)  # type: ignore[attr-defined]
+        except (AttributeError, OSError, ValueError):
+            return None
+        return [str(v).lower() for k, v in decoded.get("subjectAltName", ()) if k == "DNS"]
+
+
+def _no_password() -> str:
+    raise DockextError("the TLS key is encrypted", hint="Give an unencrypted key (openssl pkey -in KEY -out NEW).")
+
+
+def covers(names: list[str], host: str) -> bool:
+    """Whether a certificate for ``names`` is valid for ``host`` (an exact name, or ``*.rest`` for one label)."""
+    first, _, rest = host.partition(".")
+    return any(n == host or (bool(first) and n.startswith("*.") and n[2:] == rest) for n in names)
+
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def dashboard_domain(given: str | None, tls: bool) -> str:
+    """The name the dashboard is served on (``--domain``, checked), its extensions on ``<slug>.<name>``."""
+    if not given:
+        return DASHBOARD_NAME
+    name = given.lower().rstrip(".")
+    labels = name.split(".")
+    if len(name) > 200 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise DockextError(f"--domain {given} is not a DNS name: letters, digits and hyphens, in labels between dots")
+    if all(label.isdigit() for label in labels):
+        raise DockextError(f"--domain {given} is an IP address: extensions are served on names under the domain",
+                           hint="Give a DNS name that this machine has, such as dockext.example.lan.")
+    if len(labels) < 2:
+        raise DockextError(
+            f"--domain {given} has one label: browsers would take each extension's name under it for another site, "
+            "and keep its storage from its tab", hint=f"Give a name of two labels or more, such as dockext.{name}.lan.",
+        )
+    if not tls and not name.endswith(".localhost"):
+        raise DockextError(
+            f"--domain {given} needs --tls-cert and --tls-key: over plain HTTP the token and the session cross the "
+            "network unencrypted, and browsers treat the pages of a name other than localhost as insecure "
+            "(no crypto.subtle, no clipboard), which extensions use",
+            hint=f"Give a certificate valid for {name} and *.{name} (a wildcard), and its key.",
+        )
+    return name
+
+
 def serve(
     layout: Layout,
     *,
@@ -94,39 +176,67 @@ def serve(
     port: int = 7683,
     open_browser: bool = True,
     allow_hosts: tuple[str, ...] = (),
+    domain: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> None:
     token = login_token(os.environ.get("DOCKEXT_TOKEN"))
+    tls = Tls.of(tls_cert, tls_key)
+    name = dashboard_domain(domain, tls is not None)
     layout.ensure()
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    state = HostState(layout, port=port, token=token)
-    for name in allow_hosts:
-        state.dashboard_hosts.add(f"{name.lower()}:{port}")
+    state = HostState(layout, port=port, token=token, domain=name, tls=tls is not None)
+    for extra in allow_hosts:
+        state.dashboard_hosts.add(f"{extra.lower()}:{port}")
     url = f"{state.dashboard_url}/?token={token}"
     info = layout.root / "server.json"
     atomic_write(info, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode(), mode=0o600)
     echo(f"dockext dashboard: {url}")
+    notice = _tls_notice(tls, name)
     if host not in LOOPBACK:
-        for line in _exposed_notice(host, port):
-            echo(line)
+        notice += _exposed_notice(host, port, name, tls is not None)
+    for line in notice:
+        echo(line)
     if open_browser:
         _open_browser(layout.root, url)
+    ssl_files = {"ssl_certfile": tls.cert, "ssl_keyfile": tls.key} if tls else {}
     try:
-        uvicorn.Server(server_config(create_app(state))).run(sockets=[sock])
+        uvicorn.Server(server_config(create_app(state), **ssl_files)).run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
             info.unlink()
 
 
-def _exposed_notice(host: str, port: int) -> list[str]:
+def _tls_notice(tls: Tls | None, domain: str) -> list[str]:
+    """A warning when the certificate is not valid for the dashboard's name or the extension origins under it."""
+    names = tls.names() if tls else None
+    missing = [n for n in (domain, f"EXTENSION.{domain}") if names is not None and not covers(names, n)]
+    if tls is None or names is None or not missing:
+        return []
+    return [f"Warning: the certificate {tls.cert} is not valid for {' or '.join(missing)} (it names "
+            f"{', '.join(names) or 'no DNS name'}): browsers will refuse "
+            f"{'the dashboard' if domain in missing else 'the extension tabs'}. Make one for {domain} and *.{domain}."]
+
+
+def _exposed_notice(host: str, port: int, domain: str = DASHBOARD_NAME, tls: bool = False) -> list[str]:
     """What ``serve`` says when it listens beyond loopback: what the token guards, and what it does not."""
-    return [
-        f"Listening on {host}:{port}: anyone who can reach it still needs the token.",
-        "It is plain HTTP: the token and the session cookie cross the network unencrypted, and extension tabs load",
-        f"from *.{DASHBOARD_NAME}, which only a browser on this machine can reach. From another machine, forward",
-        f"the port over SSH instead (ssh -L {port}:127.0.0.1:{port} THIS-HOST) and open the URL above there.",
-    ]
+    lines = [f"Listening on {host}:{port}: anyone who can reach it still needs the token."]
+    if tls and not domain.endswith(".localhost"):
+        return [*lines,
+                f"Browsers on other machines open https://{domain}:{port}/ : there, {domain} and *.{domain} must",
+                "resolve to this machine (a wildcard DNS record) and the certificate must be one they trust."]
+    if tls:
+        return [*lines,
+                f"Extension tabs load from *.{domain}, which only a browser on this machine can reach. For other",
+                "machines, give --domain with a name they resolve, or forward the port over SSH",
+                f"(ssh -L {port}:127.0.0.1:{port} THIS-HOST) and open the URL above there."]
+    return [*lines,
+            "It is plain HTTP: the token and the session cookie cross the network unencrypted, and extension tabs load",
+            f"from *.{domain}, which only a browser on this machine can reach. From another machine, forward",
+            f"the port over SSH instead (ssh -L {port}:127.0.0.1:{port} THIS-HOST) and open the URL above there,",
+            "or serve HTTPS on a name of your network (--domain with --tls-cert and --tls-key)."]
 
 
 def server_config(app: ASGIApp, **overrides: Any) -> uvicorn.Config:

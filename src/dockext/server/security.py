@@ -13,18 +13,22 @@ from starlette.types import Receive
 from ..errors import DockextError
 
 __all__ = [
-    "DASHBOARD_CSP", "HARDENING", "HOP_BY_HOP", "MAX_JSON", "SERVER_WRITTEN", "TooLarge", "disconnected",
+    "HARDENING", "HOP_BY_HOP", "MAX_JSON", "SERVER_WRITTEN", "TooLarge", "dashboard_csp", "disconnected",
     "error_response", "harden",
     "origin_response", "read_asgi_body", "read_body", "read_json", "token_ok", "too_large",
 ]
 
 R = TypeVar("R", bound=Response)
 
-DASHBOARD_CSP = (
-    "default-src 'self'; img-src 'self' data:; frame-src http://*.dockext.localhost:*; style-src 'self'; "
-    "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-    "form-action 'self'"
-)
+def dashboard_csp(frame_src: str) -> str:
+    """The Content-Security-Policy of the dashboard's pages; ``frame_src`` is where extension frames come from
+    (``http://*.dockext.localhost:*``, or the scheme and ``--domain`` dockext serves)."""
+    return (
+        f"default-src 'self'; img-src 'self' data:; frame-src {frame_src}; style-src 'self'; "
+        "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+        "form-action 'self'"
+    )
+
 
 
 #: headers of one connection, never passed on by a proxy (RFC 9110 7.6.1), besides those ``Connection`` names

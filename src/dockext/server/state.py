@@ -22,6 +22,7 @@ from ..errors import DockextError, ExecRefused, OtherEngine
 from ..execution import ProcessGroup
 from ..paths import Layout
 from ..store import Record, Store, file_stamp
+from . import security
 from .backend_http import BackendPool
 from .engine_http import EngineHTTP, EngineReplied
 from .relay import open_relayed
@@ -34,7 +35,8 @@ __all__ = ["DASHBOARD_NAME", "HostState", "Instance", "host_info"]
 #: domain for all, so that extension frames are *same-site* with the dashboard (each still its own origin):
 #: browsers that block third-party storage (Chromium here) deny a cross-site frame its localStorage and
 #: cookies, and ``localhost`` has no registrable domain, so ``<slug>.localhost`` under ``localhost`` is
-#: cross-site. Browsers resolve every ``*.localhost`` name to the loopback address themselves.
+#: cross-site. Browsers resolve every ``*.localhost`` name to the loopback address themselves. ``dockext serve
+#: --domain`` replaces it (a name the user's DNS resolves, with a wildcard, for browsers on other machines).
 DASHBOARD_NAME = "dockext.localhost"
 #: other names the dashboard answers on; a browser opening a page on one is sent to DASHBOARD_NAME
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -70,7 +72,8 @@ def host_info() -> dict[str, str]:
 
 
 class HostState:
-    def __init__(self, layout: Layout, *, port: int, token: str, engine: Engine | None = None) -> None:
+    def __init__(self, layout: Layout, *, port: int, token: str, engine: Engine | None = None,
+                 domain: str = DASHBOARD_NAME, tls: bool = False) -> None:
         self.layout = layout
         self.store = Store(layout)
         self.port = port
@@ -78,7 +81,10 @@ class HostState:
         self.engine = engine or Engine()
         self.sessions = Sessions.for_home(layout.root)  # signed cookies: a restart keeps browsers logged in
         self.boot = secrets.token_hex(8)  # changes at each start: the dashboard reopens its tab after a restart
-        self.dashboard_host = f"{DASHBOARD_NAME}:{port}"  # where browsers are sent
+        self.tls = tls  # served over TLS (dockext serve --tls-cert): every origin is https, the cookie Secure
+        self.scheme = "https" if tls else "http"
+        self.domain = domain
+        self.dashboard_host = f"{domain}:{port}"  # where browsers are sent
         self.dashboard_hosts = {self.dashboard_host, *(f"{name}:{port}" for name in LOOPBACK_NAMES)}
         self.by_slug: dict[str, Record] = {}
         self._policy: tuple[frozenset[str], list[tuple[bytes, bytes]]] | None = None  # extension_policy()
@@ -152,19 +158,24 @@ class HostState:
         return next((r for r in self.by_slug.values() if r.key == key), None)
 
     def extension_origin(self, record: Record) -> str:
-        return f"http://{record.origin_slug}.{self.extension_suffix}"
+        return f"{self.scheme}://{record.origin_slug}.{self.extension_suffix}"
 
     @property
     def extension_suffix(self) -> str:
-        """``dockext.localhost:<port>``: what follows ``<slug>.`` in an extension's host."""
+        """``dockext.localhost:<port>`` (or the ``--domain``'s): what follows ``<slug>.`` in an extension's host."""
         return self.dashboard_host
 
     @property
     def dashboard_url(self) -> str:
-        return f"http://{self.dashboard_host}"
+        return f"{self.scheme}://{self.dashboard_host}"
 
     def dashboard_origins(self) -> list[str]:
-        return [f"http://{h}" for h in sorted(self.dashboard_hosts)]
+        return [f"{self.scheme}://{h}" for h in sorted(self.dashboard_hosts)]
+
+    @property
+    def dashboard_csp(self) -> str:
+        """The dashboard pages' Content-Security-Policy: frames only from extension origins."""
+        return security.dashboard_csp(f"{self.scheme}://*.{self.domain}:*")
 
     def extension_policy(self) -> list[tuple[bytes, bytes]]:
         """Set on every answer of an extension origin, replacing the backend's: only the dashboard may frame it."""

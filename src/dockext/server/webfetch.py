@@ -89,7 +89,7 @@ def _client(state: HostState) -> httpx.AsyncClient:
         async def check(request: httpx.Request) -> None:
             live = server()
             if live is not None:
-                target_of(str(request.url), live.engine.host, live.port)
+                target_of(str(request.url), live.engine.host, live.port, live.domain)
 
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=15.0, read=None),  # read: long polls and event streams
@@ -101,9 +101,10 @@ def _client(state: HostState) -> httpx.AsyncClient:
     return client
 
 
-def target_of(value: str, engine_url: str, own_port: int) -> str:
+def target_of(value: str, engine_url: str, own_port: int, own_domain: str = "dockext.localhost") -> str:
     """The URL a page asked for, if dockext may request it: http or https, with a host, neither the engine's
-    address nor dockext's own (which would refuse it anyway: :data:`VIA`)."""
+    address nor dockext's own (loopback, or its ``--domain`` and the names under it, on its port; dockext would
+    refuse it anyway: :data:`VIA`)."""
     try:
         parts = urlsplit(value)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -111,7 +112,8 @@ def target_of(value: str, engine_url: str, own_port: int) -> str:
         raise WebRequestError(f"{value!r} is not a URL dockext can request: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebRequestError(f"{value!r} is not an http or https URL")
-    if port == own_port and _loopback(parts.hostname):
+    name = parts.hostname.lower().rstrip(".")
+    if port == own_port and (_loopback(name) or name == own_domain or name.endswith("." + own_domain)):
         raise WebRequestError("dockext does not pass web requests to itself")
     engine = urlsplit(engine_url)
     if engine.scheme in ("tcp", "http", "https") and engine.hostname and port == engine.port and (
@@ -167,7 +169,7 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         await _answer(_failure(fields, exc, 403, "withheld"), scope, receive, send, policy)
         return
     try:
-        url = target_of(fields.get(TARGET, b"").decode("latin-1"), state.engine.host, state.port)
+        url = target_of(fields.get(TARGET, b"").decode("latin-1"), state.engine.host, state.port, state.domain)
     except DockextError as exc:
         await _answer(_failure(fields, exc), scope, receive, send, policy)
         return

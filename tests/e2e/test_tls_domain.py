@@ -1,0 +1,97 @@
+"""``dockext serve --domain dockext.test --tls-cert ... --tls-key ...``, opened by Chromium as a browser on another
+machine would: its resolver maps ``dockext.test`` and ``*.dockext.test`` to the server (here 127.0.0.1, as the
+user's wildcard DNS record would name the server's address) and it trusts the certificate (pinned by its key, as
+a certificate the user's browser trusts). Everything an extension does then works over HTTPS and WSS, in a
+secure context."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.support.cli import run_dockext
+from tests.support.server import Server, start_server
+from tests.support.tlscert import TestCert, make_cert
+
+from .conftest import CHROMIUM_ARGS, chromium_path
+
+pytestmark = [pytest.mark.engine, pytest.mark.browser]
+
+PREFIX = "dockext-test-tls"  # our own image names: other suites install fixtures on the same engine
+VM_KEY = f"{PREFIX}_vm-image"
+STREAMS_KEY = f"{PREFIX}_streams"
+NAME = "dockext.test"
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> TestCert:
+    return make_cert(tmp_path_factory.mktemp("tls"), NAME, f"*.{NAME}")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory, fixture_image, cert: TestCert) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("tls-domain") / "home"
+    refs = [fixture_image("vm-image", repo_prefix=PREFIX), fixture_image("streams", repo_prefix=PREFIX)]
+    for ref in refs:
+        run_dockext("install", "-f", ref, home=home)
+    server = start_server(home, domain=NAME, tls=(cert.cert, cert.key))
+    yield server
+    server.stop()
+    for ref in refs:
+        run_dockext("rm", ref, home=home, check=False)
+
+
+@pytest.fixture(scope="module")
+def far_browser(browser: Browser, cert: TestCert) -> Iterator[Browser]:
+    """Chromium that resolves the domain and every name under it to the server, and trusts its certificate."""
+    b = browser.browser_type.launch(executable_path=chromium_path(), args=[
+        *CHROMIUM_ARGS, f"--host-resolver-rules=MAP {NAME} 127.0.0.1, MAP *.{NAME} 127.0.0.1",
+        f"--ignore-certificate-errors-spki-list={cert.spki}",
+    ])
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def far_page(far_browser: Browser, srv: Server) -> Iterator[Page]:
+    context = far_browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(srv.login_url)
+    expect(page.locator("#home-title")).to_be_visible()
+    yield page
+    context.close()
+
+
+def test_the_dashboard_logs_in_over_https_with_a_cookie_never_sent_in_clear(far_page: Page, srv: Server) -> None:
+    assert far_page.url == f"https://{NAME}:{srv.port}/"  # the token is gone from the address bar
+    (cookie,) = far_page.context.cookies()
+    assert (cookie["name"], cookie["domain"], cookie["secure"], cookie["httpOnly"]) == (
+        f"dockext-{srv.port}", NAME, True, True)
+    assert far_page.evaluate("window.isSecureContext") is True
+
+
+def test_an_extension_tab_loads_from_its_https_origin_and_reaches_its_backend(far_page: Page, srv: Server) -> None:
+    far_page.goto(f"{srv.url}/#/extensions/{VM_KEY}")
+    ui = far_page.frame_locator("#extension-frame")
+    expect(ui.locator("#get")).to_have_text("hello from vm-image")  # vm.service through the proxy
+    expect(ui.locator("#vm-exec")).to_have_text("hello from inside the backend")  # exec in its container
+    expect(ui.locator("#v0-backend")).to_have_text("hello from vm-image")
+    src = far_page.locator("#extension-frame").get_attribute("src") or ""
+    assert re.match(rf"https://[a-z0-9-]+\.{re.escape(NAME)}:{srv.port}/i/", src), src
+    frame = next(f for f in far_page.frames if f.url.startswith(src.split("/i/")[0]))
+    # a secure context: what extension UIs use from the platform is there, as on Docker Desktop
+    assert frame.evaluate("[window.isSecureContext, typeof crypto.subtle.digest, typeof navigator.clipboard]") == [
+        True, "function", "object"]
+
+
+def test_streaming_exec_runs_over_wss(far_page: Page, srv: Server) -> None:
+    far_page.goto(f"{srv.url}/#/extensions/{STREAMS_KEY}")
+    ui = far_page.frame_locator("#extension-frame")
+    expect(ui.locator("#status")).to_have_text("ready")
+    ui.locator("#run-tick").click()  # ticker.sh 2 3: "tick 1", three seconds, "tick 2", exit 0
+    expect(ui.locator("#tick-first")).to_have_text("tick 1")
+    expect(ui.locator("#tick-close")).to_have_text("0", timeout=15_000)
+    assert ui.locator("#tick-log").text_content() == "tick 1\ntick 2\n"
