@@ -674,12 +674,12 @@ def _server_base() -> str | None:
     try:
         info = json.loads((layout().root / "server.json").read_text())
         url, pid = urlsplit(str(info["url"])), int(info["pid"])
-        port = url.port
+        at = "" if url.port is None else f":{url.port}"  # none on the scheme's default port
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if url.scheme not in ("http", "https") or not url.hostname or port is None or not _is_dockext(pid):
+    if url.scheme not in ("http", "https") or not url.hostname or not _is_dockext(pid):
         return None
-    return f"{url.scheme}://{url.hostname}:{port}"
+    return f"{url.scheme}://{url.hostname}{at}"
 
 
 def _is_dockext(pid: int) -> bool:

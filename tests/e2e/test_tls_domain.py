@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from dockext.paths import Layout
+from dockext.server import HostState, create_app
+from dockext.server.run import server_config
 from tests.support.cli import run_dockext
-from tests.support.server import Server, start_server
+from tests.support.server import Server, listening_socket, start_server, uvicorn_in_thread
 from tests.support.tlscert import TestCert, make_cert
+from tests.unit import test_server
 
 from .conftest import CHROMIUM_ARGS, chromium_path
 
@@ -95,3 +100,47 @@ def test_streaming_exec_runs_over_wss(far_page: Page, srv: Server) -> None:
     expect(ui.locator("#tick-first")).to_have_text("tick 1")
     expect(ui.locator("#tick-close")).to_have_text("0", timeout=15_000)
     assert ui.locator("#tick-log").text_content() == "tick 1\ntick 2\n"
+
+
+#: a page that runs its host binary (which prints "hi") both ways: the answer over HTTPS, the stream over WSS
+EXEC_PAGE = """<!doctype html><html><head><title>exec</title></head><body><p id="out">pending</p>
+<p id="stream">pending</p><script>
+const show = (id, text) => { document.getElementById(id).textContent = text; };
+ddClient.extension.host.cli.exec("kubectl", []).then((r) => show("out", r.stdout.trim()),
+  (e) => show("out", "error " + JSON.stringify(e)));
+let got = "";
+ddClient.extension.host.cli.exec("kubectl", [], {stream: {
+  onOutput(d) { got += d.stdout || ""; }, onError(e) { show("stream", "error " + e); },
+  onClose(code) { show("stream", got.trim() + " " + code); }}});
+</script></body></html>"""
+
+
+def test_on_port_443_the_browser_reaches_everything_by_names_without_the_port(
+    far_browser: Browser, cert: TestCert, tmp_path: Path
+) -> None:
+    """A browser leaves 443 out of every Host and Origin (``https://dockext.test``). The server runs as ``dockext
+    serve --port 443`` would (its state on port 443), listening on a free port the browser's resolver maps 443 to,
+    so that the test needs no privileged port."""
+    test_server.install_fake(tmp_path, "acme_x", html=EXEC_PAGE)
+    sock = listening_socket(16)
+    state = HostState(Layout(tmp_path), port=443, token="t0ken-" + "e" * 42, domain=NAME, tls=True)
+    config = server_config(create_app(state), ssl_certfile=str(cert.cert), ssl_keyfile=str(cert.key))
+    at = f"127.0.0.1:{sock.getsockname()[1]}"
+    browser = far_browser.browser_type.launch(executable_path=chromium_path(), args=[
+        *CHROMIUM_ARGS, f"--host-resolver-rules=MAP {NAME} {at}, MAP *.{NAME} {at}",
+        f"--ignore-certificate-errors-spki-list={cert.spki}",
+    ])
+    try:
+        with uvicorn_in_thread(config, sock):
+            page = browser.new_page()
+            page.goto(f"https://{NAME}/?token={state.token}")
+            expect(page.locator("#home-title")).to_be_visible()
+            assert page.url == f"https://{NAME}/"
+            page.goto(f"https://{NAME}/#/extensions/acme_x")
+            ui = page.frame_locator("#extension-frame")
+            expect(ui.locator("#out")).to_have_text("hi")  # exec: an API call with the page's Origin
+            expect(ui.locator("#stream")).to_have_text("hi 0")  # the WebSocket's Origin is checked too
+            src = page.locator("#extension-frame").get_attribute("src") or ""
+            assert src.startswith(f"https://acme-x-abc123.{NAME}/i/"), src
+    finally:
+        browser.close()

@@ -184,8 +184,9 @@ def process() -> Iterator[subprocess.Popen[bytes]]:
     proc.wait()
 
 
-def share_port(home: Layout, pid: int, port: int = 8123, base: str = "http://dockext.localhost") -> str:
-    (home.root / "server.json").write_text(json.dumps({"url": f"{base}:{port}/?token=t", "port": port, "pid": pid}))
+def share_port(home: Layout, pid: int, port: int = 8123, base: str = "http://dockext.localhost:{port}") -> str:
+    url = base.format(port=port) + "/?token=t"
+    (home.root / "server.json").write_text(json.dumps({"url": url, "port": port, "pid": pid}))
     result = run("share", "acme/ext:1.0")
     assert result.exit_code == 0, result.output
     return result.output.split("Share this link: ", 1)[1].split()[0]
@@ -194,8 +195,10 @@ def share_port(home: Layout, pid: int, port: int = 8123, base: str = "http://doc
 def test_share_names_the_address_of_a_running_server_only(home: Layout, process: subprocess.Popen[bytes]) -> None:
     assert share_port(home, process.pid) == "http://dockext.localhost:8123/#/marketplace/install/acme/ext:1.0"
     # served with --domain and TLS: the link names that address (never the token)
-    assert share_port(home, process.pid, 443, "https://Dockext.Example.lan") == (
-        "https://dockext.example.lan:443/#/marketplace/install/acme/ext:1.0")
+    assert share_port(home, process.pid, 8443, "https://Dockext.Example.lan:{port}") == (
+        "https://dockext.example.lan:8443/#/marketplace/install/acme/ext:1.0")
+    assert share_port(home, process.pid, 443, "https://dockext.example.lan") == (  # the default port: no port
+        "https://dockext.example.lan/#/marketplace/install/acme/ext:1.0")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     assert share_port(home, dead.pid).startswith("http://dockext.localhost:7683/")  # killed: its file stayed

@@ -171,6 +171,37 @@ def test_a_mutating_call_must_come_from_the_https_origin(env) -> None:
     assert client.post("/api/logout", headers={"X-Dockext": "1", "Origin": DASH}).status_code == 200
 
 
+@pytest.mark.parametrize(("tls", "port", "name"), [(True, 443, NAME), (False, 80, "dockext.localhost")])
+def test_on_the_schemes_default_port_names_go_without_it_as_browsers_send_them(
+    tmp_path: Path, tls: bool, port: int, name: str
+) -> None:
+    """A browser leaves the default port out of ``Host`` and ``Origin`` (``https://dockext.test``); some clients
+    write it anyway. Both reach the dashboard and the extension; another port is another site."""
+    test_server.install_fake(tmp_path, "acme_x")
+    state = HostState(Layout(tmp_path), port=port, token=TOKEN, domain=name, tls=tls)
+    scheme = "https" if tls else "http"
+    base = f"{scheme}://{name}"
+    assert state.dashboard_url == base and set(state.dashboard_origins()) == {
+        f"{scheme}://127.0.0.1", base, f"{scheme}://[::1]", f"{scheme}://localhost"}
+    with TestClient(create_app(state), base_url=base, follow_redirects=False) as client:
+        test_server.login(client, TOKEN)
+        assert client.get("/").status_code == 200
+        assert client.get("/", headers={"Host": f"{name}:{port}"}).status_code == 200
+        assert client.get("/", headers={"Host": f"{name}:7683"}).status_code == 403
+        r = client.post("/api/ui-instances", json={"extension": "acme_x"}, headers={"X-Dockext": "1", "Origin": base})
+        assert r.status_code == 201, r.text
+        (slug,) = state.by_slug
+        assert r.json()["origin"] == f"{scheme}://{slug}.{name}"
+        path = r.json()["url"].removeprefix(r.json()["origin"])
+        for host in (f"{slug}.{name}", f"{slug}.{name}:{port}"):
+            ui = client.get(path, headers={"Host": host, "Sec-Fetch-Dest": "iframe"})
+            assert ui.status_code == 200 and "hi" in ui.text
+            assert f"frame-ancestors {scheme}://127.0.0.1 {base} " in ui.headers["content-security-policy"]
+        for loopback in ("localhost", "[::1]", f"127.0.0.1:{port}"):
+            moved = client.get("/x", headers={"Host": loopback})
+            assert moved.status_code == 307 and moved.headers["location"] == f"{base}/x"
+
+
 def test_the_real_server_speaks_tls_with_the_certificate_given(cert: TestCert, tmp_path: Path) -> None:
     test_server.install_fake(tmp_path, "acme_x")
     sock = listening_socket(16)

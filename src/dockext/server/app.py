@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket
 
 from ..store import Record
 from . import dashboard, extension, vmproxy, webfetch, wire
-from .state import LOOPBACK_NAMES, HostState
+from .state import HostState
 
 __all__ = ["create_app"]
 
@@ -40,6 +40,7 @@ class HostRouter:
             await self.dashboard_app(scope, receive, send)
             return
         host, relayed = _host_and_via(scope.get("headers", []))
+        host = self.state.normal_host(host)
         if relayed:  # made by dockext for an extension page (webfetch): never let a page reach dockext that way
             if scope["type"] == "websocket":
                 await WebSocket(scope, receive, send).close(code=1008)
@@ -48,7 +49,7 @@ class HostRouter:
                                     "pages\n", status_code=403)(scope, receive, send)
             return
         if host in self.state.dashboard_hosts:
-            if host != self.state.dashboard_host and _page_request(scope) and host.rsplit(":", 1)[0] in LOOPBACK_NAMES:
+            if host in self.state.loopback_hosts and _page_request(scope):
                 target = self.state.dashboard_url + scope.get("raw_path", scope["path"].encode()).decode("latin-1")
                 if scope.get("query_string"):
                     target += "?" + scope["query_string"].decode("latin-1")
@@ -78,7 +79,8 @@ class HostRouter:
         origin, answered without the ASGI cycle (:func:`.vmproxy.shortcut`); None sends the request through
         :meth:`__call__` as any other."""
         host, relayed = _host_and_via(headers)
-        record = None if relayed else self._extension(host)  # (a relayed request is refused by __call__)
+        # (a relayed request is refused by __call__)
+        record = None if relayed else self._extension(self.state.normal_host(host))
         return None if record is None else vmproxy.shortcut(self.state, record, method, url, headers)
 
     def _extension(self, host: str) -> Record | None:

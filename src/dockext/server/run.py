@@ -189,14 +189,14 @@ def serve(
     port = sock.getsockname()[1]
     state = HostState(layout, port=port, token=token, domain=name, tls=tls is not None)
     for extra in allow_hosts:
-        state.dashboard_hosts.add(f"{extra.lower()}:{port}")
+        state.dashboard_hosts.add(state.at_port(extra.lower()))
     url = f"{state.dashboard_url}/?token={token}"
     info = layout.root / "server.json"
     atomic_write(info, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode(), mode=0o600)
     echo(f"dockext dashboard: {url}")
     notice = _tls_notice(tls, name)
     if host not in LOOPBACK:
-        notice += _exposed_notice(host, port, name, tls is not None)
+        notice += _exposed_notice(host, port, name, tls is not None, state.dashboard_url)
     for line in notice:
         echo(line)
     if open_browser:
@@ -220,12 +220,12 @@ def _tls_notice(tls: Tls | None, domain: str) -> list[str]:
             f"{'the dashboard' if domain in missing else 'the extension tabs'}. Make one for {domain} and *.{domain}."]
 
 
-def _exposed_notice(host: str, port: int, domain: str = DASHBOARD_NAME, tls: bool = False) -> list[str]:
+def _exposed_notice(host: str, port: int, domain: str, tls: bool, url: str) -> list[str]:
     """What ``serve`` says when it listens beyond loopback: what the token guards, and what it does not."""
     lines = [f"Listening on {host}:{port}: anyone who can reach it still needs the token."]
     if tls and not domain.endswith(".localhost"):
         return [*lines,
-                f"Browsers on other machines open https://{domain}:{port}/ : there, {domain} and *.{domain} must",
+                f"Browsers on other machines open {url}/ : there, {domain} and *.{domain} must",
                 "resolve to this machine (a wildcard DNS record) and the certificate must be one they trust."]
     if tls:
         return [*lines,

@@ -84,8 +84,12 @@ class HostState:
         self.tls = tls  # served over TLS (dockext serve --tls-cert): every origin is https, the cookie Secure
         self.scheme = "https" if tls else "http"
         self.domain = domain
-        self.dashboard_host = f"{domain}:{port}"  # where browsers are sent
-        self.dashboard_hosts = {self.dashboard_host, *(f"{name}:{port}" for name in LOOPBACK_NAMES)}
+        # browsers leave the scheme's default port out of Host and Origin (dockext serve --port 443 with TLS)
+        self._default_port = f":{443 if tls else 80}"
+        self._at = "" if f":{port}" == self._default_port else f":{port}"
+        self.dashboard_host = self.at_port(domain)  # where browsers are sent
+        self.loopback_hosts = frozenset(self.at_port(name) for name in LOOPBACK_NAMES)  # sent on to dashboard_host
+        self.dashboard_hosts = {self.dashboard_host, *self.loopback_hosts}
         self.by_slug: dict[str, Record] = {}
         self._policy: tuple[frozenset[str], list[tuple[bytes, bytes]]] | None = None  # extension_policy()
         self.updating: list[Record] = []  # old versions of extensions being updated (listed, not served)
@@ -154,6 +158,15 @@ class HostState:
     def records(self) -> list[Record]:
         return sorted(self.by_slug.values(), key=lambda r: (r.title.lower(), r.key))
 
+    def at_port(self, name: str) -> str:
+        """``name`` as a browser writes it in ``Host`` to reach this server: with the port, unless the default."""
+        return name + self._at
+
+    def normal_host(self, host: str) -> str:
+        """A ``Host`` as :attr:`dashboard_hosts` keeps names: on the scheme's default port, without it (which some
+        clients write anyway)."""
+        return host[: -len(self._default_port)] if not self._at and host.endswith(self._default_port) else host
+
     def record(self, key: str) -> Record | None:
         return next((r for r in self.by_slug.values() if r.key == key), None)
 
@@ -162,7 +175,8 @@ class HostState:
 
     @property
     def extension_suffix(self) -> str:
-        """``dockext.localhost:<port>`` (or the ``--domain``'s): what follows ``<slug>.`` in an extension's host."""
+        """``dockext.localhost:<port>`` (or the ``--domain``'s, without the port when it is the scheme's default):
+        what follows ``<slug>.`` in an extension's host."""
         return self.dashboard_host
 
     @property
