@@ -396,9 +396,12 @@ def init(directory: str, name: str | None, description: str | None, repository: 
                    "(for browsers on other machines: NAME and *.NAME must resolve to this one; needs --tls-cert).")
 @click.option("--tls-cert", metavar="FILE", help="Serve HTTPS with this certificate (PEM; valid for NAME and *.NAME).")
 @click.option("--tls-key", metavar="FILE", help="The certificate's private key (PEM, unencrypted).")
+@click.option("--public-url", metavar="URL",
+              help="Browsers open https://NAME[:PORT] through a proxy that serves HTTPS in front of dockext, for NAME "
+                   "and *.NAME, and passes Host on unchanged (instead of --domain and --tls-*).")
 @handle_errors
 def serve(host: str, port: int, no_browser: bool, allow_host: tuple[str, ...], domain: str | None,
-          tls_cert: str | None, tls_key: str | None) -> None:
+          tls_cert: str | None, tls_key: str | None, public_url: str | None) -> None:
     """Serve the dashboard. Prints a URL that carries the login token."""
     from .server.run import serve as run
 
@@ -409,7 +412,7 @@ def serve(host: str, port: int, no_browser: bool, allow_host: tuple[str, ...], d
     except DockextError as exc:
         err.print(f"Warning: could not finish interrupted operations: {exc.message}")
     run(lay, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host, domain=domain,
-        tls_cert=tls_cert, tls_key=tls_key, echo=_print_line)
+        tls_cert=tls_cert, tls_key=tls_key, public_url=public_url, echo=_print_line)
 
 
 @cli.group()

@@ -19,6 +19,7 @@ from dockext.server.run import server_config
 from tests.support.cli import run_dockext
 from tests.support.server import Server, listening_socket, start_server, uvicorn_in_thread
 from tests.support.tlscert import TestCert, make_cert
+from tests.support.tlsproxy import tls_proxy
 from tests.unit import test_server
 
 from .conftest import CHROMIUM_ARGS, chromium_path
@@ -37,16 +38,21 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> TestCert:
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory, fixture_image, cert: TestCert) -> Iterator[Server]:
+def home(tmp_path_factory, fixture_image) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("tls-domain") / "home"
     refs = [fixture_image("vm-image", repo_prefix=PREFIX), fixture_image("streams", repo_prefix=PREFIX)]
     for ref in refs:
         run_dockext("install", "-f", ref, home=home)
+    yield home
+    for ref in refs:
+        run_dockext("rm", ref, home=home, check=False)
+
+
+@pytest.fixture(scope="module")
+def srv(home: Path, cert: TestCert) -> Iterator[Server]:
     server = start_server(home, domain=NAME, tls=(cert.cert, cert.key))
     yield server
     server.stop()
-    for ref in refs:
-        run_dockext("rm", ref, home=home, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +150,40 @@ def test_on_port_443_the_browser_reaches_everything_by_names_without_the_port(
             assert src.startswith(f"https://acme-x-abc123.{NAME}/i/"), src
     finally:
         browser.close()
+
+
+def test_behind_a_proxy_that_serves_tls_everything_works_at_the_public_address(
+    far_browser: Browser, cert: TestCert, home: Path
+) -> None:
+    """``dockext serve --public-url https://dockext.test``: plain HTTP on its own port, behind a proxy serving TLS
+    for the name and the names under it (here on a free port, which the browser's resolver maps 443 to)."""
+    server = start_server(home, public_url=f"https://{NAME}")
+    try:
+        with tls_proxy(cert.cert, cert.key, server.port) as proxy_port:
+            at = f"127.0.0.1:{proxy_port}"
+            browser = far_browser.browser_type.launch(executable_path=chromium_path(), args=[
+                *CHROMIUM_ARGS, f"--host-resolver-rules=MAP {NAME} {at}, MAP *.{NAME} {at}",
+                f"--ignore-certificate-errors-spki-list={cert.spki}",
+            ])
+            try:
+                page = browser.new_page()
+                page.goto(f"https://{NAME}/?token={server.token}")
+                expect(page.locator("#home-title")).to_be_visible()
+                assert page.url == f"https://{NAME}/"
+                assert [c["secure"] for c in page.context.cookies()] == [True]
+                page.goto(f"https://{NAME}/#/extensions/{VM_KEY}")
+                ui = page.frame_locator("#extension-frame")
+                expect(ui.locator("#get")).to_have_text("hello from vm-image")
+                expect(ui.locator("#vm-exec")).to_have_text("hello from inside the backend")
+                page.goto(f"https://{NAME}/#/extensions/{STREAMS_KEY}")
+                expect(ui.locator("#status")).to_have_text("ready")
+                ui.locator("#run-tick").click()
+                expect(ui.locator("#tick-close")).to_have_text("0", timeout=15_000)
+                # its own port, by a loopback name: where to go, never a redirect (which a proxy could loop)
+                direct = page.goto(f"http://127.0.0.1:{server.port}/")
+                assert direct is not None and direct.status == 421
+                assert page.locator("a").get_attribute("href") == f"https://{NAME}/"
+            finally:
+                browser.close()
+    finally:
+        server.stop()

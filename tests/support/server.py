@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -58,8 +59,9 @@ class Server:
 
 def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, int, list[int]] | None = None,
                  extra_env: dict[str, str] | None = None, port: int | None = None, domain: str | None = None,
-                 tls: tuple[Path, Path] | None = None) -> Server:
-    """``domain`` and ``tls`` (certificate, key) are given to ``dockext serve`` as --domain and --tls-cert/-key."""
+                 tls: tuple[Path, Path] | None = None, public_url: str | None = None) -> Server:
+    """``domain``, ``tls`` (certificate, key) and ``public_url`` are given to ``dockext serve`` as --domain,
+    --tls-cert/--tls-key and --public-url."""
     port = port or free_port()
     token = secrets.token_hex(24)
     home.mkdir(parents=True, exist_ok=True)
@@ -68,6 +70,7 @@ def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, 
     cmd = (argv or [sys.executable, "-m", "dockext.cli"]) + ["serve", "--no-browser", "--port", str(port)]
     cmd += ["--domain", domain] if domain else []
     cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
+    cmd += ["--public-url", public_url] if public_url else []
     kwargs: dict[str, Any] = {}
     if user is not None:
         uid, gid, groups = user
@@ -75,6 +78,8 @@ def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, 
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True, **kwargs)
     server = Server(home, port, token, proc, log, env, domain or "dockext.localhost", "https" if tls else "http")
+    # behind a proxy the server answers its public name (no port: 443) in plain HTTP on its own port
+    ready_host = urlsplit(public_url).netloc if public_url else f"{server.domain}:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -82,7 +87,7 @@ def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, 
         conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ssl._create_unverified_context())
                 if tls else http.client.HTTPConnection("127.0.0.1", port, timeout=2))
         try:  # the login page, on the name browsers are sent to (*.localhost is not in this machine's resolver)
-            conn.request("GET", "/login", headers={"Host": f"{server.domain}:{port}"})
+            conn.request("GET", "/login", headers={"Host": ready_host})
             if conn.getresponse().status == 200:
                 return server
         except (ConnectionError, OSError):

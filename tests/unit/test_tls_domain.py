@@ -125,6 +125,17 @@ def test_serve_warns_of_a_certificate_that_browsers_will_refuse(patched_serve: l
                        f"{NAME}): browsers will refuse the extension tabs. Make one for {NAME} and *.{NAME}.")
 
 
+def test_serve_says_when_the_domain_is_served_on_loopback_only(
+    patched_serve: list, cert: TestCert, tmp_path: Path
+) -> None:
+    said: list[str] = []
+    server_run.serve(Layout(tmp_path / "home"), port=0, open_browser=False, domain=NAME,
+                     tls_cert=str(cert.cert), tls_key=str(cert.key), echo=said.append)
+    port = patched_serve[0].getsockname()[1]
+    assert said[1:] == [f"Listening on 127.0.0.1 only: browsers on other machines cannot reach https://{NAME}:{port} "
+                        "until --host names an address of this machine they can (0.0.0.0 for every interface)."]
+
+
 def test_serve_refuses_a_domain_without_tls_before_listening(patched_serve: list, tmp_path: Path) -> None:
     with pytest.raises(DockextError, match="needs --tls-cert"):
         server_run.serve(Layout(tmp_path / "home"), port=0, open_browser=False, domain=NAME, echo=print)
@@ -226,3 +237,56 @@ def test_the_real_server_speaks_tls_with_the_certificate_given(cert: TestCert, t
             except ConnectionResetError:
                 answer = b""
             assert b"HTTP/1.1" not in answer
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (f"https://{NAME}", (NAME, None)), ("https://DOCKEXT.test:8443/", (NAME, 8443)),
+])
+def test_the_public_address_behind_a_proxy(url: str, expected: tuple[str, int | None]) -> None:
+    assert server_run.public_address(url) == expected
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    (f"http://{NAME}", "must be https://NAME or https://NAME:PORT"),
+    (f"https://{NAME}/dockext/", "must be https://NAME or https://NAME:PORT"),  # a path: names are per origin
+    (f"https://user@{NAME}", "must be https://NAME or https://NAME:PORT"),
+    ("https://lan", "has one label"),
+    (f"https://{NAME}:99999", "is not a URL"),
+])
+def test_a_public_url_that_cannot_serve_extensions_is_refused(url: str, says: str) -> None:
+    with pytest.raises(DockextError) as caught:
+        server_run.public_address(url)
+    assert caught.value.message.startswith("--public-url ") and says in caught.value.message
+
+
+def test_serve_behind_a_proxy_says_what_the_proxy_must_do(patched_serve: list, tmp_path: Path) -> None:
+    said: list[str] = []
+    server_run.serve(Layout(tmp_path / "home"), port=0, open_browser=False, public_url=f"https://{NAME}",
+                     echo=said.append)
+    port = patched_serve[0].getsockname()[1]
+    assert patched_serve[1].ssl_certfile is None  # the proxy serves TLS
+    assert said[0].startswith(f"dockext dashboard: https://{NAME}/?token=")
+    notice = " ".join(said[1:])
+    assert notice.startswith(f"Serving plain HTTP on 127.0.0.1:{port} for the proxy in front, which browsers open "
+                             f"at https://{NAME}/ .")
+    assert "pass the Host header on as the browser sent it" in notice and "WebSocket" in notice
+    with pytest.raises(DockextError, match="without --domain, --tls-cert and --tls-key"):
+        server_run.serve(Layout(tmp_path / "home"), port=0, open_browser=False, public_url=f"https://{NAME}",
+                         domain=NAME, echo=said.append)
+
+
+def test_behind_a_proxy_the_public_name_is_served_and_loopback_names_say_where_to_go(tmp_path: Path) -> None:
+    test_server.install_fake(tmp_path, "acme_x")
+    state = HostState(Layout(tmp_path), port=PORT, token=TOKEN, domain=NAME, tls=True, public_port=443)
+    with TestClient(create_app(state), base_url=f"https://{NAME}", follow_redirects=False) as client:
+        r = test_server.login(client, TOKEN)
+        assert "; secure" in r.headers["set-cookie"].lower()
+        assert client.get("/").status_code == 200
+        r = client.post("/api/ui-instances", json={"extension": "acme_x"},
+                        headers={"X-Dockext": "1", "Origin": f"https://{NAME}"})
+        assert r.status_code == 201 and r.json()["origin"] == f"https://acme-x-abc123.{NAME}"
+        for host in (f"localhost:{PORT}", f"127.0.0.1:{PORT}", f"[::1]:{PORT}"):  # this server's own port
+            page = client.get("/", headers={"Host": host})
+            assert page.status_code == 421 and f'<a href="https://{NAME}/">' in page.text
+            assert client.get("/api/extensions", headers={"Host": host}).status_code == 421  # nothing but that
+        assert client.get("/", headers={"Host": "localhost"}).status_code == 403  # not a name of this server

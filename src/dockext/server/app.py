@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse, RedirectResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -47,6 +48,9 @@ class HostRouter:
                 return
             await PlainTextResponse("Forbidden: dockext does not answer the web requests it makes for extension "
                                     "pages\n", status_code=403)(scope, receive, send)
+            return
+        if self.state.behind_proxy and host in self.state.loopback_hosts:
+            await _through_the_proxy(self.state, scope, receive, send)
             return
         if host in self.state.dashboard_hosts:
             if host in self.state.loopback_hosts and _page_request(scope):
@@ -99,6 +103,26 @@ def _host_and_via(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:
         elif name == webfetch.VIA:
             relayed = True
     return host, relayed
+
+
+async def _through_the_proxy(state: HostState, scope: Scope, receive: Receive, send: Send) -> None:
+    """A request to this server's own port by a loopback name while a proxy serves it to browsers
+    (``--public-url``): a page that says where the dashboard is, and what a proxy that sent this request got
+    wrong. A redirect there could loop, through a proxy that replaces ``Host`` with this server's address."""
+    if scope["type"] == "websocket":
+        await WebSocket(scope, receive, send).close(code=1008)
+        return
+    url = html.escape(state.dashboard_url + "/")
+    page = (
+        '<!doctype html><html lang="en"><meta charset="utf-8"><title>dockext</title>'
+        f'<p>This dockext is served through a proxy at <a href="{url}">{url}</a>.</p>'
+        "<p>If you came here through that address, the proxy replaced the <code>Host</code> header with this "
+        "server's address: it must pass it on as the browser sent it (nginx: <code>proxy_set_header Host "
+        "$http_host;</code>).</p>"
+    )
+    response = HTMLResponse(page, status_code=421)
+    response.headers["content-security-policy"] = "default-src 'none'"
+    await response(scope, receive, send)
 
 
 def _page_request(scope: Scope) -> bool:

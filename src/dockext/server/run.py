@@ -12,6 +12,7 @@ import secrets
 import socket
 import ssl
 import tempfile
+import urllib.parse
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,20 +144,20 @@ def covers(names: list[str], host: str) -> bool:
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
-def dashboard_domain(given: str | None, tls: bool) -> str:
+def dashboard_domain(given: str | None, tls: bool, option: str = "--domain") -> str:
     """The name the dashboard is served on (``--domain``, checked), its extensions on ``<slug>.<name>``."""
     if not given:
         return DASHBOARD_NAME
     name = given.lower().rstrip(".")
     labels = name.split(".")
     if len(name) > 200 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise DockextError(f"--domain {given} is not a DNS name: letters, digits and hyphens, in labels between dots")
+        raise DockextError(f"{option} {given} is not a DNS name: letters, digits and hyphens, in labels between dots")
     if all(label.isdigit() for label in labels):
-        raise DockextError(f"--domain {given} is an IP address: extensions are served on names under the domain",
+        raise DockextError(f"{option} {given} is an IP address: extensions are served on names under it",
                            hint="Give a DNS name that this machine has, such as dockext.example.lan.")
     if len(labels) < 2:
         raise DockextError(
-            f"--domain {given} has one label: browsers would take each extension's name under it for another site, "
+            f"{option} {given} has one label: browsers would take each extension's name under it for another site, "
             "and keep its storage from its tab", hint=f"Give a name of two labels or more, such as dockext.{name}.lan.",
         )
     if not tls and not name.endswith(".localhost"):
@@ -169,6 +170,25 @@ def dashboard_domain(given: str | None, tls: bool) -> str:
     return name
 
 
+def public_address(url: str) -> tuple[str, int | None]:
+    """The name and port (None for 443) of ``--public-url``: where browsers reach dockext through a proxy that
+    terminates TLS in front of it."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise DockextError(f"--public-url {url} is not a URL: {exc}") from None
+    if parts.scheme != "https" or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment \
+            or parts.username is not None:
+        raise DockextError(
+            f"--public-url {url} must be https://NAME or https://NAME:PORT: the address browsers open, at the root "
+            "of its name (the proxy there serves the extensions on names under it)",
+            hint="Over plain HTTP the token and the session would cross the network in clear: let the proxy serve "
+                 "HTTPS.",
+        )
+    return dashboard_domain(parts.hostname, tls=True, option="--public-url"), port
+
+
 def serve(
     layout: Layout,
     *,
@@ -179,15 +199,20 @@ def serve(
     domain: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    public_url: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> None:
     token = login_token(os.environ.get("DOCKEXT_TOKEN"))
+    if public_url and (domain or tls_cert or tls_key):
+        raise DockextError("--public-url names the domain, and the proxy in front serves TLS: give it without "
+                           "--domain, --tls-cert and --tls-key")
     tls = Tls.of(tls_cert, tls_key)
-    name = dashboard_domain(domain, tls is not None)
+    name, public_port = public_address(public_url) if public_url else (dashboard_domain(domain, tls is not None), None)
     layout.ensure()
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    state = HostState(layout, port=port, token=token, domain=name, tls=tls is not None)
+    state = HostState(layout, port=port, token=token, domain=name, tls=tls is not None or public_url is not None,
+                      public_port=(public_port or 443) if public_url else None)
     for extra in allow_hosts:
         state.dashboard_hosts.add(state.at_port(extra.lower()))
     url = f"{state.dashboard_url}/?token={token}"
@@ -195,8 +220,13 @@ def serve(
     atomic_write(info, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode(), mode=0o600)
     echo(f"dockext dashboard: {url}")
     notice = _tls_notice(tls, name)
-    if host not in LOOPBACK:
+    if public_url:
+        notice += _proxy_notice(host, port, name, state.dashboard_url)
+    elif host not in LOOPBACK:
         notice += _exposed_notice(host, port, name, tls is not None, state.dashboard_url)
+    elif not name.endswith(".localhost"):  # a name for other machines, on an address they cannot reach
+        notice.append(f"Listening on {host} only: browsers on other machines cannot reach {state.dashboard_url} "
+                      "until --host names an address of this machine they can (0.0.0.0 for every interface).")
     for line in notice:
         echo(line)
     if open_browser:
@@ -218,6 +248,17 @@ def _tls_notice(tls: Tls | None, domain: str) -> list[str]:
     return [f"Warning: the certificate {tls.cert} is not valid for {' or '.join(missing)} (it names "
             f"{', '.join(names) or 'no DNS name'}): browsers will refuse "
             f"{'the dashboard' if domain in missing else 'the extension tabs'}. Make one for {domain} and *.{domain}."]
+
+
+def _proxy_notice(host: str, port: int, domain: str, url: str) -> list[str]:
+    """What ``serve --public-url`` says: what the proxy in front must do."""
+    lines = [f"Serving plain HTTP on {host}:{port} for the proxy in front, which browsers open at {url}/ .",
+             f"It must serve HTTPS for {domain} and *.{domain} (a wildcard certificate and DNS record), pass the Host",
+             "header on as the browser sent it, and pass WebSocket upgrades."]
+    if host not in LOOPBACK:
+        lines.append(f"{host} is reachable beyond this machine: anyone who reaches it bypasses the proxy's TLS. "
+                     "Listen on loopback (the default) when the proxy runs here.")
+    return lines
 
 
 def _exposed_notice(host: str, port: int, domain: str, tls: bool, url: str) -> list[str]:

@@ -73,7 +73,7 @@ def host_info() -> dict[str, str]:
 
 class HostState:
     def __init__(self, layout: Layout, *, port: int, token: str, engine: Engine | None = None,
-                 domain: str = DASHBOARD_NAME, tls: bool = False) -> None:
+                 domain: str = DASHBOARD_NAME, tls: bool = False, public_port: int | None = None) -> None:
         self.layout = layout
         self.store = Store(layout)
         self.port = port
@@ -81,15 +81,23 @@ class HostState:
         self.engine = engine or Engine()
         self.sessions = Sessions.for_home(layout.root)  # signed cookies: a restart keeps browsers logged in
         self.boot = secrets.token_hex(8)  # changes at each start: the dashboard reopens its tab after a restart
-        self.tls = tls  # served over TLS (dockext serve --tls-cert): every origin is https, the cookie Secure
+        # browsers reach this server over TLS (dockext serve --tls-cert, or a proxy in front: --public-url): every
+        # origin is https, the cookie Secure
+        self.tls = tls
         self.scheme = "https" if tls else "http"
         self.domain = domain
+        # Behind a proxy (dockext serve --public-url), browsers reach the names on the proxy's port, and the
+        # loopback names (on this server's own port) only lead to a page that says where to go
+        # (app.HostRouter): redirecting there would loop through a proxy that does not pass Host on.
+        self.behind_proxy = public_port is not None
+        shown = public_port or port
         # browsers leave the scheme's default port out of Host and Origin (dockext serve --port 443 with TLS)
         self._default_port = f":{443 if tls else 80}"
-        self._at = "" if f":{port}" == self._default_port else f":{port}"
+        self._at = "" if f":{shown}" == self._default_port else f":{shown}"
         self.dashboard_host = self.at_port(domain)  # where browsers are sent
-        self.loopback_hosts = frozenset(self.at_port(name) for name in LOOPBACK_NAMES)  # sent on to dashboard_host
-        self.dashboard_hosts = {self.dashboard_host, *self.loopback_hosts}
+        self.loopback_hosts = frozenset(  # sent on to dashboard_host
+            f"{name}:{port}" if self.behind_proxy else self.at_port(name) for name in LOOPBACK_NAMES)
+        self.dashboard_hosts = {self.dashboard_host, *(() if self.behind_proxy else self.loopback_hosts)}
         self.by_slug: dict[str, Record] = {}
         self._policy: tuple[frozenset[str], list[tuple[bytes, bytes]]] | None = None  # extension_policy()
         self.updating: list[Record] = []  # old versions of extensions being updated (listed, not served)
