@@ -2,7 +2,8 @@
 machine would: its resolver maps ``dockext.test`` and ``*.dockext.test`` to the server (here 127.0.0.1, as the
 user's wildcard DNS record would name the server's address) and it trusts the certificate (pinned by its key, as
 a certificate the user's browser trusts). Everything an extension does then works over HTTPS and WSS, in a
-secure context."""
+secure context: on a port of its own, on the default port (443, names without a port) and behind a proxy that
+serves TLS in front of dockext (``--public-url``)."""
 
 from __future__ import annotations
 
