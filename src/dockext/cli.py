@@ -650,8 +650,8 @@ def share(image: str) -> None:
 
     The link opens the dashboard's Marketplace with an install dialog for the image: nothing is installed until
     the person who opens it clicks Install. It names the running server's address (its port, and its name and
-    scheme when served with --domain), else the default one, which works as it is for anyone using dockext's
-    default port."""
+    scheme when served with --domain or --public-url), else the default one, which works as it is for anyone
+    using dockext's default port."""
     from urllib.parse import quote, urlencode
 
     ref = model.ImageRef.parse(image)
