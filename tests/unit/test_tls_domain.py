@@ -18,6 +18,7 @@ from dockext.paths import Layout
 from dockext.server import HostState, create_app
 from dockext.server import run as server_run
 from dockext.server.run import Tls, covers, dashboard_domain, server_config
+from tests.support.procs import wait_until
 from tests.support.server import listening_socket, uvicorn_in_thread
 from tests.support.tlscert import TestCert, make_cert
 
@@ -290,3 +291,52 @@ def test_behind_a_proxy_the_public_name_is_served_and_loopback_names_say_where_t
             assert page.status_code == 421 and f'<a href="https://{NAME}/">' in page.text
             assert client.get("/api/extensions", headers={"Host": host}).status_code == 421  # nothing but that
         assert client.get("/", headers={"Host": "localhost"}).status_code == 403  # not a name of this server
+
+
+def test_a_renewed_certificate_is_served_to_new_connections_once_both_files_make_a_pair(
+    cert: TestCert, tmp_path: Path
+) -> None:
+    """certbot and acme.sh renew a certificate every few months by writing new files: a running server takes them
+    for the connections that follow, and a half-done renewal (the certificate written, its key not yet) keeps
+    the certificate in use rather than breaking every handshake."""
+    live = tmp_path / "live"
+    live.mkdir()
+    for src, name in ((cert.cert, "cert.pem"), (cert.key, "key.pem")):
+        (live / name).write_bytes(src.read_bytes())
+    renewed = make_cert(tmp_path / "renewed", NAME, f"*.{NAME}")
+    tls = Tls.of(str(live / "cert.pem"), str(live / "key.pem"))
+    assert tls is not None
+    state = HostState(Layout(tmp_path), port=PORT, token=TOKEN, domain=NAME, tls=True)
+    config = server_config(create_app(state), ssl_certfile=tls.cert, ssl_keyfile=tls.key)
+    config.load()
+    said: list[str] = []
+    state.every_watch.append(server_run.Renewals(tls, config.ssl, said.append).check)
+    sock = listening_socket(16)
+    port = int(sock.getsockname()[1])
+
+    def served() -> bytes:
+        anything = ssl._create_unverified_context()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                anything.wrap_socket(raw, server_hostname=NAME) as tls_sock:
+            der = tls_sock.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+    def der(path: Path) -> bytes:
+        return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+    def replace(path: Path, data: bytes) -> None:  # as certbot does: a new file put in place
+        (path.parent / f".{path.name}.new").write_bytes(data)
+        (path.parent / f".{path.name}.new").replace(path)
+
+    with uvicorn_in_thread(config, sock):
+        assert served() == der(cert.cert)
+        replace(live / "cert.pem", renewed.cert.read_bytes())  # the key is still the old one
+        wait_until(lambda: len(said) == 1, timeout=10)
+        assert said[0].startswith("dockext: kept the certificate in use; the files changed but cannot be used yet: "
+                                  f"cannot serve HTTPS with the certificate {live / 'cert.pem'}")
+        assert served() == der(cert.cert)
+        replace(live / "key.pem", renewed.key.read_bytes())
+        wait_until(lambda: len(said) == 2, timeout=10)
+        assert said[1] == f"dockext: serving the certificate {live / 'cert.pem'} as it is now (the files changed)"
+        assert served() == der(renewed.cert)

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp
 
 from ..errors import DockextError, InvalidToken
 from ..paths import Layout
-from ..store import atomic_write
+from ..store import atomic_write, file_stamp
 from .app import create_app
 from .state import DASHBOARD_NAME, HostState
 from .wire import HttpProtocol, WebSocketProtocol
@@ -122,6 +122,10 @@ class Tls:
             ) from None
         return cls(cert, key)
 
+    def stamps(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Changes when either file is replaced or written (a renewal; through a symlink too, as certbot keeps them)."""
+        return file_stamp(Path(self.cert)), file_stamp(Path(self.key))
+
     def names(self) -> list[str] | None:
         """The DNS names the certificate is for (its subjectAltName), or None when they cannot be read."""
         try:  # CPython's own reader of a PEM file (its ssl tests use it); there is no public one
@@ -129,6 +133,33 @@ class Tls:
         except (AttributeError, OSError, ValueError):
             return None
         return [str(v).lower() for k, v in decoded.get("subjectAltName", ()) if k == "DNS"]
+
+
+class Renewals:
+    """Loads the certificate again into the running server's TLS context when its files change (a renewal by
+    certbot or acme.sh), for the connections that follow; the ones open keep theirs. The new pair is checked in a
+    context of its own first, so a half-written renewal (the certificate replaced, its key not yet) never reaches
+    the server: the certificate in use stays until both files make a pair."""
+
+    def __init__(self, tls: Tls, context: ssl.SSLContext, echo: Callable[[str], None]) -> None:
+        self.tls = tls
+        self.context = context
+        self.echo = echo
+        self._stamps = tls.stamps()
+
+    def check(self) -> None:
+        stamps = self.tls.stamps()
+        if stamps == self._stamps:
+            return
+        self._stamps = stamps
+        try:
+            Tls.of(self.tls.cert, self.tls.key)
+            self.context.load_cert_chain(self.tls.cert, self.tls.key, password=_no_password)
+        except (DockextError, OSError) as exc:
+            why = exc.message if isinstance(exc, DockextError) else str(exc)
+            self.echo(f"dockext: kept the certificate in use; the files changed but cannot be used yet: {why}")
+            return
+        self.echo(f"dockext: serving the certificate {self.tls.cert} as it is now (the files changed)")
 
 
 def _no_password() -> str:
@@ -232,8 +263,13 @@ def serve(
     if open_browser:
         _open_browser(layout.root, url)
     ssl_files = {"ssl_certfile": tls.cert, "ssl_keyfile": tls.key} if tls else {}
+    config = server_config(create_app(state), **ssl_files)
+    if tls:
+        config.load()  # makes the TLS context the server will use, which renewals are loaded into
+        if config.ssl is not None:
+            state.every_watch.append(Renewals(tls, config.ssl, echo).check)
     try:
-        uvicorn.Server(server_config(create_app(state), **ssl_files)).run(sockets=[sock])
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
             info.unlink()

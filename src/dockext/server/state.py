@@ -115,6 +115,7 @@ class HostState:
         self._vm_containers: dict[str, tuple[int, str]] = {}  # key -> (generation, ID): see vm_container
         self._vm_lock = asyncio.Lock()
         self.stale_sockets = StaleSockets()
+        self.every_watch: list[Callable[[], None]] = []  # also run by watch() each time (certificate renewals)
         self.changed = asyncio.Event()
         self.refresh()
 
@@ -221,6 +222,8 @@ class HostState:
                 self.refresh()
             for path in self.stale_sockets.sweep(self.local_backend_sockets()):
                 print(f"dockext: removed {path}: nothing listened on it (its backend can listen again)", flush=True)
+            for check in self.every_watch:
+                check()
 
     def local_backend_sockets(self) -> list[Path]:
         """The backend sockets of installed extensions that are files here (not a remote engine's, and not one
