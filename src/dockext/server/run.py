@@ -172,6 +172,11 @@ def covers(names: list[str], host: str) -> bool:
     return any(n == host or (bool(first) and n.startswith("*.") and n[2:] == rest) for n in names)
 
 
+def local_only(name: str) -> bool:
+    """A name under ``localhost``: browsers resolve it to their own machine by themselves, whatever DNS says."""
+    return name.endswith(".localhost")
+
+
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -191,7 +196,7 @@ def dashboard_domain(given: str | None, tls: bool, option: str = "--domain") -> 
             f"{option} {given} has one label: browsers would take each extension's name under it for another site, "
             "and keep its storage from its tab", hint=f"Give a name of two labels or more, such as dockext.{name}.lan.",
         )
-    if not tls and not name.endswith(".localhost"):
+    if not tls and not local_only(name):
         raise DockextError(
             f"--domain {given} needs --tls-cert and --tls-key: over plain HTTP the token and the session cross the "
             "network unencrypted, and browsers treat the pages of a name other than localhost as insecure "
@@ -255,7 +260,7 @@ def serve(
         notice += _proxy_notice(host, port, name, state.dashboard_url)
     elif host not in LOOPBACK:
         notice += _exposed_notice(host, port, name, tls is not None, state.dashboard_url)
-    elif not name.endswith(".localhost"):  # a name for other machines, on an address they cannot reach
+    elif not local_only(name):  # a name for other machines, on an address they cannot reach
         notice.append(f"Listening on {host} only: browsers on other machines cannot reach {state.dashboard_url} "
                       "until --host names an address of this machine they can (0.0.0.0 for every interface).")
     for line in notice:
@@ -300,7 +305,7 @@ def _proxy_notice(host: str, port: int, domain: str, url: str) -> list[str]:
 def _exposed_notice(host: str, port: int, domain: str, tls: bool, url: str) -> list[str]:
     """What ``serve`` says when it listens beyond loopback: what the token guards, and what it does not."""
     lines = [f"Listening on {host}:{port}: anyone who can reach it still needs the token."]
-    if tls and not domain.endswith(".localhost"):
+    if tls and not local_only(domain):
         return [*lines,
                 f"Browsers on other machines open {url}/ : there, {domain} and *.{domain} must",
                 "resolve to this machine (a wildcard DNS record) and the certificate must be one they trust."]

@@ -86,6 +86,8 @@ class HostState:
         self.tls = tls
         self.scheme = "https" if tls else "http"
         self.domain = domain
+        #: the dashboard pages' Content-Security-Policy: frames only from extension origins
+        self.dashboard_csp = security.dashboard_csp(f"{self.scheme}://*.{domain}:*")
         # Behind a proxy (dockext serve --public-url), browsers reach the names on the proxy's port, and the
         # loopback names (on this server's own port) only lead to a page that says where to go
         # (app.HostRouter): redirecting there would loop through a proxy that does not pass Host on.
@@ -194,11 +196,6 @@ class HostState:
 
     def dashboard_origins(self) -> list[str]:
         return [f"{self.scheme}://{h}" for h in sorted(self.dashboard_hosts)]
-
-    @property
-    def dashboard_csp(self) -> str:
-        """The dashboard pages' Content-Security-Policy: frames only from extension origins."""
-        return security.dashboard_csp(f"{self.scheme}://*.{self.domain}:*")
 
     def extension_policy(self) -> list[tuple[bytes, bytes]]:
         """Set on every answer of an extension origin, replacing the backend's: only the dashboard may frame it."""

@@ -50,7 +50,7 @@ from .security import (
     read_asgi_body,
     too_large,
 )
-from .state import HostState, Instance
+from .state import DASHBOARD_NAME, HostState, Instance
 
 __all__ = ["PATH", "VIA", "handle", "target_of"]
 
@@ -101,7 +101,7 @@ def _client(state: HostState) -> httpx.AsyncClient:
     return client
 
 
-def target_of(value: str, engine_url: str, own_port: int, own_domain: str = "dockext.localhost") -> str:
+def target_of(value: str, engine_url: str, own_port: int, own_domain: str = DASHBOARD_NAME) -> str:
     """The URL a page asked for, if dockext may request it: http or https, with a host, neither the engine's
     address nor dockext's own (loopback, or its ``--domain`` and the names under it, on its port; dockext would
     refuse it anyway: :data:`VIA`)."""
