@@ -25,6 +25,7 @@ import requests.exceptions
 from . import archive, dockerhost, sshdial
 from .dockerhost import DockerHost
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound
+from .logins import Login, login_command, login_for
 from .model import ImageRef
 
 __all__ = ["Engine", "ImageFiles", "LoadOutput", "PullEvent", "TagSnapshot"]
@@ -35,6 +36,10 @@ PullEvent = dict[str, Any]
 ONE_OFF_LABEL = "dockext.copy"
 HELPER_LABEL = "dockext.helper"  # on dockext's own services in an extension's project (sockperm.py)
 MIN_API_VERSION = "1.24"  # the oldest the docker SDK speaks; only to ask a TLS engine for its own
+#: what engines answer a pull that needed a login it did not have, or refused the one it had (Docker: no login
+#: for a Basic registry, a token without access, Docker Hub's private-or-missing repository; Podman's words too)
+_LOGIN_WANTED = re.compile(r"no basic auth credentials|unauthorized|authentication required|access to the resource "
+                           r"is denied|may require 'docker login'|invalid username/password", re.IGNORECASE)
 
 
 #: ``1`` or ``0``: whether the engine's containers can see this host's file system (see :attr:`Engine.remote`).
@@ -211,29 +216,37 @@ class Engine:
                 return None
 
     def pull(self, ref: ImageRef, on_event: Callable[[PullEvent], None] | None = None) -> dict[str, Any]:
+        """Pull ``ref`` with the login the Docker CLI saved for its registry (:mod:`.logins`; looked up here, once,
+        so that a credential helper that fails says so in dockext's words), as ``docker pull`` would."""
         repo = ref.name
         tag = ref.digest or ref.tag or "latest"
+        saved = login_for(ref.registry)
+        auth: dict[str, str] = {}  # anonymous (an empty X-Registry-Auth: the SDK does not look again)
+        if saved is not None:
+            auth = ({"IdentityToken": saved.secret} if saved.identity_token
+                    else {"username": saved.username, "password": saved.secret})
         with self._errors(f"pull {ref.pull_ref}"):
             try:
-                for event in self.client.api.pull(repo, tag=tag, stream=True, decode=True):
+                for event in self.client.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=auth):
                     if "error" in event:
                         raise ImageNotFound(f"cannot pull {ref.pull_ref}: {event['error']}",
-                                            hint=self._pull_hint(ref, str(event["error"])))
+                                            hint=self._pull_hint(ref, str(event["error"]), saved))
                     if on_event:
                         on_event(event)
             except (docker.errors.NotFound, docker.errors.APIError) as exc:
                 why = _short(exc)
-                raise ImageNotFound(f"cannot pull {ref.pull_ref}: {why}", hint=self._pull_hint(ref, why)) from None
+                raise ImageNotFound(f"cannot pull {ref.pull_ref}: {why}",
+                                    hint=self._pull_hint(ref, why, saved)) from None
         found = self.find_image(ref.pull_ref)
         if found is None:
             raise ImageNotFound(f"image {ref.pull_ref} is not available after pulling it")
         return found
 
-    def _pull_hint(self, ref: ImageRef, why: str = "") -> str:
+    def _pull_hint(self, ref: ImageRef, why: str = "", saved: Login | None = None) -> str:
         """What to do about a failed pull; a registry on loopback seen from an engine on another machine gets
         its own words (that engine pulls from its own loopback: the registry here is out of its reach), and so
         does a plain-HTTP registry the engine would reach over HTTPS (Docker allows HTTP on loopback by itself,
-        Podman on no address unless told)."""
+        Podman on no address unless told), and a registry that wants a login (``saved``: the one sent)."""
         if is_loopback(ref.registry) and self.remote and not is_loopback(urlparse(self.target.url).hostname):
             return (
                 f"{ref.registry} is a loopback address, and the engine at {self.target.describe()} pulls from its "
@@ -249,6 +262,13 @@ class Engine:
                             "rootless Podman), then restart its service.")
             return (f"The registry {ref.registry} speaks plain HTTP: list it in \"insecure-registries\" of the "
                     "engine's daemon.json (/etc/docker/daemon.json) and restart the engine.")
+        if _LOGIN_WANTED.search(why):
+            name, command = ref.registry or "docker.io", login_command(ref.registry)
+            if saved is not None:
+                return (f"{name} refused {saved.who} (from {saved.where}): log in again, with an account that may "
+                        f"pull {ref.name}: {command}")
+            return (f"{name} needs a login: {command} (dockext gives the engine the login the Docker CLI saved). A "
+                    "repository that does not exist can get this answer too: check the name.")
         return "Check the image name and tag, and that you are logged in to its registry."
 
     @contextlib.contextmanager

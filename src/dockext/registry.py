@@ -1,4 +1,4 @@
-"""Adapter for container registries (the Distribution HTTP API v2), read-only and anonymous.
+"""Adapter for container registries (the Distribution HTTP API v2), read-only.
 
 What the Marketplace needs, without pulling anything: the repositories of a registry (``GET /v2/_catalog``,
 following ``Link`` headers), the tags of a repository, and the labels of one tag (its manifest, the manifest of
@@ -7,9 +7,18 @@ the ``linux/<host arch>`` image when the tag is a multi-platform index, then its
 
 * Scheme: ``http`` for loopback registries (``127.0.0.0/8``, ``localhost``, ``::1``), ``https`` for every other
   one. There is no setting for plain-http registries elsewhere in this version.
-* Authentication: the standard bearer-token challenge (``WWW-Authenticate: Bearer realm=...,service=...,
-  scope=...``) with an anonymous token, which Docker Hub and most registries ask for even for public images.
-  No credentials are read or sent.
+* Authentication, only when the registry asks (a ``401`` and its ``WWW-Authenticate`` challenge), as the
+  Docker CLI does it, with the login ``docker login`` saved for the registry (:mod:`dockext.logins`) if there is
+  one, else anonymously:
+
+  - ``Bearer realm=...,service=...,scope=...`` (Docker Hub, GHCR, Harbor, GitLab, ...): a token from the realm,
+    asked for with the user and password in Basic auth (or, for an identity token, with an OAuth2
+    ``refresh_token`` grant posted to the realm), or anonymously; one token per scope, kept for the client.
+  - ``Basic`` (a registry behind htpasswd, ECR): the user and password, then sent with every request.
+
+  A registry that asks for a login dockext has not got, or refuses the one it sent, is an error that says which
+  and how to log in. Credentials go only to the registry and the token service it names, in https (or plain
+  http where both are on loopback), and never follow a redirect to another host.
 * Docker Hub (a reference without a registry, or ``docker.io/...``) is ``registry-1.docker.io``, official images
   under ``library/``. It has no catalog API.
 * Every failure becomes a :class:`~dockext.errors.RegistryError` whose message names the registry and what
@@ -18,6 +27,7 @@ the ``linux/<host arch>`` image when the tag is a multi-platform index, then its
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -25,6 +35,7 @@ import platform
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
@@ -32,6 +43,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from .errors import RegistryError
+from .logins import Login, login_command, login_for
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -116,11 +128,16 @@ def _reason(exc: BaseException) -> str:
     return text[:1].lower() + text[1:]
 
 
+#: where a client finds the login for its registry (None: no login); tests give their own
+Logins = Callable[[str | None], Login | None]
+
+
 class RegistryClient:
-    """Anonymous, read-only client of one registry. Safe to use from several threads at once."""
+    """Read-only client of one registry. Safe to use from several threads at once."""
 
     def __init__(
-        self, registry: str | None, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+        self, registry: str | None, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None,
+        logins: Logins = login_for,
     ) -> None:
         #: the registry as the user wrote it (``127.0.0.1:5000``, ``ghcr.io``); ``docker.io`` for Docker Hub
         self.name = DOCKER_HUB if registry in (None, DOCKER_HUB, "index.docker.io", _HUB_API) else str(registry)
@@ -134,6 +151,11 @@ class RegistryClient:
             event_hooks={"request": [self._check_destination]},  # every request, redirects included
         )
         self._tokens: dict[str, str] = {}  # scope -> bearer token
+        self._basic: str | None = None  # the Authorization header a Basic registry took, sent from then on
+        self._logins = logins
+        self._login: Login | None = None
+        self._login_error: RegistryError | None = None  # why the saved login could not be read
+        self._login_read = False
         self._lock = threading.Lock()
 
     def _check_destination(self, request: httpx.Request) -> None:
@@ -266,43 +288,100 @@ class RegistryClient:
 
     def _get(self, url: str, what: str, *, scope: str, accept: str) -> tuple[httpx.Response, bytes]:
         headers = {"Accept": accept}
-        token = self._tokens.get(scope)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        authorization = self._tokens.get(scope) or self._basic
+        if authorization:
+            headers["Authorization"] = authorization
         response, content = self._send(url, headers, what)
+        login: Login | None = None
         if response.status_code == 401:  # no token yet, or an expired one: one challenge, one retry
             challenge = response.headers.get("www-authenticate", "")
             scheme, params = parse_challenge(challenge)
-            if scheme != "bearer" or not params.get("realm"):
-                raise RegistryError(
-                    f"{self.name} asks for a login to read {what} ({challenge.split(' ')[0] or 'no challenge'})",
-                    hint="dockext reads public repositories only, anonymously, in this version.",
-                )
-            token = self._token(params, scope)
-            headers["Authorization"] = f"Bearer {token}"
+            login = self._saved_login()
+            if scheme == "bearer" and params.get("realm"):
+                headers["Authorization"] = self._token(params, scope, login)
+            elif scheme == "basic" and login is not None and not login.identity_token:
+                basic = base64.b64encode(f"{login.username}:{login.secret}".encode()).decode("ascii")
+                with self._lock:
+                    self._basic = headers["Authorization"] = f"Basic {basic}"
+            else:
+                kind = challenge.split(" ")[0] or "no challenge"
+                raise RegistryError(f"{self.name} asks for a login to read {what} ({kind})",
+                                    hint=self._login_hint(login, private=False))
             response, content = self._send(url, headers, what)
         if response.status_code in (401, 403):
+            if login is None:
+                login = self._saved_login()  # an answer without a challenge: say what there is to know
+                raise RegistryError(f"{self.name} refused anonymous access to {what} ({response.status_code})",
+                                    hint=self._login_hint(login, private=True))
             raise RegistryError(
-                f"{self.name} refused anonymous access to {what} ({response.status_code})",
-                hint="dockext reads public repositories only, anonymously, in this version.",
+                f"{self.name} refused {login.who} (from {login.where}) access to {what} ({response.status_code})",
+                hint=f"Log in again with an account that may read it: {login_command(self._login_name)}",
             )
         if response.status_code >= 400:
             raise RegistryError(f"{self.name} answered {response.status_code} for {what}")
         return response, content
 
-    def _token(self, params: dict[str, str], scope: str) -> str:
+    # -- logins -------------------------------------------------------------------------------------------
+    @property
+    def _login_name(self) -> str | None:
+        return None if self.hub else self.name
+
+    def _saved_login(self) -> Login | None:
+        """The login saved for this registry, looked up once (when the registry first asks for one)."""
+        with self._lock:
+            if not self._login_read:
+                try:
+                    self._login = self._logins(self._login_name)
+                except RegistryError as exc:
+                    self._login_error = exc
+                self._login_read = True
+            return self._login
+
+    def _login_hint(self, login: Login | None, *, private: bool) -> str:
+        command = login_command(self._login_name)
+        if self._login_error is not None:
+            return f"The login saved for {self.name} could not be read ({self._login_error.message}): {command}"
+        if login is not None:  # one is saved, but not one a Basic registry takes
+            return (f"The login saved for {self.name} ({login.where}) is an identity token, which this registry does "
+                    f"not take (it asks for a user and password): {command}")
+        lead = "If the repository is private, log" if private else "Log"
+        return (f"{lead} in with `{command}`: dockext reads registries with the logins the Docker CLI saved "
+                "(config.json or its credential helper).")
+
+    def _token(self, params: dict[str, str], scope: str, login: Login | None) -> str:
+        """A token for ``scope`` from the challenge's realm (with the saved login, if any), as the header value."""
         realm = params["realm"]
         if urlsplit(realm).scheme not in ("http", "https"):
             raise RegistryError(f"{self.name} names a token service that is not an http(s) URL: {realm!r}")
         query = {"service": params.get("service", ""), "scope": params.get("scope") or scope}
         query = {k: v for k, v in query.items() if v}
+        request: httpx.Request
+        if login is not None and login.identity_token:  # OAuth2, as the Docker engine does with one
+            form = {**query, "grant_type": "refresh_token", "refresh_token": login.secret, "client_id": "dockext"}
+            request = self._client.build_request("POST", realm, data=form, headers={"Accept": "application/json"})
+        elif login is not None:
+            basic = base64.b64encode(f"{login.username}:{login.secret}".encode()).decode("ascii")
+            request = self._client.build_request("GET", realm, params={**query, "account": login.username},
+                                                 headers={"Accept": "application/json",
+                                                          "Authorization": f"Basic {basic}"})
+        else:
+            request = self._client.build_request("GET", realm, params=query, headers={"Accept": "application/json"})
         try:
-            with self._client.stream("GET", realm, params=query, headers={"Accept": "application/json"}) as response:
+            response = self._client.send(request, stream=True)
+            try:
                 content = _read_limited(response, f"the token of {self.name}") if response.is_success else b""
+            finally:
+                response.close()
         except httpx.TimeoutException:
             raise RegistryError(f"the token service of {self.name} did not answer within {self.timeout:g} s") from None
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise RegistryError(f"cannot reach the token service of {self.name} ({realm}): {_reason(exc)}") from None
+        if response.status_code in (400, 401, 403) and login is not None:
+            raise RegistryError(
+                f"the token service of {self.name} refused {login.who} (from {login.where}): "
+                f"{response.status_code}",
+                hint=f"Log in again: {login_command(self._login_name)}",
+            )
         if response.status_code >= 400:
             raise RegistryError(f"the token service of {self.name} answered {response.status_code} ({realm})")
         try:
@@ -313,8 +392,8 @@ class RegistryClient:
         if not isinstance(token, str) or not token:
             raise RegistryError(f"the token service of {self.name} answered without a token ({realm})")
         with self._lock:
-            self._tokens[scope] = token
-        return token
+            self._tokens[scope] = f"Bearer {token}"
+        return f"Bearer {token}"
 
     def _send(self, url: str, headers: dict[str, str], what: str) -> tuple[httpx.Response, bytes]:
         """GET ``url``; the body is read (at most 4 MiB) only for a successful answer."""

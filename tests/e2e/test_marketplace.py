@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import subprocess
 from collections.abc import Iterator
 
 import docker
@@ -13,7 +14,9 @@ from playwright.sync_api import Page, expect
 
 from dockext import model
 from tests.support import images
+from tests.support.authregistry import PASSWORD, USER, auth_registry
 from tests.support.cli import run_dockext
+from tests.support.server import start_server
 
 from .test_dashboard import tab
 
@@ -182,3 +185,52 @@ def test_a_shared_link_offers_the_install_and_nothing_happens_without_the_click(
         assert [r["image"] for r in run_ls(server)] == [f"{image}:1.0.0"]
     finally:
         run_dockext("rm", image, home=server.home, check=False)
+
+
+def test_a_private_registry_lists_and_installs_with_the_saved_login_and_says_how_to_log_in_without(
+    page: Page, tmp_path, fixture_image, docker_client
+):
+    """A registry behind token auth (as Docker Hub, GHCR or Harbor): the dashboard's server reads it with the
+    identity token `docker login` saved, and its engine pulls with it; without a login the source's error says
+    how to log in."""
+    with auth_registry(tmp_path / "registry", "token") as registry:
+        config = tmp_path / "docker"
+        done = subprocess.run(["docker", "--config", str(config), "login", "-u", USER, "--password-stdin",
+                               registry.address], input=PASSWORD + "\n", capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        ref = f"{registry.address}/acme/ui-only:1.0.0"
+        docker_client.images.get(fixture_image("ui-only")).tag(ref)
+        pushed = subprocess.run(["docker", "--config", str(config), "push", ref], capture_output=True, text=True,
+                                check=False)
+        assert pushed.returncode == 0, pushed.stderr
+        docker_client.images.remove(ref)
+        image = f"{registry.address}/acme/ui-only"
+        key = model.extension_key(model.ImageRef.parse(image))
+        try:
+            for logged_in in (False, True):
+                home = tmp_path / f"home-{logged_in}"
+                env = {"DOCKER_CONFIG": str(config if logged_in else tmp_path / "nobody")}
+                run_dockext("marketplace", "add", f"{registry.address}/acme", home=home)
+                server = start_server(home, extra_env=env)
+                try:
+                    page.goto(server.login_url)
+                    page.locator("#marketplace-button").click()
+                    if not logged_in:
+                        expect(page.locator(".mk-note-error")).to_contain_text(
+                            f"{registry.address} refused anonymous access to the catalog")
+                        expect(page.locator(".mk-note-error")).to_contain_text(f"docker login {registry.address}")
+                        expect(page.locator(".mk-card")).to_have_count(0)
+                        continue
+                    expect(card(page, image).locator(".mk-title")).to_have_text("UI Only")
+                    card(page, image).get_by_role("button", name="Install").click()
+                    confirm(page, "Install")
+                    expect(page.locator("#toasts")).to_contain_text("UI Only installed.", timeout=60_000)
+                    expect(tab(page, key)).to_be_visible()
+                    assert [r["image"] for r in run_ls(server)] == [ref]  # pulled with the login
+                    ours = [r for r in registry.token_requests() if r.get("client_id") == "dockext"]
+                    assert ours and {r["grant"] for r in ours} == {"refresh_token"}
+                finally:
+                    server.stop()
+        finally:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(ref)
