@@ -496,7 +496,9 @@ def marketplace_ls(fmt: str) -> None:
     from . import marketplace as mkt
 
     settings = mkt.load(layout())
-    catalog = mkt.browse(settings) if settings.sources else mkt.Catalog(entries=[], errors=[])
+    registries = any(source.kind != "folder" for source in settings.sources)
+    insecure = Engine().insecure_registries() if registries else None  # registries read as the engine reads them
+    catalog = mkt.browse(settings, insecure=insecure) if settings.sources else mkt.Catalog(entries=[], errors=[])
     installed = {r.id: r.version for r in Store(layout()).records()}
     if fmt == "json":
         doc = {

@@ -27,6 +27,7 @@ from .dockerhost import DockerHost
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound
 from .logins import Login, login_command, login_for
 from .model import ImageRef
+from .registry import Insecure
 
 __all__ = ["Engine", "ImageFiles", "LoadOutput", "PullEvent", "TagSnapshot"]
 
@@ -362,6 +363,16 @@ class Engine:
             with self._errors("ask the engine about itself"):
                 self._info_cache = dict(self.client.api.info())
         return self._info_cache
+
+    def insecure_registries(self) -> Insecure | None:
+        """The registries the engine reaches without verified TLS (daemon.json's ``insecure-registries``), asked
+        now (not the cached ``/info``: the list changes with a restart of the engine, not of dockext); None when
+        the engine does not answer (the Marketplace then reads loopback registries alone without TLS)."""
+        try:
+            with self._errors("ask the engine about its registries"):
+                return Insecure.of(self.client.api.info().get("RegistryConfig"))
+        except DockextError:
+            return None
 
     @property
     def podman(self) -> bool:

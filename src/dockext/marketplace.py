@@ -415,8 +415,9 @@ def clear_cache() -> None:
 class _Clients:
     """One registry client per registry, shared by every source of one browse."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, insecure: registry.Insecure | None) -> None:
         self.timeout = timeout
+        self.insecure = insecure
         self._clients: dict[str, registry.RegistryClient] = {}
         self._lock = threading.Lock()
 
@@ -426,7 +427,7 @@ class _Clients:
         key = (name or registry.DOCKER_HUB).lower()
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = registry.RegistryClient(name, timeout=self.timeout)
+                self._clients[key] = registry.RegistryClient(name, timeout=self.timeout, insecure=self.insecure)
             return self._clients[key]
 
     def close(self) -> None:
@@ -752,10 +753,11 @@ def _scan(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> tuple[
     return entries, problems
 
 
-def browse(settings: Settings, *, timeout: float = 10.0) -> Catalog:
+def browse(settings: Settings, *, timeout: float = 10.0, insecure: registry.Insecure | None = None) -> Catalog:
     """Every extension the sources list (blocking; requests run in parallel). A source that fails is named in
-    ``errors`` with what went wrong; the others are still listed. What a source answered is reused for 60 s."""
-    clients = _Clients(timeout)
+    ``errors`` with what went wrong; the others are still listed. What a source answered is reused for 60 s.
+    ``insecure``: the registries the engine reaches without verified TLS (loopback ones only when None)."""
+    clients = _Clients(timeout, insecure)
     results: list[tuple[list[Entry], list[str]]] = []
     try:
         with ThreadPoolExecutor(_WORKERS, thread_name_prefix="dockext-registry") as pool, \

@@ -5,8 +5,11 @@ following ``Link`` headers), the tags of a repository, and the labels of one tag
 the ``linux/<host arch>`` image when the tag is a multi-platform index, then its config blob, whose
 ``config.Labels`` are the labels ``docker image inspect`` shows).
 
-* Scheme: ``http`` for loopback registries (``127.0.0.0/8``, ``localhost``, ``::1``), ``https`` for every other
-  one. There is no setting for plain-http registries elsewhere in this version.
+* Scheme, as the Docker engine chooses it: ``https`` with a verified certificate, except for the registries the
+  engine is told are insecure (:class:`Insecure`: daemon.json's ``insecure-registries``, and loopback, which
+  Docker adds itself): those get ``https`` without verifying the certificate first and, if that is no TLS
+  server, plain ``http``. The engine's own list is followed so that what the Marketplace lists, the engine can
+  pull.
 * Authentication, only when the registry asks (a ``401`` and its ``WWW-Authenticate`` challenge), as the
   Docker CLI does it, with the login ``docker login`` saved for the registry (:mod:`dockext.logins`) if there is
   one, else anonymously:
@@ -33,6 +36,7 @@ import ipaddress
 import json
 import platform
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +53,7 @@ __all__ = [
     "ACCEPT_MANIFESTS",
     "DOCKER_HUB",
     "ImageLabels",
+    "Insecure",
     "RegistryClient",
     "host_architecture",
     "is_loopback",
@@ -90,6 +95,53 @@ def is_loopback(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Insecure:
+    """The registries an engine reaches without verified TLS: daemon.json's ``insecure-registries`` as ``GET
+    /info`` reports them in ``RegistryConfig`` (names in ``IndexConfigs`` with ``Secure: false``, networks in
+    ``InsecureRegistryCIDRs``), loopback always (Docker adds ``127.0.0.0/8`` itself)."""
+
+    names: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def of(cls, registry_config: Any) -> Insecure:
+        """From the ``RegistryConfig`` of ``GET /info`` (anything unexpected in it is left out)."""
+        config = registry_config if isinstance(registry_config, dict) else {}
+        raw = config.get("IndexConfigs")
+        indexes: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        names = frozenset(str(name).lower() for name, index in indexes.items()
+                          if isinstance(index, dict) and index.get("Secure") is False)
+        networks: list[Network] = []
+        for cidr in config.get("InsecureRegistryCIDRs") or []:
+            try:
+                networks.append(ipaddress.ip_network(str(cidr), strict=False))
+            except ValueError:
+                continue
+        return cls(names, tuple(networks))
+
+    def covers(self, registry: str) -> bool:
+        """Whether ``host[:port]`` is one of them: by name, or by an address of its host in one of the networks
+        (the engine resolves a name to match it against the networks, and so does this)."""
+        if is_loopback(registry) or registry.lower() in self.names:
+            return True
+        host = urlsplit(f"//{registry}").hostname or ""
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            if not self.networks or not host:
+                return False
+            try:
+                addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0])
+                             for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
+            except (OSError, ValueError):
+                return False
+        return any(address in network for address in addresses for network in self.networks)
 
 
 _CHALLENGE_PARAM_RE: Final = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
@@ -137,16 +189,25 @@ class RegistryClient:
 
     def __init__(
         self, registry: str | None, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None,
-        logins: Logins = login_for,
+        logins: Logins = login_for, insecure: Insecure | None = None,
     ) -> None:
         #: the registry as the user wrote it (``127.0.0.1:5000``, ``ghcr.io``); ``docker.io`` for Docker Hub
         self.name = DOCKER_HUB if registry in (None, DOCKER_HUB, "index.docker.io", _HUB_API) else str(registry)
         self.hub = self.name == DOCKER_HUB
         host = _HUB_API if self.hub else self.name
-        self.base = f"{'http' if is_loopback(host) else 'https'}://{host}"
+        #: reached as the engine reaches an insecure registry: https unverified, else plain http
+        self.insecure = not self.hub and (insecure or Insecure()).covers(host)
+        self.base = self._https_base = f"https://{host}"
+        self._host = urlsplit(self.base).hostname or ""
+        self._plain = False  # an insecure registry that turned out to speak plain http
+        self._scheme_known = not self.insecure  # whether https or http is known to be the one
         self.timeout = timeout
+        given = transport or TRANSPORT
+        # the certificate is not verified for an insecure registry's own host alone (not its token service's or a
+        # CDN's elsewhere): as the engine does
+        mounts = {f"https://{host}": httpx.HTTPTransport(verify=False)} if self.insecure and given is None else None
         self._client = httpx.Client(
-            timeout=timeout, follow_redirects=True, transport=transport or TRANSPORT,
+            timeout=timeout, follow_redirects=True, transport=given, mounts=mounts,
             headers={"User-Agent": "dockext (marketplace)"},
             event_hooks={"request": [self._check_destination]},  # every request, redirects included
         )
@@ -159,15 +220,16 @@ class RegistryClient:
         self._lock = threading.Lock()
 
     def _check_destination(self, request: httpx.Request) -> None:
-        """Requests go to https anywhere (registries send blobs to CDNs), or to plain http only on loopback and
-        only for a loopback registry: a registry cannot redirect dockext, or name a token service, on the LAN,
-        a metadata address or anything else in plain http."""
+        """Requests go to https anywhere (registries send blobs to CDNs), or to plain http only on an insecure
+        registry's own host (loopback: on loopback): a registry cannot redirect dockext, or name a token service,
+        on the LAN, a metadata address or anything else in plain http."""
         if request.url.scheme == "https":
             return
-        if request.url.scheme == "http" and is_loopback(self.name) and is_loopback(request.url.host):
+        if request.url.scheme == "http" and self.insecure and (
+                request.url.host == self._host or (is_loopback(self.name) and is_loopback(request.url.host))):
             return
         raise RegistryError(f"{self.name} sent dockext to {request.url.scheme}://{request.url.host}, which it "
-                            "does not follow (https only, plain http on loopback for a loopback registry)")
+                            "does not follow (https only, plain http only to an insecure registry's own host)")
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -292,7 +354,7 @@ class RegistryClient:
         if authorization:
             headers["Authorization"] = authorization
         response, content = self._send(url, headers, what)
-        login: Login | None = None
+        login = self._login if authorization else None  # what a kept token or Basic header was got with
         if response.status_code == 401:  # no token yet, or an expired one: one challenge, one retry
             challenge = response.headers.get("www-authenticate", "")
             scheme, params = parse_challenge(challenge)
@@ -396,7 +458,26 @@ class RegistryClient:
         return f"Bearer {token}"
 
     def _send(self, url: str, headers: dict[str, str], what: str) -> tuple[httpx.Response, bytes]:
-        """GET ``url``; the body is read (at most 4 MiB) only for a successful answer."""
+        """GET ``url``; the body is read (at most 4 MiB) only for a successful answer. An insecure registry's
+        first request tries https; if no TLS server answers there, this one and every later one go in plain
+        http (as the engine falls back)."""
+        https = self._https_base
+        if self._plain and url.startswith(https):
+            url = "http" + url[len("https"):]
+        if self._scheme_known or not url.startswith(https):
+            return self._send_once(url, headers, what)
+        try:
+            result = self._send_once(url, headers, what, fall_back=True)
+        except _NotTls:
+            with self._lock:
+                self._plain = self._scheme_known = True
+                self.base = "http" + self.base[len("https"):]
+            return self._send_once("http" + url[len("https"):], headers, what)
+        self._scheme_known = True
+        return result
+
+    def _send_once(self, url: str, headers: dict[str, str], what: str, *,
+                   fall_back: bool = False) -> tuple[httpx.Response, bytes]:
         try:
             with self._client.stream("GET", url, headers=headers) as response:
                 return response, _read_limited(response, f"{what} from {self.name}") if response.is_success else b""
@@ -404,15 +485,26 @@ class RegistryClient:
             raise RegistryError(f"cannot reach {self.name}: no connection within {self.timeout:g} s") from None
         except httpx.TimeoutException:
             raise RegistryError(f"{self.name} did not answer within {self.timeout:g} s for {what}") from None
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            if fall_back:  # a plain-http server answers a TLS hello with garbage, or hangs up
+                raise _NotTls from None
+            if not isinstance(exc, httpx.ConnectError):
+                raise RegistryError(
+                    f"the connection to {self.name} failed while reading {what}: {_reason(exc)}") from None
             reason = _reason(exc)
             hint = None
-            if reason.startswith("TLS") and not is_loopback(self.name):
-                hint = ("dockext speaks https to every registry but loopback ones (127.0.0.1, localhost, ::1); "
-                        "plain-http registries elsewhere are not supported in this version.")
+            if reason.startswith("TLS") and not self.insecure:
+                hint = ("dockext speaks https with a verified certificate to this registry, as the Docker engine "
+                        "does. If it speaks plain http, or has a certificate this machine does not trust, list it "
+                        "in \"insecure-registries\" of the engine's daemon.json and restart the engine: dockext "
+                        "follows the engine's list, as `docker pull` does.")
             raise RegistryError(f"cannot reach {self.name}: {reason}", hint=hint) from None
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise RegistryError(f"the connection to {self.name} failed while reading {what}: {_reason(exc)}") from None
+
+
+class _NotTls(Exception):
+    """No TLS server where an insecure registry's https was tried."""
 
 
 def _read_limited(response: httpx.Response, what: str) -> bytes:

@@ -1,6 +1,7 @@
 """Registries that ask for a login: the Marketplace lists them, and extensions install from them, with the login
 ``docker login`` saved (in config.json, as an identity token, or in a credential helper); without one, or with a
-wrong one, every command says so and how to log in.
+wrong one, every command says so and how to log in. And registries the engine takes as insecure (loopback ones,
+daemon.json's ``insecure-registries``), which dockext reads as the engine does.
 
 Real parts: the distribution registry (the one on 127.0.0.1:5000, started again on another loopback port behind
 htpasswd or token auth, tests/support/authregistry.py), the real ``docker login`` and ``docker push``, the real
@@ -13,8 +14,11 @@ import base64
 import contextlib
 import json
 import os
+import shutil
+import socket as socket_module
 import stat
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,8 +26,10 @@ import docker
 import docker.errors
 import pytest
 
+from dockext.engine import Engine
 from tests.support.authregistry import PASSWORD, USER, AuthRegistry, auth_registry
 from tests.support.cli import run_dockext
+from tests.support.extraengine import engine_process
 
 pytestmark = pytest.mark.engine
 
@@ -98,7 +104,7 @@ def test_without_a_login_the_source_and_the_install_say_how_to_log_in(tmp_path, 
     assert "ui-only" not in dockext("ls", home=home, config=config).stdout
 
 
-def test_with_the_login_docker_saved_it_lists_and_installs(tmp_path, private, cleanup):
+def test_with_the_login_docker_saved_it_lists_and_installs(tmp_path, private, cleanup, docker_client):
     registry, ref = private
     home, config = tmp_path / "home", tmp_path / "docker"
     assert login(config, registry).returncode == 0
@@ -123,6 +129,19 @@ def test_with_the_login_docker_saved_it_lists_and_installs(tmp_path, private, cl
     assert 'Extension "UI Only" installed successfully' in done.stdout
     [row] = [line for line in dockext("ls", home=home, config=config).stdout.splitlines() if "ui-only" in line]
     assert row.split()[0] == f"{registry.address}/{NS}/ui-only"
+    dockext("rm", ref, home=home, config=config)
+
+    # the same through the Docker CLI plugin, the configuration given as `docker --config DIR`
+    plugin_config = tmp_path / "plugin-config"
+    assert login(plugin_config, registry).returncode == 0
+    run_dockext("plugin", "install", home=home, env={"DOCKER_CONFIG": str(plugin_config)})
+    docker_client.images.remove(ref)
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONFIG"}
+    installed = subprocess.run(["docker", "--config", str(plugin_config), "extension", "install", "-f", ref],
+                               capture_output=True, text=True, timeout=300, check=False,
+                               env={**env, "DOCKEXT_HOME": str(home), "NO_COLOR": "1"})
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert 'Extension "UI Only" installed successfully' in installed.stdout + installed.stderr
     dockext("rm", ref, home=home, config=config)
 
 
@@ -194,3 +213,50 @@ fi
     assert entries == []
     assert f"the login saved for {registry.address} cannot be read from its credential helper" in errors
     assert "docker-credential-dockexttest" in errors
+
+
+def test_a_loopback_registry_in_https_with_an_untrusted_certificate_is_read_and_pulled(
+        tmp_path, fixture_image, docker_client):
+    """Loopback registries are insecure for the engine (https unverified first, then http): dockext reads them the
+    same way, so a registry serving only TLS, with a certificate nothing trusts, lists and installs (the one on
+    127.0.0.1:5000, in plain http, is the other half, in every Marketplace test)."""
+    with auth_registry(tmp_path / "registry", "basic", tls=True) as registry:
+        config, home = tmp_path / "docker", tmp_path / "home"
+        assert login(config, registry).returncode == 0
+        ref = f"{registry.address}/{NS}/ui-only:1.0.0"
+        docker_client.images.get(fixture_image("ui-only")).tag(ref)
+        try:
+            pushed = docker_cli(config, "push", ref)
+            assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+            docker_client.images.remove(ref)
+            dockext("marketplace", "add", f"{registry.address}/{NS}", home=home, config=config)
+            entries, errors = listed(home, config)
+            assert errors == ""
+            assert [(e["image"], e["title"]) for e in entries] == [(f"{registry.address}/{NS}/ui-only", "UI Only")]
+            done = dockext("install", ref, home=home, config=config)
+            assert 'Extension "UI Only" installed successfully' in done.stdout
+            dockext("rm", ref, home=home, config=config)
+        finally:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(ref)
+
+
+def test_the_registries_an_engine_is_told_are_insecure_are_read_from_it(tmp_path, monkeypatch):
+    """A dockerd of the test's own, started with two --insecure-registry options: what dockext learns from it."""
+    monkeypatch.setattr(socket_module, "getaddrinfo", lambda *a, **k: [])  # no name is looked up in DNS
+    root = Path(tempfile.mkdtemp(prefix="dxi-", dir="/run"))  # short: containerd's socket path has a limit
+    socket = root / "docker.sock"
+    argv = ["dockerd", f"--data-root={root / 'data'}", f"--exec-root={root / 'exec'}", f"--pidfile={root / 'pid'}",
+            "-H", f"unix://{socket}", "--bridge=none", "--iptables=false", "--ip6tables=false",
+            "--insecure-registry=registry.dockext.test:5443", "--insecure-registry=10.99.0.0/16"]
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, root, ignore_errors=True)
+        cleanup.enter_context(engine_process(["unshare", "-n", "--", *argv], socket=socket,
+                                             log=tmp_path / "dockerd.log", what="dockerd --insecure-registry"))
+        insecure = Engine(f"unix://{socket}").insecure_registries()
+        assert insecure is not None
+        assert insecure.covers("registry.dockext.test:5443")
+        assert not insecure.covers("registry.dockext.test:5444")
+        assert insecure.covers("10.99.1.2:5000") and not insecure.covers("10.98.1.2:5000")
+        assert insecure.covers("127.0.0.1:5000")  # Docker's own
+    assert Engine(f"unix://{socket}").insecure_registries() is None  # stopped: nothing is insecure but loopback

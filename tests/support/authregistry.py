@@ -26,6 +26,7 @@ import bcrypt
 import httpx
 
 from tests.support.bridge import bridge
+from tests.support.tlscert import make_cert
 
 USER = "alice"
 PASSWORD = "wonderland-" + "".join(random.choices("abcdefghijklmnop", k=8))
@@ -61,7 +62,7 @@ def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, expected: int) -> 
         if proc.poll() is not None:
             return False
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == expected:
+            if httpx.get(url, timeout=2, verify=False).status_code == expected:
                 return True
         time.sleep(0.1)
     raise RuntimeError(f"{url} not ready after 20 s:\n{log.read_text()[-2000:]}")
@@ -77,8 +78,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def auth_registry(directory: Path, kind: str) -> Iterator[AuthRegistry]:
-    """A registry asking for :data:`USER` and :data:`PASSWORD` (``kind``: ``basic`` or ``token``)."""
+def auth_registry(directory: Path, kind: str, *, tls: bool = False) -> Iterator[AuthRegistry]:
+    """A registry asking for :data:`USER` and :data:`PASSWORD` (``kind``: ``basic`` or ``token``); with ``tls``,
+    in https only, with a self-signed certificate nothing trusts (the engine and dockext take it as they take any
+    certificate of a registry on loopback: unverified)."""
     directory.mkdir(parents=True, exist_ok=True)
     for _attempt in range(5):
         port = random.randint(20000, 29999)
@@ -102,11 +105,15 @@ def auth_registry(directory: Path, kind: str) -> Iterator[AuthRegistry]:
                               "rootcertbundle": str(cert)}}
             service = _start([sys.executable, str(Path(__file__).with_name("tokenservice.py")), str(token_port),
                               str(key), str(cert), USER, PASSWORD, str(token_log)], directory / "tokenservice.log")
+        http: dict[str, object] = {"addr": f"127.0.0.1:{port}", "secret": "dockext-test"}
+        if tls:
+            cert = make_cert(directory / "tls", "registry.dockext.test")
+            http["tls"] = {"certificate": str(cert.cert), "key": str(cert.key)}
         config = {
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(directory / "data")}, "delete": {"enabled": True}},
-            "http": {"addr": f"127.0.0.1:{port}", "secret": "dockext-test"},
+            "http": http,
             "auth": auth,
         }
         (directory / "registry.yml").write_text(json.dumps(config))  # JSON is YAML
@@ -120,7 +127,8 @@ def auth_registry(directory: Path, kind: str) -> Iterator[AuthRegistry]:
             if service is not None and not _wait(f"http://127.0.0.1:{token_port}/token", service,
                                                  directory / "tokenservice.log", 200):
                 continue
-            if not _wait(f"http://127.0.0.1:{port}/v2/", registry, directory / "registry.log", 401):
+            if not _wait(f"{'https' if tls else 'http'}://127.0.0.1:{port}/v2/", registry, directory / "registry.log",
+                         401):
                 continue
             if token_log is not None:
                 token_log.unlink(missing_ok=True)  # the readiness probe's request

@@ -173,6 +173,24 @@ def test_a_basic_registry_gets_the_login_after_its_challenge_and_with_every_requ
     assert asked == [REG]  # looked up once, when asked for
 
 
+def test_a_refusal_after_the_login_was_taken_names_the_login_not_anonymous_access():
+    taken: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("authorization") != basic("alice", "s3cret"):
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+        taken.append(request.url.path)
+        if len(taken) == 1:
+            return httpx.Response(200, json={"name": "acme/x", "tags": ["1.0.0"]})
+        return httpx.Response(403, json={})  # the login may list acme/x, not acme/y
+
+    with registry.RegistryClient(REG, transport=httpx.MockTransport(handler), logins=lambda _: ALICE) as c:
+        assert c.tags("acme/x") == ["1.0.0"]
+        with pytest.raises(RegistryError) as exc:
+            c.tags("acme/y")
+    assert exc.value.message == f'{REG} refused the login of "alice" (from {ALICE.where}) access to acme/y tags (403)'
+
+
 def test_a_bearer_registry_gets_a_token_asked_for_with_the_login():
     fake = Recorder(BEARER, {"Bearer T", basic("alice", "s3cret")})
     with client(fake, ALICE) as c:

@@ -424,10 +424,19 @@ def test_catalog_refuses_a_next_page_on_another_host():
 def test_labels_of_a_single_platform_image_and_the_scheme():
     fake = FakeRegistry("127.0.0.1:5000")
     fake.add("acme/x", "1.0.0", EXT_LABELS)
-    with client_for(fake) as client:
+    tried: list[str] = []
+
+    def plain_http_only(request: httpx.Request) -> httpx.Response:
+        tried.append(request.url.scheme)
+        if request.url.scheme == "https":
+            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)")
+        return fake(request)
+
+    with registry.RegistryClient(fake.host, transport=httpx.MockTransport(plain_http_only)) as client:
         got = client.labels("acme/x", "1.0.0")
     assert got.labels == EXT_LABELS and got.os == "linux"
-    assert {r.url.scheme for r in fake.requests} == {"http"}  # loopback: plain http
+    # loopback is insecure, as for the engine: https tried once, then plain http
+    assert tried[0] == "https" and set(tried[1:]) == {"http"} and len(tried) == len(fake.requests) + 1
     manifest_request = next(r for r in fake.requests if "/manifests/" in r.url.path)
     accept = manifest_request.headers["accept"]
     for media in (registry.OCI_INDEX, registry.DOCKER_LIST, registry.OCI_MANIFEST, registry.DOCKER_MANIFEST):
@@ -544,7 +553,7 @@ def test_network_and_http_failures_become_registry_errors(transport, message):
     assert exc.value.http_status == 502
 
 
-def test_a_tls_failure_says_plain_http_is_for_loopback_only():
+def test_a_tls_failure_names_the_engines_insecure_registries():
     client = registry.RegistryClient(
         "registry.example.com:5000",
         transport=raising(httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)")),
@@ -552,7 +561,7 @@ def test_a_tls_failure_says_plain_http_is_for_loopback_only():
     with client, pytest.raises(RegistryError) as exc:
         client.tags("acme/x")
     assert exc.value.message.startswith("cannot reach registry.example.com:5000: TLS failed")
-    assert "plain-http registries elsewhere are not supported" in str(exc.value.hint)
+    assert '"insecure-registries" of the engine\'s daemon.json' in str(exc.value.hint)
 
 
 def test_a_config_blob_that_does_not_match_its_digest_is_refused():
