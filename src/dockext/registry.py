@@ -20,8 +20,9 @@ the ``linux/<host arch>`` image when the tag is a multi-platform index, then its
   - ``Basic`` (a registry behind htpasswd, ECR): the user and password, then sent with every request.
 
   A registry that asks for a login dockext has not got, or refuses the one it sent, is an error that says which
-  and how to log in. Credentials go only to the registry and the token service it names, in https (or plain
-  http where both are on loopback), and never follow a redirect to another host.
+  and how to log in. Credentials go only to the registry and the token service it names, in https (or in plain
+  http to an insecure registry's own host, as the engine sends them there), and never follow a redirect to
+  another host.
 * Docker Hub (a reference without a registry, or ``docker.io/...``) is ``registry-1.docker.io``, official images
   under ``library/``. It has no catalog API.
 * Every failure becomes a :class:`~dockext.errors.RegistryError` whose message names the registry and what
@@ -403,9 +404,12 @@ class RegistryClient:
         command = login_command(self._login_name)
         if self._login_error is not None:
             return f"The login saved for {self.name} could not be read ({self._login_error.message}): {command}"
-        if login is not None:  # one is saved, but not one a Basic registry takes
+        if login is not None and login.identity_token:  # saved, but not what a Basic registry takes
             return (f"The login saved for {self.name} ({login.where}) is an identity token, which this registry does "
                     f"not take (it asks for a user and password): {command}")
+        if login is not None:  # a refusal without a challenge: the login was never asked for
+            return (f"{self.name} refused without asking for a login, so {login.who} saved for it ({login.where}) "
+                    "was not sent: check the name, and that the repository may be read.")
         lead = "If the repository is private, log" if private else "Log"
         return (f"{lead} in with `{command}`: dockext reads registries with the logins the Docker CLI saved "
                 "(config.json or its credential helper).")

@@ -251,7 +251,8 @@ def test_the_registries_an_engine_is_told_are_insecure_are_read_from_it(tmp_path
             "--insecure-registry=registry.dockext.test:5443", "--insecure-registry=10.99.0.0/16"]
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, root, ignore_errors=True)
-        cleanup.enter_context(engine_process(["unshare", "-n", "--", *argv], socket=socket,
+        # a network and a mount namespace of its own: what it mounts goes with it, even if it dies
+        cleanup.enter_context(engine_process(["unshare", "-n", "-m", "--", *argv], socket=socket,
                                              log=tmp_path / "dockerd.log", what="dockerd --insecure-registry"))
         insecure = Engine(f"unix://{socket}").insecure_registries()
         assert insecure is not None

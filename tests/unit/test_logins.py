@@ -242,6 +242,22 @@ def test_refusals_say_which_login_was_tried_and_how_to_log_in(challenge, login, 
     assert "s3cret" not in str(exc.value) and "refresh-me" not in str(exc.value)
 
 
+def test_a_refusal_without_a_challenge_says_the_saved_login_was_not_sent():
+    fake = Recorder("", set())
+
+    def forbidden(request: httpx.Request) -> httpx.Response:
+        fake.requests.append(request)
+        return httpx.Response(403, json={})
+
+    c = registry.RegistryClient(REG, transport=httpx.MockTransport(forbidden), logins=lambda _: ALICE)
+    with c, pytest.raises(RegistryError) as exc:
+        c.tags("acme/x")
+    assert exc.value.message == f"{REG} refused anonymous access to acme/x tags (403)"
+    assert exc.value.hint == (f'{REG} refused without asking for a login, so the login of "alice" saved for it '
+                              f"({ALICE.where}) was not sent: check the name, and that the repository may be read.")
+    assert "authorization" not in fake.requests[0].headers
+
+
 def test_a_token_service_refusing_the_login_is_named():
     fake = Recorder(BEARER, {"Bearer T"})  # the token service takes no Basic login
     with client(fake, ALICE) as c, pytest.raises(RegistryError) as exc:
