@@ -496,8 +496,10 @@ def marketplace_ls(fmt: str) -> None:
     from . import marketplace as mkt
 
     settings = mkt.load(layout())
-    registries = any(source.kind != "folder" for source in settings.sources)
-    insecure = Engine().insecure_registries() if registries else None  # registries read as the engine reads them
+    insecure = None  # registries are read as the engine reads them (its insecure ones; loopback without one)
+    if any(source.kind != "folder" for source in settings.sources):
+        with contextlib.suppress(DockextError):  # no engine to ask (a DOCKER_HOST or context that is wrong)
+            insecure = Engine().insecure_registries()
     catalog = mkt.browse(settings, insecure=insecure) if settings.sources else mkt.Catalog(entries=[], errors=[])
     installed = {r.id: r.version for r in Store(layout()).records()}
     if fmt == "json":
