@@ -463,3 +463,18 @@ def test_the_images_words_reach_the_terminal_without_their_control_characters(ho
     CliReporter(console).step(f'Extension UI tab "{hostile}" added.\nIt gets: nothing more')
     shown = console.file.getvalue()  # type: ignore[attr-defined]
     assert "\x1b" not in shown and shown.endswith("\\x0d\" added.\nIt gets: nothing more\n"), shown
+
+
+@pytest.mark.parametrize("engine_env", [{"DOCKER_CONTEXT": "nope"}, {}])
+def test_marketplace_ls_lists_without_an_engine_to_ask_about_insecure_registries(
+        home: Layout, monkeypatch: pytest.MonkeyPatch, engine_env: dict[str, str]) -> None:
+    """The engine is asked which registries it takes as insecure; a context that does not exist, or an engine that
+    does not answer (DOCKER_HOST of the fixture), leaves loopback ones alone insecure and the listing goes on."""
+    for name, value in engine_env.items():
+        monkeypatch.delenv("DOCKER_HOST")  # it would win over the context
+        monkeypatch.setenv(name, value)
+    assert run("marketplace", "add", "127.0.0.1:9/acme").exit_code == 0  # nothing listens on port 9
+    result = run("marketplace", "ls")
+    assert result.exit_code == 1
+    assert "127.0.0.1:9/acme: cannot reach 127.0.0.1:9: connection refused" in result.output
+    assert "context" not in result.output
