@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 from rich.cells import cell_len
@@ -26,6 +26,9 @@ from .errors import Busy, DockextError, reason
 from .installer import Installer
 from .paths import layout
 from .store import Record, Store
+
+if TYPE_CHECKING:
+    from .registry import Insecure
 
 __all__ = ["main"]
 
@@ -496,11 +499,8 @@ def marketplace_ls(fmt: str) -> None:
     from . import marketplace as mkt
 
     settings = mkt.load(layout())
-    insecure = None  # registries are read as the engine reads them (its insecure ones; loopback without one)
-    if any(source.kind != "folder" for source in settings.sources):
-        with contextlib.suppress(DockextError):  # no engine to ask (a DOCKER_HOST or context that is wrong)
-            insecure = Engine().insecure_registries()
-    catalog = mkt.browse(settings, insecure=insecure) if settings.sources else mkt.Catalog(entries=[], errors=[])
+    catalog = (mkt.browse(settings, insecure=_engine_insecure) if settings.sources
+               else mkt.Catalog(entries=[], errors=[]))
     installed = {r.id: r.version for r in Store(layout()).records()}
     if fmt == "json":
         doc = {
@@ -670,6 +670,14 @@ def share(image: str) -> None:
     out.print(f"Share this link: {link}", soft_wrap=True)
     query = urlencode({"extensionId": ref.name, "tag": tag})
     out.print(f"In Docker Desktop: https://open.docker.com/extensions/marketplace?{query}", soft_wrap=True)
+
+
+def _engine_insecure() -> Insecure | None:
+    """The registries the engine reaches without verified TLS (Marketplace reads follow it); None when there is no
+    engine to ask (it does not answer, or a DOCKER_HOST or context is wrong)."""
+    with contextlib.suppress(DockextError):
+        return Engine().insecure_registries()
+    return None
 
 
 def _server_base() -> str | None:

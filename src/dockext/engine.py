@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlparse
 
 import docker
@@ -27,7 +27,9 @@ from .dockerhost import DockerHost
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound
 from .logins import Login, login_command, login_for
 from .model import ImageRef
-from .registry import Insecure
+
+if TYPE_CHECKING:  # registry.py brings httpx: imported when a listing asks, not at every command's start
+    from .registry import Insecure
 
 __all__ = ["Engine", "ImageFiles", "LoadOutput", "PullEvent", "TagSnapshot"]
 
@@ -368,6 +370,8 @@ class Engine:
         """The registries the engine reaches without verified TLS (daemon.json's ``insecure-registries``), asked
         now (not the cached ``/info``: the list changes with a restart of the engine, not of dockext); None when
         the engine does not answer (the Marketplace then reads loopback registries alone without TLS)."""
+        from .registry import Insecure
+
         try:
             with self._errors("ask the engine about its registries"):
                 return Insecure.of(self.client.api.info().get("RegistryConfig"))

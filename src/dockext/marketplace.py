@@ -30,7 +30,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -415,9 +415,11 @@ def clear_cache() -> None:
 class _Clients:
     """One registry client per registry, shared by every source of one browse."""
 
-    def __init__(self, timeout: float, insecure: registry.Insecure | None) -> None:
+    def __init__(self, timeout: float, insecure: Callable[[], registry.Insecure | None] | None) -> None:
         self.timeout = timeout
-        self.insecure = insecure
+        self._insecure_of = insecure
+        self._insecure: registry.Insecure | None = None
+        self._insecure_asked = False
         self._clients: dict[str, registry.RegistryClient] = {}
         self._lock = threading.Lock()
 
@@ -427,7 +429,11 @@ class _Clients:
         key = (name or registry.DOCKER_HUB).lower()
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = registry.RegistryClient(name, timeout=self.timeout, insecure=self.insecure)
+                # the engine is asked once a browse, and only for a registry read now that is not on loopback
+                # (always insecure) or Docker Hub (never)
+                if name and not registry.is_loopback(name) and not self._insecure_asked and self._insecure_of:
+                    self._insecure, self._insecure_asked = self._insecure_of(), True
+                self._clients[key] = registry.RegistryClient(name, timeout=self.timeout, insecure=self._insecure)
             return self._clients[key]
 
     def close(self) -> None:
@@ -753,10 +759,12 @@ def _scan(source: Source, clients: _Clients, pool: ThreadPoolExecutor) -> tuple[
     return entries, problems
 
 
-def browse(settings: Settings, *, timeout: float = 10.0, insecure: registry.Insecure | None = None) -> Catalog:
+def browse(settings: Settings, *, timeout: float = 10.0,
+           insecure: Callable[[], registry.Insecure | None] | None = None) -> Catalog:
     """Every extension the sources list (blocking; requests run in parallel). A source that fails is named in
     ``errors`` with what went wrong; the others are still listed. What a source answered is reused for 60 s.
-    ``insecure``: the registries the engine reaches without verified TLS (loopback ones only when None)."""
+    ``insecure`` asks the engine which registries it reaches without verified TLS (loopback ones alone when it
+    is not given or answers None), only when a registry it could name is read."""
     clients = _Clients(timeout, insecure)
     results: list[tuple[list[Entry], list[str]]] = []
     try:

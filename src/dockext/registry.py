@@ -200,7 +200,6 @@ class RegistryClient:
         self.insecure = not self.hub and (insecure or Insecure()).covers(host)
         self.base = self._https_base = f"https://{host}"
         self._host = urlsplit(self.base).hostname or ""
-        self._plain = False  # an insecure registry that turned out to speak plain http
         self._scheme_known = not self.insecure  # whether https or http is known to be the one
         self.timeout = timeout
         given = transport or TRANSPORT
@@ -466,7 +465,7 @@ class RegistryClient:
         first request tries https; if no TLS server answers there, this one and every later one go in plain
         http (as the engine falls back)."""
         https = self._https_base
-        if self._plain and url.startswith(https):
+        if self.base != https and url.startswith(https):  # an insecure registry that turned out to speak http
             url = "http" + url[len("https"):]
         if self._scheme_known or not url.startswith(https):
             return self._send_once(url, headers, what)
@@ -474,7 +473,7 @@ class RegistryClient:
             result = self._send_once(url, headers, what, fall_back=True)
         except _NotTls:
             with self._lock:
-                self._plain = self._scheme_known = True
+                self._scheme_known = True
                 self.base = "http" + self.base[len("https"):]
             return self._send_once("http" + url[len("https"):], headers, what)
         self._scheme_known = True

@@ -41,8 +41,8 @@ def docker_cli(config: Path, *args: str, stdin: str | None = None) -> subprocess
                           timeout=120, check=False)
 
 
-def login(config: Path, registry: AuthRegistry, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
-    return docker_cli(config, "login", "-u", USER, "--password-stdin", registry.address, stdin=password + "\n")
+def login(config: Path, registry: AuthRegistry) -> subprocess.CompletedProcess[str]:
+    return docker_cli(config, "login", "-u", USER, "--password-stdin", registry.address, stdin=PASSWORD + "\n")
 
 
 @pytest.fixture(scope="module", params=["basic", "token"])

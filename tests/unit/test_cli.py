@@ -468,8 +468,8 @@ def test_the_images_words_reach_the_terminal_without_their_control_characters(ho
 @pytest.mark.parametrize("engine_env", [{"DOCKER_CONTEXT": "nope"}, {}])
 def test_marketplace_ls_lists_without_an_engine_to_ask_about_insecure_registries(
         home: Layout, monkeypatch: pytest.MonkeyPatch, engine_env: dict[str, str]) -> None:
-    """The engine is asked which registries it takes as insecure; a context that does not exist, or an engine that
-    does not answer (DOCKER_HOST of the fixture), leaves loopback ones alone insecure and the listing goes on."""
+    """Without an engine to ask which registries it takes as insecure (a context that does not exist, or an engine
+    that does not answer: DOCKER_HOST of the fixture), the listing goes on."""
     for name, value in engine_env.items():
         monkeypatch.delenv("DOCKER_HOST")  # it would win over the context
         monkeypatch.setenv(name, value)

@@ -144,8 +144,7 @@ def routes(state: HostState) -> list[BaseRoute]:
             return harden(error_response(exc))
         if request.query_params.get("refresh") == "1":  # the Refresh button: ask the sources again
             marketplace.clear_cache()
-        found = await asyncio.to_thread(
-            lambda: marketplace.browse(settings, insecure=state.engine.insecure_registries()))
+        found = await asyncio.to_thread(marketplace.browse, settings, insecure=state.engine.insecure_registries)
         installed = {r.id: r for r in state.store.records()}
         return harden(JSONResponse({
             "sources": [{"label": s.label, "kind": s.kind} for s in settings.sources],
