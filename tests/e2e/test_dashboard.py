@@ -4,6 +4,7 @@ extension's UI (its calls go to the real engine, backend and host binaries), lea
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import platform
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.engine.test_install import assert_nothing_left, labelled, ls_json
 from tests.support.cli import run_dockext
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
@@ -318,3 +320,82 @@ def test_the_dashboards_forced_theme_reaches_the_extension(browser, server, fixt
     finally:
         context.close()
         run_dockext("rm", ref, home=server.home)
+
+
+HOME_PREFIX = "dockext-home"
+
+
+def test_any_installed_extension_is_removed_from_home_with_the_keyboard(page: Page, server, fixture_image,
+                                                                        docker_client):
+    """Installed from the CLI, which no Marketplace source lists: removed from the Home page as `dockext rm`
+    removes it, after a confirmation that names it (Escape keeps it); the other extension stays."""
+    vm, ui = fixture_image("vm-image", repo_prefix=HOME_PREFIX), fixture_image("ui-only", repo_prefix=HOME_PREFIX)
+    key, project = f"{HOME_PREFIX}_vm-image", f"{HOME_PREFIX}_vm-image-desktop-extension"
+    for ref in (vm, ui):
+        run_dockext("install", "-f", ref, home=server.home)
+    try:
+        assert len(labelled(docker_client, f"com.docker.compose.project={project}")) == 1
+        page.goto(server.login_url)
+        remove = page.get_by_role("button", name="Remove VM Image")
+        remove.focus()
+        page.keyboard.press("Enter")
+        dialog = page.locator("dialog.dx-dialog")
+        expect(dialog.get_by_role("heading")).to_have_text("Remove VM Image?")
+        expect(dialog).to_contain_text("Its backend's containers and networks go, and its files; its named volumes "
+                                       "are kept.")
+        expect(dialog.locator(".dx-ref")).to_have_text(f"{HOME_PREFIX}/vm-image")
+        expect(dialog.get_by_role("button", name="Remove")).to_be_focused()
+        page.keyboard.press("Escape")
+        expect(dialog).to_have_count(0)
+        expect(remove).to_be_focused()
+        assert sorted(row["id"] for row in ls_json(server.home)) == [f"{HOME_PREFIX}/ui-only",
+                                                                     f"{HOME_PREFIX}/vm-image"]
+
+        page.keyboard.press("Enter")  # the dialog again
+        expect(dialog.get_by_role("button", name="Remove")).to_be_focused()
+        page.keyboard.press("Enter")  # its Remove
+        expect(page.locator("#toasts .toast-success")).to_contain_text("VM Image removed.", timeout=60_000)
+        expect(page.locator(f'#ext-rows tr[data-key="{key}"]')).to_have_count(0)
+        expect(tab(page, key)).to_have_count(0)
+        expect(page.locator(f'#ext-rows tr[data-key="{HOME_PREFIX}_ui-only"]')).to_have_count(1)
+        assert [row["id"] for row in ls_json(server.home)] == [f"{HOME_PREFIX}/ui-only"]
+        assert_nothing_left(server.home, docker_client, key, project)
+    finally:
+        for ref in (vm, ui):
+            run_dockext("rm", ref, home=server.home, check=False)
+
+
+def test_an_extension_whose_backend_is_on_another_engine_is_forgotten_from_home(page: Page, server, fixture_image,
+                                                                                docker_client):
+    """Its backend is not this engine's to remove (the record says another engine made it, as after `docker
+    context use` elsewhere): the Home page offers to forget it, `dockext rm --forget`, and the backend stays."""
+    ref = fixture_image("vm-image", repo_prefix=f"{HOME_PREFIX}-other")
+    key = f"{HOME_PREFIX}-other_vm-image"
+    project = f"{key}-desktop-extension"
+    run_dockext("install", "-f", ref, home=server.home)
+    try:
+        path = server.home / "extensions" / key / "extension.json"
+        rec = json.loads(path.read_text())
+        rec["vm"]["engine"], rec["vm"]["engine_at"] = "OTHR:ENGI:NE00", "tcp://build-box:2376"
+        path.write_text(json.dumps(rec))
+        page.goto(server.login_url)
+        expect(page.locator(f'#ext-rows tr[data-key="{key}"]')).to_contain_text("On another engine")
+        page.get_by_role("button", name="Forget VM Image").click()
+        dialog = page.locator("dialog.dx-dialog")
+        expect(dialog.get_by_role("heading")).to_have_text("Forget VM Image?")
+        expect(dialog).to_contain_text("Its backend is on tcp://build-box:2376, which dockext does not reach now: "
+                                       "it stays there, running.")
+        dialog.get_by_role("button", name="Forget").click()
+        expect(page.locator("#toasts .toast-success")).to_contain_text(
+            "VM Image forgotten: its backend stays on tcp://build-box:2376.", timeout=60_000)
+        expect(page.locator(f'#ext-rows tr[data-key="{key}"]')).to_have_count(0)
+        assert ls_json(server.home) == []
+        [ctr] = labelled(docker_client, f"com.docker.compose.project={project}")
+        assert ctr.status == "running"  # left where it is
+    finally:
+        for ctr in labelled(docker_client, f"com.docker.compose.project={project}"):
+            ctr.remove(force=True)
+        for net in docker_client.networks.list(filters={"label": f"com.docker.compose.project={project}"}):
+            net.remove()
+        run_dockext("rm", ref, home=server.home, check=False)
+    assert_nothing_left(server.home, docker_client, key, project)

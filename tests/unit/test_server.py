@@ -673,6 +673,20 @@ def test_marketplace_jobs_take_deny_only_for_installs_and_only_backend_grants(en
                        ).status_code == 403  # no X-Dockext: the usual CSRF guard comes first
 
 
+def test_marketplace_jobs_take_forget_only_for_removals_and_only_as_a_boolean(env):
+    client, _, _, _ = env
+    login(client)
+    headers = {"X-Dockext": "1"}
+    for bad in (
+        {"action": "install", "image": "acme/x:1", "forget": True},
+        {"action": "update", "image": "acme/x:1", "forget": True},
+        {"action": "remove", "image": "acme/x", "forget": "yes"},
+        {"action": "remove", "image": "acme/x", "forget": 1},
+    ):
+        r = client.post("/api/marketplace/jobs", json=bad, headers=headers)
+        assert r.status_code == 400 and '"forget"?: true | false (remove only)' in r.json()["error"]["message"], bad
+
+
 def test_an_icon_is_served_with_its_policy_and_a_missing_one_is_not_found(env):
     """The icon of an installed extension, as its type, never able to run script (an SVG is extension
     content); an icon file deleted behind dockext's back is a 404 (the dashboard shows its placeholder), not a

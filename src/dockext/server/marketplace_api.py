@@ -13,9 +13,11 @@
   "kind"}}``) and ``DELETE /api/marketplace/sources?label=...`` (204): ``dockext marketplace add|rm`` for registry
   sources (lists name a file on the server's host: the CLI adds those). The allow-list switch stays on the CLI.
 * ``POST /api/marketplace/jobs`` ``{"action": "install" | "update" | "remove", "image": "repo:tag" | "repo",
-  "deny"?: ["engine" | "system" | "network"], "source"?: label}`` (``deny``: backend grants withheld from the
-  first start, install only; ``source``: the folder source whose card asked, installed from its file; without
-  it a folder is used only when the image cannot be pulled):
+  "deny"?: ["engine" | "system" | "network"], "source"?: label, "forget"?: bool}`` (``deny``: backend grants
+  withheld from the first start, install only; ``source``: the folder source whose card asked, installed from
+  its file; without it a folder is used only when the image cannot be pulled; ``forget``, remove only: ``dockext
+  rm --forget``, dockext's files only, for a backend on an engine dockext no longer reaches). The Home page's
+  Remove uses ``remove`` with the extension's ID, for any installed extension:
   ``202 {"job": job}``; ``GET /api/marketplace/jobs/{id}``: ``{"job": job}``, job = ``{"id", "action",
   "image", "state": "running" | "done" | "failed", "steps": [text], "error": {"type", "message", "hint"} |
   null}``. A job runs the same :class:`~dockext.installer.Installer` as the CLI (its lock, its rollback, the
@@ -85,6 +87,7 @@ class Job:
     deny: tuple[str, ...] = ()  # backend grants withheld from the first start (install only)
     file: Path | None = None  # an uploaded file to install (``image`` is then its name)
     source: str | None = None  # the Marketplace folder source whose card asked (installed from its file)
+    forget: bool = False  # remove: dockext's files only (`dockext rm --forget`)
     pick: str | None = None  # the image to install from ``file`` (``--image``)
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     state: str = "running"
@@ -162,13 +165,16 @@ def routes(state: HostState) -> list[BaseRoute]:
         image = body.get("image") if isinstance(body, dict) else None
         deny = body.get("deny", []) if isinstance(body, dict) else None
         source = body.get("source") if isinstance(body, dict) else None
+        forget = body.get("forget", False) if isinstance(body, dict) else None
         if (action not in ACTIONS or not isinstance(image, str) or not image or not isinstance(deny, list)
                 or any(d not in permissions.BACKEND_NAMES for d in deny) or (deny and action != "install")
-                or not (source is None or (isinstance(source, str) and action != "remove"))):
+                or not (source is None or (isinstance(source, str) and action != "remove"))
+                or not isinstance(forget, bool) or (forget and action != "remove")):
             return harden(error_response(status=400, type_="BadRequest",
                                          message='expected {"action": "install" | "update" | "remove", "image", '
                                                  '"deny"?: ["engine" | "system" | "network"] (install only), '
-                                                 '"source"?: a folder source (install, update)}'))
+                                                 '"source"?: a folder source (install, update), '
+                                                 '"forget"?: true | false (remove only)}'))
         try:
             model.ImageRef.parse(image)
         except DockextError as exc:
@@ -176,7 +182,7 @@ def routes(state: HostState) -> list[BaseRoute]:
         if sum(1 for j in jobs.jobs.values() if j.finished is None) >= MAX_RUNNING:
             return harden(error_response(status=429, type_="Busy",
                                          message=f"{MAX_RUNNING} installs, updates or removals are running: wait"))
-        job = Job(action, image, tuple(deny), source=source)
+        job = Job(action, image, tuple(deny), source=source, forget=forget)
         jobs.add(job)
         asyncio.get_running_loop().run_in_executor(workers, _run, state, job)
         return harden(JSONResponse({"job": job.to_json()}, status_code=202))
@@ -314,7 +320,7 @@ def _run(state: HostState, job: Job) -> None:
             offline.by_name(installer, job.image, job, deny=job.deny, update=job.action == "update",
                             source=job.source)
         else:
-            installer.remove(job.image)
+            installer.remove(job.image, forget=job.forget)
         outcome, error = "done", None
     except DockextError as exc:
         outcome, error = "failed", {"type": exc.type, "message": exc.message, "hint": exc.hint}

@@ -68,6 +68,9 @@
   };
 
   let els = {};
+  const removing = new Set(); // keys of the extensions this page is removing (their Remove job runs)
+  const JOB_POLL_MS = 400;
+  const TRASH_ICON = ["M4 7h16", "M10 11v6", "M14 11v6", "M6 7l1 13h10l1-13", "M9 7V4h6v3"];
 
   // ------------------------------------------------------------------------------------------- api
 
@@ -424,7 +427,7 @@
     if (vm.elsewhere) {
       // created on another engine than the one dockext reaches now (DOCKER_HOST or the docker context changed)
       const pill = el("span", "pill pill-stopped", "On another engine");
-      pill.title = `Its backend is on ${vm.elsewhere}. Point dockext at that engine to use it, or remove it with dockext rm --forget.`;
+      pill.title = `Its backend is on ${vm.elsewhere}. Point dockext at that engine to use it, or forget it here (its backend stays there).`;
       return pill;
     }
     if (vm.unknown) {
@@ -641,8 +644,112 @@
       cell("words", ext.ui && ext.ui.title ? ext.ui.title : null),
       cell("", ext.updating ? updatingPill() : backendPill(ext.vm)),
       cell("", accessChips(ext)),
+      cell("row-actions", removeControl(ext)),
     );
     return tr;
+  }
+
+  // ------------------------------------------------------------------------------------ remove
+
+  // `dockext rm ID` from the dashboard: any installed extension, however it came (Marketplace, CLI, a file).
+  function removeControl(ext) {
+    if (removing.has(ext.key)) {
+      const status = el("span", "row-busy");
+      status.setAttribute("role", "status");
+      status.append(el("span", "spinner"), el("span", null, ext.vm && ext.vm.elsewhere ? "Forgetting…" : "Removing…"));
+      return status;
+    }
+    const b = el("button", "icon-button remove-button");
+    b.type = "button";
+    b.dataset.role = "remove";
+    const verb = ext.vm && ext.vm.elsewhere ? "Forget" : "Remove"; // see confirmRemove
+    b.setAttribute("aria-label", `${verb} ${extTitle(ext)}`);
+    b.title = ext.updating ? `${extTitle(ext)} is being updated` : `${verb} ${extTitle(ext)}`;
+    b.disabled = Boolean(ext.updating);
+    b.appendChild(svg(TRASH_ICON, 18, 1.8));
+    b.addEventListener("click", () => confirmRemove(ext));
+    return b;
+  }
+
+  // A backend on another engine than the one dockext reaches now cannot be removed from here: the extension is
+  // forgotten instead (`dockext rm --forget`), its backend left where it is.
+  function confirmRemove(ext) {
+    const elsewhere = ext.vm && ext.vm.elsewhere ? String(ext.vm.elsewhere) : "";
+    const verb = elsewhere ? "Forget" : "Remove";
+    const dialog = el("dialog", "dx-dialog");
+    const form = el("form");
+    form.method = "dialog";
+    const title = el("h2", null, `${verb} ${extTitle(ext)}?`);
+    title.id = "dx-dialog-title";
+    dialog.setAttribute("aria-labelledby", title.id);
+    let what = "Its files go.";
+    if (elsewhere) {
+      what = `Its backend is on ${elsewhere}, which dockext does not reach now: it stays there, running. ` +
+        "dockext forgets the extension (its files here go). To remove the backend too, point dockext at that engine first.";
+    } else if (ext.vm) what = "Its backend's containers and networks go, and its files; its named volumes are kept.";
+    const buttons = el("div", "dx-dialog-buttons");
+    const cancel = el("button", "button button-secondary", "Cancel");
+    cancel.value = "cancel";
+    const ok = el("button", "button dx-danger", verb);
+    ok.value = "ok";
+    buttons.append(cancel, ok);
+    form.append(title, el("p", null, what), el("p", "dx-ref", ext.id || ext.key), buttons);
+    dialog.appendChild(form);
+    document.body.appendChild(dialog);
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      if (dialog.returnValue === "ok") removeExtension(ext, Boolean(elsewhere));
+      else {
+        const again = els.rows.querySelector(`tr[data-key="${CSS.escape(ext.key)}"] [data-role="remove"]`);
+        if (again) again.focus({ preventScroll: true }); // back where the person was
+      }
+    });
+    dialog.showModal();
+    ok.focus();
+  }
+
+  async function removeExtension(ext, forget) {
+    const name = extTitle(ext);
+    const verb = forget ? "forget" : "remove";
+    removing.add(ext.key);
+    renderHome();
+    try {
+      const body = { action: "remove", image: ext.id || ext.key };
+      if (forget) body.forget = true;
+      let job = (await api("POST", "/api/marketplace/jobs", body)).job;
+      job = await followJob(job, () => {});
+      if (job.state === "done") {
+        const where = forget ? `: its backend stays on ${ext.vm.elsewhere}` : "";
+        showToast("success", `${name} ${forget ? "forgotten" : "removed"}${where}.`, "dockext");
+      } else {
+        const e = job.error || {};
+        showToast("error", `Could not ${verb} ${name}: ${e.message || "failed"}${e.hint ? `\n${e.hint}` : ""}`, "dockext");
+      }
+    } catch (error) {
+      showToast("error", `Could not ${verb} ${name}: ${error.message}`, "dockext");
+    }
+    removing.delete(ext.key);
+    renderHome();
+  }
+
+  // A job of /api/marketplace/jobs (install, update, remove) followed until it ends; onStep(line) gets its
+  // latest step as it comes. Resolves with the job's last state; rejects when the server lost it.
+  async function followJob(job, onStep) {
+    let misses = 0;
+    while (job.state === "running") {
+      await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
+      try {
+        job = (await api("GET", `/api/marketplace/jobs/${encodeURIComponent(job.id)}`)).job;
+        misses = 0;
+      } catch (error) {
+        if (/no such job/.test(error.message) || ++misses > 150) {
+          throw new Error("the server lost track of it (it restarted?): see dockext ls");
+        }
+        continue; // the server may be restarting: try again
+      }
+      if (job.steps.length) onStep(job.steps[job.steps.length - 1]);
+    }
+    return job;
   }
 
   function renderHome() {
@@ -902,6 +1009,8 @@
     svg,
     toast: (level, message, source) => showToast(level, message, source || "dockext"),
     navigate: (hash) => navigate(hash),
+    /** followJob(job, onStep): an /api/marketplace/jobs job followed until it ends (see followJob) */
+    followJob: (job, onStep) => followJob(job, onStep),
     /** handle(type, async fn(data, source)): a request from the open extension frame; fn's value is the reply */
     handle(type, fn) {
       messageHandlers[type] = fn;

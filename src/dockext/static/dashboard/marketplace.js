@@ -12,7 +12,6 @@
   if (!dx) return;
   const el = dx.el;
 
-  const POLL_MS = 400;
   const MAX_UPLOAD = 16 * 2 ** 30; // bytes: the server's limit (marketplace_api.MAX_UPLOAD)
   const WARNING =
     "Extensions can install binaries, invoke commands and access files on your machine. Install only what you trust.";
@@ -410,7 +409,7 @@
       return;
     }
     try {
-      job = await follow(job, (line) => {
+      job = await dx.followJob(job, (line) => {
         running.set(ext.image, { action, line });
         render();
       });
@@ -498,7 +497,7 @@
           progressText.textContent = `Sending ${chosen.name}: ${Math.floor((100 * done) / Math.max(total, 1))} %`;
         }, (xhr) => (busy = xhr));
         busy = null;
-        job = await follow(job, (line) => (progressText.textContent = line));
+        job = await dx.followJob(job, (line) => (progressText.textContent = line));
         if (job.state === "done") {
           const last = job.steps.length ? job.steps[job.steps.length - 1] : "";
           dx.toast("success", /installed successfully/.test(last) ? `${last}.` : `Installed from ${chosen.name}.`);
@@ -532,24 +531,6 @@
 
   // A job until it ends; `onStep` gets its latest line. A job the server no longer knows (it restarted: jobs
   // are not kept) ends the wait with that said, instead of asking for ever.
-  async function follow(job, onStep) {
-    let misses = 0;
-    while (job.state === "running") {
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-      try {
-        job = (await dx.api("GET", `/api/marketplace/jobs/${encodeURIComponent(job.id)}`)).job;
-        misses = 0;
-      } catch (error) {
-        if (/no such job/.test(error.message) || ++misses > 150) {
-          throw new Error("the server lost track of the install (it restarted?): see dockext ls");
-        }
-        continue; // the server may be restarting: try again
-      }
-      if (job.steps.length) onStep(job.steps[job.steps.length - 1]);
-    }
-    return job;
-  }
-
   // POST a File as the raw body, with progress; resolves with the job, rejects with the server's message.
   function send(path, body, onProgress, onStart) {
     return new Promise((resolve, reject) => {
