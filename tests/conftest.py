@@ -80,13 +80,15 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="session")
 def fixture_image(docker_client: docker.DockerClient) -> Callable[..., str]:
-    """``fixture_image(name, tag="1.0.0", repo_prefix="dockext-test")``: builds it (once); returns the ref."""
-    built: dict[tuple[str, str, str], str] = {}
+    """``fixture_image(name, tag="1.0.0", repo_prefix="dockext-test", labels=None)``: builds it (once); returns the
+    ref (``labels``: see :func:`build_fixture`)."""
+    built: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], str] = {}
 
-    def build(name: str, *, tag: str = "1.0.0", repo_prefix: str = "dockext-test") -> str:
-        key = (name, tag, repo_prefix)
+    def build(name: str, *, tag: str = "1.0.0", repo_prefix: str = "dockext-test",
+              labels: dict[str, str] | None = None) -> str:
+        key = (name, tag, repo_prefix, tuple(sorted((labels or {}).items())))
         if key not in built:
-            built[key] = build_fixture(docker_client, name, tag=tag, repo_prefix=repo_prefix)
+            built[key] = build_fixture(docker_client, name, tag=tag, repo_prefix=repo_prefix, labels=labels)
         return built[key]
 
     return build

@@ -122,6 +122,51 @@ def test_only_listed_refuses_in_the_dashboard_too_and_a_dead_source_is_shown(pag
     assert refused.returncode == 1 and "marketplace" in refused.stderr.lower(), refused.stderr
 
 
+def test_the_marketplace_filters_by_category_and_by_what_is_installed(
+    page: Page, server, namespace, fixture_image, docker_client
+):
+    """Docker Desktop's Browse tab filters by category and its Manage tab shows what is installed: here both are
+    filters beside the search, built from the catalog's labels and the installed records."""
+    local = fixture_image("host-binary", repo_prefix=namespace,
+                          labels={"com.docker.extension.categories": "security"})
+    pushed = images.push_fixture(docker_client, local)
+    ui_only = f"{REGISTRY}/{namespace}/ui-only"
+    run_dockext("marketplace", "add", f"{REGISTRY}/{namespace}", home=server.home)
+    run_dockext("install", "-f", f"{ui_only}:1.0.0", home=server.home)
+    try:
+        page.goto(server.login_url)
+        page.locator("#marketplace-button").click()
+        expect(page.locator(".mk-card")).to_have_count(3)
+        category = page.get_by_role("combobox", name="Category")
+        expect(category.locator("option")).to_have_text(["All categories", "security (1)", "testing-tools (2)"])
+        category.select_option("security")
+        expect(page.locator(".mk-card .mk-title")).to_have_text(["Host Binary"])
+        category.select_option("testing-tools")
+        expect(page.locator(".mk-card .mk-title")).to_have_text(["UI Only", "VM Image"])
+        page.get_by_role("searchbox", name="Search the Marketplace").fill("vm")  # with the search: both apply
+        expect(page.locator(".mk-card .mk-title")).to_have_text(["VM Image"])
+        page.get_by_role("searchbox", name="Search the Marketplace").fill("")
+        category.select_option("")
+
+        show = page.get_by_role("combobox", name="Show")
+        show.select_option("installed")
+        expect(page.locator(".mk-card .mk-title")).to_have_text(["UI Only"])
+        show.select_option("updates")
+        expect(page.locator(".mk-card")).to_have_count(0)
+        expect(page.locator("#view-marketplace .state-message")).to_have_text("No extension matches.")
+        images.push_fixture(docker_client, fixture_image("ui-only", tag="2.0.0", repo_prefix=namespace))
+        page.get_by_role("button", name="Refresh").click()  # the filters stay as chosen
+        expect(page.locator(".mk-card .mk-title")).to_have_text(["UI Only"])
+        expect(page.locator(".mk-card").get_by_role("button", name="Update to 2.0.0")).to_be_visible()
+        show.select_option("available")
+        expect(page.locator(".mk-card .mk-title")).to_have_text(["Host Binary", "VM Image"])
+    finally:
+        run_dockext("rm", ui_only, home=server.home)
+        for name in (pushed, local):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(name, noprune=True)
+
+
 def run_ls(server) -> list[dict]:
     return json.loads(run_dockext("ls", "--format", "json", home=server.home).stdout)
 

@@ -123,27 +123,33 @@ def compile_conformance() -> Path:
 
 
 def build_fixture(
-    client: docker.DockerClient, name: str, *, tag: str = "1.0.0", repo_prefix: str = "dockext-test"
+    client: docker.DockerClient, name: str, *, tag: str = "1.0.0", repo_prefix: str = "dockext-test",
+    labels: dict[str, str] | None = None,
 ) -> str:
     """Build fixture ``name`` as ``<repo_prefix>/<name>:<tag>`` unless it is up to date; return the ref.
 
     Different tags give different images (the tag is a label), as a new version of an extension would be; so do
-    different prefixes (the repository is a label too), so that no two test names share an image ID.
+    different prefixes (the repository is a label too), so that no two test names share an image ID. ``labels``
+    are set on the image over the Dockerfile's (``docker build --label``), e.g. other Marketplace categories.
     """
     if name not in COMPILED_UI:
-        return _build_fixture_from(client, FIXTURES_DIR / name, name, tag=tag, repo_prefix=repo_prefix)
+        return _build_fixture_from(client, FIXTURES_DIR / name, name, tag=tag, repo_prefix=repo_prefix,
+                                   labels=labels)
     build = compile_conformance()
     with tempfile.TemporaryDirectory(prefix=f"dockext-{name}-") as tmp:
         context = Path(tmp) / name
         shutil.copytree(FIXTURES_DIR / name, context, symlinks=False)  # resolves the links to conformance-v1
         for file in COMPILED_UI[name]:
             shutil.copy(build / file, context / "ui" / file)
-        return _build_fixture_from(client, context, name, tag=tag, repo_prefix=repo_prefix)
+        return _build_fixture_from(client, context, name, tag=tag, repo_prefix=repo_prefix, labels=labels)
 
 
-def _build_fixture_from(client: docker.DockerClient, context: Path, name: str, *, tag: str, repo_prefix: str) -> str:
+def _build_fixture_from(client: docker.DockerClient, context: Path, name: str, *, tag: str, repo_prefix: str,
+                        labels: dict[str, str] | None = None) -> str:
     dockerfile = (context / "Dockerfile").read_text()
     h = hashlib.sha256(f"tag={tag}\nrepository={repo_prefix}/{name}\n".encode())
+    for label, value in sorted((labels or {}).items()):
+        h.update(f"label {label}={value}\n".encode())
     if re.search(rf"^FROM\s+{re.escape(PYBASE.split(':')[0])}\b", dockerfile, re.MULTILINE):
         ensure_pybase(client)
         h.update(f"base={client.images.get(PYBASE).id}\n".encode())
@@ -158,7 +164,8 @@ def _build_fixture_from(client: docker.DockerClient, context: Path, name: str, *
         if _current_hash(client, ref) != h.hexdigest():
             # the name is a label too: two names never share an image ID (views list an image under each name)
             _build(client, context, ref, h.hexdigest(),
-                   extra_labels={"dockext.test.tag": tag, "dockext.test.repository": f"{repo_prefix}/{name}"})
+                   extra_labels={**(labels or {}), "dockext.test.tag": tag,
+                                 "dockext.test.repository": f"{repo_prefix}/{name}"})
     return ref
 
 

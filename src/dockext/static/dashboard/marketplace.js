@@ -36,6 +36,14 @@
 
   let data = null; // the last GET /api/marketplace answer
   let query = "";
+  let category = ""; // "" = every category
+  let show = "all"; // all | installed | updates | available
+  const SHOW = [
+    ["all", "All extensions"],
+    ["installed", "Installed"],
+    ["updates", "Updates available"],
+    ["available", "Not installed"],
+  ];
   const running = new Map(); // image -> {action, line}: jobs started from this page
   const opened = new Set(); // images whose details are open (kept across re-renders)
   let els = null;
@@ -77,17 +85,37 @@
       render();
     });
     search.appendChild(input);
+    // Docker Desktop's Browse tab filters by category; Manage lists what is installed: both here, as filters
+    const categorySelect = el("select", "mk-select");
+    categorySelect.setAttribute("aria-label", "Category");
+    categorySelect.addEventListener("change", () => {
+      category = categorySelect.value;
+      render();
+    });
+    const showSelect = el("select", "mk-select");
+    showSelect.setAttribute("aria-label", "Show");
+    for (const [value, label] of SHOW) {
+      const option = el("option", null, label);
+      option.value = value;
+      showSelect.appendChild(option);
+    }
+    showSelect.addEventListener("change", () => {
+      show = showSelect.value;
+      render();
+    });
     const refresh = button("button button-secondary", "Refresh", () => load(true));
     const sourcesButton = button("button button-secondary", "Sources", () => editSources());
     const fileButton = button("button button-secondary", "Install from file", () => installFromFile());
     fileButton.id = "mk-install-file";
-    toolbar.append(search, el("div", "toolbar-spacer"), fileButton, sourcesButton, refresh);
+    const filters = el("div", "mk-filters");
+    filters.append(categorySelect, showSelect);
+    toolbar.append(search, filters, el("div", "toolbar-spacer"), fileButton, sourcesButton, refresh);
 
     const notes = el("div", "mk-notes");
     const body = el("div", "mk-body");
     inner.append(header, toolbar, notes, body);
     section.replaceChildren(inner);
-    els = { h1, summary, notes, body };
+    els = { h1, summary, notes, body, categorySelect };
   }
 
   async function load(fresh) {
@@ -117,15 +145,45 @@
   }
 
   function matches(ext) {
+    const categories = Array.isArray(ext.categories) ? ext.categories : [];
+    if (category && !categories.includes(category)) return false;
+    if (show === "installed" && !ext.installed) return false;
+    if (show === "updates" && !(ext.installed && ext.update)) return false;
+    if (show === "available" && ext.installed) return false;
     if (!query) return true;
-    return [ext.title, ext.vendor, ext.description, ext.image, ...(ext.categories || [])]
+    return [ext.title, ext.vendor, ext.description, ext.image, ...categories]
       .some((s) => String(s || "").toLowerCase().includes(query));
+  }
+
+  // The category choices: every category the listed extensions name, with how many name it. A chosen one that
+  // no extension names any more (a source removed) falls back to all.
+  function renderCategories(exts) {
+    const counts = new Map();
+    for (const ext of exts) {
+      for (const c of new Set(Array.isArray(ext.categories) ? ext.categories.map(String) : [])) {
+        counts.set(c, (counts.get(c) || 0) + 1);
+      }
+    }
+    if (category && !counts.has(category)) category = "";
+    const all = el("option", null, "All categories");
+    all.value = "";
+    const options = [all];
+    for (const name of Array.from(counts.keys()).sort((a, b) => a.localeCompare(b))) {
+      const option = el("option", null, `${name} (${counts.get(name)})`);
+      option.value = name;
+      options.push(option);
+    }
+    const select = els.categorySelect;
+    select.replaceChildren(...options);
+    select.value = category;
+    select.hidden = counts.size === 0;
   }
 
   function render() {
     if (!els || !data) return;
     const exts = Array.isArray(data.extensions) ? data.extensions : [];
     const sources = Array.isArray(data.sources) ? data.sources : [];
+    renderCategories(exts);
     els.summary.textContent = sources.length
       ? `${exts.length} extension${exts.length === 1 ? "" : "s"} from ${sources.length} source${sources.length === 1 ? "" : "s"}`
       : "";
