@@ -17,6 +17,7 @@ from .errors import MetadataError
 __all__ = [
     "GS_VOLUME",
     "GUEST_SERVICES",
+    "HOST_ALIAS",
     "PLACEHOLDER",
     "RAW_SOCKET_SOURCES",
     "Rewritten",
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 PLACEHOLDER = "${DESKTOP_PLUGIN_IMAGE}"
+#: The name Docker Desktop gives the host in every container; a plain engine resolves it only when asked to
+#: (``extra_hosts: host.docker.internal:host-gateway``, Docker 20.10 and later).
+HOST_ALIAS = "host.docker.internal"
 GUEST_SERVICES = "/run/guest-services"
 #: Paths a compose file uses for the engine socket inside Docker Desktop's VM; all map to our engine's socket.
 RAW_SOCKET_SOURCES = ("/var/run/docker.sock.raw", "/run/docker.sock.raw", "/var/run/docker.sock", "/run/docker.sock")
@@ -112,6 +116,7 @@ def rewrite(
     guest_services: Mapping[str, Any],
     extra_services: Mapping[str, dict[str, Any]] | None = None,
     podman: bool = False,
+    host_alias: bool = False,
 ) -> Rewritten:
     """Apply Docker Desktop's "additional compose attributes" to an extension compose file.
 
@@ -121,7 +126,9 @@ def rewrite(
       (:func:`guest_services_bind` or :func:`guest_services_volume`) at ``/run/guest-services``, replacing
       any mount the file made there itself; with the volume, :data:`GS_VOLUME` is declared too (with
       :data:`PODMAN_GS_VOLUME_OPTIONS` when the engine is ``podman``);
-    * the first service (in the author's order) is named ``<project>-service`` unless it has a name.
+    * the first service (in the author's order) is named ``<project>-service`` unless it has a name;
+    * with ``host_alias`` (an engine that knows ``host-gateway``), :data:`HOST_ALIAS` resolves to the engine's
+      host in every service with a network of its own, as in Docker Desktop, unless the file maps it itself.
     """
     out = copy.deepcopy(dict(doc))
     out["name"] = project
@@ -130,12 +137,12 @@ def rewrite(
     labels = extension_labels(key, title)
     gs = dict(guest_services)
     for name, svc in list(services.items()):
-        services[name] = _rewrite_service(svc, image, labels, engine_socket, gs)
+        services[name] = _rewrite_service(svc, image, labels, engine_socket, gs, host_alias)
     services[first].setdefault("container_name", f"{project}-service")
     for name, svc in (extra_services or {}).items():
         if name in services:
             raise MetadataError("vm.composefile", f"service name {name!r} is reserved by dockext")
-        services[name] = _rewrite_service(copy.deepcopy(svc), image, labels, engine_socket, gs)
+        services[name] = _rewrite_service(copy.deepcopy(svc), image, labels, engine_socket, gs, host_alias)
     if gs.get("type") == "volume":
         volumes = out.get("volumes")
         volumes = dict(volumes) if isinstance(volumes, dict) else {}
@@ -149,7 +156,8 @@ def rewrite(
 
 
 def _rewrite_service(
-    svc: dict[str, Any], image: str, labels: Mapping[str, str], engine_socket: str, guest_services: dict[str, Any]
+    svc: dict[str, Any], image: str, labels: Mapping[str, str], engine_socket: str, guest_services: dict[str, Any],
+    host_alias: bool = False,
 ) -> dict[str, Any]:
     if isinstance(svc.get("image"), str):
         svc["image"] = svc["image"].replace(PLACEHOLDER, image).replace("$DESKTOP_PLUGIN_IMAGE", image)
@@ -161,7 +169,29 @@ def _rewrite_service(
     volumes = [v for v in volumes if _mount_target(v) != GUEST_SERVICES]
     volumes.append(dict(guest_services))
     svc["volumes"] = volumes
+    if host_alias:
+        _add_host_alias(svc)
     return svc
+
+
+def _add_host_alias(svc: dict[str, Any]) -> None:
+    """``host.docker.internal:host-gateway`` in ``extra_hosts``, unless the service maps that name itself or has no
+    network of its own (``none``, the host's, another container's or service's: the engine refuses host entries
+    for a shared network namespace, and the host's network has the host as ``localhost``)."""
+    mode = svc.get("network_mode")
+    if isinstance(mode, str) and (mode in ("none", "host") or mode.startswith(("container:", "service:"))):
+        return
+    hosts = svc.get("extra_hosts")
+    if isinstance(hosts, dict):
+        if not any(str(name).strip() == HOST_ALIAS for name in hosts):
+            svc["extra_hosts"] = {**hosts, HOST_ALIAS: "host-gateway"}
+    elif isinstance(hosts, list):
+        # "name:ip", "name=ip" (newer Compose) or "name ip"
+        if not any(isinstance(h, str) and h.replace("=", ":").replace(" ", ":").split(":", 1)[0].strip() == HOST_ALIAS
+                   for h in hosts):
+            svc["extra_hosts"] = [*hosts, f"{HOST_ALIAS}:host-gateway"]
+    elif hosts is None:
+        svc["extra_hosts"] = [f"{HOST_ALIAS}:host-gateway"]
 
 
 def _labels_dict(labels: Any) -> dict[str, str]:

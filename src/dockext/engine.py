@@ -384,6 +384,20 @@ class Engine:
         alone carries ``BuildahVersion``."""
         return "BuildahVersion" in self._info()
 
+    @property
+    def host_gateway(self) -> bool:
+        """Whether ``extra_hosts`` may name ``host-gateway`` (the engine's host): Docker Engine 20.10 and later.
+        Podman is left out: it maps ``host.containers.internal`` (and in recent versions ``host.docker.internal``)
+        itself, and older versions refuse ``host-gateway`` ("invalid IP address in add-host", podman#14390)."""
+        if self.podman:
+            return False
+        version = str(self._info().get("ServerVersion") or "")
+        parts = version.split(".")
+        try:
+            return (int(parts[0]), int(parts[1][:2])) >= (20, 10)
+        except (IndexError, ValueError):
+            return True  # a build that names itself otherwise (a dev build): a current engine
+
     def identity(self) -> str:
         """The engine's own ID (``GET /info`` ``ID``): one engine has one, through whatever address reaches it
         (its socket, a TCP port, ssh), so an extension's backend can be told to be on another engine.

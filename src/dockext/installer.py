@@ -330,6 +330,7 @@ class Installer:
             guest_services=guest_services,
             extra_services=extra,
             podman=self.engine.podman,
+            host_alias=self.engine.host_gateway,
         )
         (stage / "vm").mkdir(mode=0o755)
         atomic_write(stage / "vm" / "docker-compose.yaml", rewritten.dump())

@@ -135,6 +135,12 @@ def test_vm_image_backend_runs_with_the_rewritten_compose_and_answers_on_its_soc
         assert (status, json.loads(body)["message"]) == (200, "hello from vm-image")
         [row] = ls_json(home)
         assert row["vm"] == "Running(1)"
+        # as in Docker Desktop, the backend reaches this machine as host.docker.internal: here the engine's
+        # host-gateway, the default bridge's gateway (resolved from /etc/hosts: no traffic)
+        gateway = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        resolve = "import socket; print(socket.gethostbyname('host.docker.internal'))"
+        code, out = ctr.exec_run(["python3", "-c", resolve])
+        assert (code, out.decode().strip()) == (0, gateway)
     finally:
         run_dockext("rm", ref, home=home)
     assert_nothing_left(home, docker_client, key, project)

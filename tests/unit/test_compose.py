@@ -160,3 +160,52 @@ def test_remote_engine_volume_name_is_reserved():
         compose.rewrite(doc, **{**KW, "guest_services": compose.guest_services_volume()})
     # a local engine does not declare the volume, so the name is only the author's there
     assert "dockext-guest-services" in compose.rewrite(doc, **KW).document["volumes"]
+
+
+def test_host_docker_internal_resolves_to_the_engines_host_unless_the_file_says_otherwise():
+    """Docker Desktop resolves ``host.docker.internal`` in every container; a plain engine does so when asked
+    (``host-gateway``). Services without a network of their own get nothing (the engine would refuse it for a
+    shared namespace), and a mapping the author made is kept, in either syntax."""
+    doc = compose.parse(
+        b"""
+services:
+  plain:
+    image: ${DESKTOP_PLUGIN_IMAGE}
+  listed:
+    image: x
+    extra_hosts: ["db.local:10.0.0.5"]
+  mapped:
+    image: x
+    extra_hosts: {db.local: 10.0.0.5}
+  own-list:
+    image: x
+    extra_hosts: ["host.docker.internal=192.168.1.9"]
+  own-map:
+    image: x
+    extra_hosts: {host.docker.internal: 192.168.1.9}
+  hostnet:
+    image: x
+    network_mode: host
+  nonet:
+    image: x
+    network_mode: none
+  sidecar:
+    image: x
+    network_mode: "service:plain"
+  other:
+    image: x
+    network_mode: "container:abc"
+"""
+    )
+    services = compose.rewrite(doc, **KW, host_alias=True).document["services"]
+    assert services["plain"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
+    assert services["listed"]["extra_hosts"] == ["db.local:10.0.0.5", "host.docker.internal:host-gateway"]
+    assert services["mapped"]["extra_hosts"] == {"db.local": "10.0.0.5", "host.docker.internal": "host-gateway"}
+    assert services["own-list"]["extra_hosts"] == ["host.docker.internal=192.168.1.9"]
+    assert services["own-map"]["extra_hosts"] == {"host.docker.internal": "192.168.1.9"}
+    for name in ("hostnet", "nonet", "sidecar", "other"):
+        assert "extra_hosts" not in services[name], name
+    # an engine that does not know host-gateway (Podman, Docker before 20.10): the file as the author wrote it
+    services = compose.rewrite(doc, **KW).document["services"]
+    assert "extra_hosts" not in services["plain"]
+    assert services["listed"]["extra_hosts"] == ["db.local:10.0.0.5"]

@@ -106,6 +106,17 @@ def test_the_containerd_image_store_is_told_from_the_drivers_status(status, cont
     assert InfoEngine({"ID": "X", "DriverStatus": status}).containerd_images is containerd
 
 
+@pytest.mark.parametrize("info, knows", [
+    ({"ServerVersion": "20.10.24+dfsg1"}, True),  # this machine's
+    ({"ServerVersion": "27.3.1"}, True),
+    ({"ServerVersion": "19.03.15"}, False),  # before host-gateway
+    ({"ServerVersion": "dev"}, True),  # a build that names itself otherwise: a current one
+    ({"ServerVersion": "4.3.1", "BuildahVersion": "1.28.2"}, False),  # Podman maps the host itself
+])
+def test_host_gateway_is_named_only_to_engines_that_know_it(info, knows):
+    assert InfoEngine({"ID": "X", **info}).host_gateway is knows
+
+
 def test_an_exports_manifest_names_its_images_config_in_either_layout():
     """``docker save`` names the config ``<hex>.json`` (classic) or ``blobs/sha256/<hex>`` (Docker 25+, OCI)."""
     digest = "a41ba77a03dec6206b9dcbc63dd114b8423a3d8b96c99a18e21842f7f74a9535"
