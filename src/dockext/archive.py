@@ -201,7 +201,8 @@ class _Translate:
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, tarfile.TarError | EOFError):
+        # ValueError, OverflowError: tarfile runs int() on pax numbers (GNU.sparse.size=abc) and lets it through
+        if isinstance(exc, tarfile.TarError | EOFError | ValueError | OverflowError):
             raise UnsafeArchive(f"{self.what}: the archive is damaged or truncated ({exc})") from None
         if isinstance(exc, RecursionError):  # a long chain of extended headers
             raise UnsafeArchive(f"{self.what}: the archive nests too many extended headers") from None

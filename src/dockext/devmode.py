@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from .errors import DockextError
 from .paths import Layout
-from .store import Store, atomic_write, read_settings
+from .store import Store, atomic_write, read_settings, settings_part
 
 __all__ = ["FILE", "SCHEMA", "DevSettings", "check_url", "forget", "load", "reset", "set_debug", "set_ui_source"]
 
@@ -62,11 +62,12 @@ def check_url(url: str) -> str:
 
 def load(layout: Layout) -> dict[str, DevSettings]:
     """Settings by extension key; extensions without any are absent."""
-    data = read_settings(layout.root / FILE, SCHEMA, "the developer settings", "deleting it turns dev mode off")
+    what, delete_hint = "the developer settings", "deleting it turns dev mode off"
+    data = read_settings(layout.root / FILE, SCHEMA, what, delete_hint)
     if data is None:
         return {}
     out: dict[str, DevSettings] = {}
-    for key, value in (data.get("extensions") or {}).items():
+    for key, value in settings_part(data, "extensions", dict, layout.root / FILE, what, delete_hint).items():
         if isinstance(value, dict):
             source = value.get("ui_source")
             out[str(key)] = DevSettings(

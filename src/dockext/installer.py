@@ -175,7 +175,10 @@ class Installer:
                 crashpoint.reached("install:staged")
                 return self._activate(record, stage)
             except BaseException:
-                permissions.forget(self.layout, key)  # nothing installed: no grants either
+                # nothing installed: no grants either. Never in the way of the error that stopped the install (an
+                # unreadable grants file is named by the next command; recovery drops such grants anyway)
+                with contextlib.suppress(DockextError, OSError):
+                    permissions.forget(self.layout, key)
                 raise
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
@@ -988,5 +991,5 @@ def _named_gs_keys(extensions: Path) -> set[str] | None:
 def _read_record(target: Path, name: str = RECORD_FILE) -> Record | None:
     try:
         return Record.from_json(json.loads((target / name).read_bytes()))
-    except (OSError, ValueError, TypeError, KeyError, DockextError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, DockextError):
         return None

@@ -3,10 +3,11 @@
 The Docker CLI keeps them in its configuration file (``$DOCKER_CONFIG/config.json``, else
 ``~/.docker/config.json``): in ``auths`` (a user and password, base64-encoded, or an identity token) or in a
 credential helper it names (``credsStore`` for every registry, ``credHelpers`` for one; dockext runs
-``docker-credential-<name> get`` as the CLI does, within :data:`HELPER_SECONDS`). The file is parsed with the
-Docker SDK's own reader, so a registry gets the login ``docker pull`` would send it: the Marketplace's reads of
-registries (:mod:`dockext.registry`) and the engine's pulls (:meth:`dockext.engine.Engine.pull`, which hands the
-engine the login :func:`login_for` found) both ask here.
+``docker-credential-<name> get`` as the CLI does, within :data:`HELPER_SECONDS`). The file is read as the Docker
+CLI reads it (an empty ``auth`` is no login; only the entry of the registry asked for is decoded, so another
+registry's broken entry costs nothing), so a registry gets the login ``docker pull`` would send it: the
+Marketplace's reads of registries (:mod:`dockext.registry`) and the engine's pulls
+(:meth:`dockext.engine.Engine.pull`, which hands the engine the login :func:`login_for` found) both ask here.
 
 A login is looked up only when a registry asks for one, never sent anywhere else, and its secret is kept out of
 every message and ``repr``. A configuration or helper that cannot be read is a
@@ -15,13 +16,16 @@ every message and ``repr``. A configuration or helper that cannot be read is a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import docker.auth
-import docker.errors
 import docker.utils.config
 
 from .errors import RegistryError
@@ -65,30 +69,64 @@ def login_for(registry: str | None) -> Login | None:
     """The login saved for ``registry`` (``None`` or ``docker.io`` for Docker Hub), or None if there is none."""
     name = "docker.io" if registry in _HUB_NAMES else str(registry)
     path = config_file()
-    try:
-        config = docker.auth.load_config(path)
-    except docker.errors.DockerException as exc:  # InvalidConfigFile: an entry of auths is not an object
-        raise RegistryError(f"the Docker CLI configuration {path} cannot be read: {exc}",
-                            hint=f"Fix it, or log in again: {login_command(registry)}") from None
-    helper = config.get_credential_store(None if name == "docker.io" else name)
-    if helper:
-        found = _ask_helper(str(helper), name, path)
+    fix = f"Fix it, or log in again: {login_command(registry)}"
+    config = _read_config(path, fix)
+    # credHelpers for this registry (Docker Hub's key is its server URL), else credsStore for every registry
+    helpers, store = config.get("credHelpers"), config.get("credsStore")
+    helper = helpers.get(_HUB_SERVER if name == "docker.io" else name) if isinstance(helpers, dict) else None
+    helper = helper or store
+    if helper and isinstance(helper, str):
+        found = _ask_helper(helper, name, path)
         if found is not None:
             return found  # else what config.json holds, as the Docker CLI does
-    for key, entry in config.auths.items():
+    auths = config.get("auths")
+    for key, entry in auths.items() if isinstance(auths, dict) else ():
         if key == name or docker.auth.resolve_index_name(key) == name:
-            return _login(name, entry, path or "the Docker config")
+            return _login(name, entry, path or "the Docker config", fix)
     return None
 
 
-def _login(name: str, entry: dict[str, str], where: str) -> Login | None:
-    """A login from an entry of ``auths`` as the SDK parsed it (``username``/``password``, or ``IdentityToken``)."""
-    if entry.get("IdentityToken"):
-        return Login(name, "", str(entry["IdentityToken"]), identity_token=True, where=where)
-    if not entry.get("username") and not entry.get("password"):
+def _read_config(path: str | None, fix: str) -> dict[str, Any]:
+    """The configuration file's object ({} when there is none)."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"the Docker CLI configuration {path} cannot be read: {exc}", hint=fix) from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"the Docker CLI configuration {path} cannot be read: it is not a JSON object", hint=fix)
+    return data
+
+
+def _login(name: str, entry: object, where: str, fix: str) -> Login | None:
+    """A login from an entry of ``auths``, decoded as the Docker CLI does (its field names in any case):
+    ``identitytoken``, else ``auth`` (base64 of ``user:password``; empty is none) or ``username``/``password``."""
+    broken = RegistryError(f"the login saved for {name} in {where} cannot be read: it is not a login the Docker CLI "
+                           "writes", hint=fix)
+    if not isinstance(entry, dict):
+        raise broken
+    fields = {str(k).lower(): v for k, v in entry.items()}
+    token = fields.get("identitytoken")
+    if isinstance(token, str) and token:
+        return Login(name, "", token, identity_token=True, where=where)
+    username, password, auth = fields.get("username") or "", fields.get("password") or "", fields.get("auth") or ""
+    if not all(isinstance(v, str) for v in (username, password, auth)):
+        raise broken
+    if auth:
+        try:
+            decoded = base64.b64decode(auth, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise broken from None
+        username, sep, password = decoded.partition(":")
+        if not sep or not username:
+            raise broken
+        password = password.strip("\x00")
+    if not username and not password:
         return None  # an empty entry: `docker login` left it for a credential helper
-    return Login(name, str(entry.get("username") or ""), str(entry.get("password") or ""), identity_token=False,
-                 where=where)
+    return Login(name, username, password, identity_token=False, where=where)
 
 
 def _ask_helper(helper: str, name: str, path: str | None) -> Login | None:

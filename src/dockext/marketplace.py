@@ -240,7 +240,10 @@ def load(layout: Layout) -> Settings:
     if data is None:
         return Settings()
     try:
-        sources = tuple(_source_from_json(s, layout.root / MEMO) for s in data.get("sources") or [])
+        listed = data.get("sources") or []
+        if not isinstance(listed, list):
+            raise ValueError("sources is not a list")
+        sources = tuple(_source_from_json(s, layout.root / MEMO) for s in listed)
         only_listed = data.get("only_listed", False)
         if not isinstance(only_listed, bool):
             raise ValueError("only_listed is not true or false")

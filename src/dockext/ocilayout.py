@@ -53,7 +53,9 @@ MAX_INDEXES = 100  # index documents read (each digest once)
 MAX_MEMBERS = 10_000  # entries of a layout tar
 MAX_META = 64 << 10  # bytes of a pax or GNU long-name header in a layout tar
 _TAR_MODES = ((b"\x1f\x8b", "r:gz"), (b"BZh", "r:bz2"), (b"\xfd7zXZ\x00", "r:xz"))
-_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
+#: what reading a hostile or damaged tar raises: tarfile's own errors, and a bare ValueError (OverflowError) from
+#: the int() it runs on pax numbers (``GNU.sparse.size=abc``)
+_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError, OverflowError)
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 _INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
 _MANIFEST_TYPES = {"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"}

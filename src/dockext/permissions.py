@@ -45,7 +45,7 @@ from typing import Any, Final
 from . import backendpolicy
 from .errors import DockextError, PermissionDenied
 from .paths import Layout
-from .store import Store, atomic_write, read_settings
+from .store import Store, atomic_write, read_settings, settings_part
 
 __all__ = [
     "BACKEND_NAMES", "DEFAULT", "FILE", "NAMES", "REQUESTED_FILE", "SCHEMA", "UI_NAMES", "Grants", "Requested",
@@ -221,12 +221,12 @@ _REQUESTED_KEYS: Final = {
 # -- grants ---------------------------------------------------------------------------------------------
 
 def load(layout: Layout) -> dict[str, Grants]:
-    data = read_settings(layout.root / FILE, SCHEMA, "the permissions",
-                         "deleting it gives every extension the defaults")
+    what, delete_hint = "the permissions", "deleting it gives every extension the defaults"
+    data = read_settings(layout.root / FILE, SCHEMA, what, delete_hint)
     if data is None:
         return {}
     out: dict[str, Grants] = {}
-    for key, value in (data.get("extensions") or {}).items():
+    for key, value in settings_part(data, "extensions", dict, layout.root / FILE, what, delete_hint).items():
         if isinstance(value, dict):
             # only a JSON true allows (a hand-edited "false" string must not): a missing name has the default
             out[str(key)] = Grants(**{n: value.get(n, getattr(DEFAULT, n)) is True for n in NAMES})

@@ -114,7 +114,8 @@ def _docker_save(layout: Layout, what: str) -> list[SavedImage]:
     for entry in entries[:MAX_IMAGES]:
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
             continue
-        tags = [t for t in entry.get("RepoTags") or [] if isinstance(t, str)]
+        listed = entry.get("RepoTags")  # a list of names; anything else names nothing (a string is not iterated)
+        tags = [t for t in listed if isinstance(t, str)] if isinstance(listed, list) else []
         names = []
         for tag in tags:
             try:

@@ -25,7 +25,7 @@ from .paths import Layout
 
 __all__ = [
     "PREV_PREFIX", "RECORD_FILE", "SCHEMA_VERSION", "Record", "Store", "UiInfo", "VmInfo", "atomic_write",
-    "durable_rename", "fsync_dir", "read_settings", "sync_tree",
+    "durable_rename", "fsync_dir", "read_settings", "settings_part", "sync_tree",
 ]
 
 #: raised with every change of the record's fields (tests/unit/test_store.py pins them): a dockext reads records
@@ -119,6 +119,10 @@ class Record:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
+        """The record ``data`` holds; TypeError, ValueError or KeyError for one of another shape (the readers say
+        which file), StateError for a newer schema."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__} where an object belongs")
         schema = data.get("schema")
         if not isinstance(schema, int) or schema > SCHEMA_VERSION:
             raise StateError(
@@ -153,6 +157,19 @@ def read_settings(path: Path, schema: int, what: str, delete_hint: str) -> dict[
             hint="It was probably written by a newer dockext: upgrade dockext, or delete the file.",
         )
     return dict(data)
+
+
+def settings_part(data: dict[str, Any], name: str, kind: type[dict[Any, Any]] | type[list[Any]], path: Path,
+                  what: str, delete_hint: str) -> Any:
+    """``data[name]`` of a settings file :func:`read_settings` read: ``kind()`` when absent or null, a
+    :class:`StateError` naming the file when it is another JSON type (a hand edit), never a crash further on."""
+    value = data.get(name)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise StateError(f"{what} {path} are invalid: {name!r} is not a JSON {'object' if kind is dict else 'list'}",
+                         hint=f"Fix or delete the file ({delete_hint}).")
+    return value
 
 
 def file_stamp(path: Path) -> tuple[int, int]:
@@ -264,7 +281,7 @@ class Store:
             return Record.from_json(json.loads(raw))
         except StateError:
             raise
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise StateError(f"the record {path} is unreadable: {exc}",
                              hint=f"`dockext rm {key}` removes the extension all the same.") from exc
 
@@ -299,7 +316,7 @@ class Store:
                 continue
             try:
                 out.append(Record.from_json(json.loads((self.layout.extensions / entry / RECORD_FILE).read_bytes())))
-            except (OSError, ValueError, TypeError, KeyError, StateError):
+            except (OSError, ValueError, TypeError, KeyError, AttributeError, StateError):
                 continue
         return out
 

@@ -785,3 +785,18 @@ def test_extract_file_metadata_json(work: Work) -> None:
     assert target.read_bytes() == b"{}"
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     target.unlink()
+
+
+@pytest.mark.parametrize("pax", [{"GNU.sparse.size": "abc"}, {"GNU.sparse.map": "1,x"}])
+def test_pax_numbers_that_are_not_numbers_are_refused(work: Work, pax: dict[str, str]) -> None:
+    """Found by a bug hunt: tarfile runs int() on these pax values and lets the ValueError through, which reached
+    the user as a traceback instead of a refused archive."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        root = tarfile.TarInfo("ui")
+        root.type, root.mode = tarfile.DIRTYPE, 0o755
+        t.addfile(root)
+        page = tarfile.TarInfo("ui/index.html")
+        page.size, page.pax_headers = 2, pax
+        t.addfile(page, io.BytesIO(b"hi"))
+    refused(work, buf.getvalue(), "the archive is damaged or truncated", "invalid literal for int()")

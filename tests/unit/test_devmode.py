@@ -68,3 +68,6 @@ def test_a_file_from_a_newer_dockext_or_a_broken_one_is_a_clear_error(layout):
     path.write_text("{not json")
     with pytest.raises(StateError, match="unreadable"):
         devmode.load(layout)
+    path.write_text(json.dumps({"schema": devmode.SCHEMA, "extensions": ["acme_x"]}))
+    with pytest.raises(StateError, match="'extensions' is not a JSON object"):
+        devmode.load(layout)

@@ -121,9 +121,40 @@ def test_a_missing_helper_and_a_broken_file_are_errors_that_say_what_to_do(tmp_p
         logins.login_for(REG)
     assert exc.value.message == (f"the login saved for {REG} cannot be read: docker-credential-nothere did not "
                                  "answer within 0.3 s (is it waiting for a passphrase or an unlocked keyring?)")
-    write_config(tmp_path, {"auths": {REG: "not an object"}})
-    with pytest.raises(RegistryError, match=r"the Docker CLI configuration .*config\.json cannot be read"):
+    for broken in ("not an object", {"auth": "Zm9v"}, {"auth": "%%%%"}, {"auth": 5}, {"username": ["alice"]}):
+        write_config(tmp_path, {"auths": {REG: broken}})  # "Zm9v" is "foo": no ":" between a user and a password
+        with pytest.raises(RegistryError) as exc:
+            logins.login_for(REG)
+        assert exc.value.message == (f"the login saved for {REG} in {path} cannot be read: it is not a login the "
+                                     "Docker CLI writes"), broken
+        assert exc.value.hint == f"Fix it, or log in again: docker login {REG}"
+    path.write_text("[1]")
+    with pytest.raises(RegistryError, match=r"the Docker CLI configuration .*config\.json cannot be read: it is not a "
+                                            "JSON object"):
         logins.login_for(REG)
+    path.write_text("{not json")
+    with pytest.raises(RegistryError, match=r"the Docker CLI configuration .*config\.json cannot be read: Expecting"):
+        logins.login_for(REG)
+
+
+def test_entries_are_read_as_the_docker_cli_reads_them(tmp_path, monkeypatch):
+    """Found by a bug hunt: the Docker SDK's reader decoded every entry and refused the file for an empty
+    ``auth`` (the Docker CLI: no login) or for another registry's broken entry, so every pull failed with a
+    ValueError. Now only the entry asked for is decoded, as the CLI decodes it."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    other = base64.b64encode(b"bob:pw").decode()
+    write_config(tmp_path, {"auths": {REG: {"auth": ""}, "other.example.com": {"auth": "%%%%"}},
+                            "credHelpers": ["not", "a", "mapping"]})
+    assert logins.login_for(REG) is None
+    write_config(tmp_path, {"auths": {REG: {"auth": other}, "other.example.com": {"auth": "%%%%"}}})
+    found = logins.login_for(REG)
+    assert found is not None and (found.username, found.secret, found.identity_token) == ("bob", "pw", False)
+    write_config(tmp_path, {"auths": {REG: {"IdentityToken": "tok"}}})  # Go's JSON ignores the case of names
+    found = logins.login_for(REG)
+    assert found is not None and (found.username, found.secret, found.identity_token) == ("", "tok", True)
+    write_config(tmp_path, {"auths": {REG: {"username": "carol", "password": "pw2"}}})
+    found = logins.login_for(REG)
+    assert found is not None and (found.username, found.secret) == ("carol", "pw2")
 
 
 # -- the registry client with a login ----------------------------------------------------------------------

@@ -226,6 +226,10 @@ def test_an_unreadable_or_newer_settings_file_is_an_error_not_no_restriction(lay
     path.write_text(json.dumps({"schema": 1, "only_listed": "yes", "sources": []}))
     with pytest.raises(StateError, match="invalid"):
         marketplace.load(lay)
+    for odd in (5, {"kind": "registry"}, "127.0.0.1:5000", [5]):  # hand edits of another shape: named, no crash
+        path.write_text(json.dumps({"schema": 1, "only_listed": True, "sources": odd}))
+        with pytest.raises(StateError, match="invalid"):
+            marketplace.check_allowed(lay, "acme/x:1.0")
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -136,6 +136,18 @@ def test_links_and_unreadable_entries_do_not_sink_the_folder(folder, tmp_path):
         folder / "ext-1.0.0.tar")
 
 
+@pytest.mark.parametrize("tags", ["acme/ext:1.0", 5, {"acme/ext:1.0": True}])
+def test_repo_tags_that_are_not_a_list_name_nothing(tmp_path: Path, tags: object) -> None:
+    """Found by a bug hunt: a string was iterated, one bogus image per character (cards named "a", "c"...)."""
+    data = saved(("acme/ext:1.0", ext_labels("Ext")))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}  # type: ignore[union-attr]
+    [entry] = json.loads(files["manifest.json"])
+    files["manifest.json"] = json.dumps([dict(entry, RepoTags=tags)]).encode()
+    (tmp_path / "odd.tar").write_bytes(oci.tar_of(files))
+    assert savedimages.read(tmp_path / "odd.tar", "odd.tar") == []
+
+
 def test_many_entries_naming_one_config_read_it_once_and_keep_only_marketplace_labels(tmp_path):
     big = {f"x.{i}": "v" * 1000 for i in range(500)} | ext_labels("Ext")
     data = saved(("acme/ext:1.0.0", big))

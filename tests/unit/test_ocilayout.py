@@ -386,3 +386,15 @@ def test_blobs_of_a_tar_are_sent_in_the_tar_s_order(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         sent = [m.name for m in tar.getmembers() if m.name != "manifest.json"]
     assert sent == [n for n in stored if n in sent]
+
+
+def test_a_tar_with_a_pax_number_that_is_not_one_is_a_layout_error(tmp_path: Path) -> None:
+    """Found by a bug hunt: a bare ValueError from tarfile (``GNU.sparse.size=abc``), not the layout's error."""
+    with tarfile.open(tmp_path / "l.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, pax in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}', {}),
+                                ("index.json", b'{"manifests":[]}', {"GNU.sparse.size": "abc"})):
+            info = tarfile.TarInfo(name)
+            info.size, info.pax_headers = len(data), pax
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(DockextError, match=r"l\.tar is truncated or damaged: invalid literal for int\(\)"):
+        ocilayout.open_layout(tmp_path / "l.tar", "l.tar")

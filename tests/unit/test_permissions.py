@@ -87,6 +87,11 @@ def test_an_unreadable_or_newer_grants_file_is_an_error_never_the_defaults(layou
     path.write_text(json.dumps({"schema": 99, "extensions": {}}))
     with pytest.raises(StateError, match="upgrade dockext"):
         permissions.load(layout)
+    for odd in ([1], 5, "all"):  # hand edits of another shape: the file is named, nothing crashes further on
+        path.write_text(json.dumps({"schema": 1, "extensions": odd}))
+        with pytest.raises(StateError, match="'extensions' is not a JSON object") as info:
+            permissions.load(layout)
+        assert str(path) in info.value.message and "Fix or delete the file" in (info.value.hint or "")
 
 
 def test_only_a_json_true_allows(layout):

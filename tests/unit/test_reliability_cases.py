@@ -403,16 +403,19 @@ def test_recovery_removes_the_guest_services_dirs_no_record_names_unless_a_conta
     assert sorted(os.listdir(inst.layout.guest_services)) == ["mounted", "named"]
 
 
-def test_rm_of_an_extension_whose_record_cannot_be_read_removes_it_by_its_name(tmp_path):
+@pytest.mark.parametrize("content", ["{garbage", "[]", "null", "0", '"text"'])
+def test_rm_of_an_extension_whose_record_cannot_be_read_removes_it_by_its_name(tmp_path, content):
     """Found by a bug hunt: `ls` skipped it, and `rm` and `rm --forget` both failed on the record, so nothing
-    could remove it. Its backend goes by the project name dockext gives every backend (compose's labels)."""
+    could remove it. Its backend goes by the project name dockext gives every backend (compose's labels). JSON
+    that is not an object (a second bug hunt) is unreadable the same way, not a crash of `ls` and `rm`."""
     inst, compose = installer(tmp_path)
     target = inst.layout.extension_dir(KEY)
     extension_files(target, RECORD_FILE, make_record().to_json())
-    (target / RECORD_FILE).write_text("{garbage")
+    (target / RECORD_FILE).write_text(content)
     with pytest.raises(StateError) as info:
         Store(inst.layout).read(KEY)
     assert info.value.hint == f"`dockext rm {KEY}` removes the extension all the same."
+    assert Store(inst.layout).records() == []  # `ls` goes on
     assert inst.remove(KEY) is None
     assert compose.calls == [("down", PROJECT, "")]
     assert not target.exists() and Store(inst.layout).keys() == []
@@ -421,3 +424,39 @@ def test_rm_of_an_extension_whose_record_cannot_be_read_removes_it_by_its_name(t
     compose.calls.clear()
     assert inst.remove(KEY, forget=True) is None
     assert compose.calls == [] and not target.exists()
+
+
+def test_a_failed_install_says_why_even_when_the_grants_file_is_unreadable(tmp_path):
+    """Found by a bug hunt: the install's clean-up (dropping the new extension's grants) read permissions.json,
+    and an unreadable one replaced the real reason (here: an icon the image does not have) with its own."""
+    import contextlib as _contextlib
+
+    from dockext import permissions
+    from dockext.errors import MetadataError
+
+    class Files:
+        def read(self, path, what, limit=4 << 20):
+            return json.dumps({"icon": "/icon.svg", "ui": {"dashboard-tab": {"title": "X", "root": "/ui",
+                                                                            "src": "index.html"}}}).encode()
+
+        def copy_file(self, *a, **k):
+            return False  # not in the image
+
+        def copy_tree(self, *a, **k):
+            return False
+
+    class Engine(StubEngine):
+        socket_path = "/var/run/docker.sock"
+
+        def find_image(self, ref):
+            return {"Id": "sha256:" + "1" * 64, "Config": {"Labels": {}}}
+
+        @_contextlib.contextmanager
+        def image_files(self, image_id, owner):
+            yield Files()
+
+    inst, _ = installer(tmp_path, Engine())
+    (inst.layout.root / permissions.FILE).write_text("{not json")
+    with pytest.raises(MetadataError, match=r"icon: /icon\.svg does not exist in the image"):
+        inst.install("acme/ext:1.0")
+    assert Store(inst.layout).keys() == []
