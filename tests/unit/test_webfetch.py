@@ -7,7 +7,9 @@ tests/e2e/test_web_requests.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import urllib.parse
 
 import pytest
@@ -134,6 +136,38 @@ def test_the_engines_own_tcp_address_is_refused_even_through_a_redirect(env, sit
         r = web(client, base, target)
         assert r.status_code == 502 and "Docker engine" in r.json()["error"]["message"], target
     assert [p for _, p, _, _ in site.seen] == ["/redirect-to?http://localhost:2375/containers/json"]
+
+
+def test_the_engine_is_refused_in_every_spelling_and_by_any_name_that_resolves_to_it(env, site, monkeypatch):
+    """Found by a bug hunt: only the engine's own spelling was refused, so ``127.1``, ``2130706433``, ``0.0.0.0`` or
+    a DNS name resolving to 127.0.0.1 reached a TCP engine on loopback. Here the "engine" is the test site's port:
+    nothing may reach it. The name is resolved once and the connection made to the address checked (a name in
+    no check of the URL, as after a redirect, is caught when the connection is made)."""
+    client, state, a, _ = env
+    login(client)
+    monkeypatch.setattr(state.engine, "host", f"tcp://127.0.0.1:{site.port}")
+    real = asyncio.base_events.BaseEventLoop.getaddrinfo
+
+    async def getaddrinfo(self, host, port, *args, **kwargs):
+        if host == "engine.example.test":  # a name whose DNS answer is loopback (as 127.0.0.1.nip.io's is)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return await real(self, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    base = cap_base(client, state, a)
+    for host in ("127.0.0.1", "127.1", "2130706433", "0x7f000001", "0177.0.0.1", "0.0.0.0", "[::ffff:127.0.0.1]",
+                 "[::1]", "localhost", "engine.example.test"):
+        r = web(client, base, f"http://{host}:{site.port}/containers/json")
+        assert r.status_code == 502 and "Docker engine's own address" in r.json()["error"]["message"], host
+    assert site.seen == []
+    # the engine without a port is on the Docker CLI's default ports
+    monkeypatch.setattr(state.engine, "host", "tcp://127.0.0.1")
+    for port in (2375, 2376):
+        r = web(client, base, f"http://127.0.0.1:{port}/containers/json")
+        assert r.status_code == 502 and "Docker engine's own address" in r.json()["error"]["message"], port
+    # another port of the same machine is not the engine: the site answers, by name too
+    r = web(client, base, f"http://localhost:{site.port}/token")
+    assert r.status_code == 200 and [p for _, p, _, _ in site.seen] == ["/token"]
 
 
 def test_a_site_that_cannot_be_reached_is_a_clear_failure(env, site):

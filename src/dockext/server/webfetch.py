@@ -11,7 +11,10 @@ What never crosses: the browser's cookies for the extension's origin (they are d
 Referer, the ``Sec-*`` metadata (it describes the request to dockext, not to the site), and our own headers; in
 the answer, ``Set-Cookie``, HSTS, ``Clear-Site-Data``, ``Alt-Svc`` and the site's own policy headers, which
 would otherwise apply to the extension's origin. The Docker engine's own TCP address is refused (that is
-``ddClient.docker``, under its own permission), and so is dockext's own: every request made here carries
+``ddClient.docker``, under its own permission) however the URL names it: the name is resolved once, checked, and
+the connection made to the address checked (:class:`_EngineGuard`), so neither another spelling of loopback
+(``127.1``, ``0x7f000001``, ``0.0.0.0``, ``[::ffff:127.0.0.1]``), nor this machine's other addresses, nor a DNS
+name that resolves to one of them reach it. dockext's own address is refused too: every request made here carries
 ``X-Dockext-Via: web``, and dockext's router refuses any request with it, whatever name or redirect led there, so
 that a page which learnt another extension's capability cannot use it from the host.
 
@@ -28,13 +31,16 @@ synchronous ``send()`` throws), and its console shows the reason in the refused 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.cookiejar
 import ipaddress
+import socket
 import weakref
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
+import httpcore
 import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -91,9 +97,15 @@ def _client(state: HostState) -> httpx.AsyncClient:
             if live is not None:
                 target_of(str(request.url), live.engine.host, live.port, live.domain)
 
+        transport = httpx.AsyncHTTPTransport(trust_env=True)
+        # httpx takes no network backend: its pool, made again with the guard (httpx's defaults otherwise)
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=True), max_connections=100, max_keepalive_connections=20,
+            keepalive_expiry=5.0, network_backend=_EngineGuard(lambda: getattr(server(), "engine", None)),
+        )
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=15.0, read=None),  # read: long polls and event streams
-            max_redirects=20, trust_env=True, event_hooks={"request": [check]},
+            max_redirects=20, trust_env=True, event_hooks={"request": [check]}, transport=transport,
             cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
         )
         _CLIENTS[state] = client
@@ -115,23 +127,118 @@ def target_of(value: str, engine_url: str, own_port: int, own_domain: str = DASH
     name = parts.hostname.lower().rstrip(".")
     if port == own_port and (_loopback(name) or name == own_domain or name.endswith("." + own_domain)):
         raise WebRequestError("dockext does not pass web requests to itself")
-    engine = urlsplit(engine_url)
-    if engine.scheme in ("tcp", "http", "https") and engine.hostname and port == engine.port and (
-            parts.hostname.lower() == engine.hostname.lower()
-            or (_loopback(parts.hostname) and _loopback(engine.hostname))):
-        raise WebRequestError("dockext does not pass web requests to the Docker engine's own address",
-                              hint="Use ddClient.docker, which needs the docker permission.")
+    engine = _engine_address(engine_url)
+    if engine is not None and port in engine[1] and (
+            parts.hostname.lower() == engine[0].lower() or (_loopback(parts.hostname) and _loopback(engine[0]))):
+        raise _engine_refused()
     return value
 
 
+def _engine_refused() -> WebRequestError:
+    return WebRequestError("dockext does not pass web requests to the Docker engine's own address",
+                           hint="Use ddClient.docker, which needs the docker permission.")
+
+
+def _engine_address(engine_url: str) -> tuple[str, tuple[int, ...]] | None:
+    """The engine's TCP host and port(s), None for an engine not reached over TCP (a unix socket, ssh). Without a
+    port, the Docker CLI's defaults: 2375, or 2376 with TLS (either, since which one is not said here)."""
+    engine = urlsplit(engine_url)
+    if engine.scheme not in ("tcp", "http", "https") or not engine.hostname:
+        return None
+    with contextlib.suppress(ValueError):
+        if engine.port:
+            return engine.hostname, (engine.port,)
+    return engine.hostname, (2375, 2376)
+
+
 def _loopback(host: str) -> bool:
-    name = host.lower().rstrip(".")
+    """A loopback name or address in any spelling a connection takes (``127.1``, ``2130706433``, ``0x7f000001``,
+    ``[::ffff:127.0.0.1]``), and the unspecified address, which a connection reaches as this machine."""
+    name = host.lower().rstrip(".").strip("[]")
     if name == "localhost" or name.endswith(".localhost"):
         return True
+    address = _address(name)
+    return address is not None and _local_kind(address)
+
+
+def _address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(name).is_loopback
+        return ipaddress.ip_address(name)
     except ValueError:
+        pass
+    try:  # the legacy IPv4 forms inet_aton takes, as connect() does: 127.1, 2130706433, 0x7f000001, 0177.0.0.1
+        return ipaddress.IPv4Address(socket.inet_aton(name))
+    except (OSError, ValueError):
+        return None
+
+
+def _local_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def _this_machine(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, unspecified, or one of this machine's own addresses (it can bind to it)."""
+    if _local_kind(address):
+        return True
+    family = socket.AF_INET6 if isinstance(address, ipaddress.IPv6Address) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(address), 0))
+    except OSError:
         return False
+    return True
+
+
+class _EngineGuard(httpcore.AsyncNetworkBackend):
+    """The network under the web requests' client: a connection on the engine's port is made only after the name
+    is resolved and none of its addresses is the engine's (its own, or this machine's when the engine is on this
+    machine), and to the address that was checked, so a name that answers differently the second time (DNS
+    rebinding) gets no second look. Other ports connect as httpx would."""
+
+    def __init__(self, engine: Callable[[], Any]) -> None:
+        self._engine = engine  # the server's Engine, None once the server is gone
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        engine = self._engine()
+        where = _engine_address(engine.host) if engine is not None else None
+        if where is not None and port in where[1]:
+            found = await _resolve(host, port)
+            if not found:
+                raise httpcore.ConnectError(f"{host}: no address found")
+            engine_ips = await _resolve(where[0], port)
+            engine_here = any(_this_machine(ip) for ip in engine_ips)
+            if any(ip in engine_ips or (engine_here and _this_machine(ip)) for ip in found):
+                raise _engine_refused()
+            host = str(found[0])
+        return await self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                             socket_options=socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses a connection to ``host`` would try (the name as an address when it is one, in any form)."""
+    address = _address(host.strip("[]"))
+    if address is not None:
+        return [address]
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for info in infos:
+        with contextlib.suppress(ValueError):
+            out.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
+    return out
 
 
 def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
