@@ -120,6 +120,12 @@ def plan(
     if cwd is not None and "\x00" in cwd:
         raise ExecRefused("options.cwd contains a NUL character")
     user_env = policy.sanitize_env(options.get("env"))
+    for text in (cmd, *args, cwd or "", *user_env, *user_env.values()):
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # JSON can carry a lone UTF-16 surrogate ("\ud800"); no argv or path can
+            raise ExecRefused("exec's command, arguments, cwd and env must be text a program can be given: "
+                              f"{text!r} holds a lone UTF-16 surrogate") from None
     tokens = _verbatim(cmd, args) if verbatim else policy.split_command_line(cmd, args)
     line = policy.joined(cmd, args)
     if cli == "docker":

@@ -244,6 +244,61 @@ def test_broken_answers_are_clear_errors(tmp_path: Path) -> None:
     run(main())
 
 
+def test_more_than_the_answer_in_one_read_never_reaches_another_request(tmp_path: Path) -> None:
+    """Found by a bug hunt: a second, unasked answer in the same read put the connection in the pool twice (two
+    requests then shared it: an AssertionError, a 500), and a part of one left the parser mid-message for the next
+    request, which then waited forever. The connection is closed instead; the next requests get their own."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            head, _ = await read_request(r)
+            target = head.split(b" ")[1]
+            if target == b"/extra":
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra")
+            elif target == b"/partial":
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlong!"
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\nsmuggled")
+            else:
+                await asyncio.sleep(0.05)
+                body = b"answer to " + target
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    async def main() -> None:
+        async with backend(tmp_path / "b.sock", handler) as accepted:
+            pool = BackendPool(tmp_path / "b.sock", answer_timeout=3)
+            assert (await fetch(pool, b"/extra"))[2] == b"first"
+            await asyncio.sleep(0.05)
+            assert pool._idle == []  # not pooled (once or twice): closed
+            got = await asyncio.gather(fetch(pool, b"/a"), fetch(pool, b"/b"))
+            assert [g[2] for g in got] == [b"answer to /a", b"answer to /b"]
+            assert len(pool._idle) == 2  # /a's and /b's
+            assert (await fetch(pool, b"/partial"))[2] == b"long!"
+            await asyncio.sleep(0.05)
+            assert len(pool._idle) == 1  # /partial's is not pooled again
+            assert (await asyncio.wait_for(fetch(pool, b"/next"), 5))[2] == b"answer to /next"
+            assert len(accepted) == 3  # /extra's, then /a's and /b's, used again
+            await pool.aclose()
+
+    run(main())
+
+
+def test_a_backend_that_switches_protocols_is_an_error_not_a_101_for_the_browser(tmp_path: Path) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        await asyncio.sleep(1)
+
+    async def main() -> None:
+        async with backend(tmp_path / "b.sock", handler):
+            pool = BackendPool(tmp_path / "b.sock", answer_timeout=3)
+            with pytest.raises(BackendNotReady, match="switched protocols"):
+                await fetch(pool, b"/switch")
+            await pool.aclose()
+
+    run(main())
+
+
 def test_connect_errors_name_the_cause(tmp_path: Path) -> None:
     async def main() -> None:
         pool = BackendPool(tmp_path / "missing.sock")

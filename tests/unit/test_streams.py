@@ -216,6 +216,14 @@ def test_closing_the_ui_instance_ends_its_streams_and_what_its_commands_left_beh
         ({"cli": "vm", "cmd": "ls", "args": []}, "has no backend"),
         ({"cli": "shell", "cmd": "ls", "args": []}, "unknown cli"),
         ({"cli": "host", "cmd": "touch.sh", "args": "{trace}"}, "list of string arguments"),
+        # a lone surrogate, which JSON carries and no argv can (found by a bug hunt: it escaped as an exception,
+        # leaving the four pipe fds open and the page without an answer)
+        ({"cli": "host", "cmd": "touch.sh", "args": ["{trace}", "\ud800"]}, "holds a lone UTF-16 surrogate"),
+        ({"cli": "docker", "cmd": "\udfff", "args": []}, "holds a lone UTF-16 surrogate"),
+        ({"cli": "host", "cmd": "touch.sh", "args": ["{trace}"], "options": {"env": {"A": "\ud800"}}},
+         "holds a lone UTF-16 surrogate"),
+        ({"cli": "host", "cmd": "touch.sh", "args": ["{trace}"], "options": {"cwd": "/tmp/\ud800"}},
+         "holds a lone UTF-16 surrogate"),
     ],
 )
 def test_policy_refusals_are_errors_and_nothing_runs(env, tmp_path, request_, message):

@@ -259,3 +259,14 @@ def test_unreadable_grants_send_the_page_to_the_browser(env, site):
     r = web(client, base, f"{site.url}/x")
     assert r.status_code == 403 and r.headers["x-dockext-proxy-error"] == "withheld"
     assert "unreadable" in r.json()["error"]["message"] and site.seen == []
+
+
+def test_a_length_beside_a_transfer_encoding_is_not_passed_on():
+    """Found by a bug hunt: a site sending both kept its (wrong) Content-Length while the body went unframed, and
+    the page's fetch failed where a browser's direct one works (the encoding wins: RFC 9112, 6.3)."""
+    both = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")]
+    assert webfetch.answer_headers(both, "http://s.test/", False) == [
+        (b"Content-Type", b"text/plain"), (b"x-dockext-url", b"http://s.test/")]
+    length = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"3")]
+    assert webfetch.answer_headers(length, "http://s.test/", True) == [
+        *length, (b"x-dockext-url", b"http://s.test/"), (b"x-dockext-redirected", b"1")]

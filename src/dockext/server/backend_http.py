@@ -219,8 +219,10 @@ class _Connection(asyncio.Protocol):
         """The answer is complete: back to the pool if the backend keeps the connection alive."""
         answer, self.answer = self.answer, None
         self._stop_timer()
-        if answer is not None:
-            answer._finish()
+        if answer is None:  # a message nobody asked for (more than one answer in one read): never reused
+            self.close()
+            return
+        answer._finish()
         reusable = not self.head_only and not self.closed and self.parser.should_keep_alive()
         if reusable:
             self.resume()
@@ -260,6 +262,10 @@ class _Connection(asyncio.Protocol):
             self._fail(BackendNotReady("the backend closed the connection in the middle of its answer"))
 
     # -- httptools callbacks ------------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.answer is None:  # an answer beyond the one asked for, in the same read as it: out of turn
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.answer is not None and not self._informational:
             self.answer.headers.append((name, value))
@@ -269,7 +275,10 @@ class _Connection(asyncio.Protocol):
         if answer is None:
             return
         status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints: not the answer
+        if status == 101:  # never passed on: the browser would get a switched connection the proxy cannot carry
+            self._fail(BackendNotReady("the backend switched protocols, which the proxy does not support"))
+            return
+        if 100 <= status < 200:  # 100 Continue, 103 Early Hints: not the answer
             self._informational = True
             answer.headers.clear()
             return

@@ -73,14 +73,16 @@ async def handle(state: HostState, inst: Instance, ws: WebSocket) -> None:
             docker_host=state.engine.target, verbatim=True, container=container,
         )
         proc = await inst.processes.spawn(p, stdout=pipes[0][1], stderr=pipes[1][1])
-    except (DockextError, OSError) as exc:
-        for fd in (*pipes[0], *pipes[1]):
+    except BaseException as exc:
+        for fd in (*pipes[0], *pipes[1]):  # whatever went wrong: the pipes never outlive a failed start
             os.close(fd)
         if isinstance(exc, DockextError):  # refused (policy, the user's grants, or they cannot be read)
             await _final(ws, {"error": str(exc), "type": exc.type, "code": 126}, CLOSE_POLICY)
-        else:
+        elif isinstance(exc, OSError):
             code, message = execution.spawn_failure(p, exc)
             await _final(ws, {"error": message, "type": "ExecError", "code": code}, CLOSE_NORMAL)
+        else:
+            raise
         return
     os.close(pipes[0][1])  # the child has them now: EOF comes when it (and its children) close theirs
     os.close(pipes[1][1])

@@ -253,8 +253,12 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
 
 
 def answer_headers(headers: list[tuple[bytes, bytes]], final_url: str, redirected: bool) -> list[tuple[bytes, bytes]]:
-    """What of the site's answer headers the page gets, plus where the answer came from."""
-    out = [(n, v) for n, v in headers if n.lower() not in NOT_PASSED]
+    """What of the site's answer headers the page gets, plus where the answer came from. A length beside a
+    ``Transfer-Encoding`` is not the body's (RFC 9112 6.3: the encoding wins), and the body is passed unframed."""
+    dropped = NOT_PASSED
+    if any(n.lower() == b"transfer-encoding" for n, _ in headers):
+        dropped = dropped | {b"content-length"}
+    out = [(n, v) for n, v in headers if n.lower() not in dropped]
     out.append((b"x-dockext-url", final_url.encode("ascii", "replace")))
     if redirected:
         out.append((b"x-dockext-redirected", b"1"))
