@@ -264,6 +264,9 @@ def test_no_request_pipelined_behind_a_closing_answer_is_run() -> None:
 
 
 # -- the shortcut past the ASGI cycle (HttpProtocol, app.shortcut) ------------------------------------------
+BIG = pattern(512 << 10)  # an answer of the size the proxy passes on whole
+
+
 class ShortcutApp:
     """Offers a shortcut for paths under ``/fast``: the handler answers ``fast:<method>:<body>`` itself (after
     0.3 s for ``/fast/slow``), hands ``/fast/stream`` over to an ASGI app, raises for ``/fast/raise`` and gives a
@@ -289,6 +292,8 @@ class ShortcutApp:
                 return wire.Complete(200, [(b"x-split", b"a\r\nx-injected: 1")], b"")
             elif url.startswith(b"/fast/stream"):
                 return self.stream
+            elif url == b"/fast/big":
+                return wire.Complete(200, [(b"content-type", b"application/octet-stream")], BIG)
             return wire.Complete(200, [(b"content-type", b"text/plain")], b"fast:%s:%s" % (method, body))
 
         return handler
@@ -521,3 +526,28 @@ def test_a_shutdown_lets_a_taken_request_finish_then_closes_its_connection() -> 
         [(_, headers, body)] = answers(c, 1)
         assert body == b"fast:GET:" and headers[b"connection"] == b"close"
         assert closed(c)
+
+
+def test_a_client_that_does_not_read_its_answers_is_not_answered_into_memory() -> None:
+    """Found by a bug hunt: the shortcut wrote every whole answer whatever the connection held already, so a page
+    sending requests and reading nothing made the server buffer 47 MiB for 100 requests of 512 KiB. It now waits for
+    the client as uvicorn's cycle does (further requests queue, reading pauses), and every answer still comes, in
+    order, once the client reads."""
+    with shortcut_server() as (port, app, server):
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(("127.0.0.1", port))
+        with c:
+            for _ in range(40):
+                c.sendall(b"GET /fast/big HTTP/1.1\r\nHost: x\r\n\r\n")
+                time.sleep(0.02)
+            time.sleep(0.3)
+            [proto] = list(server.server_state.connections)
+            assert proto.transport.get_write_buffer_size() < 2 * len(BIG)
+            assert len(app.taken) < 10  # the rest wait in uvicorn's queue, unread
+            c.settimeout(30)
+            got = answers(c, 40)
+        # each whole: the shortcut's, or (queued behind one in flight) the ASGI way's
+        assert all(status == b"HTTP/1.1 200 OK" for status, _, _ in got)
+        assert all(body in (BIG, b"asgi:/fast/big") for _, _, body in got)
+        assert sum(body == BIG for _, _, body in got) == len(app.taken)

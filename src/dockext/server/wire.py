@@ -326,6 +326,10 @@ class HttpProtocol(HttpToolsProtocol):
             result = Complete(500, [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
                               b"Internal Server Error")
         if isinstance(result, Complete):
+            if self.flow.write_paused and not taken.disconnected:
+                # the client is not reading its answers: wait, as uvicorn's cycle does, so that answers do not
+                # pile up in memory; meanwhile further requests queue behind this one, and reading pauses
+                await self.flow.drain()
             self._write_taken(taken, result)
         else:
             await self._hand_over(taken, result)
