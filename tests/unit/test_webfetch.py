@@ -270,3 +270,36 @@ def test_a_length_beside_a_transfer_encoding_is_not_passed_on():
     length = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"3")]
     assert webfetch.answer_headers(length, "http://s.test/", True) == [
         *length, (b"x-dockext-url", b"http://s.test/"), (b"x-dockext-redirected", b"1")]
+
+
+@pytest.mark.parametrize("env", ["served"], indirect=True)
+def test_a_page_that_leaves_before_the_answer_ends_its_request_and_others_do_not_wait(env, site):
+    """Found by a bug hunt: with no deadline on a site's answer (long polls) and no look at the page meanwhile,
+    requests to a site that never answers stayed open after their pages had gone, and one client for every
+    extension let 100 of them take every connection: the next web request of any extension waited 30 s, then
+    failed. Now the request ends with its page, and each extension has connections of its own."""
+    client, state, a, b = env
+    login(client)
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(128)
+    base_a, base_b = cap_base(client, state, a), cap_base(client, state, b)
+    origin_a = urllib.parse.urlsplit(base_a)
+    port = client._transport.port
+    try:
+        for _ in range(3):  # a's page asks, then leaves before any answer
+            with socket.create_connection(("127.0.0.1", port)) as page:
+                page.sendall(f"GET {origin_a.path}/__dockext__/web HTTP/1.1\r\nHost: {origin_a.netloc}\r\n"
+                             f"X-Dockext: 1\r\nX-Dockext-Target: http://127.0.0.1:{hang.getsockname()[1]}/\r\n\r\n"
+                             .encode())
+                hang.settimeout(10)
+                to_site, _ = hang.accept()  # dockext's request reached the site...
+            with to_site:
+                to_site.settimeout(10)
+                while to_site.recv(65536):  # ...and ends once the page is gone (EOF, not a timeout)
+                    pass
+        r = web(client, base_b, f"{site.url}/after")
+        assert r.status_code == 200 and [p for _, p, _, _ in site.seen] == ["/after"]
+        assert webfetch._CLIENTS[state].keys() == {a.key, b.key}  # one client each
+    finally:
+        hang.close()

@@ -81,14 +81,16 @@ NOT_PASSED: Final = HOP_BY_HOP | SERVER_WRITTEN | {
     b"access-control-allow-methods", b"access-control-expose-headers", b"access-control-max-age",
     b"refresh", b"link", b"report-to", b"nel", b"permissions-policy", b"origin-agent-cluster",
 }
-_CLIENTS: weakref.WeakKeyDictionary[HostState, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_CLIENTS: weakref.WeakKeyDictionary[HostState, dict[str, httpx.AsyncClient]] = weakref.WeakKeyDictionary()
 
 
-def _client(state: HostState) -> httpx.AsyncClient:
-    """One client per server, proxies from the environment as browsers take them. Every request it makes, each
-    redirect's included, is checked by :func:`target_of` first: a site cannot redirect a page to the engine. It
-    keeps no cookies: one jar for every extension would hand one extension's logins to another."""
-    client = _CLIENTS.get(state)
+def _client(state: HostState, key: str) -> httpx.AsyncClient:
+    """One client per extension of a server (its own connections: requests one extension leaves hanging never use
+    up another's), proxies from the environment as browsers take them. Every request it makes, each redirect's
+    included, is checked by :func:`target_of` first: a site cannot redirect a page to the engine. It keeps no
+    cookies: a page's logins stay in its browser, never on the host."""
+    clients = _CLIENTS.setdefault(state, {})
+    client = clients.get(key)
     if client is None:
         server = weakref.ref(state)
 
@@ -108,7 +110,7 @@ def _client(state: HostState) -> httpx.AsyncClient:
             max_redirects=20, trust_env=True, event_hooks={"request": [check]}, transport=transport,
             cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
         )
-        _CLIENTS[state] = client
+        clients[key] = client
         state.close_with(client.aclose)
     return client
 
@@ -292,12 +294,35 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
     if body is None:
         return  # the page went away while sending
     follow = fields.get(REDIRECT, b"follow") == b"follow"
-    client = _client(state)
+    client = _client(state, inst.record.key)
+    # the page may leave before the site answers (a long poll): then the request to the site ends too
+    gone = asyncio.ensure_future(disconnected(receive))
+    try:
+        await _exchange(client, url, follow, fields, scope, body, gone, send, policy)
+    finally:
+        gone.cancel()
+        await asyncio.gather(gone, return_exceptions=True)
+
+
+async def _exchange(client: httpx.AsyncClient, url: str, follow: bool, fields: dict[bytes, bytes], scope: Scope,
+                    body: bytes, gone: asyncio.Future[None], send: Send,
+                    policy: Sequence[tuple[bytes, bytes]]) -> None:
+    async def nothing() -> dict[str, str]:
+        return {"type": "http.disconnect"}  # what _answer's app would receive: the request was read already
+
+    receive: Receive = nothing
     try:
         request = client.build_request(scope["method"], url, headers=[*request_headers(scope), (VIA, b"web")],
                                        content=body if body or scope["method"] not in ("GET", "HEAD") else None)
         # the page's own Accept-Encoding stands: the body goes back still encoded, for the browser to decode
-        answer = await client.send(request, stream=True, follow_redirects=follow)
+        asked = asyncio.ensure_future(client.send(request, stream=True, follow_redirects=follow))
+        either: set[asyncio.Future[Any]] = {asked, gone}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not asked.done():
+            asked.cancel()
+            await asyncio.gather(asked, return_exceptions=True)
+            return  # nobody is left to answer
+        answer = asked.result()
     except WebRequestError as exc:  # a redirect to where a page may not go
         await _answer(_failure(fields, exc), scope, receive, send, policy)
         return
@@ -311,17 +336,17 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         await _answer(failure, scope, receive, send, policy)
         return
     try:
+        if gone.done():
+            return  # the page left as the answer came
         headers = answer_headers(answer.headers.raw, str(answer.url), bool(answer.history)) + list(policy)
         await send({"type": "http.response.start", "status": answer.status_code, "headers": headers})
         # the body as it comes (still encoded), until it ends or the page goes away (then the site sees it too)
         pump = asyncio.ensure_future(_pass_body(answer, send))
-        gone = asyncio.ensure_future(disconnected(receive))
         try:
             await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump, gone):
-                task.cancel()
-            await asyncio.gather(pump, gone, return_exceptions=True)
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
     finally:
         await answer.aclose()
 
