@@ -5,10 +5,12 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import select
 import socket
 import socketserver
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 
@@ -18,6 +20,7 @@ class RecordingBackend:
     def __init__(self, path: Path) -> None:
         seen = self.seen = []
         ended = self.endless_ended = threading.Event()  # an /endless answer's reader went away
+        left = self.poll_left = threading.Event()  # a /poll's caller closed the connection before the answer
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def address_string(self):
@@ -63,6 +66,12 @@ class RecordingBackend:
                         time.sleep(3)
                     self.close_connection = True
                     return
+                if urllib.parse.unquote(self.path) == "/poll":  # a long poll: answers in 5 s unless the caller leaves
+                    ready, _, _ = select.select([self.connection], [], [], 5)
+                    if ready and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        left.set()
+                        self.close_connection = True
+                        return
                 if self.path == "/empty":
                     self.send_response(204)
                     self.end_headers()

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import socket
+import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -457,6 +459,25 @@ def backend(env, tmp_path):
     rec = RecordingBackend(tmp_path / "gs" / a.vm.gs_key / a.vm.socket)
     yield rec
     rec.close()
+
+
+@pytest.mark.parametrize("env", ["served"], indirect=True)
+@pytest.mark.parametrize("path", ["/poll", "/p%6Fll"])  # the shortcut's way, and the ASGI way (percent-encoded)
+def test_a_browser_that_leaves_before_the_answer_closes_the_backends_connection(env, backend, path):
+    """Found by a bug hunt: a long poll through vm.service kept its backend connection (and the handler) until
+    the backend answered or 300 s passed, though the browser had left; only an answer already streaming was ended.
+    The backend now sees the browser leave at once, both ways."""
+    client, state, a, _ = env
+    login(client)
+    origin = urllib.parse.urlsplit(cap_base(client, state, a) + "/__dockext__/vm")
+    with socket.create_connection(("127.0.0.1", client._transport.port)) as page:
+        page.sendall(f"GET {origin.path}{path} HTTP/1.1\r\nHost: {origin.netloc}\r\n\r\n".encode())
+        deadline = time.monotonic() + 5
+        while not backend.seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [p for _, p, _, _ in backend.seen] == [path]
+    assert backend.poll_left.wait(3), "the backend still waits to answer a browser that has gone"
+    assert client.taken == ([f"{origin.path}/poll"] if path == "/poll" else [])
 
 
 def cap_base(client, state, rec):

@@ -21,6 +21,7 @@ Two ways in, one behaviour:
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -83,9 +84,21 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         return  # the browser went away while sending
     method = scope["method"].encode("ascii")
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    answer = await _exchange(inst, pool, method, _target(inst, raw_path, scope.get("query_string", b"")),
-                             scope["headers"], body)
-    await _send_answer(state, method, answer)(scope, receive, send)
+    exchange = asyncio.ensure_future(_exchange(inst, pool, method, _target(inst, raw_path, scope.get("query_string",
+                                                                                                    b"")),
+                                               scope["headers"], body))
+    gone = asyncio.ensure_future(disconnected(receive))  # the browser may leave before the head (a long poll)
+    try:
+        either: set[asyncio.Future[Any]] = {exchange, gone}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not exchange.done():  # gone first (or this task cancelled): the backend connection is closed
+            exchange.cancel()
+        await asyncio.gather(gone, exchange, return_exceptions=True)
+    if exchange.cancelled():
+        return
+    await _send_answer(state, method, exchange.result())(scope, receive, send)
 
 
 def shortcut(state: HostState, record: Record, method: bytes, url: bytes,

@@ -294,6 +294,7 @@ class HttpProtocol(HttpToolsProtocol):
             task = self.loop.create_task(self._answer_taken(taken))
             task.add_done_callback(self.tasks.discard)
             self.tasks.add(task)
+            taken.task = task
         else:
             super().on_message_complete()
         self._head_pending = True  # the next request's head starts now
@@ -551,6 +552,7 @@ class _Taken:
         self._disconnected = False
         self._keep_alive = keep_alive
         self.cycle: RequestResponseCycle | None = None
+        self.task: asyncio.Task[None] | None = None  # the handler's, once the whole body is in
         self.message_event = self  # uvicorn calls cycle.message_event.set() at a disconnect
 
     def set(self) -> None:
@@ -570,6 +572,10 @@ class _Taken:
         self._disconnected = value
         if self.cycle is not None:
             self.cycle.disconnected = value
+        elif value and self.task is not None and not self.response_complete:
+            # the client left before its answer: the handler stops (the proxy closes its backend connection, so
+            # a long poll's backend sees it at once rather than at its answer or the proxy's deadline)
+            self.task.cancel()
 
     @property
     def keep_alive(self) -> bool:
