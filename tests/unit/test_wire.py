@@ -551,3 +551,16 @@ def test_a_client_that_does_not_read_its_answers_is_not_answered_into_memory() -
         assert all(status == b"HTTP/1.1 200 OK" for status, _, _ in got)
         assert all(body in (BIG, b"asgi:/fast/big") for _, _, body in got)
         assert sum(body == BIG for _, _, body in got) == len(app.taken)
+
+
+def test_garbage_pipelined_behind_a_request_in_flight_is_not_answered_in_its_place() -> None:
+    """Found by a bug hunt: uvicorn's 400 for bytes its parser cannot read was written at once, so a client that
+    pipelined garbage behind a request still being answered read the 400 as that request's answer."""
+    with shortcut_server() as (port, app_, _), socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /fast/slow HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01 not http\r\n\r\n")
+        got = until_closed(c, b"")
+    assert app_.taken == [(b"GET", b"/fast/slow", b"")]
+    assert not got.startswith(b"HTTP/1.1 400"), got
+    with shortcut_server() as (port, _, _), socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"\x00\x01 not http\r\n\r\n")  # alone, it is still a 400
+        assert until_closed(c, b"").startswith(b"HTTP/1.1 400 Bad Request")

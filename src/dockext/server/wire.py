@@ -507,6 +507,11 @@ class HttpProtocol(HttpToolsProtocol):
         self._refuse(431, b"Request Header Fields Too Large", page, content_type=b"text/html; charset=utf-8",
                      headers=COOKIE_PAGE_HEADERS)
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser cannot read, guarded as :meth:`_refuse` is: behind a request still
+        being answered (pipelined), a 400 written now would be read as that request's answer."""
+        self._refuse(400, b"Bad Request", msg)
+
     def _refuse(self, status: int, reason: bytes, message: str, *,
                 content_type: bytes = b"text/plain; charset=utf-8", headers: bytes = b"") -> None:
         """Answer ``status`` and close; just close if an answer to an earlier request is still being sent.
