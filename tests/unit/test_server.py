@@ -604,6 +604,23 @@ def test_proxy_refuses_a_body_over_the_limit_without_reaching_the_backend(env, b
     assert backend.seen == []
 
 
+@pytest.mark.parametrize("env", ["served"], indirect=True)
+def test_a_body_announced_over_the_limit_is_refused_before_it_is_sent(env, backend, monkeypatch):
+    """Found by a bug hunt: the announced length was not looked at, so each connection could make the server hold
+    up to the limit (64 MiB) before its 413."""
+    from dockext.server import vmproxy
+
+    monkeypatch.setattr(vmproxy, "MAX_BODY", 1000)
+    client, state, a, _ = env
+    login(client)
+    origin = urllib.parse.urlsplit(cap_base(client, state, a))
+    with socket.create_connection(("127.0.0.1", client._transport.port), timeout=10) as page:
+        page.sendall(f"POST {origin.path}/__dockext__/vm/echo HTTP/1.1\r\nHost: {origin.netloc}\r\n"
+                     "Content-Length: 5000\r\n\r\n".encode())  # and not a byte of the body
+        assert page.recv(65536).startswith(b"HTTP/1.1 413 ")
+    assert backend.seen == []
+
+
 def test_no_cors_for_foreign_origins(env):
     client, state, a, _ = env
     login(client)

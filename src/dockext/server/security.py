@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from ..errors import DockextError
 
@@ -117,9 +117,12 @@ def too_large(_request: Request | None, exc: Exception) -> Response:
     return response
 
 
-async def read_asgi_body(receive: Receive, limit: int) -> bytes | None:
+async def read_asgi_body(receive: Receive, limit: int, scope: Scope | None = None) -> bytes | None:
     """An ASGI request's body, or None if the client disconnected first; :class:`TooLarge` past ``limit`` (the
-    rest is not read)."""
+    rest is not read), at once when ``scope``'s Content-Length announces more (nothing is read)."""
+    for name, value in (scope or {}).get("headers", ()):
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise TooLarge(limit)
     chunks: list[bytes] = []
     size = 0
     while True:

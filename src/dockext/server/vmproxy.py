@@ -76,7 +76,7 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         await origin_response(pool, state.extension_policy())(scope, receive, send)
         return
     try:
-        body = await read_asgi_body(receive, MAX_BODY)
+        body = await read_asgi_body(receive, MAX_BODY, scope)
     except TooLarge as exc:  # the rest of the body is not read: the connection ends (after draining a moment)
         await origin_response(too_large(None, exc), state.extension_policy())(scope, receive, send)
         return

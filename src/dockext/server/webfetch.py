@@ -287,7 +287,7 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         await _answer(_failure(fields, exc), scope, receive, send, policy)
         return
     try:
-        body = await read_asgi_body(receive, MAX_BODY)
+        body = await read_asgi_body(receive, MAX_BODY, scope)
     except TooLarge as exc:
         await _answer(too_large(None, exc), scope, receive, send, policy)
         return
