@@ -7,6 +7,7 @@ Reference security-reliability.md S18: only the dashboard origin, logged in, get
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -102,7 +103,27 @@ def test_paths_are_normalised_lexically_and_root_has_no_parent(tree: Path):
     root = list_directory("/")
     assert root["path"] == "/" and root["parent"] is None
     assert list_directory("//")["path"] == "/"
+    # POSIX keeps exactly two leading slashes; they name the same folder here (found by a review: it became "/")
+    assert list_directory(f"/{tree}/alpha")["path"] == str(tree / "alpha")
     assert any(e["name"] == "tmp" and e["type"] == "dir" for e in root["entries"])
+
+
+def test_a_name_too_long_and_a_link_loop_are_the_requests_fault(tree: Path):
+    """Found by a review: ENAMETOOLONG and ELOOP were 500s, as if the server had failed."""
+    (tree / "loop").symlink_to(tree / "loop")
+    for path in (f"{tree}/{'n' * 300}", f"{tree}/loop"):
+        with pytest.raises(FsError) as info:
+            list_directory(path)
+        assert (info.value.status, info.value.type) == (400, "BadRequest"), path
+
+
+def test_names_that_are_not_utf8_are_counted_not_listed_and_hide_nothing_else(tree: Path):
+    """Found by a review: one such name (a Latin-1 archive's) made the whole folder a 500, since no JSON carries it."""
+    (tree / "alpha").joinpath(os.fsdecode(b"caf\xe9.txt")).write_text("x")
+    (tree / "alpha" / "fine.txt").write_text("x")
+    out = list_directory(str(tree / "alpha"))
+    assert [e["name"] for e in out["entries"]] == ["fine.txt", "inner.txt"] and out["unnamed"] == 1
+    json.dumps(out).encode()  # what the route sends
 
 
 def test_listing_is_capped(tree: Path):

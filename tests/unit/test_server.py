@@ -621,6 +621,23 @@ def test_a_body_announced_over_the_limit_is_refused_before_it_is_sent(env, backe
     assert backend.seen == []
 
 
+@BOTH_WAYS
+def test_json_nested_too_deeply_is_a_bad_request_not_a_server_error(env):
+    """Found by a security review: ``[[[[...`` (50 KB) made the parser raise RecursionError, not a ValueError,
+    and every route reading JSON answered 500 with a traceback in the log."""
+    client, state, a, _ = env
+    login(client)
+    deep = "[" * 50_000
+    base = cap_base(client, state, a)
+    r = client.post(f"{base}/__dockext__/exec", content=deep, headers={"X-Dockext": "1"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "BadRequest"
+    r = client.get(f"{base}/__dockext__/docker/containers", params={"options": "[" * 5_000},  # a URL's worth
+                   headers={"X-Dockext": "1"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "InvalidOptions"
+    r = client.post("/api/ui-instances", content=deep, headers={"X-Dockext": "1"})  # the dashboard's own
+    assert r.status_code == 400, r.text
+
+
 def test_no_cors_for_foreign_origins(env):
     client, state, a, _ = env
     login(client)

@@ -255,7 +255,7 @@ def test_commands_that_cannot_start_are_errors_with_a_status(env, request_, expe
     assert msgs[1] == {"closed": 1000}
 
 
-@pytest.mark.parametrize("first", ["not json", "[1, 2]", json.dumps("x" * 10)])
+@pytest.mark.parametrize("first", ["not json", "[1, 2]", json.dumps("x" * 10), "[" * 50_000])  # too deep to parse
 def test_a_first_message_that_is_not_a_request_is_refused(env, first):
     client, state = env
     url, origin, _ = stream_url(client, state)

@@ -40,7 +40,7 @@ from .engine_http import (
     stats_summary,
     ts_to_since,
 )
-from .security import error_response, harden, read_json
+from .security import error_response, harden, parse_json, read_json
 from .state import HostState, Instance
 
 __all__ = ["EXTENSION_LABEL", "InvalidOptions", "engine_for", "for_extension", "list_params", "routes"]
@@ -138,7 +138,7 @@ async def for_extension(state: HostState, inst: Instance, request: Request, path
         return error_response(exc)
     raw = request.query_params.get("options")
     try:
-        options = json.loads(raw) if raw else None
+        options = parse_json(raw) if raw else None
     except ValueError:
         return error_response(status=400, type_="InvalidOptions", message="options must be JSON")
     try:
@@ -431,7 +431,7 @@ async def _stats_events(engine: EngineHTTP, path: str) -> AsyncIterator[str]:
                 if not line.strip():
                     continue
                 try:
-                    sample = json.loads(line)
+                    sample = parse_json(line)
                 except ValueError:
                     continue
                 if isinstance(sample, dict):
@@ -497,7 +497,7 @@ async def _terminal_session(ws: WebSocket, session: ExecSession) -> None:
                 await session.write(data[:MAX_TERMINAL_INPUT])
                 continue
             try:
-                command = json.loads(message.get("text") or "null")
+                command = parse_json(message.get("text") or "null")
             except ValueError:
                 continue
             if not isinstance(command, dict):
@@ -509,7 +509,7 @@ async def _terminal_session(ws: WebSocket, session: ExecSession) -> None:
                 try:
                     c = min(max(int(resize.get("cols", 0)), 2), 1000)
                     r = min(max(int(resize.get("rows", 0)), 2), 500)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity), JSON allows it
                     continue
                 await session.resize(c, r)
 

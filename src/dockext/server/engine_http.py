@@ -105,7 +105,7 @@ def endpoint(host: DockerHost | str) -> Endpoint:
 def _message(response: httpx.Response, body: bytes) -> str:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict) and isinstance(data.get("message"), str):
         return str(data["message"])

@@ -27,7 +27,16 @@ from .. import execution
 from ..errors import DockextError
 from ..store import Record
 from . import devproxy, docker_api, streams, vmproxy, webfetch
-from .security import HARDENING, TooLarge, disconnected, error_response, origin_response, read_body, too_large
+from .security import (
+    HARDENING,
+    TooLarge,
+    disconnected,
+    error_response,
+    origin_response,
+    parse_json,
+    read_body,
+    too_large,
+)
 from .state import HostState, Instance
 from .wire import ENDS_AT_STOP
 
@@ -229,7 +238,7 @@ async def _exec(state: HostState, inst: Instance, request: Request) -> Response:
     except TooLarge as exc:
         return too_large(request, exc)
     try:
-        body: Any = json.loads(raw)
+        body: Any = parse_json(raw)
     except ValueError:
         return error_response(status=400, type_="BadRequest", message="expected a JSON body")
     if not isinstance(body, dict):

@@ -64,7 +64,7 @@ def normalise(path: str) -> str:
     if not path.startswith("/"):
         raise FsError(400, "BadRequest", f"path must be absolute: {path!r}")
     norm = posixpath.normpath(path)
-    return "/" if norm.startswith("//") else norm  # POSIX keeps a leading "//"; we do not need it
+    return "/" + norm.lstrip("/") if norm.startswith("//") else norm  # POSIX keeps a leading "//"; we do not
 
 
 def _os_error(path: str, exc: OSError) -> FsError:
@@ -74,6 +74,8 @@ def _os_error(path: str, exc: OSError) -> FsError:
         return FsError(400, "NotADirectory", f"Not a directory: {path}")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return FsError(403, "PermissionDenied", f"Permission denied: {path}")
+    if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # the path asked for, not the server, is at fault
+        return FsError(400, "BadRequest", f"Cannot list {path}: {exc.strerror or exc}")
     return FsError(500, "FileSystemError", f"Cannot list {path}: {exc.strerror or exc}")
 
 
@@ -104,18 +106,30 @@ def list_directory(path: str, *, limit: int = MAX_ENTRIES) -> dict[str, Any]:
     path = normalise(path)
     entries: list[dict[str, Any]] = []
     truncated = False
+    unnamed = 0
     try:
         with os.scandir(path) as it:
             for entry in it:
                 if len(entries) >= limit:
                     truncated = True
                     break
+                if not _utf8(entry.name):  # bytes that are not UTF-8 (a Latin-1 archive): no JSON can carry it,
+                    unnamed += 1  # nor could an extension be given its path; one such name must not hide the rest
+                    continue
                 entries.append(_entry(entry))
     except OSError as exc:
         raise _os_error(path, exc) from exc
     entries.sort(key=lambda e: (e["type"] != "dir", e["name"].casefold(), e["name"]))
     parent = None if path == "/" else posixpath.dirname(path)
-    return {"path": path, "parent": parent, "entries": entries, "truncated": truncated}
+    return {"path": path, "parent": parent, "entries": entries, "truncated": truncated, "unnamed": unnamed}
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # os.scandir gives such bytes as lone surrogates
+        return False
+    return True
 
 
 def routes(state: HostState) -> list[BaseRoute]:

@@ -105,7 +105,16 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_json(request: Request, limit: int = MAX_JSON) -> Any:
     """The JSON body of ``request`` (ValueError if it is not JSON, :class:`TooLarge` over ``limit``)."""
-    return json.loads(await read_body(request, limit))
+    return parse_json(await read_body(request, limit))
+
+
+def parse_json(data: str | bytes) -> Any:
+    """``json.loads``, with JSON nested too deeply for the parser (``[[[[...``: a RecursionError, which a client
+    can cause with a few kilobytes) a ValueError like any other text that is not JSON."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 def too_large(_request: Request | None, exc: Exception) -> Response:

@@ -354,7 +354,8 @@ class HostState:
         to be of the extension's own Compose project. The name is what the extension's compose file chose
         (``container_name``), and a service that is never created (``profiles``) can name any container: found
         in a security review, one extension ran commands in another's backend that way. ExecRefused if it
-        belongs to another project; the name itself when there is no such container (docker says so)."""
+        belongs to another project, and when there is no such container: ``docker exec`` given the bare name would
+        look it up again, and another project's container of that name could be there by then (a second review)."""
         assert record.vm is not None
         name = record.vm.container
         # Kept until the extension list or a backend's containers change (generation): a burst of execs asks
@@ -367,7 +368,8 @@ class HostState:
                 found = await self.engine_api().get_json(f"/containers/{quote(name, safe='')}/json")
             except EngineReplied as exc:
                 if exc.status == 404:
-                    return name
+                    raise ExecRefused(f"No such container: {name} (the backend of {record.title} is not running: "
+                                      "vm.cli.exec runs in its container)") from None
                 raise
             labels = (found.get("Config") or {}).get("Labels") or {}
             if labels.get("com.docker.compose.project") != record.vm.project:

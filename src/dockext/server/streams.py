@@ -36,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .. import execution
 from ..errors import DockextError
 from . import wire
+from .security import parse_json
 from .state import HostState, Instance
 
 __all__ = ["handle"]
@@ -113,7 +114,7 @@ async def _request(ws: WebSocket) -> dict[str, Any] | None:
     body: Any = None
     if isinstance(raw, str) and len(raw) <= MAX_REQUEST:
         with contextlib.suppress(ValueError):
-            body = json.loads(raw)
+            body = parse_json(raw)
     if not isinstance(body, dict):
         await _final(
             ws, {"error": "expected one JSON object {cli, cmd, args, options}", "type": "BadRequest", "code": 126},
@@ -235,7 +236,7 @@ class _Stream:
                 self.connected = False
                 return
             with contextlib.suppress(ValueError, TypeError):
-                body = json.loads(message.get("text") or message.get("bytes") or b"null")
+                body = parse_json(message.get("text") or message.get("bytes") or b"null")
                 if isinstance(body, dict) and body.get("close"):
                     return
 

@@ -199,6 +199,7 @@
         filter: 0,
         error: null,
         truncated: false,
+        unnamed: 0, // entries whose names are not UTF-8: not listed (the server counts them)
         loading: 0, // sequence number of the listing in flight (0: none)
         typed: "",
         typedAt: 0,
@@ -425,6 +426,10 @@
         } else if (st.truncated) {
           status.classList.add("fd-state-note");
           status.append(el("span", "", `Only the first ${st.entries.length} entries are shown`));
+        } else if (st.unnamed) {
+          status.classList.add("fd-state-note");
+          status.append(el("span", "", `${st.unnamed} ${st.unnamed === 1 ? "entry is" : "entries are"} not shown: ` +
+            "names that are not UTF-8 text"));
         }
         status.hidden = status.childNodes.length === 0;
       }
@@ -477,11 +482,13 @@
           st.path = result.data.path;
           st.entries = result.data.entries;
           st.truncated = Boolean(result.data.truncated);
+          st.unnamed = Number(result.data.unnamed) || 0;
           st.error = null;
         } else {
           st.path = path;
           st.entries = [];
           st.truncated = false;
+          st.unnamed = 0;
           st.error = result.message;
         }
         computeVisible();
