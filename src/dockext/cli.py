@@ -349,7 +349,7 @@ def validate(
             sdk_compatibility=sdk_compatibility, install_uninstall=validate_install_uninstall,
         )
     for line in checks.render(report, errors_only=errors_only):
-        click.echo(line)
+        click.echo(_printable(line))  # field names and values come from the image's metadata.json
     sys.exit(0 if report.valid else 1)
 
 

@@ -88,21 +88,17 @@ def docker_globals(options: list[str]) -> dict[str, str | None]:
     """The environment changes that docker's global ``options`` (given before ``extension``) mean for dockext
     (None: unset the variable), so that :func:`dockext.dockerhost.resolve` picks the engine the CLI would.
 
-    ``-H``/``--host`` and ``-c``/``--context`` select the engine (as in the CLI, not both, and the context wins
-    over ``$DOCKER_HOST``); ``--tls``, ``--tlsverify`` and the certificate files give its TLS settings;
-    ``--config`` is the CLI's own directory; ``--debug`` and ``--log-level`` do not concern dockext."""
+    ``-H``/``--host`` and ``-c``/``--context`` select the engine (as in the CLI, not both, ``-H`` once, and the
+    context wins over ``$DOCKER_HOST``); ``--tls``, ``--tlsverify`` and the certificate files give its TLS
+    settings; ``--config`` is the CLI's own directory; ``--debug`` and ``--log-level`` do not concern dockext.
+    Options come as the Docker CLI takes them (it passes its own on unchanged): ``--name value``, ``--name=value``,
+    ``-Xvalue``, ``-X=value`` and bundled shorthands (``-DH value``); booleans as Go reads them (``=t``, ``=0``)."""
     env: dict[str, str | None] = {}
     files: dict[str, str] = {}
-    i = 0
-    while i < len(options):
-        name, eq, value = options[i].partition("=")
-        if name in _VALUED and not eq:
-            if i + 1 >= len(options):
-                raise DockextError(f"docker option {name} needs a value")
-            value = options[i + 1]
-            i += 1
-        i += 1
+    for name, value in _options(options):
         if name in ("-H", "--host"):
+            if "DOCKER_HOST" in env:
+                raise DockextError("specify only one -H (dockext reaches one engine)")
             env["DOCKER_HOST"] = value
         elif name in ("-c", "--context"):
             env["DOCKER_CONTEXT"] = value
@@ -111,25 +107,70 @@ def docker_globals(options: list[str]) -> dict[str, str | None]:
         elif name in ("-D", "--debug", "-l", "--log-level"):
             pass
         elif name == "--tls":
-            env["DOCKER_TLS"] = "1" if not eq or value.lower() in ("1", "true") else None
+            env["DOCKER_TLS"] = "1" if _go_bool(name, value) else None
         elif name == "--tlsverify":
             # as in the CLI: --tlsverify given at all turns TLS on; =false only skips the verification
             env["DOCKER_TLS"] = "1"
-            env["DOCKER_TLS_VERIFY"] = "1" if not eq or value.lower() in ("1", "true") else None
+            env["DOCKER_TLS_VERIFY"] = "1" if _go_bool(name, value) else None
         elif name in _TLS_FILES:
-            files[name] = value
+            files[name] = str(value)
         else:
-            raise DockextError(f"unknown docker option {options[i - 1]!r} before `{NAME}`")
+            raise DockextError(f"unknown docker option {name!r} before `{NAME}`")
     if "DOCKER_HOST" in env and "DOCKER_CONTEXT" in env:
         raise DockextError("conflicting options: either specify --host or --context, not both")
-    if "DOCKER_CONTEXT" in env:
-        if env["DOCKER_CONTEXT"] == "default":
-            env["DOCKER_CONTEXT"] = None  # the engine of $DOCKER_HOST, or the local socket
-        else:
-            env["DOCKER_HOST"] = None  # a context named on the command line wins over $DOCKER_HOST
+    if "DOCKER_CONTEXT" in env and env["DOCKER_CONTEXT"] != "default":
+        env["DOCKER_HOST"] = None  # a context named on the command line wins over $DOCKER_HOST
+    # "default" stays named: the engine of $DOCKER_HOST, or the local socket, never docker's current context
     if files:
         env["DOCKER_CERT_PATH"] = _cert_dir(files)
     return env
+
+
+#: docker's boolean shorthands (which a bundle such as -DH may hold) and its shorthands that take a value
+_SHORT_BOOLEANS = {"-D"}
+_SHORT_VALUED = {name for name in _VALUED if not name.startswith("--")}
+
+
+def _options(options: list[str]) -> list[tuple[str, str | None]]:
+    """(name, value) for each option, as pflag reads them; value None for a boolean given without one."""
+    out: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(options):
+        arg = options[i]
+        i += 1
+        if arg.startswith("--") or not arg.startswith("-") or len(arg) <= 2 or arg[2] == "=":
+            name, eq, value = arg.partition("=")
+            if name in _VALUED and not eq:
+                if i >= len(options):
+                    raise DockextError(f"docker option {name} needs a value")
+                value, i = options[i], i + 1
+            out.append((name, value if eq or name in _VALUED else None))
+            continue
+        for j, letter in enumerate(arg[1:], start=1):  # a bundle: -DH VALUE, -Hunix:///x, -cprod
+            name = "-" + letter
+            if name in _SHORT_VALUED:
+                value = arg[j + 1:]
+                if not value:
+                    if i >= len(options):
+                        raise DockextError(f"docker option {name} needs a value")
+                    value, i = options[i], i + 1
+                out.append((name, value))
+                break
+            if name not in _SHORT_BOOLEANS:
+                raise DockextError(f"unknown docker option {arg!r} before `{NAME}`")
+            out.append((name, None))
+    return out
+
+
+def _go_bool(name: str, value: str | None) -> bool:
+    """A boolean option's value as Go's strconv.ParseBool reads it (the Docker CLI's flags); given alone, true."""
+    if value is None:
+        return True
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise DockextError(f"invalid value {value!r} for docker option {name}: true or false")
 
 
 #: docker's certificate options and the file name each must have in DOCKER_CERT_PATH
@@ -138,7 +179,8 @@ _TLS_FILES = {"--tlscacert": "ca.pem", "--tlscert": "cert.pem", "--tlskey": "key
 
 def _cert_dir(files: dict[str, str]) -> str:
     """The one directory the given certificate files are in under their usual names (all dockext reads)."""
-    dirs = {str(Path(path).expanduser().resolve().parent) for path in files.values()}
+    # the directory each is named in (its links not followed: they may lead anywhere, the names count here)
+    dirs = {os.path.dirname(os.path.abspath(os.path.expanduser(path))) for path in files.values()}
     wrong = [f"{opt} {path}" for opt, path in files.items() if Path(path).name != _TLS_FILES[opt]]
     if len(dirs) != 1 or wrong:
         raise DockextError(
@@ -150,15 +192,28 @@ def _cert_dir(files: dict[str, str]) -> str:
 
 
 def _command_index(args: list[str]) -> int | None:
-    """Where ``extension`` is in ``args``, past docker's global options and their values."""
+    """Where ``extension`` is in ``args``, past docker's global options and their values (read as pflag does)."""
     i = 0
     while i < len(args):
-        if args[i] == NAME:
+        arg = args[i]
+        if arg == NAME:
             return i
-        if not args[i].startswith("-"):
+        if not arg.startswith("-"):
             return None
-        i += 2 if args[i] in _VALUED else 1
+        i += 2 if _takes_the_next(arg) else 1
     return None
+
+
+def _takes_the_next(arg: str) -> bool:
+    """Whether option ``arg`` takes the argument after it as its value (``--host``, ``-H``, ``-DH``)."""
+    if arg.startswith("--") or len(arg) <= 2:
+        return arg in _VALUED
+    if arg[2] == "=":
+        return False
+    for j, letter in enumerate(arg[1:], start=1):
+        if "-" + letter in _SHORT_VALUED:
+            return j == len(arg) - 1
+    return False
 
 
 def main(argv: list[str] | None = None) -> None:

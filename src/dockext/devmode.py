@@ -55,8 +55,12 @@ def check_url(url: str) -> str:
         )
     if parts.username or parts.password:
         raise DockextError("a dev server URL cannot carry a user name or password")
-    if parts.query or parts.fragment:
+    if "?" in url or "#" in url:  # also an empty query or fragment ("http://h:5173#"), which urlsplit drops
         raise DockextError(f"{url!r}: give the dev server's base URL, without ? or #")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError as exc:
+        raise DockextError(f"{url!r}: {exc}") from None
     return url.strip().rstrip("/")
 
 

@@ -133,8 +133,22 @@ def _flag(value: str | None) -> bool:
 
 
 def resolve(env: Mapping[str, str] | None = None) -> DockerHost:
-    """The engine the Docker CLI would use with ``env`` (``os.environ`` by default)."""
+    """The engine the Docker CLI would use with ``env`` (``os.environ`` by default). A DockextError for an address
+    no client could use (``tcp://[::1``, a port out of range), naming where it came from."""
     env = os.environ if env is None else env
+    found = _resolve(env)
+    try:
+        parts = urlparse(found.url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        where = "DOCKER_HOST" if found.source == "DOCKER_HOST" else found.source
+        raise DockextError(f"the engine address {found.url!r} ({where}) is not one a client can use: {exc}",
+                           hint="Set DOCKER_HOST to unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://USER@HOST, "
+                                "or choose another context with `docker context use`.") from None
+    return found
+
+
+def _resolve(env: Mapping[str, str]) -> DockerHost:
     cfg = config_dir(env)
     host = env.get("DOCKER_HOST")
     if host:

@@ -144,6 +144,12 @@ class Engine:
                 self._client = self._connect()
             except docker.errors.DockerException as exc:
                 raise self._unavailable(exc) from None
+            except (ValueError, TypeError, AttributeError) as exc:  # the SDK reading an address or config.json
+                config = Path(dockerhost.config_dir(os.environ)) / "config.json"
+                raise DockextError(
+                    f"cannot make a client for the engine at {self.target.describe()}: {exc}",
+                    hint=f"Check DOCKER_HOST and the Docker CLI's configuration {config} (its proxies and auths "
+                         "must be JSON objects).") from None
         return self._client
 
     def _connect(self) -> docker.DockerClient:

@@ -331,6 +331,16 @@ def test_validate_a_directory_with_metadata_json_checks_that_file(home: Layout, 
     assert "invalid image reference" not in result.output and "metadata.json" in result.output
 
 
+def test_validate_shows_the_metadatas_own_keys_without_their_control_characters(home: Layout, tmp_path: Path) -> None:
+    """Found in a review: an unknown key is named in a warning, and a key holding an escape sequence rewrote the
+    terminal (erased the line before it, set the window's title)."""
+    hostile = "\x1b[1A\x1b[2K\x1b]0;OWNED\x07x"
+    (tmp_path / "metadata.json").write_text(json.dumps({"ui": {}, hostile: 1}))
+    result = run("validate", str(tmp_path / "metadata.json"))
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\x1b[1A\\x1b[2K\\x1b]0;OWNED\\x07x: is not a metadata.json field" in result.output
+
+
 @pytest.mark.parametrize("arg", [".", ".."])
 def test_install_of_a_directory_says_it_is_no_oci_layout(home: Layout, arg: str) -> None:
     result = run("install", "-f", arg)

@@ -40,7 +40,10 @@ def test_dockers_global_options_before_the_command_select_the_engine_or_are_refu
     }
     # a context: read by dockext as the CLI would (it wins over $DOCKER_HOST); "default" is $DOCKER_HOST or the socket
     assert cliplugin.docker_globals(["--context", "remote"]) == {"DOCKER_CONTEXT": "remote", "DOCKER_HOST": None}
-    assert cliplugin.docker_globals(["-c=default"]) == {"DOCKER_CONTEXT": None}
+    # "default" is named, not unset: unset, docker's current context (another engine, after `docker context use`)
+    # would be used (found in a review)
+    assert cliplugin.docker_globals(["-c=default"]) == {"DOCKER_CONTEXT": "default"}
+    assert cliplugin.docker_globals(["--context", "default"]) == {"DOCKER_CONTEXT": "default"}
     # TLS: the switches, and certificate files that sit in one directory under their usual names
     assert cliplugin.docker_globals(["-H", "tcp://e:2376", "--tlsverify", "--tlscacert", "/certs/ca.pem",
                                      "--tlscert=/certs/cert.pem", "--tlskey", "/certs/key.pem"]) == {
@@ -59,6 +62,35 @@ def test_dockers_global_options_before_the_command_select_the_engine_or_are_refu
             cliplugin.docker_globals(refused)
     assert cliplugin._command_index(["--config", "extension", "extension", "ls"]) == 2
     assert cliplugin._command_index(["ls"]) is None
+
+
+def test_options_are_read_as_the_docker_cli_reads_them(tmp_path) -> None:
+    """Found in a review: pflag's forms (-Xvalue, bundles) were refused, Go's booleans (=t) read as false (so
+    --tlsverify=t did not verify), a second -H silently won, and certificate files reached through links gave the
+    links' target directory (where ca.pem and the others are not)."""
+    assert cliplugin.docker_globals(["-Hunix:///x.sock", "-ldebug"]) == {"DOCKER_HOST": "unix:///x.sock"}
+    assert cliplugin.docker_globals(["-DH", "unix:///x.sock"]) == {"DOCKER_HOST": "unix:///x.sock"}
+    assert cliplugin.docker_globals(["-cprod"]) == {"DOCKER_CONTEXT": "prod", "DOCKER_HOST": None}
+    for given, verify in (("t", "1"), ("T", "1"), ("TRUE", "1"), ("1", "1"), ("f", None), ("0", None),
+                          ("False", None)):
+        assert cliplugin.docker_globals([f"--tlsverify={given}"]) == {"DOCKER_TLS": "1", "DOCKER_TLS_VERIFY": verify}
+    assert cliplugin.docker_globals(["--tls=t"]) == {"DOCKER_TLS": "1"}
+    for refused, why in ((["--tlsverify=yes"], "true or false"), (["-H", "unix:///a", "-H", "unix:///b"], "only one"),
+                         (["-Hunix:///a", "--host=unix:///b"], "only one"), (["-Dx"], "unknown docker option"),
+                         (["-DH"], "needs a value")):
+        with pytest.raises(DockextError, match=why):
+            cliplugin.docker_globals(refused)
+    assert cliplugin._command_index(["-DH", "unix:///x", "extension", "ls"]) == 2
+    assert cliplugin._command_index(["-Hunix:///x", "-D", "extension", "ls"]) == 2
+    assert cliplugin._command_index(["-H=unix:///x", "extension"]) == 1
+    certs, store = tmp_path / "certs", tmp_path / "store"
+    certs.mkdir()
+    store.mkdir()
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (store / f"real-{name}").write_text("x")
+        (certs / name).symlink_to(store / f"real-{name}")
+    assert cliplugin.docker_globals([f"--tlscacert={certs}/ca.pem", "--tlscert", f"{certs}/cert.pem",
+                                     "--tlskey", f"{certs}/key.pem"])["DOCKER_CERT_PATH"] == str(certs)
 
 
 def test_docker_extension_uninstall_is_rm_as_docker_desktops_docs_use_it(

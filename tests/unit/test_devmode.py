@@ -36,6 +36,11 @@ def test_dev_server_urls_are_kept_without_a_trailing_slash(given, kept):
     ("javascript:alert(1)", "is not an http(s) URL"),
     ("http://me:secret@localhost:3000", "user name or password"),
     ("http://localhost:3000/?x=1", "without ? or #"),
+    # found in a review: an empty query or fragment was kept (every path then fetched as /), ports only failed later
+    ("http://127.0.0.1:5173#", "without ? or #"),
+    ("http://127.0.0.1:5173?", "without ? or #"),
+    ("http://127.0.0.1:abc", "Port could not be cast"),
+    ("http://127.0.0.1:99999", "Port out of range"),
 ])
 def test_other_urls_are_refused_with_the_reason(given, says):
     with pytest.raises(DockextError, match=says.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):

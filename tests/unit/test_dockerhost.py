@@ -109,3 +109,24 @@ def test_a_port_that_is_no_number_is_named():
         ssh_argv("ssh://box:abc")
     with pytest.raises(DockextError, match="the port is not a number"):
         endpoint("tcp://box:99999")
+
+
+@pytest.mark.parametrize("host", ["tcp://[::1", "tcp://127.0.0.1:99999", "tcp://127.0.0.1:abc"])
+def test_an_address_no_client_can_use_is_named_not_a_traceback(host):
+    """Found in a review: these reached the Docker SDK and came out as ValueError tracebacks of every command."""
+    with pytest.raises(DockextError, match=r"is not one a client can use") as err:
+        resolve({"DOCKER_HOST": host})
+    assert host in err.value.message and "DOCKER_HOST" in err.value.message
+
+
+@pytest.mark.parametrize("config", ["[1]", "null", '{"proxies": 5}'])
+def test_a_cli_configuration_of_another_shape_is_named_when_the_client_is_made(tmp_path, monkeypatch, config):
+    """The Docker SDK reads config.json (proxies, auths) as it makes its client: another shape was a traceback."""
+    from dockext.engine import Engine
+
+    (tmp_path / "config.json").write_text(config)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    engine = Engine(DockerHost(f"unix://{tmp_path}/no-engine.sock"))
+    with pytest.raises(DockextError, match="cannot make a client for the engine") as err:
+        engine.client  # noqa: B018
+    assert str(tmp_path / "config.json") in (err.value.hint or "")

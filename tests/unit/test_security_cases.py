@@ -286,6 +286,25 @@ def test_s9_the_browser_is_opened_through_a_private_file_not_a_url_with_the_toke
     assert TOKEN in path.read_text()
 
 
+def test_s9_the_browsers_redirect_file_does_not_outlive_its_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in a review: one file holding the token was left in the home at every start. It goes once the browser
+    has had time to read it, and a killed server's is removed at the next start."""
+    monkeypatch.setattr(webbrowser, "open", lambda *a, **k: True)
+    monkeypatch.setattr(run, "OPEN_FILE_SECONDS", 0.2)
+    stale = tmp_path / "dockext-open-left.html"
+    stale.write_text(TOKEN)
+    os.utime(stale, (time.time() - 10, time.time() - 10))
+    run._open_browser(tmp_path, f"http://dockext.localhost:{PORT}/?token={TOKEN}")
+    assert not stale.exists()
+    [fresh] = tmp_path.glob("dockext-open-*.html")
+    deadline = time.monotonic() + 5
+    while fresh.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not fresh.exists()
+
+
 def test_s9_a_running_server_keeps_its_token_off_command_lines_and_in_private_files(tmp_path: Path) -> None:
     """S9: ``dockext serve`` without DOCKEXT_TOKEN makes a token; it is in ``server.json`` (0600, in a 0700 home)
     and in no process's /proc/<pid>/cmdline (the server's, or a child's)."""

@@ -128,5 +128,15 @@ async def relay_websocket(inst: Instance, ws: WebSocket, path: str, query: str) 
             with contextlib.suppress(asyncio.CancelledError, websockets.WebSocketException, WebSocketDisconnect,
                                      RuntimeError, OSError):
                 await asyncio.gather(*tasks, return_exceptions=True)
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-        await ws.close(code=upstream.close_code or 1000)
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError, websockets.WebSocketException):
+        await ws.close(code=_sendable(upstream.close_code))
+
+
+def _sendable(code: int | None) -> int:
+    """The dev server's close code as one a close frame may carry: 1005 (none given), 1006 (the connection broke:
+    the dev server restarted or died) and 1015 (TLS) only describe a close, and sending them is refused."""
+    if code is None or code == 1005:
+        return 1000
+    if code in (1006, 1015):
+        return 1011  # the server met a condition it could not handle: the page's client reconnects
+    return code

@@ -12,6 +12,8 @@ import secrets
 import socket
 import ssl
 import tempfile
+import threading
+import time
 import urllib.parse
 import webbrowser
 from collections.abc import Callable
@@ -335,9 +337,21 @@ def server_config(app: ASGIApp, **overrides: Any) -> uvicorn.Config:
     return uvicorn.Config(app, **{**settings, **overrides})
 
 
+#: seconds a browser has to read the redirect file before it is deleted (the token is in it)
+OPEN_FILE_SECONDS = 60.0
+
+
 def _open_browser(root: Path, url: str) -> None:
-    """Open the dashboard through a 0600 redirect file, so the token is not on a browser's command line."""
+    """Open the dashboard through a 0600 redirect file, so the token is not on a browser's command line. The file
+    is deleted once the browser has had time to read it; one a killed server left is deleted at the next start."""
+    for old in root.glob("dockext-open-*.html"):
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > OPEN_FILE_SECONDS:
+                old.unlink()
     fd, name = tempfile.mkstemp(prefix="dockext-open-", suffix=".html", dir=root)
+    cleanup = threading.Timer(OPEN_FILE_SECONDS, lambda: Path(name).unlink(missing_ok=True))
+    cleanup.daemon = True
+    cleanup.start()
     with os.fdopen(fd, "w") as fh:
         fh.write(
             f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(url)}">'
