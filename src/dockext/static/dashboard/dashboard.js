@@ -76,18 +76,32 @@
 
   // The session's key: given once at login in the fragment (#dockext-key=...), kept in this origin's storage
   // (the port included, unlike the cookie, which every port of the host is sent), and sent with every API call.
+  // A key in the fragment is kept only once the server has taken it: any page (an extension's, through a link
+  // or openExternal) can open the dashboard with a fragment of its choosing, and storing that one would send
+  // every dashboard tab of this browser to the login page (found in a review).
   const KEY_STORE = "dockext-key";
   let sessionKey = "";
-  (function takeKey() {
+  const keyTaken = (async function takeKey() {
     const given = /^#dockext-key=([A-Za-z0-9_-]{1,128})$/.exec(window.location.hash);
-    if (given) {
-      sessionKey = given[1];
-      try {
-        window.localStorage.setItem(KEY_STORE, sessionKey);
-      } catch (_) {
-        // no storage: this page keeps it, a reload logs in again
-      }
-      window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    if (!given) return;
+    window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    let taken = false;
+    try {
+      const response = await fetch("/api/extensions", {
+        headers: { "X-Dockext": "1", "X-Dockext-Key": given[1] },
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+      taken = response.ok;
+    } catch (_) {
+      return; // the server is unreachable: the page says so on its own, and the key is not kept
+    }
+    if (!taken) return; // not this session's: the key this browser has stays
+    sessionKey = given[1];
+    try {
+      window.localStorage.setItem(KEY_STORE, sessionKey);
+    } catch (_) {
+      // no storage: this page keeps it, a reload logs in again
     }
   })();
 
@@ -960,7 +974,10 @@
         .then(() => {
           const ext = findExtension(open.key);
           const permissions = (ext && ext.permissions) || null; // the user's grants (null: unreadable)
-          return messageHandlers[data.dockext](data, { key: open.key, title: open.title, origin: open.origin, permissions });
+          // current(): whether that frame is still the one open (an answer that comes after the user left it
+          // must not act: a navigation then would close the extension the user went to)
+          const current = () => state.open === open;
+          return messageHandlers[data.dockext](data, { key: open.key, title: open.title, origin: open.origin, permissions, current });
         })
         .then((value) => reply({ ok: true, value: value === undefined ? null : value }))
         .catch((error) => reply({ ok: false, error: { message: String(error && error.message ? error.message : error) } }));
@@ -1226,9 +1243,12 @@
       }
     });
 
-    refresh();
-    connectEvents();
-    showEngine();
+    keyTaken.then(() => {
+      // the key of a fresh login is in (or was refused) before the first call sends one
+      refresh();
+      connectEvents();
+      showEngine();
+    });
   }
 
   // Which engine this dockext manages: "Local engine", or the remote address (the full description in the title).

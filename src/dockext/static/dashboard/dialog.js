@@ -302,6 +302,7 @@
       // --- the rest of the page is inert while the dialog is open; focus comes back afterwards
       const root = document.getElementById("dialog-root") || document.body;
       const returnFocus = document.activeElement;
+      const dialogEnded = []; // what finish() undoes (document listeners)
       const madeInert = [];
       for (const child of Array.from(document.body.children)) {
         if (child !== root && !child.contains(root) && !child.inert) {
@@ -323,6 +324,7 @@
       function finish(paths) {
         if (st.done) return;
         st.done = true;
+        for (const end of dialogEnded) end();
         if (observer) observer.disconnect();
         backdrop.remove();
         for (const node of madeInert) node.inert = false;
@@ -745,6 +747,8 @@
         );
       }
 
+      // a click on its text (not a control) keeps the focus in the dialog, so Escape and the keys below still work
+      dialog.tabIndex = -1;
       dialog.addEventListener("keydown", (event) => {
         const ctrl = event.ctrlKey || event.metaKey;
         if (event.key === "Escape") {
@@ -773,13 +777,11 @@
       backdrop.addEventListener("mousedown", (event) => {
         if (event.target === backdrop) event.preventDefault();
       });
-      document.addEventListener("focusin", function keepFocus(event) {
-        if (st.done) {
-          document.removeEventListener("focusin", keepFocus);
-          return;
-        }
+      const keepFocus = (event) => {
         if (!dialog.contains(event.target)) list.focus({ preventScroll: true });
-      });
+      };
+      document.addEventListener("focusin", keepFocus);
+      dialogEnded.push(() => document.removeEventListener("focusin", keepFocus));
 
       // --- start
       upButton.disabled = true;

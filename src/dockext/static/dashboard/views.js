@@ -1907,11 +1907,20 @@
    * open them, nor learn through the answer whether an object exists (found in a security review). */
   async function onNavigate(message, source) {
     const route = String(message && message.route);
-    const docker = source && source.permissions ? source.permissions.docker : true;
-    if (docker !== true && route !== "viewDevEnvironments") {
+    // unknown grants (permissions.json unreadable: null) are no grant, as on the server
+    const docker = Boolean(source && source.permissions && source.permissions.docker === true);
+    if (!docker && route !== "viewDevEnvironments") {
       throw new Error(`PermissionDenied: ${source.title} may not open the Docker views (dockext permissions)`);
     }
     const args = message && Array.isArray(message.args) ? message.args : [];
+    const go = (hash) => {
+      // the engine's answer may come after the user left this extension for another: that one stays open
+      if (source && typeof source.current === "function" && !source.current()) {
+        throw new Error(`${source.title} is no longer open: the navigation was not made`);
+      }
+      dx.navigate(hash); // leaves the extension tab: its UI is destroyed, as in Docker Desktop
+      return null;
+    };
     if (route === "viewContainers") return go("#/containers");
     if (route === "viewImages") return go("#/images");
     if (route === "viewVolumes") return go("#/volumes");
@@ -1932,11 +1941,6 @@
       return go(`#/volumes/${hashPart((data.volume && data.volume.Name) || name)}`);
     }
     throw new Error(`unknown navigation route: ${route}`);
-  }
-
-  function go(hash) {
-    dx.navigate(hash); // leaves the extension tab: its UI is destroyed, as in Docker Desktop
-    return null;
   }
 
   // ---------------------------------------------------------------------------------------- start
