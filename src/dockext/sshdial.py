@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from .errors import DockextError
 
@@ -50,11 +50,13 @@ def ssh_argv(url: str) -> list[str]:
         raise DockextError(f"DOCKER_HOST is {url}, but the ssh client is not installed",
                            hint="Install OpenSSH's client (Debian: apt-get install openssh-client).")
     argv = [ssh, "-o", "ConnectTimeout=30", "-o", "BatchMode=yes", "-T"]
+    # the user and the host percent-decoded, as Go's URL parser (the Docker CLI's) gives them to ssh:
+    # ssh://ad%40corp@h is the user ad@corp, [fe80::1%25eth0] the zone eth0
     if parsed.username:
-        argv += ["-l", parsed.username]
+        argv += ["-l", unquote(parsed.username)]
     if port:
         argv += ["-p", str(port)]
-    return [*argv, "--", parsed.hostname, "docker", "system", "dial-stdio"]
+    return [*argv, "--", unquote(parsed.hostname), "docker", "system", "dial-stdio"]
 
 
 class Dialer:

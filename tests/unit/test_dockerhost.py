@@ -97,6 +97,9 @@ def test_ssh_addresses_become_the_clis_own_ssh_command():
     assert argv[1:] == ["-o", "ConnectTimeout=30", "-o", "BatchMode=yes", "-T", "-l", "me", "-p", "2222", "--",
                         "build-box", "docker", "system", "dial-stdio"]
     assert ssh_argv("ssh://build-box")[-5:] == ["--", "build-box", "docker", "system", "dial-stdio"]
+    # percent-decoded, as Go's URL parser gives them to ssh (found in a review)
+    argv = ssh_argv("ssh://ad%40corp.example@[fe80::1%25eth0]")
+    assert argv[argv.index("-l") + 1] == "ad@corp.example" and argv[-4] == "fe80::1%eth0"
     for bad in ("ssh://me@box/var/run/docker.sock", "ssh://me:secret@box", "ssh://", "tcp://box"):
         with pytest.raises(DockextError):
             ssh_argv(bad)

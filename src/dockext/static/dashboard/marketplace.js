@@ -86,13 +86,13 @@
     });
     search.appendChild(input);
     // Docker Desktop's Browse tab filters by category; Manage lists what is installed: both here, as filters
-    const categorySelect = el("select", "mk-select");
+    const categorySelect = el("select", "select-input");
     categorySelect.setAttribute("aria-label", "Category");
     categorySelect.addEventListener("change", () => {
       category = categorySelect.value;
       render();
     });
-    const showSelect = el("select", "mk-select");
+    const showSelect = el("select", "select-input");
     showSelect.setAttribute("aria-label", "Show");
     for (const [value, label] of SHOW) {
       const option = el("option", null, label);
