@@ -84,9 +84,8 @@ async def handle(state: HostState, inst: Instance, scope: Scope, receive: Receiv
         return  # the browser went away while sending
     method = scope["method"].encode("ascii")
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    exchange = asyncio.ensure_future(_exchange(inst, pool, method, _target(inst, raw_path, scope.get("query_string",
-                                                                                                    b"")),
-                                               scope["headers"], body))
+    target = _target(inst, raw_path, scope.get("query_string", b""))
+    exchange = asyncio.ensure_future(_exchange(inst, pool, method, target, scope["headers"], body))
     gone = asyncio.ensure_future(disconnected(receive))  # the browser may leave before the head (a long poll)
     try:
         either: set[asyncio.Future[Any]] = {exchange, gone}
