@@ -81,7 +81,18 @@ INTERPOLATION_OK = frozenset({
     "healthcheck", "stop_signal", "stop_grace_period", "extra_hosts", "dns", "dns_search", "logging", "ports",
     "expose", "mem_limit", "mem_reservation", "cpus", "shm_size", "platform", "annotations",
 })
+#: service keys that make Compose act on the machine it runs on, not in a container: refused whatever the grants
+#: (on a remote engine that machine is dockext's own, which no grant gives; found in a review)
+HOST_SIDE_KEYS = {
+    "provider": "runs a program of the machine Compose runs on",
+    "use_api_socket": "gives the container the engine's socket (mount /var/run/docker.sock.raw instead, which "
+                      "the engine permission governs)",
+}
+#: the services dockext adds to a backend's project (the socket-permission helper, a remote engine's relay)
+RESERVED_SERVICES = ("dockext-sockperm", "dockext-relay")
 _PROJECT_NAME = re.compile(r"-desktop-extension(?:_|$)")
+#: a bind source Compose reads as a Windows path (a drive, or \\\\ for a UNC path or a named pipe), then the target
+_WINDOWS_SOURCE = re.compile(r"^([A-Za-z]:[\\/][^:]*|\\\\[^:]*):(.+)$")
 _VARIABLE = re.compile(r"\$(?!\$)")
 
 
@@ -90,24 +101,58 @@ def check_isolation(doc: Mapping[str, Any], project: str) -> None:
     if "include" in doc:
         raise MetadataError(FIELD, "uses `include`: services from other files are not allowed (dockext could not "
                                    "apply its rules to them); put them in the extension's compose file")
+    own = {name for name, _ in _services(doc)}
     for name, svc in _services(doc):
+        if name in RESERVED_SERVICES:
+            raise MetadataError(FIELD, f"service name {name!r} is reserved by dockext")
+        for key in HOST_SIDE_KEYS:
+            if key in svc:
+                raise MetadataError(FIELD, f"service {name!r} uses `{key}`, which {HOST_SIDE_KEYS[key]}: a backend "
+                                           "is containers, and gets nothing of the machine dockext runs on")
         extends = svc.get("extends")
         if isinstance(extends, dict) and extends.get("file") is not None:
             raise MetadataError(FIELD, f"service {name!r} extends a service of another file; only the services of "
                                        "this file may be extended")
+        target = extends.get("service") if isinstance(extends, dict) else extends
+        if extends is not None and (not isinstance(target, str) or target not in own or _has_variable(target)):
+            raise MetadataError(FIELD, f"service {name!r} extends {target!r}, which is not a service of this file")
         for entry in svc.get("volumes_from") or []:
             if not isinstance(entry, str) or entry.startswith("container:"):
                 raise MetadataError(FIELD, f"service {name!r} takes the volumes of a container outside its "
                                            f"project ({entry!r}); only `service:` names of this file may be used")
+            if entry.removeprefix("service:").split(":")[0] not in own:
+                raise MetadataError(FIELD, f"service {name!r} takes the volumes of {entry!r}, which is not a "
+                                           "service of this file")
         for key in HOST_MODES:
             value = svc.get(key)
+            if isinstance(value, str) and _has_variable(value):
+                raise MetadataError(FIELD, f"service {name!r} sets {key} from a variable ({value!r}), which dockext "
+                                           "cannot vet")
             if isinstance(value, str) and value.startswith("container:"):
                 raise MetadataError(FIELD, f"service {name!r} joins the {key} of a container outside its project "
                                            f"({value!r}); use `service:<name>` for a service of this file")
+            if isinstance(value, str) and value.startswith("service:") and value[len("service:"):] not in own:
+                raise MetadataError(FIELD, f"service {name!r} joins the {key} of {value!r}, which is not a service "
+                                           "of this file")
+        mode = svc.get("network_mode")
+        if mode is not None and not (isinstance(mode, str) and (
+                mode in ("none", "host", "bridge", "default") or mode.startswith(("service:", "container:")))):
+            raise MetadataError(FIELD, f"service {name!r} has network_mode {mode!r}: the engine would join the "
+                                       "network of that name, which may be another extension's; use `networks`")
+        for key in ("depends_on", "links"):
+            named = svc.get(key)
+            refs = list(named) if isinstance(named, (dict, list)) else []
+            if any(isinstance(r, str) and r.split(":")[0] in RESERVED_SERVICES for r in refs):
+                raise MetadataError(FIELD, f"service {name!r} names a service dockext adds in `{key}`")
     for kind in ("volumes", "networks"):
         for key, spec in (doc.get(kind) or {}).items() if isinstance(doc.get(kind), dict) else ():
             named = spec.get("name") if isinstance(spec, dict) else None
-            given = str(named) if named is not None else None
+            if named is not None and _has_variable(named):
+                raise MetadataError(FIELD, f"{kind[:-1]} {key!r} takes its name from a variable ({named!r}), which "
+                                           "dockext cannot vet")
+            external = isinstance(spec, dict) and spec.get("external") not in (None, False)
+            # an external one without a name is the one its key names (Compose's reading)
+            given = str(named) if named is not None else str(key) if external else None
             if given is not None and _PROJECT_NAME.search(given) and not _owned(given, project):
                 raise MetadataError(FIELD, f"{kind[:-1]} {key!r} is {given!r}, which belongs to another extension")
 
@@ -361,6 +406,9 @@ def _services(doc: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def _bind(volume: object) -> tuple[str | None, str | None]:
     """(host source, target) of a bind-mount entry; (None, target) for a named volume or anything else."""
     if isinstance(volume, str):
+        windows = _WINDOWS_SOURCE.match(volume)  # c:/x:/y, C:\\:/y, \\\\.\\pipe\\x:/y: Compose reads a host path
+        if windows:
+            return windows.group(1), windows.group(2).split(":")[0]
         parts = volume.split(":")
         if len(parts) >= 2 and parts[0].startswith(("/", ".", "~")):
             return parts[0], parts[1]

@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 PLACEHOLDER = "${DESKTOP_PLUGIN_IMAGE}"
+#: Service keys that read files where Compose runs (a build context, env and label files): dropped
+LOCAL_FILE_KEYS = ("build", "env_file", "label_file")
 #: The name Docker Desktop gives the host in every container; a plain engine resolves it only when asked to
 #: (``extra_hosts: host.docker.internal:host-gateway``, Docker 20.10 and later).
 HOST_ALIAS = "host.docker.internal"
@@ -121,7 +123,8 @@ def rewrite(
     """Apply Docker Desktop's "additional compose attributes" to an extension compose file.
 
     * project ``name``; ``${DESKTOP_PLUGIN_IMAGE}`` replaced by the extension image;
-    * on every service: the extension labels, ``restart: always`` unless the author chose a policy, the
+    * on every service: :data:`LOCAL_FILE_KEYS` dropped, the extension labels, ``restart: always`` unless the
+      author chose a policy, the
       engine-socket paths of the VM mapped to this engine's socket, and the ``guest_services`` mount
       (:func:`guest_services_bind` or :func:`guest_services_volume`) at ``/run/guest-services``, replacing
       any mount the file made there itself; with the volume, :data:`GS_VOLUME` is declared too (with
@@ -161,6 +164,10 @@ def _rewrite_service(
 ) -> dict[str, Any]:
     if isinstance(svc.get("image"), str):
         svc["image"] = svc["image"].replace(PLACEHOLDER, image).replace("$DESKTOP_PLUGIN_IMAGE", image)
+    # Only the compose file is read out of the image: the files these name are not beside it, and the paths would
+    # be the machine's Compose runs on (dockext's own, on a remote engine: found in a review)
+    for key in LOCAL_FILE_KEYS:
+        svc.pop(key, None)
     svc["labels"] = {**_labels_dict(svc.get("labels")), **labels}
     deploy = svc.get("deploy")
     if "restart" not in svc and not (isinstance(deploy, dict) and "restart_policy" in deploy):

@@ -42,7 +42,7 @@ class Compose:
         self.timeout = timeout
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
-        env = self.docker_host.apply({k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")})
+        env = self.docker_host.client_env(os.environ)  # an extension's file may name any variable of it
         env["COMPOSE_BAKE"] = "false"  # no buildx here; keeps compose from warning on every call
         env.update(extra or {})
         return env

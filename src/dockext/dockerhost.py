@@ -35,6 +35,13 @@ CLI_VARIABLES = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS", "DOCKER_TLS_VERI
 #: ``DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND`` makes ``docker-compose`` take itself for ``docker compose`` and refuse
 #: its own arguments ("unknown shorthand flag: 'p' in -p"): dropped from every process dockext starts.
 PLUGIN_PREFIX = "DOCKER_CLI_PLUGIN_"
+#: What of dockext's environment the docker and docker compose processes it runs for extensions get: what they
+#: need to reach the engine (ssh's agent and configuration for ssh://), the registries' logins and credential
+#: helpers, and nothing else. An extension names variables of that environment: ``environment: [NAME]`` in its
+#: compose file and ``docker run -e NAME`` take the value from it, ``${NAME}`` too; so tokens and keys in
+#: dockext's own environment (DOCKEXT_TOKEN, a cloud key) must never be there (found in a review).
+CLIENT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSH_AUTH_SOCK",
+              "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "DOCKER_CONFIG")
 
 
 def config_dir(env: Mapping[str, str]) -> Path:
@@ -78,6 +85,11 @@ class DockerHost:
             if self.cert_dir:
                 env["DOCKER_CERT_PATH"] = self.cert_dir
         return env
+
+    def client_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The environment of a docker or docker compose process run for an extension: :data:`CLIENT_ENV` of
+        ``env``, and this engine's variables."""
+        return self.apply({k: env[k] for k in CLIENT_ENV if k in env})
 
     def apply(self, env: Mapping[str, str]) -> dict[str, str]:
         """``env`` with its engine-choosing variables replaced by this engine's, and without what the Docker CLI

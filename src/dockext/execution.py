@@ -89,7 +89,14 @@ def docker_cli() -> str:
 
 
 def _base_env(docker_host: DockerHost) -> dict[str, str]:
+    """A host binary's: the user's environment, as in Docker Desktop (it runs as the user, whatever it reads)."""
     return docker_host.apply(os.environ)
+
+
+def _client_env(docker_host: DockerHost) -> dict[str, str]:
+    """The docker CLI's, for docker.cli.exec and vm.cli.exec: none of dockext's own variables but what it needs
+    (``docker run -e NAME`` takes NAME's value from it: :data:`dockext.dockerhost.CLIENT_ENV`)."""
+    return docker_host.client_env(os.environ)
 
 
 def plan(
@@ -129,7 +136,7 @@ def plan(
     tokens = _verbatim(cmd, args) if verbatim else policy.split_command_line(cmd, args)
     line = policy.joined(cmd, args)
     if cli == "docker":
-        env = docker_host.apply({**_base_env(docker_host), **user_env})
+        env = docker_host.apply({**_client_env(docker_host), **user_env})
         return ExecPlan([docker_cli(), *policy.docker_argv(tokens)], cwd, env, f"docker {line}")
     if cli == "vm":
         if record.vm is None:
@@ -142,7 +149,7 @@ def plan(
         for k, v in user_env.items():
             argv += ["--env", f"{k}={v}"]
         argv += [container or record.vm.container, *tokens]
-        return ExecPlan(argv, None, _base_env(docker_host), line)
+        return ExecPlan(argv, None, _client_env(docker_host), line)
     if cli == "host":
         if not tokens:
             raise ExecRefused("no command given")

@@ -29,7 +29,7 @@ import docker.errors
 import docker.utils
 import requests.exceptions
 
-from . import API_VERSION, backendpolicy, marketplace, model, sockperm
+from . import API_VERSION, backendpolicy, marketplace, model
 from . import compose as composefile
 from .engine import Engine, ImageFiles
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound, InvalidImageReference, MetadataError
@@ -623,7 +623,7 @@ def check_files(
 
 
 #: services dockext adds to a backend's project (the socket-permission helper, a remote engine's relay)
-RESERVED_SERVICES = ("dockext-sockperm", sockperm.RELAY_SERVICE)
+RESERVED_SERVICES = backendpolicy.RESERVED_SERVICES
 
 
 def _check_compose(text: bytes, config: ImageConfig | None) -> list[Finding]:
@@ -644,8 +644,9 @@ def _check_compose(text: bytes, config: ImageConfig | None) -> list[Finding]:
     try:  # the isolation every backend gets (backendpolicy.py); the project's own name is not known here
         backendpolicy.check_isolation(doc, project="\0")
     except MetadataError as exc:
-        found.append(Finding("error", exc.field, exc.problem,
-                             "A backend may only use its own services, volumes and networks"))
+        if exc.problem not in {f.message for f in found}:  # a reserved name, said above already
+            found.append(Finding("error", exc.field, exc.problem,
+                                 "A backend may only use its own services, volumes and networks"))
     for name, svc in services.items():
         image = svc.get("image")
         if not isinstance(image, str) or not image.strip():

@@ -123,10 +123,33 @@ def test_what_cannot_be_vetted_is_refused_when_a_grant_is_denied(doc, why):
      "belongs to another extension"),
     ({**service(), "networks": {"n": {"external": True, "name": "acme_y-desktop-extension_default"}}},
      "belongs to another extension"),
+    # found in a review (helpers/backend policy): what Compose reads otherwise than the rules did
+    ({**service(), "volumes": {"acme_y-desktop-extension_data": {"external": True}}},  # no name: the key is it
+     "belongs to another extension"),
+    ({**service(), "volumes": {"v": {"name": "${UNSET:-acme_y-desktop-ext}ension_data"}}}, "name from a variable"),
+    (service(pid="${UNSET:-container:acme_y-desktop-extension-service}"), "pid from a variable"),
+    (service(network_mode="acme_y-desktop-extension_default"), "would join the network of that name"),
+    (service(extends="dockext-sockperm"), "not a service of this file"),  # userns_mode: host, CHOWN...
+    (service(extends={"service": "dockext-relay"}), "not a service of this file"),
+    (service(network_mode="service:dockext-sockperm"), "not a service of this file"),
+    (service(volumes_from=["dockext-relay"]), "not a service of this file"),
+    (service(depends_on=["dockext-relay"]), "names a service dockext adds"),
+    ({"services": {"dockext-relay": {"image": "x"}}}, "reserved by dockext"),
+    # what Compose does on the machine it runs on, not in a container (on a remote engine: dockext's own machine)
+    (service(provider={"type": "/home/u/.local/share/dockext/extensions/acme_x/host/bin"}), "uses `provider`"),
+    (service(use_api_socket=True), "uses `use_api_socket`"),
 ])
 def test_nothing_reaches_into_another_project_whatever_the_grants(doc, why):
     with pytest.raises(MetadataError, match=why):
         backendpolicy.check_isolation(doc, PROJECT)
+
+
+@pytest.mark.parametrize("volume", ["c:/var/run/docker.sock:/var/run/docker.sock", "C:\\:/hostc",
+                                    "\\\\.\\pipe\\docker_engine:/pipe"])
+def test_windows_host_paths_are_host_paths(volume):
+    """Found in a review: the rules took these for named volumes; Compose reads host paths (binds)."""
+    assert backendpolicy.bind_grants(volume, SOCKET) == {"system"}
+    assert restrict(service(volumes=[volume]), engine=True, system=False)["services"]["api"]["volumes"] == []
 
 
 def test_what_a_backend_may_do_with_its_own_project_is_left_alone():

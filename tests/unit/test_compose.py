@@ -209,3 +209,21 @@ services:
     services = compose.rewrite(doc, **KW).document["services"]
     assert "extra_hosts" not in services["plain"]
     assert services["listed"]["extra_hosts"] == ["db.local:10.0.0.5"]
+
+
+
+def test_keys_that_read_files_where_compose_runs_are_dropped():
+    """Found in a review: with every grant allowed, `env_file: <dockext's home>/server.json` or a `build` context
+    of ~/.ssh read files of the machine Compose runs on (dockext's own, on a remote engine). Only the compose file
+    is read out of the image, so such files are never there: the keys go, as the files would be missing in Docker
+    Desktop."""
+    doc = compose.parse(b"""
+services:
+  api:
+    image: ${DESKTOP_PLUGIN_IMAGE}
+    build: {context: /root/.ssh}
+    env_file: /home/u/.local/share/dockext/server.json
+    label_file: /etc/shadow
+""")
+    svc = compose.rewrite(doc, **KW).document["services"]["api"]
+    assert not {"build", "env_file", "label_file"} & set(svc)

@@ -330,6 +330,30 @@ def test_plan_verbatim_keeps_args_whole_and_keeps_the_policy(tmp_path):
             execution.plan(record, tmp_path, cli, cmd, args, None, docker_host=DockerHost("x"), verbatim=True)
 
 
+def test_docker_and_compose_get_none_of_dockexts_own_environment(tmp_path, monkeypatch):
+    """Found in a review: `environment: [DOCKEXT_TOKEN]` in a backend's compose file (or `docker run -e NAME`
+    through docker.cli.exec) takes NAME's value from the process that runs Compose (or the CLI), which was given
+    dockext's whole environment: the dashboard's token, a cloud key. Only what they need reaches them now; a host
+    binary, which runs as the user anyway, keeps the user's environment."""
+    from dockext.composecli import Compose
+
+    monkeypatch.setenv("DOCKEXT_TOKEN", "s3cret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "k3y")
+    monkeypatch.setenv("DOCKER_CONFIG", "/cfg")
+    record = make_record("acme_a", host_binaries=("argv.sh",))
+    engine = DockerHost("unix:///d.sock")
+    docker = execution.plan(record, tmp_path, "docker", "run", ["-e", "DOCKEXT_TOKEN", "x"], {"env": {"MINE": "1"}},
+                            docker_host=engine, verbatim=True)
+    vm = execution.plan(make_record("acme_a"), tmp_path, "vm", "env", [], None, docker_host=engine, verbatim=True)
+    compose = Compose(engine)._env({"DESKTOP_PLUGIN_IMAGE": "acme/a:1"})
+    for env in (docker.env, vm.env, compose):
+        assert "DOCKEXT_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+        assert env["DOCKER_HOST"] == "unix:///d.sock" and env["DOCKER_CONFIG"] == "/cfg" and "PATH" in env
+    assert docker.env["MINE"] == "1" and compose["DESKTOP_PLUGIN_IMAGE"] == "acme/a:1"
+    host = execution.plan(record, tmp_path, "host", "argv.sh", [], None, docker_host=engine, verbatim=True)
+    assert host.env["DOCKEXT_TOKEN"] == "s3cret"
+
+
 def test_exit_status_is_what_a_shell_reports():
     assert execution.exit_status(0) == (0, None)
     assert execution.exit_status(3) == (3, None)
