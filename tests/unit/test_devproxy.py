@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 
 from dockext.server import devproxy
 from dockext.server.run import server_config
+from tests.support.aio import run
 from tests.support.server import listening_socket, uvicorn_in_thread
 
 
@@ -71,7 +72,7 @@ def test_a_dev_server_that_dies_closes_the_pages_socket_with_a_code_a_frame_may_
 
     with caplog.at_level(logging.ERROR, logger="uvicorn.error"), \
             uvicorn_in_thread(server_config(app, lifespan="off", loop="asyncio"), sock):
-        assert asyncio.run(page()) == 1011
+        assert run(page()) == 1011
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 

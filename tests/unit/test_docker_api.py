@@ -456,12 +456,11 @@ def test_vm_exec_is_refused_when_the_backends_container_is_not_there(env):
     """Found by a second security review: on a 404 the container's name itself was handed to `docker exec`,
     which looks the name up again when it runs; by then another extension's container could carry it (one whose
     compose file names another's container for a service never created, racing its recreation)."""
-    import asyncio
-
     from dockext.errors import ExecRefused
+    from tests.support.aio import run
 
     _client, state, rec, fake = env
     assert rec.vm is not None
     with pytest.raises(ExecRefused, match=f"No such container: {rec.vm.container}"):
-        asyncio.run(state.vm_container(rec))
+        run(state.vm_container(rec))
     assert fake.requests[-1].url.path == f"/containers/{rec.vm.container}/json"
