@@ -7,8 +7,12 @@ unit-tested without an engine.
 extension's. Refused, whatever the grants: ``include`` and ``extends`` from another file (services dockext's
 rewrite would never see: no labels, no socket directory, and no restrictions); ``volumes_from`` a container,
 and ``network_mode``/``pid``/``ipc``/``uts``/``cgroup`` of ``container:...`` (someone else's container); a
-volume or network named after another extension's project (``<x>-desktop-extension_...``), which is where its
-data and, on a remote engine, its backend socket live. Docker Desktop's own files never need these.
+volume or network named after another extension's project (``<x>-desktop-extension_...``; an ``external`` one
+without a ``name`` is its key), which is where its data and, on a remote engine, its backend socket live.
+``extends``, ``volumes_from`` and ``service:`` modes must name the file's own services (not dockext's
+:data:`RESERVED_SERVICES`); names and modes may not come from variables; a ``network_mode`` naming a network is
+refused; so are :data:`HOST_SIDE_KEYS` (Compose would act on the machine it runs on). Docker Desktop's own files
+never need these.
 
 **Restricted, when a backend grant is denied** (``dockext permissions``): :func:`restrict` takes out what the
 grant covers, and refuses what it cannot vet. A file is only restricted if its meaning does not depend on the
