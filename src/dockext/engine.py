@@ -404,6 +404,19 @@ class Engine:
         except (IndexError, ValueError):
             return True  # a build that names itself otherwise (a dev build): a current engine
 
+    def internal_dns_leaks(self) -> str | None:
+        """This engine's version when it forwards the DNS queries of containers on internal networks to the host's
+        resolvers (CVE-2024-29018: fixed in Docker Engine 23.0.11, 25.0.5 and 26.0), so a backend whose
+        ``network`` grant is denied can still send data out in the names it looks up; None when it does not."""
+        if self.podman:
+            return None
+        version = str(self._info().get("ServerVersion") or "")
+        found = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+        if not found:
+            return None
+        v = tuple(int(n) for n in found.groups())
+        return version if v < (23, 0, 11) or v[0] == 24 or (25, 0, 0) <= v < (25, 0, 5) else None
+
     def identity(self) -> str:
         """The engine's own ID (``GET /info`` ``ID``): one engine has one, through whatever address reaches it
         (its socket, a TCP port, ssh), so an extension's backend can be told to be on another engine.

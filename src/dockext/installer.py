@@ -273,6 +273,11 @@ class Installer:
             for name in withheld:
                 self.report.step(f"Withheld by your permissions ({name}=deny): it asked to "
                                  f"{permissions.EXPLAIN[name]}")
+            leaky = self.engine.internal_dns_leaks() if "network" in withheld else None
+            if leaky:
+                self.report.step(f"Note: this engine (Docker {leaky}) still answers the DNS lookups of a cut-off "
+                                 "backend through the host's resolvers (CVE-2024-29018), so it can send data out "
+                                 "in the names it looks up; Docker Engine 25.0.5 or 26.0 closes that")
         for line in got.lines():
             self.report.step(f"It gets {line}")
         atomic_write(stage / permissions.REQUESTED_FILE, json.dumps(asked.to_json(), indent=2).encode())

@@ -117,6 +117,23 @@ def test_host_gateway_is_named_only_to_engines_that_know_it(info, knows):
     assert InfoEngine({"ID": "X", **info}).host_gateway is knows
 
 
+@pytest.mark.parametrize("info, leaks", [
+    ({"ServerVersion": "20.10.24+dfsg1"}, True),  # this machine's
+    ({"ServerVersion": "23.0.10"}, True),
+    ({"ServerVersion": "23.0.11"}, False),
+    ({"ServerVersion": "24.0.9"}, True),  # no 24 release has the fix
+    ({"ServerVersion": "25.0.4"}, True),
+    ({"ServerVersion": "25.0.5"}, False),
+    ({"ServerVersion": "27.3.1"}, False),
+    ({"ServerVersion": "dev"}, False),
+    ({"ServerVersion": "4.3.1", "BuildahVersion": "1.28.2"}, False),
+])
+def test_engines_whose_internal_networks_forward_dns_are_named(info, leaks):
+    """CVE-2024-29018: a container on an internal network still had its DNS lookups answered through the host's
+    resolvers; a backend cut off with network=deny is told apart at install (found in a review)."""
+    assert (InfoEngine({"ID": "X", **info}).internal_dns_leaks() is not None) is leaks
+
+
 def test_an_exports_manifest_names_its_images_config_in_either_layout():
     """``docker save`` names the config ``<hex>.json`` (classic) or ``blobs/sha256/<hex>`` (Docker 25+, OCI)."""
     digest = "a41ba77a03dec6206b9dcbc63dd114b8423a3d8b96c99a18e21842f7f74a9535"
