@@ -397,25 +397,27 @@ class Engine:
         itself, and older versions refuse ``host-gateway`` ("invalid IP address in add-host", podman#14390)."""
         if self.podman:
             return False
-        version = str(self._info().get("ServerVersion") or "")
-        parts = version.split(".")
-        try:
-            return (int(parts[0]), int(parts[1][:2])) >= (20, 10)
-        except (IndexError, ValueError):
-            return True  # a build that names itself otherwise (a dev build): a current engine
+        version = self._docker_version()
+        return version is None or version[:2] >= (20, 10)  # None: a build that names itself otherwise, a current one
 
     def internal_dns_leaks(self) -> str | None:
         """This engine's version when it forwards the DNS queries of containers on internal networks to the host's
         resolvers (CVE-2024-29018: fixed in Docker Engine 23.0.11, 25.0.5 and 26.0), so a backend whose
         ``network`` grant is denied can still send data out in the names it looks up; None when it does not."""
-        if self.podman:
+        version = None if self.podman else self._docker_version()
+        if version is None or version[2] is None:
             return None
-        version = str(self._info().get("ServerVersion") or "")
-        found = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+        v = (version[0], version[1], version[2])
+        leaks = v < (23, 0, 11) or v[0] == 24 or (25, 0, 0) <= v < (25, 0, 5)
+        return str(self._info().get("ServerVersion")) if leaks else None
+
+    def _docker_version(self) -> tuple[int, int, int | None] | None:
+        """``GET /info``'s ServerVersion as (major, minor, patch or None): ``20.10.24+dfsg1`` is (20, 10, 24)."""
+        found = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", str(self._info().get("ServerVersion") or ""))
         if not found:
             return None
-        v = tuple(int(n) for n in found.groups())
-        return version if v < (23, 0, 11) or v[0] == 24 or (25, 0, 0) <= v < (25, 0, 5) else None
+        major, minor, patch = found.groups()
+        return int(major), int(minor), int(patch) if patch is not None else None
 
     def identity(self) -> str:
         """The engine's own ID (``GET /info`` ``ID``): one engine has one, through whatever address reaches it
