@@ -95,6 +95,8 @@ HOST_SIDE_KEYS = {
 #: the services dockext adds to a backend's project (the socket-permission helper, a remote engine's relay)
 RESERVED_SERVICES = ("dockext-sockperm", "dockext-relay")
 _PROJECT_NAME = re.compile(r"-desktop-extension(?:_|$)")
+#: the same in a container's name, whose parts Compose joins with ``-`` (``<project>-<service>-1``)
+_PROJECT_CONTAINER = re.compile(r"-desktop-extension(?:[-_]|$)")
 #: a bind source Compose reads as a Windows path (a drive, or \\\\ for a UNC path or a named pipe), then the target
 _WINDOWS_SOURCE = re.compile(r"^([A-Za-z]:[\\/][^:]*|\\\\[^:]*):(.+)$")
 _VARIABLE = re.compile(r"\$(?!\$)")
@@ -138,6 +140,7 @@ def check_isolation(doc: Mapping[str, Any], project: str) -> None:
             if isinstance(value, str) and value.startswith("service:") and value[len("service:"):] not in own:
                 raise MetadataError(FIELD, f"service {name!r} joins the {key} of {value!r}, which is not a service "
                                            "of this file")
+        _check_container_name(name, svc, project)
         mode = svc.get("network_mode")
         if mode is not None and not (isinstance(mode, str) and (
                 mode in ("none", "host", "bridge", "default") or mode.startswith(("service:", "container:")))):
@@ -159,6 +162,30 @@ def check_isolation(doc: Mapping[str, Any], project: str) -> None:
             given = str(named) if named is not None else str(key) if external else None
             if given is not None and _PROJECT_NAME.search(given) and not _owned(given, project):
                 raise MetadataError(FIELD, f"{kind[:-1]} {key!r} is {given!r}, which belongs to another extension")
+
+
+def _check_container_name(name: str, svc: Mapping[str, Any], project: str) -> None:
+    """A container name is global to the engine: one that another extension's backend uses (or will use) would
+    make that extension's install fail (found in a review). Compose names a service's container
+    ``<project>-<service>-1`` unless ``container_name`` says otherwise; either must not be another project's."""
+    given = svc.get("container_name")
+    if given is None:
+        if _PROJECT_CONTAINER.search(f"-{name}-1"):
+            raise MetadataError(FIELD, f"service name {name!r} would name its container like another extension's "
+                                       "backend; rename the service")
+        return
+    if not isinstance(given, str) or _has_variable(given):
+        raise MetadataError(FIELD, f"service {name!r} takes its container_name from a variable ({given!r}), which "
+                                   "dockext cannot vet")
+    if _PROJECT_CONTAINER.search(given) and not _own_container(given, project):
+        raise MetadataError(FIELD, f"service {name!r} has container_name {given!r}, the name of another extension's "
+                                   f"container; use a name of your own (or leave it out: {project}-{name}-1)")
+
+
+def _own_container(name: str, project: str) -> bool:
+    """Whether a container name is ``project``'s (``<project>-...``, the rest naming no other project)."""
+    prefix = f"{project}-"
+    return name.startswith(prefix) and not _PROJECT_CONTAINER.search(name[len(prefix) - 1:])
 
 
 def _owned(name: str, project: str) -> bool:

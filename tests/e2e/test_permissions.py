@@ -272,17 +272,13 @@ def test_denied_network_cuts_the_backend_off_but_keeps_its_services_and_socket(p
         docker_client.volumes.get(f"{project}_data").remove()
 
 
-def test_vm_exec_runs_only_in_the_extensions_own_backend(server, fixture_image, docker_client):
-    """Found in a security review: `vm.cli.exec` ran `docker exec <the first service's container_name>`, and a
-    service that is never created (a profile) could name another extension's container: with every grant denied,
-    one extension ran commands as root in another's backend. The container must be of the extension's project."""
-    victim = fixture_image("vm-image", repo_prefix=PREFIX)
-    run_dockext("install", "-f", victim, home=server.home)
+def _ghost_image(fixture_image, docker_client, tag: str, container_name: str) -> str:
+    """The compose fixture with a service that is never created (a profile) naming ``container_name``."""
     compose = (
         "services:\n"
         "  ghost:\n"
         "    image: ${DESKTOP_PLUGIN_IMAGE}\n"
-        f"    container_name: {PREFIX}_vm-image-desktop-extension-service\n"
+        f"    container_name: {container_name}\n"
         "    profiles: [never]\n"
         "  server:\n"
         "    image: ${DESKTOP_PLUGIN_IMAGE}\n"
@@ -299,22 +295,48 @@ def test_vm_exec_runs_only_in_the_extensions_own_backend(server, fixture_image, 
             info.size = len(text.encode())
             tar.addfile(info, io.BytesIO(text.encode()))
     context.seek(0)
-    evil = f"{PREFIX}/ghost:1.0.0"
-    docker_client.images.build(fileobj=context, custom_context=True, tag=evil, rm=True)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    return tag
+
+
+def test_vm_exec_runs_only_in_the_extensions_own_backend(server, fixture_image, docker_client):
+    """Found in a security review: `vm.cli.exec` ran `docker exec <the first service's container_name>`, and a
+    service that is never created (a profile) could name another extension's container: with every grant denied,
+    one extension ran commands as root in another's backend. The container must be of the extension's project.
+
+    Since a later review a backend cannot name another extension's container at all (it made that extension's
+    install fail): such an install is refused, and the exec check is shown with a container of the user's."""
+    victim = fixture_image("vm-image", repo_prefix=PREFIX)
+    run_dockext("install", "-f", victim, home=server.home)
+    squatter = _ghost_image(fixture_image, docker_client, f"{PREFIX}/squatter:1.0.0",
+                            f"{PREFIX}_vm-image-desktop-extension-service")
+    mine = f"{PREFIX}-users-own"
+    evil = _ghost_image(fixture_image, docker_client, f"{PREFIX}/ghost:1.0.0", mine)
+    users = docker_client.containers.run(victim, name=mine, detach=True,
+                                         command=["python3", "-c", "import time; time.sleep(600)"])
     try:
+        refused = run_dockext("install", "-f", squatter, home=server.home, check=False)
+        assert refused.returncode != 0
+        assert (f"container_name '{PREFIX}_vm-image-desktop-extension-service', the name of another extension's "
+                "container") in refused.stderr, refused.stderr
+        assert f"{PREFIX}_squatter" not in run_dockext("ls", home=server.home).stdout
+        assert not docker_client.containers.list(all=True, filters={
+            "label": "com.docker.compose.project=dockext-perm_squatter-desktop-extension"})
+
         run_dockext("install", "-f", evil, home=server.home)
         session = Session(server)
         ui = session.open_ui(f"{PREFIX}_ghost")
         with session.page(ui) as c:
             r = c.post(f"{ui.api}/exec", json={"cli": "vm", "cmd": "cat", "args": ["/app/greeting.txt"]})
         assert r.status_code == 403 and r.json()["error"]["type"] == "ExecRefused", r.text
-        assert (f"the container {PREFIX}_vm-image-desktop-extension-service is not a container of Compose "
-                "Backend's backend") in r.json()["error"]["message"]
+        assert f"the container {mine} is not a container of Compose Backend's backend" in r.json()["error"]["message"]
         own = session.open_ui(f"{PREFIX}_vm-image")  # the victim's own exec still runs, in its container
         with session.page(own) as c:
             r = c.post(f"{own.api}/exec", json={"cli": "vm", "cmd": "cat", "args": ["/app/greeting.txt"]})
         assert r.status_code == 200 and r.json()["stdout"] == "hello from inside the backend\n", r.text
     finally:
+        users.remove(force=True)
         run_dockext("rm", evil, home=server.home, check=False)
         run_dockext("rm", victim, home=server.home, check=False)
-        docker_client.images.remove(evil, force=True)
+        for image in (evil, squatter):
+            docker_client.images.remove(image, force=True)

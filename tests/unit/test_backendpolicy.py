@@ -138,6 +138,12 @@ def test_what_cannot_be_vetted_is_refused_when_a_grant_is_denied(doc, why):
     # what Compose does on the machine it runs on, not in a container (on a remote engine: dockext's own machine)
     (service(provider={"type": "/home/u/.local/share/dockext/extensions/acme_x/host/bin"}), "uses `provider`"),
     (service(use_api_socket=True), "uses `use_api_socket`"),
+    # a container name is global to the engine: taking another backend's makes that extension's install fail
+    (service(container_name="acme_y-desktop-extension-service"), "the name of another extension's container"),
+    (service(container_name="acme_y-desktop-extension-db-1"), "the name of another extension's container"),
+    (service(container_name=f"{PROJECT}-y-desktop-extension-service"), "the name of another extension's"),
+    (service(container_name="${UNSET:-acme_y-desktop-extension-service}"), "container_name from a variable"),
+    ({"services": {"x-desktop-extension-db": {"image": "x"}}}, "would name its container like another"),
 ])
 def test_nothing_reaches_into_another_project_whatever_the_grants(doc, why):
     with pytest.raises(MetadataError, match=why):
@@ -158,6 +164,8 @@ def test_what_a_backend_may_do_with_its_own_project_is_left_alone():
            "volumes": {"data": {}, "mine": {"name": f"{PROJECT}_mine"}},
            "networks": {"n": {}}}
     doc["services"]["db"] = {"image": "postgres", "volumes": ["data:/var/lib/postgresql"]}
+    doc["services"]["ui"] = {"image": "x", "container_name": f"{PROJECT}-service"}  # Docker Desktop's own name
+    doc["services"]["coder"] = {"image": "x", "container_name": "coder_embedded_dd_vm"}  # a published extension's
     backendpolicy.check_isolation(doc, PROJECT)
     assert restrict(doc) == doc  # nothing of the host: nothing to take out
     assert backendpolicy.is_privileged("true") and backendpolicy.is_privileged(True)
