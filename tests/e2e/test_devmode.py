@@ -12,7 +12,7 @@ import uvicorn
 from playwright.sync_api import Page, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -71,8 +71,11 @@ def dev_server() -> Iterator[DevServer]:
         await ws.send_text(f"{message} answered by the dev server (token {ws.query_params.get('token')})")
         await ws.receive()  # until the page goes
 
+    async def sign_in(request: Request) -> Response:  # a redirect to another of its own paths, as a path
+        return RedirectResponse("/welcome/", status_code=302)
+
     app = Starlette(routes=[
-        Route("/src/app.js", app_js), WebSocketRoute("/hmr", hmr),
+        Route("/src/app.js", app_js), WebSocketRoute("/hmr", hmr), Route("/sign-in", sign_in),
         Route("/{path:path}", page),  # like Vite and webpack: the page for any other path (client-side routing)
     ])
     with uvicorn_in_thread(uvicorn.Config(app, log_level="warning", lifespan="off"), sock):
@@ -119,6 +122,13 @@ def test_a_ui_from_a_dev_server_gets_ddclient_its_backend_and_hot_reload(page: P
     conn.close()
     assert outside.status == 200 and "dev build 1" in body
     assert "__dockext__" not in body and "/i/" not in body  # no SDK, so no capability
+
+    # the dev server's redirect to one of its own paths (`Location: /welcome/`) stays under /i/<cap>/, so the
+    # page it lands on still has ddClient (found in a review: it went to /welcome/, outside, with no SDK)
+    frame = page.locator("#extension-frame").element_handle().content_frame()
+    frame.evaluate("location.href = 'sign-in'")
+    frame.wait_for_url(f"{src.split('/i/')[0]}/i/*/welcome/")
+    expect(ui.locator("#platform")).to_have_text("linux")
 
     dev_server.build["n"] = 2  # the developer changed the page: a reopened tab shows it (nothing cached)
     expect(reopen(page).locator("#title")).to_have_text("dev build 2")

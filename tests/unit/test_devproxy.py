@@ -80,3 +80,22 @@ def test_a_dev_server_that_dies_closes_the_pages_socket_with_a_code_a_frame_may_
                                              (1001, 1001), (4000, 4000)])
 def test_close_codes_are_passed_on_when_a_frame_may_carry_them(code: int | None, sent: int) -> None:
     assert devproxy._sendable(code) == sent
+
+
+@pytest.mark.parametrize(("target", "base", "expected"), [
+    ("/welcome/", "http://127.0.0.1:5173", "/i/CAP/welcome/"),  # a path of the dev server's: under the capability
+    ("http://127.0.0.1:5173/a?b=1", "http://127.0.0.1:5173", "/i/CAP/a?b=1"),
+    ("http://127.0.0.1:5173", "http://127.0.0.1:5173", "/i/CAP/"),
+    ("/app/x", "http://127.0.0.1:5173/app", "/i/CAP/x"),  # the base's own path is the page's root
+    ("/app", "http://127.0.0.1:5173/app", "/i/CAP/"),
+    ("/other", "http://127.0.0.1:5173/app", "/other"),  # outside the base: left as it is
+    ("next", "http://127.0.0.1:5173", "next"),  # relative: the browser resolves it under /i/CAP/ already
+    ("//evil.example/x", "http://127.0.0.1:5173", "//evil.example/x"),  # another site (scheme-relative)
+    ("/\\evil.example/x", "http://127.0.0.1:5173", "/\\evil.example/x"),  # which browsers read as `//`
+    ("https://elsewhere.example/", "http://127.0.0.1:5173", "https://elsewhere.example/"),
+    ("http://127.0.0.1:51730/x", "http://127.0.0.1:5173", "http://127.0.0.1:51730/x"),  # not the same server
+])
+def test_a_dev_servers_redirect_to_itself_stays_on_the_extensions_path(target, base, expected):
+    assert devproxy.location(target, base, "/i/CAP") == expected
+    if expected.startswith("/i/CAP"):  # the dev server's own absolute paths (outside /i/) keep theirs
+        assert devproxy.location(target, base, "") == expected[len("/i/CAP"):]

@@ -18,6 +18,7 @@ import contextlib
 import html
 import weakref
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpx
 import websockets
@@ -46,8 +47,11 @@ def _client(state: HostState) -> httpx.AsyncClient:
 
 
 async def fetch(state: HostState, inst: Instance, method: str, path: str, query: str,
-                headers: dict[str, str], inject: Callable[[bytes], bytes]) -> Response:
-    """GET/HEAD ``path`` of ``inst``'s dev server; an HTML answer is passed through ``inject``."""
+                headers: dict[str, str], inject: Callable[[bytes], bytes], prefix: str = "") -> Response:
+    """GET/HEAD ``path`` of ``inst``'s dev server; an HTML answer is passed through ``inject``.
+
+    ``prefix`` is where the dev server's root is on the extension's origin (``/i/<cap>`` for the page's own
+    paths, ``""`` for the dev server's absolute paths): its redirects to itself land there (:func:`location`)."""
     base = inst.dev.ui_source
     assert base is not None
     if method not in ("GET", "HEAD"):
@@ -66,13 +70,26 @@ async def fetch(state: HostState, inst: Instance, method: str, path: str, query:
         return _unreachable(base, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     kept = {k: v for k, v in answer.headers.items() if k in KEPT}
     if answer.is_redirect and "location" in answer.headers:
-        location = answer.headers["location"]
-        same = location == base or location.startswith(base + "/")
-        kept["location"] = (location[len(base):] or "/") if same else location
+        kept["location"] = location(answer.headers["location"], base, prefix)
     if "text/html" in answer.headers.get("content-type", "") and method == "GET":
         body = inject(body)
         kept["cache-control"] = "no-store"
     return Response(body, status_code=answer.status_code, headers=kept)
+
+
+def location(target: str, base: str, prefix: str) -> str:
+    """A dev server's redirect as the page must follow it: one to the dev server itself (``<base>/x``, or the path
+    ``/x`` under the base's own path) goes to ``<prefix>/x`` on the extension's origin, so that a page under
+    ``/i/<cap>/`` stays there and keeps its SDK; relative ones and those to other sites are left as they are."""
+    base_path = urlsplit(base).path.rstrip("/")
+    if target == base or target.startswith(base + "/"):
+        rest = target[len(base):]
+    elif target.startswith("/") and not target.startswith(("//", "/\\")) and (
+            target == base_path or target.startswith(base_path + "/")):
+        rest = target[len(base_path):]
+    else:
+        return target
+    return prefix + (rest or "/")
 
 
 def _unreachable(base: str, why: str) -> Response:

@@ -110,7 +110,7 @@ async def _dispatch(state: HostState, found: tuple[Instance, str] | None, reques
         return Response("Not found", status_code=404)
     if inst.dev.ui_source and rest:
         path = _raw_path(request.scope)[len(f"/i/{inst.cap}"):]
-        return await _from_dev_server(state, inst, request, path, inject=True)
+        return await _from_dev_server(state, inst, request, path, inject=True, prefix=f"/i/{inst.cap}")
     if request.method not in ("GET", "HEAD"):
         return Response("Method not allowed", status_code=405)
     return _static(inst, rest, request)
@@ -128,10 +128,11 @@ def _dev_path_owner(state: HostState, scope: Scope) -> Instance | None:
     return state.dev_instance(scope["dockext.record"])
 
 
-async def _from_dev_server(state: HostState, inst: Instance, request: Request, path: str, *, inject: bool) -> Response:
+async def _from_dev_server(state: HostState, inst: Instance, request: Request, path: str, *, inject: bool,
+                           prefix: str = "") -> Response:
     return await devproxy.fetch(
         state, inst, request.method, path, request.url.query, dict(request.headers),
-        (lambda page: _inject_sdk(inst, page)) if inject else (lambda page: page),
+        (lambda page: _inject_sdk(inst, page)) if inject else (lambda page: page), prefix,
     )
 
 
