@@ -329,6 +329,7 @@ def _host_ip(entry: object) -> str | None:
 
 
 def _is_loopback(ip: str | None) -> bool:
+    """A ``host_ip`` of loopback: an address only, as the engine takes it (``localhost`` is no host_ip)."""
     try:
         return ip is not None and ipaddress.ip_address(ip).is_loopback
     except ValueError:

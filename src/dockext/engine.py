@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from . import archive, dockerhost, sshdial
 from .dockerhost import DockerHost
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound
 from .logins import Login, login_command, login_for
-from .model import ImageRef
+from .model import ImageRef, is_loopback
 
 if TYPE_CHECKING:  # registry.py brings httpx: imported when a listing asks, not at every command's start
     from .registry import Insecure
@@ -71,22 +70,6 @@ def is_remote(host: str, override: str | None = None) -> bool:
     except OSError:
         return False  # not there: nothing to reach either way
     return owner not in (0, os.geteuid())
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` (``name``, ``name:port``, ``[v6]:port``) names this machine's loopback."""
-    if not host:
-        return False
-    if host.startswith("["):
-        name = host[1:].split("]", 1)[0]
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 #: Where other engines of this machine listen, by what they are: ``{runtime}`` is ``$XDG_RUNTIME_DIR``

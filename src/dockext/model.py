@@ -7,6 +7,7 @@ else: unknown and legacy fields are ignored, exactly as Docker Desktop does (ref
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import unicodedata
@@ -31,6 +32,7 @@ __all__ = [
     "check_metadata",
     "compose_project",
     "extension_key",
+    "is_loopback",
     "origin_slug",
     "parse_labels",
     "parse_metadata",
@@ -71,6 +73,25 @@ def _bad_ref(text: str, problem: str) -> InvalidImageReference:
 
 
 _DOCKER_HUB = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (``name``, ``name:port``, ``[v6]:port``, a bare IPv6 address) names this machine's loopback:
+    ``localhost`` or an address of 127.0.0.0/8 or ::1, as the Docker engine reads a registry's or an engine's
+    host. Not a guard: the legacy spellings a connection also takes (``127.1``) are for the web-request guard
+    (server/webfetch.py)."""
+    if not host:
+        return False
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ import httpx
 
 from .errors import RegistryError
 from .logins import Login, login_command, login_for
+from .model import is_loopback
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -85,17 +86,6 @@ def host_architecture() -> str:
     machine = platform.machine().lower()
     return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
             "i386": "386", "i686": "386"}.get(machine, machine)
-
-
-def is_loopback(registry: str) -> bool:
-    """Whether ``host[:port]`` names this machine (spoken to over plain http, as the Docker engine does)."""
-    host = urlsplit(f"//{registry}").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
