@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import stat
@@ -136,8 +137,10 @@ def test_vm_image_backend_runs_with_the_rewritten_compose_and_answers_on_its_soc
         [row] = ls_json(home)
         assert row["vm"] == "Running(1)"
         # as in Docker Desktop, the backend reaches this machine as host.docker.internal: here the engine's
-        # host-gateway, the default bridge's gateway (resolved from /etc/hosts: no traffic)
-        gateway = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        # host-gateway, the default bridge's gateway (resolved from /etc/hosts: no traffic); an engine whose bridge
+        # took an existing docker0 reports only the subnet, whose first address is the gateway then
+        ipam = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+        gateway = ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
         resolve = "import socket; print(socket.gethostbyname('host.docker.internal'))"
         code, out = ctr.exec_run(["python3", "-c", resolve])
         assert (code, out.decode().strip()) == (0, gateway)
