@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 import yaml
 
 from dockext import compose
+from dockext.composecli import compose_binary
 from dockext.errors import MetadataError
 
 KW = dict(
@@ -227,3 +232,27 @@ services:
 """)
     svc = compose.rewrite(doc, **KW).document["services"]["api"]
     assert not {"build", "env_file", "label_file"} & set(svc)
+
+
+SCALARS = ["22:22", "53:53", "1:20.5", "yes", "No", "on", "OFF", "y", "true", "False", "017", "0o17", "-0o17", "0x1F",
+           "0b101", "1_000", "+12", "1.5", "3.", "~", "null", "8080:80", "0.0.0.0:53:53/udp"]
+
+
+def test_plain_scalars_are_read_as_compose_reads_them(tmp_path):
+    """Compose reads YAML with Go's yaml.v3, not as YAML 1.1: an unquoted port `53:53` was the number 3233 to
+    PyYAML (base 60) and `DEBUG: yes` the boolean true, and dockext wrote those back for Compose."""
+    text = "services:\n  a:\n    image: x\n    environment:\n" + "".join(
+        f"      V{i}: {value}\n" for i, value in enumerate(SCALARS))
+    path = tmp_path / "docker-compose.yaml"
+    for written in (text, compose.Rewritten(compose.parse(text.encode()), "a").dump().decode()):
+        path.write_text(written)
+        out = subprocess.run([compose_binary(), "-f", str(path), "config", "--format", "json"], capture_output=True,
+                             text=True, env={**os.environ}, check=True)
+        env = json.loads(out.stdout)["services"]["a"]["environment"]
+        if written is text:
+            direct = env  # Compose's reading of the author's file
+        else:
+            assert env == direct  # the file dockext writes says the same to Compose
+    assert direct["V0"] == "22:22" and direct["V3"] == "yes" and direct["V10"] == "15"  # what those readings are
+    doc = compose.parse(b"services:\n  a:\n    image: x\n    ports: [53:53, 8080:80]\n    privileged: on\n")
+    assert doc["services"]["a"]["ports"] == ["53:53", "8080:80"] and doc["services"]["a"]["privileged"] == "on"
