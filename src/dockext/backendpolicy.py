@@ -38,6 +38,12 @@ else), and services leave the host's or the default bridge's network for it. Wha
 ``external`` network (someone else's, with a gateway), a network driver other than ``bridge`` (``macvlan``
 puts a container on the LAN), a network spec from a variable. Its socket directory is a mount, not the
 network, so ``vm.service`` and ``vm.cli.exec`` keep working.
+
+**Compose's own reading, checked too.** These rules read the YAML as dockext parses it; Compose reads it with
+Go's YAML library, fills in variables and merges ``extends``. Before a backend is started, the file dockext
+wrote is read back through ``docker compose config`` and :func:`check_resolved` applies the same rules to that
+reading: isolated, and nothing in it for :func:`restrict` to take out. Where the two readings differ, the
+install is refused. Container names are global to the engine, so one of another project's is refused too.
 """
 
 from __future__ import annotations
@@ -49,12 +55,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .compose import GUEST_SERVICES, RAW_SOCKET_SOURCES
+from .compose import GS_VOLUME, GUEST_SERVICES, RAW_SOCKET_SOURCES
 from .errors import MetadataError
 
 __all__ = [
-    "HOST_MODES", "POLICY", "bind_grants", "bind_source", "check_isolation", "is_privileged", "network_ports",
-    "reaches_the_network", "restrict",
+    "HOST_MODES", "POLICY", "bind_grants", "bind_source", "check_isolation", "check_resolved", "is_privileged",
+    "network_ports", "reaches_the_network", "restrict",
 ]
 
 FIELD = "vm.composefile"
@@ -162,6 +168,55 @@ def check_isolation(doc: Mapping[str, Any], project: str) -> None:
             given = str(named) if named is not None else str(key) if external else None
             if given is not None and _PROJECT_NAME.search(given) and not _owned(given, project):
                 raise MetadataError(FIELD, f"{kind[:-1]} {key!r} is {given!r}, which belongs to another extension")
+
+
+def check_resolved(resolved: Mapping[str, Any], *, engine: bool, system: bool, network: bool, engine_socket: str,
+                   project: str) -> None:
+    """The backend as Compose reads it (``docker compose config`` of the file dockext wrote: YAML as Go reads
+    it, variables filled in, ``extends`` merged, every key normalized) must be what the rules made of the
+    author's file: isolated (:func:`check_isolation`), and, with a grant denied, left as it is by
+    :func:`restrict` (nothing in it that a denied grant covers). A difference means that dockext and Compose
+    read the file differently, which the rules cannot see from the raw YAML alone (a reviewer's advice: vet
+    Compose's own reading too); the install is refused rather than trusting either reading. The services and
+    the volume dockext adds are left out: they are dockext's, not the author's."""
+    doc = dict(resolved)
+    services = resolved.get("services")
+    doc["services"] = {k: v for k, v in services.items() if k not in RESERVED_SERVICES} if isinstance(
+        services, dict) else {}
+    volumes = resolved.get("volumes")
+    if isinstance(volumes, dict):
+        doc["volumes"] = {k: v for k, v in volumes.items() if k != GS_VOLUME}
+    try:
+        check_isolation(doc, project)
+        if engine and system and network:
+            return
+        again = restrict(doc, engine=engine, system=system, network=network, engine_socket=engine_socket,
+                         project=project)
+    except MetadataError as exc:
+        raise MetadataError(FIELD, f"as Docker Compose reads it: {exc.problem}") from None
+    where = _difference(doc, again)
+    if where is not None:
+        raise MetadataError(FIELD, f"Docker Compose reads it otherwise than dockext did: its {where} asks for "
+                                   "what your permissions deny, which dockext's reading of the file did not show")
+
+
+def _difference(a: object, b: object, path: str = "") -> str | None:
+    """Where two JSON-like values first differ (``services.api.volumes[0]``), None if they are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in [*a, *(k for k in b if k not in a)]:
+            if key not in a or key not in b:
+                return f"{path}.{key}".lstrip(".")
+            found = _difference(a[key], b[key], f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            found = _difference(x, y, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None if len(a) == len(b) else f"{path}[{min(len(a), len(b))}]".lstrip(".")
+    return None if a == b else path.lstrip(".") or "file"
 
 
 def _check_container_name(name: str, svc: Mapping[str, Any], project: str) -> None:

@@ -69,6 +69,19 @@ class Compose:
             env,
         )
 
+    def config(self, project: str, file: Path, env: dict[str, str]) -> dict[str, Any]:
+        """The file as Compose reads it for ``up`` with ``env`` (``docker compose config``: variables filled in,
+        ``extends`` merged, keys normalized). Runs nothing and reaches no engine."""
+        out = self._run(["-p", project, "-f", str(file), "config", "--format", "json"],
+                        "reading the backend's compose file (docker compose config)", env)
+        try:
+            doc = json.loads(out)
+        except ValueError:
+            raise ComposeError(f"docker compose config printed no JSON: {_tail(out, 3)}") from None
+        if not isinstance(doc, dict):
+            raise ComposeError("docker compose config printed no JSON object")
+        return doc
+
     def down(self, project: str, file: Path | None = None) -> None:
         """Containers and networks go; named volumes stay (as in Docker Desktop)."""
         args = ["-p", project]

@@ -268,7 +268,7 @@ class Installer:
             restricted = backendpolicy.restrict(compose_doc, engine=grants.engine, system=grants.system,
                                                 network=grants.network, engine_socket=engine_socket, project=project)
             withheld = permissions.withheld(grants, asked)
-            record = self._stage_backend(record, meta, restricted, stage, gs_key, withheld)
+            record = self._stage_backend(record, meta, restricted, stage, gs_key, grants, withheld)
             got = permissions.requested(restricted, record.host_binaries, engine_socket)
             for name in withheld:
                 self.report.step(f"Withheld by your permissions ({name}=deny): it asked to "
@@ -297,7 +297,7 @@ class Installer:
 
     def _stage_backend(
         self, record: Record, meta: model.Metadata, doc: dict[str, Any], stage: Path, gs_key: str,
-        withheld: tuple[str, ...] = (),
+        grants: permissions.Grants, withheld: tuple[str, ...] = (),
     ) -> Record:
         self.report.step("Installing service in Desktop VM...")
         gs_dir = self.layout.guest_services / gs_key
@@ -342,6 +342,11 @@ class Installer:
         )
         (stage / "vm").mkdir(mode=0o755)
         atomic_write(stage / "vm" / "docker-compose.yaml", rewritten.dump())
+        # what `up` will make of it, vetted by the same rules (backendpolicy.check_resolved)
+        resolved = self.compose.config(project, stage / "vm" / "docker-compose.yaml",
+                                       {"DESKTOP_PLUGIN_IMAGE": record.image})
+        backendpolicy.check_resolved(resolved, engine=grants.engine, system=grants.system, network=grants.network,
+                                     engine_socket=self.engine.socket_path, project=project)
         first = rewritten.first_service
         vm = VmInfo(
             project=project,

@@ -7,6 +7,7 @@ involved) and its own resolution is checked, so the rules are proven against the
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 from pathlib import Path
@@ -325,3 +326,53 @@ def test_a_name_that_starts_like_the_project_but_is_another_extensions_is_refuse
     mine = {**service(volumes=["v:/v"]), "volumes": {"v": {"name": f"{project}_data"}}}
     backendpolicy.check_isolation(mine, project)
     backendpolicy.restrict(mine, engine_socket=SOCKET, project=project, engine=False, system=True)
+
+
+def check_resolved(config: dict[str, Any], engine: bool = False, system: bool = False, network: bool = True) -> None:
+    backendpolicy.check_resolved(config, engine=engine, system=system, network=network, engine_socket=SOCKET,
+                                 project=PROJECT)
+
+
+PUBLISHING = service(ports=PORTS, volumes=["d:/d"], networks=["default", "back"])
+PUBLISHING.update(volumes={"d": {}}, networks={"back": {}})
+
+
+@pytest.mark.parametrize("doc", [HOSTILE, PUBLISHING], ids=["hostile", "ports"])
+@pytest.mark.parametrize("grants", [(e, s, n) for e in (True, False) for s in (True, False) for n in (True, False)],
+                         ids=lambda g: "engine={},system={},network={}".format(*g))
+def test_compose_reads_the_restricted_file_as_dockext_does_for_every_grant(doc, grants, tmp_path):
+    """The install vets Compose's own reading of the file it writes (`compose config`) by the same rules: it
+    must find nothing to take out, whatever the grants, or every restricted install would be refused."""
+    engine, system, network = grants
+    kept = backendpolicy.restrict(doc, engine=engine, system=system, network=network, engine_socket=SOCKET,
+                                  project=PROJECT)
+    check_resolved(resolved(kept, tmp_path), engine=engine, system=system, network=network)
+
+
+@pytest.mark.parametrize("changed, where", [
+    ({"privileged": True}, "services.api.privileged"),
+    ({"volumes": [{"type": "bind", "source": "/etc", "target": "/hostetc"}]}, "services.api.volumes[0]"),
+    ({"ports": [{"target": 80, "published": "80", "host_ip": "0.0.0.0", "protocol": "tcp"}]},
+     "services.api.ports[0].host_ip"),
+    ({"network_mode": "host"}, "services.api.network_mode"),
+])
+def test_what_compose_reads_otherwise_than_dockext_is_refused(changed, where, tmp_path):
+    """Where Compose's reading holds what the denied grants cover (dockext's reading of the YAML missed it), the
+    install is refused, naming where."""
+    config = resolved(restrict(service()), tmp_path)
+    check_resolved(config)  # as written: nothing to take out
+    config["services"]["api"].update(changed)
+    with pytest.raises(MetadataError, match=rf"reads it otherwise than dockext did: its {re.escape(where)} asks"):
+        check_resolved(config)
+    check_resolved(config, engine=True, system=True)  # with the grants allowed, it may have all of that
+
+
+def test_compose_reading_is_isolated_too_and_dockexts_own_services_are_not_the_authors(tmp_path):
+    config = resolved(restrict(service()), tmp_path)
+    config["services"]["api"]["container_name"] = "acme_y-desktop-extension-service"
+    with pytest.raises(MetadataError, match="as Docker Compose reads it: service 'api' has container_name"):
+        check_resolved(config, engine=True, system=True)
+    config = resolved(restrict(service()), tmp_path)
+    config["services"]["dockext-sockperm"] = {"image": "s", "userns_mode": "host", "cap_add": ["CHOWN"]}
+    config["volumes"] = {"dockext-guest-services": {"driver_opts": {"type": "tmpfs"}}}
+    check_resolved(config)  # dockext's own, with every grant denied
