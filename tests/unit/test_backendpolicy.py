@@ -7,8 +7,8 @@ involved) and its own resolution is checked, so the rules are proven against the
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
