@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .dockerhost import DockerHost
-from .errors import ComposeError
+from .errors import ComposeError, MetadataError
 
 __all__ = ["Compose", "compose_binary"]
 
@@ -48,19 +48,22 @@ class Compose:
         return env
 
     def _run(self, args: list[str], doing: str, env: dict[str, str] | None = None) -> str:
+        proc = self._call(args, doing, env)
+        if proc.returncode != 0:
+            output = _tail(proc.stderr or proc.stdout)
+            raise ComposeError(f"{doing} failed: {output}")
+        return proc.stdout
+
+    def _call(self, args: list[str], doing: str, env: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
         argv = [compose_binary(), *args]
         try:
-            proc = subprocess.run(
+            return subprocess.run(
                 argv, capture_output=True, text=True, env=self._env(env), timeout=self.timeout, check=False
             )
         except subprocess.TimeoutExpired:
             raise ComposeError(f"{doing}: docker compose did not finish within {self.timeout:.0f} s") from None
         except OSError as exc:
             raise ComposeError(f"{doing}: cannot run docker compose: {exc}") from None
-        if proc.returncode != 0:
-            output = _tail(proc.stderr or proc.stdout)
-            raise ComposeError(f"{doing} failed: {output}")
-        return proc.stdout
 
     def up(self, project: str, file: Path, env: dict[str, str]) -> None:
         self._run(
@@ -71,15 +74,19 @@ class Compose:
 
     def config(self, project: str, file: Path, env: dict[str, str]) -> dict[str, Any]:
         """The file as Compose reads it for ``up`` with ``env`` (``docker compose config``: variables filled in,
-        ``extends`` merged, keys normalized). Runs nothing and reaches no engine."""
-        out = self._run(["-p", project, "-f", str(file), "config", "--format", "json"],
-                        "reading the backend's compose file (docker compose config)", env)
+        ``extends`` merged, keys normalized). Runs nothing and reaches no engine. A file Compose refuses is a
+        MetadataError of ``vm.composefile`` with Compose's reason (the file's path left out: it is dockext's)."""
+        doing = "reading the backend's compose file (docker compose config)"
+        proc = self._call(["-p", project, "-f", str(file), "config", "--format", "json"], doing, env)
+        if proc.returncode != 0:
+            reason = _tail(proc.stderr or proc.stdout, 3).replace(f"validating {file}: ", "")
+            raise MetadataError("vm.composefile", f"Docker Compose cannot use it: {reason.replace(str(file), 'it')}")
         try:
-            doc = json.loads(out)
+            doc = json.loads(proc.stdout)
         except ValueError:
-            raise ComposeError(f"docker compose config printed no JSON: {_tail(out, 3)}") from None
+            raise ComposeError(f"{doing}: docker compose printed no JSON: {_tail(proc.stdout, 3)}") from None
         if not isinstance(doc, dict):
-            raise ComposeError("docker compose config printed no JSON object")
+            raise ComposeError(f"{doing}: docker compose printed no JSON object")
         return doc
 
     def down(self, project: str, file: Path | None = None) -> None:
