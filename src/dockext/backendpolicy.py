@@ -232,23 +232,17 @@ def _check_container_name(name: str, svc: Mapping[str, Any], project: str) -> No
     if not isinstance(given, str) or _has_variable(given):
         raise MetadataError(FIELD, f"service {name!r} takes its container_name from a variable ({given!r}), which "
                                    "dockext cannot vet")
-    if _PROJECT_CONTAINER.search(given) and not _own_container(given, project):
+    if _PROJECT_CONTAINER.search(given) and not _owned(given, project, "-", _PROJECT_CONTAINER):
         raise MetadataError(FIELD, f"service {name!r} has container_name {given!r}, the name of another extension's "
                                    f"container; use a name of your own (or leave it out: {project}-{name}-1)")
 
 
-def _own_container(name: str, project: str) -> bool:
-    """Whether a container name is ``project``'s (``<project>-...``, the rest naming no other project)."""
-    prefix = f"{project}-"
-    return name.startswith(prefix) and not _PROJECT_CONTAINER.search(name[len(prefix) - 1:])
-
-
-def _owned(name: str, project: str) -> bool:
-    """Whether a volume or network name is ``project``'s: ``<project>_...``, and not another project's whose
-    name starts the same way (extension keys may hold ``_`` and ``-desktop-extension``: ``a-desktop-extension_
-    x-desktop-extension_data`` is the volume of the extension ``a-desktop-extension/x``)."""
-    prefix = f"{project}_"
-    return name.startswith(prefix) and not _PROJECT_NAME.search(name[len(prefix):])
+def _owned(name: str, project: str, sep: str = "_", other: re.Pattern[str] = _PROJECT_NAME) -> bool:
+    """Whether a volume or network name (``<project>_...``), or with ``sep="-"`` and :data:`_PROJECT_CONTAINER` a
+    container name (``<project>-...``), is ``project``'s, and not another project's whose name starts the same
+    way (extension keys may hold ``_`` and ``-desktop-extension``: ``a-desktop-extension_x-desktop-extension_data``
+    is the volume of the extension ``a-desktop-extension/x``)."""
+    return name.startswith(project + sep) and not other.search(name[len(project):])
 
 
 def bind_grants(volume: object, engine_socket: str) -> frozenset[str]:
