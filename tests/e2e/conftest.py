@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.server import Server, start_server
 
@@ -14,6 +15,15 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
+
+#: The repository prefix of this tier's fixture images unless a test names its own. scripts/test.sh runs this tier
+#: beside tests/engine, which installs the same fixtures under ``dockext-test``: one fixture under one prefix is one
+#: extension and one compose project, so the two tiers' installs would be each other's.
+PREFIX = "dockext-e2e"
+
+#: How long ``expect`` waits for the page to show something (Playwright's 5 s default is too short when the engine
+#: tier runs beside this one on a 2-core machine); a failing assertion still fails, only later.
+expect.set_options(timeout=15_000)
 
 
 def chromium_path() -> str:
@@ -45,3 +55,13 @@ def server(tmp_path) -> Server:
     srv = start_server(tmp_path / "home")
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def fixture_image(fixture_image: Callable[..., str]) -> Callable[..., str]:
+    """The root ``fixture_image`` with :data:`PREFIX` as the default ``repo_prefix``."""
+
+    def build(name: str, *, repo_prefix: str = PREFIX, **kwargs: object) -> str:
+        return fixture_image(name, repo_prefix=repo_prefix, **kwargs)
+
+    return build

@@ -92,7 +92,7 @@ def test_log_out_ends_the_session_in_this_browser_and_for_a_copied_cookie(page: 
     ref = fixture_image("ui-only")
     run_dockext("install", "-f", ref, home=server.home)
     page.goto(server.login_url)
-    open_tab(page, "dockext-test_ui-only")
+    open_tab(page, "dockext-e2e_ui-only")
     src = page.locator("#extension-frame").get_attribute("src")
     assert status_of(src) == 200
     [cookie] = page.context.cookies()
@@ -146,7 +146,7 @@ def test_a_new_login_in_this_browser_does_not_send_an_open_dashboard_to_the_logi
 
 def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, fixture_image):
     ref = fixture_image("ui-only")
-    key = "dockext-test_ui-only"
+    key = "dockext-e2e_ui-only"
     page.goto(server.login_url)
     expect(page).to_have_url(server.url + "/")  # the token left the address bar
     expect(page.locator("#home-empty")).to_be_visible()
@@ -210,7 +210,7 @@ def test_query_string_reaches_the_extension_page(page: Page, server, fixture_ima
     expect(page.locator("#home-title")).to_be_visible()
     page.goto("about:blank")
     # a deep link, loaded fresh (as an OAuth redirect would): the query reaches the extension's page
-    page.goto(f"{server.url}/#/extensions/dockext-test_ui-only?code=abc&state=xyz")
+    page.goto(f"{server.url}/#/extensions/dockext-e2e_ui-only?code=abc&state=xyz")
     ui = page.frame_locator("#extension-frame")
     expect(ui.locator("#query")).to_have_text("?code=abc&state=xyz")
     run_dockext("rm", ref, home=server.home)
@@ -221,7 +221,7 @@ def test_vm_image_backend_answers_through_vm_service(page: Page, server, fixture
     run_dockext("install", "-f", ref, home=server.home)
     try:
         page.goto(server.login_url)
-        ui = open_tab(page, "dockext-test_vm-image")
+        ui = open_tab(page, "dockext-e2e_vm-image")
         expect(ui.locator("#get")).to_have_text("hello from vm-image")
         expect(ui.locator("#post")).to_have_text("42")
         expect(ui.locator("#error")).to_have_text("status=404 message=no such thing")
@@ -243,13 +243,13 @@ def test_compose_backend_reaches_the_engine_and_its_second_service(page: Page, s
     run_dockext("install", "-f", ref, home=server.home)
     try:
         page.goto(server.login_url)
-        ui = open_tab(page, "dockext-test_compose")
+        ui = open_tab(page, "dockext-e2e_compose")
         expect(ui.locator("#engine")).to_have_text(docker_client.version()["ApiVersion"])
         expect(ui.locator("#peer")).to_have_text("helper says hi")
         expect(ui.locator("#vm-exec")).to_have_text("compose-api")  # the first service's hostname
     finally:
         run_dockext("rm", ref, home=server.home)
-        vol = "dockext-test_compose-desktop-extension_data"
+        vol = "dockext-e2e_compose-desktop-extension_data"
         for v in docker_client.volumes.list(filters={"name": vol}):
             v.remove()
 
@@ -259,7 +259,7 @@ def test_host_binary_runs_and_undeclared_commands_are_refused(page: Page, server
     run_dockext("install", "-f", ref, home=server.home)
     try:
         page.goto(server.login_url)
-        ui = open_tab(page, "dockext-test_host-binary")
+        ui = open_tab(page, "dockext-e2e_host-binary")
         expect(ui.locator("#host")).to_have_text("Hello, John! (2 args)")
         expect(ui.locator("#host-refused")).to_have_text("refused")
     finally:
@@ -279,7 +279,7 @@ def test_a_marketplace_card_keeps_the_keyboard_focus_while_it_installs(page: Pag
     run_dockext("marketplace", "add", "--folder", str(folder), home=server.home)
     page.goto(server.login_url)
     page.locator("#marketplace-button").click()
-    card = page.locator('.mk-card[data-image="dockext-test/ui-only"]')
+    card = page.locator('.mk-card[data-image="dockext-e2e/ui-only"]')
     install = card.get_by_role("button", name="Install")
     install.focus()
     page.keyboard.press("Enter")
@@ -304,7 +304,7 @@ def test_the_dashboards_forced_theme_reaches_the_extension(browser, server, fixt
     page = context.new_page()
     try:
         page.goto(server.login_url)
-        expect(open_tab(page, "dockext-test_ui-only").locator("#status")).to_have_text("done")
+        expect(open_tab(page, "dockext-e2e_ui-only").locator("#status")).to_have_text("done")
         frame = page.locator("#extension-frame").element_handle().content_frame()
         assert frame.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") is False
         # system -> light -> dark: the open extension restarts in the new theme

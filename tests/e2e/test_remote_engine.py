@@ -66,7 +66,7 @@ def test_a_compose_backend_on_a_remote_engine_answers_its_ui_through_the_relay(p
                                                                                 docker_client):
     engine, server, env = remote
     ref = fixture_image("compose")
-    key, project = "dockext-test_compose", "dockext-test_compose-desktop-extension"
+    key, project = "dockext-e2e_compose", "dockext-e2e_compose-desktop-extension"
     before = engine.connections
     out = run_dockext("install", "-f", ref, home=server.home, env=env)
     assert "VM service started" in out.stdout
@@ -109,7 +109,7 @@ def test_remote_backend_bodies_both_ways_kept_alive_connections_and_a_stopped_ba
                                                                                       docker_client):
     engine, server, env = remote
     ref = fixture_image("vm-image")
-    key, project = "dockext-test_vm-image", "dockext-test_vm-image-desktop-extension"
+    key, project = "dockext-e2e_vm-image", "dockext-e2e_vm-image-desktop-extension"
     run_dockext("install", "-f", ref, home=server.home, env=env)
     try:
         session = Session(server)
@@ -155,7 +155,7 @@ def test_a_tls_engine_reached_with_the_environments_certificates_or_a_docker_con
     ``DOCKER_CERT_PATH`` or from the docker context the user switched to (the CLI's own files)."""
     certs = make_certs(tmp_path / "certs")
     ref = fixture_image("vm-image")
-    key, project = "dockext-test_vm-image", "dockext-test_vm-image-desktop-extension"
+    key, project = "dockext-e2e_vm-image", "dockext-e2e_vm-image-desktop-extension"
     home = tmp_path / "home"
     with tls_engine(certs) as engine:
         # without certificates the engine is unreachable: said so, nothing installed
@@ -189,7 +189,7 @@ def test_a_tls_engine_reached_with_the_environments_certificates_or_a_docker_con
         run_dockext("plugin", "install", home=home, env=ctx_env)
         listed = subprocess.run(["docker", "--context", "tls-remote", "extension", "ls"], capture_output=True,
                                 text=True, env={**cli_env, "DOCKEXT_HOME": str(home), "COLUMNS": "200"}, timeout=120)
-        assert listed.returncode == 0 and "dockext-test/vm-image" in listed.stdout, listed.stderr
+        assert listed.returncode == 0 and "dockext-e2e/vm-image" in listed.stdout, listed.stderr
         run_dockext("rm", ref, home=home, env=ctx_env)
     assert project_containers(docker_client, project) == {}
 
@@ -198,7 +198,7 @@ def test_an_engine_over_ssh_is_reached_as_the_docker_cli_reaches_it(tmp_path, fi
     """``DOCKER_HOST=ssh://host``: dockext's connections are ``ssh host docker system dial-stdio`` (real sshd,
     real ssh), Compose and the docker CLI dial the same way, and the backend answers through the relay."""
     ref = fixture_image("vm-image")
-    key, project = "dockext-test_vm-image", "dockext-test_vm-image-desktop-extension"
+    key, project = "dockext-e2e_vm-image", "dockext-e2e_vm-image-desktop-extension"
     home = tmp_path / "home"
     with sshd(tmp_path / "ssh") as ssh:
         env = ssh.env()
@@ -228,7 +228,7 @@ def test_a_remote_backend_restarted_alone_can_listen_again_over_its_old_socket(r
     relay removes sockets nobody listens on, and the backend comes back."""
     _, server, env = remote
     ref = fixture_image("stale-socket")
-    key, project = "dockext-test_stale-socket", "dockext-test_stale-socket-desktop-extension"
+    key, project = "dockext-e2e_stale-socket", "dockext-e2e_stale-socket-desktop-extension"
     run_dockext("install", "-f", ref, home=server.home, env=env)
     try:
         session = Session(server)

@@ -26,7 +26,7 @@ def test_after_kill_9_and_a_restart_the_browser_is_still_logged_in_and_its_tab_c
     try:
         run_dockext("install", "-f", ref, home=home)
         page.goto(first.login_url)
-        ui = open_tab(page, "dockext-test_ui-only")
+        ui = open_tab(page, "dockext-e2e_ui-only")
         expect(ui.locator("#image")).to_have_text(ref)
         before = page.locator("#extension-frame").get_attribute("src")
 

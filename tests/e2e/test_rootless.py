@@ -54,7 +54,7 @@ def test_an_extension_installs_and_works_on_a_rootless_engine_in_the_browser(pag
     home = user.home / f"e2e-{secrets.token_hex(4)}"
     env = engine.env(DOCKEXT_HOME=str(home), NO_COLOR="1", COLUMNS="200")
     user.run(["mkdir", "-p", str(home)], env=env)
-    refs = ["dockext-test/vm-image:1.0.0", "dockext-test/compose:1.0.0", "dockext-test/host-binary:1.0.0", NON_ROOT]
+    refs = ["dockext-e2e/vm-image:1.0.0", "dockext-e2e/compose:1.0.0", "dockext-e2e/host-binary:1.0.0", NON_ROOT]
     server = None
     try:
         for ref in refs:
@@ -68,26 +68,26 @@ def test_an_extension_installs_and_works_on_a_rootless_engine_in_the_browser(pag
             assert sock.stat().st_uid == user.uid, sock
         # the engine socket an extension mounts is the rootless engine's own, not the machine's
         [backend] = engine.client.containers.list(filters={"label": [
-            "com.docker.compose.project=dockext-test_compose-desktop-extension", "com.docker.compose.service=server"]})
+            "com.docker.compose.project=dockext-e2e_compose-desktop-extension", "com.docker.compose.service=server"]})
         mounts = {m["Destination"]: m["Source"] for m in backend.attrs["Mounts"]}
         assert mounts["/var/run/docker.sock"] == str(engine.socket)
 
         server = start_server(home, argv=[str(user.dockext)], user=(user.uid, user.gid, []), extra_env=env)
         page.goto(server.login_url)
-        for key in ("dockext-test_vm-image", "dockext-test-rootless_vm-image-uid4242"):
+        for key in ("dockext-e2e_vm-image", "dockext-test-rootless_vm-image-uid4242"):
             page.locator(f'[role="tab"][data-key="{key}"]').click()
             expect(page.locator("#extension-frame")).to_have_attribute("data-key", key)
             ui = page.frame_locator("#extension-frame")
             expect(ui.locator("#get")).to_have_text("hello from vm-image")  # vm.service through the socket
             expect(ui.locator("#post")).to_have_text("42")
             expect(ui.locator("#vm-exec")).to_have_text("hello from inside the backend")  # vm.cli.exec
-        page.locator('[role="tab"][data-key="dockext-test_compose"]').click()
-        expect(page.locator("#extension-frame")).to_have_attribute("data-key", "dockext-test_compose")
+        page.locator('[role="tab"][data-key="dockext-e2e_compose"]').click()
+        expect(page.locator("#extension-frame")).to_have_attribute("data-key", "dockext-e2e_compose")
         ui = page.frame_locator("#extension-frame")
         expect(ui.locator("#engine")).to_have_text("1.41")  # the backend reached the engine through its socket
         expect(ui.locator("#peer")).to_have_text("helper says hi")
-        page.locator('[role="tab"][data-key="dockext-test_host-binary"]').click()
-        expect(page.locator("#extension-frame")).to_have_attribute("data-key", "dockext-test_host-binary")
+        page.locator('[role="tab"][data-key="dockext-e2e_host-binary"]').click()
+        expect(page.locator("#extension-frame")).to_have_attribute("data-key", "dockext-e2e_host-binary")
         expect(page.frame_locator("#extension-frame").locator("#host")).to_have_text("Hello, John! (2 args)")
     finally:
         if server is not None:
@@ -107,7 +107,7 @@ def test_root_installs_on_a_users_rootless_engine(engine: RootlessEngine, tmp_pa
            "COLUMNS": "200"}
     env.pop("DOCKEXT_REMOTE_ENGINE", None)
     dockext = [str(REPO / ".venv/bin/dockext")]
-    ref = "dockext-test/vm-image:1.0.0"
+    ref = "dockext-e2e/vm-image:1.0.0"
     try:
         out = subprocess.run([*dockext, "install", "-f", ref], env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout + out.stderr  # it waits for the backend's socket to accept

@@ -47,7 +47,7 @@ def test_install_and_use_as_an_unprivileged_user(page: Page, unpriv, fixture_ima
         for ref in (vm_ref, host_ref):
             out = as_user("install", "-f", ref)
             assert out.returncode == 0, out.stdout + out.stderr
-        record = (home / "extensions" / "dockext-test_vm-image" / "extension.json").read_text()
+        record = (home / "extensions" / "dockext-e2e_vm-image" / "extension.json").read_text()
         assert '"sockperm": true' in record
         sock = next((home / "gs").glob("*/backend.sock"))
         assert sock.stat().st_uid == unpriv.uid  # handed over by the sidecar; the backend made it as root
@@ -60,14 +60,14 @@ def test_install_and_use_as_an_unprivileged_user(page: Page, unpriv, fixture_ima
         assert uid_line.split()[1] == str(unpriv.uid)
 
         page.goto(server.login_url)
-        page.locator('[role="tab"][data-key="dockext-test_vm-image"]').click()
+        page.locator('[role="tab"][data-key="dockext-e2e_vm-image"]').click()
         ui = page.frame_locator("#extension-frame")
         expect(ui.locator("#get")).to_have_text("hello from vm-image")
         expect(ui.locator("#post")).to_have_text("42")
         expect(ui.locator("#error")).to_have_text("status=404 message=no such thing")
         expect(ui.locator("#vm-exec")).to_have_text("hello from inside the backend")
-        page.locator('[role="tab"][data-key="dockext-test_host-binary"]').click()
-        expect(page.locator("#extension-frame")).to_have_attribute("data-key", "dockext-test_host-binary")
+        page.locator('[role="tab"][data-key="dockext-e2e_host-binary"]').click()
+        expect(page.locator("#extension-frame")).to_have_attribute("data-key", "dockext-e2e_host-binary")
         ui = page.frame_locator("#extension-frame")
         expect(ui.locator("#host")).to_have_text("Hello, John! (2 args)")
     finally:
@@ -76,5 +76,5 @@ def test_install_and_use_as_an_unprivileged_user(page: Page, unpriv, fixture_ima
         for ref in (vm_ref, host_ref):
             as_user("rm", ref)
         shutil.rmtree(home, ignore_errors=True)
-    project = "dockext-test_vm-image-desktop-extension"
+    project = "dockext-e2e_vm-image-desktop-extension"
     assert docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}) == []

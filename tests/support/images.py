@@ -15,7 +15,6 @@ test sessions do not build the same thing twice.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import os
@@ -24,11 +23,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
+
+from tests.support.locks import locked
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "extensions"
 CONFORMANCE_DIR = FIXTURES_DIR.parent.parent / "conformance"
@@ -66,7 +66,7 @@ def ensure_pybase(client: docker.DockerClient) -> str:
             st = os.stat(f)
             h.update(f"{f} {st.st_size} {st.st_mtime_ns}\n".encode())
     digest = h.hexdigest()
-    with _locked():
+    with locked(_LOCK):
         if _current_hash(client, PYBASE) == digest:
             return PYBASE
         with tempfile.TemporaryDirectory(prefix="dockext-pybase-") as tmp:
@@ -109,7 +109,7 @@ def compile_conformance() -> Path:
     src_hash = _tree_hash([d / "tsconfig.json", *(d / "src").rglob("*.ts")], d) + lock_hash
     modules_stamp = d / "node_modules" / ".dockext-lock-hash"
     build_stamp = d / "build" / ".dockext-src-hash"
-    with _locked():
+    with locked(_LOCK):
         tsc = d / "node_modules" / "typescript" / "bin" / "tsc"
         if not tsc.is_file() or not modules_stamp.is_file() or modules_stamp.read_text() != lock_hash:
             _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], d, "npm ci in tests/conformance")
@@ -160,7 +160,7 @@ def _build_fixture_from(client: docker.DockerClient, context: Path, name: str, *
         elif path.is_file():
             h.update(f"F {rel} {os.access(path, os.X_OK)} ".encode() + path.read_bytes() + b"\n")
     ref = f"{repo_prefix}/{name}:{tag}"
-    with _locked():
+    with locked(_LOCK):
         if _current_hash(client, ref) != h.hexdigest():
             # the name is a label too: two names never share an image ID (views list an image under each name)
             _build(client, context, ref, h.hexdigest(),
@@ -207,18 +207,6 @@ def _build(
     except docker.errors.BuildError as exc:
         log = "".join(str(e.get("stream") or e.get("error") or "") for e in exc.build_log)
         raise RuntimeError(f"building {ref} from {context} failed: {exc}\n{log[-3000:]}") from exc
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    with open(_LOCK, "a") as f:
-        with contextlib.suppress(PermissionError):
-            os.chmod(_LOCK, 0o666)
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_image_path(client: docker.DockerClient, ref: str, path: str) -> dict[str, tuple[tarfile.TarInfo, bytes]]:

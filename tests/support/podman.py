@@ -38,6 +38,7 @@ import docker
 import pytest
 
 from tests.support.extraengine import engine_process, stop_leftover
+from tests.support.locks import locked
 from tests.support.procs import kill, pids_where
 from tests.support.rootless import RootlessEngine, ensure_user, runtime_dir
 from tests.support.unpriv import Unpriv
@@ -149,16 +150,18 @@ def _remove_leftovers(env: dict[str, str], log: Path) -> None:
 @contextlib.contextmanager
 def podman_engine(log: Path, timeout: float = 90) -> Iterator[PodmanEngine]:
     """Start root's service, after removing what a killed run left in its storage; on exit remove its containers
-    and networks, and stop it."""
+    and networks, and stop it. One at a time on the machine: a second one waits for the first to stop (it would
+    take the first one's storage for a killed run's leftovers and stop it)."""
     env = {**os.environ, **_config("rootful", limits=True)}
     pidfile, socket = ROOT / "podman.pid", ROOT / "podman.sock"
-    stop_leftover(pidfile, lambda pid: f"--root={DATA_ROOT}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes())
-    _remove_leftovers(env, log)
-    socket.unlink(missing_ok=True)
-    argv = _service(socket, pidfile, *ROOTFUL_OPTIONS, namespaces="-nm", setup=ROOTFUL_SETUP)
-    with _running(argv, pidfile, socket=socket, log=log, what="podman system service", timeout=timeout, env=env,
-                  preexec_fn=_limit_processes) as (client, netns):
-        yield PodmanEngine(f"unix://{socket}", client, netns)
+    with locked(ROOT.with_name(ROOT.name + ".lock")):
+        stop_leftover(pidfile, lambda pid: f"--root={DATA_ROOT}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes())
+        _remove_leftovers(env, log)
+        socket.unlink(missing_ok=True)
+        argv = _service(socket, pidfile, *ROOTFUL_OPTIONS, namespaces="-nm", setup=ROOTFUL_SETUP)
+        with _running(argv, pidfile, socket=socket, log=log, what="podman system service", timeout=timeout, env=env,
+                      preexec_fn=_limit_processes) as (client, netns):
+            yield PodmanEngine(f"unix://{socket}", client, netns)
 
 
 @contextlib.contextmanager

@@ -9,20 +9,19 @@ sources (``pyproject.toml``, ``README.md``, ``src/``) change. Its packages come 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import grp
 import hashlib
 import os
 import pwd
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.locks import locked
 
 USER = "dockext-ci"
 ROOT = Path("/var/tmp/dockext-unpriv")
@@ -81,7 +80,7 @@ def ensure_unprivileged(repo: Path) -> Unpriv:
         pytest.fail("there is no docker group: run bash scripts/setup.sh")
     ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     ROOT.chmod(0o755)
-    with _locked(ROOT / "lock"):
+    with locked(ROOT / "lock"):
         user = _ensure_user(docker_group)
         venv = ROOT / "venv"
         _ensure_venv(repo, venv)
@@ -176,13 +175,3 @@ def _run(argv: list[str], check: bool = True) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
