@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import os
 import secrets
+import signal
 import subprocess
 import warnings
 from collections.abc import Callable, Iterator
@@ -23,6 +24,22 @@ CLONE_NEWNET = 0x40000000
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _default_interrupts()
+    _own_network_namespace()
+
+
+def _default_interrupts() -> None:
+    """SIGINT and SIGQUIT as a terminal's foreground process gets them, even when pytest was started ignoring them.
+
+    A shell starts a background job with both ignored (scripts/test.sh runs two pytest processes so), and every
+    process a test starts inherits an ignored signal: the tests that interrupt ``dockext`` with SIGINT, as Ctrl-C
+    does, would find it ignored. With Python's own handler here, the processes tests start get the default."""
+    for sig, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGQUIT, signal.SIG_DFL)):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, handler)
+
+
+def _own_network_namespace() -> None:
     """Run the whole test session in a network namespace of its own, with only loopback.
 
     Chromium aborts requests in flight with ERR_NETWORK_CHANGED whenever an IP address appears on the

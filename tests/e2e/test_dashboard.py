@@ -174,7 +174,7 @@ def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, 
 
     # each extension UI lives on its own origin, never the dashboard's
     src = page.locator("#extension-frame").get_attribute("src")
-    assert src.startswith("http://dockext-test-ui-only-") and f".dockext.localhost:{server.port}/i/" in src
+    assert src.startswith("http://dockext-e2e-ui-only-") and f".dockext.localhost:{server.port}/i/" in src
     assert status_of(src) == 200
 
     # leaving the tab destroys the UI: the frame is gone and its URL no longer answers
