@@ -3,10 +3,11 @@
 # pytest (the whole suite unless arguments are given; they are passed to pytest). Runs them all, then exits
 # non-zero if any failed (pytest's "no tests ran", exit 5, is a failure too).
 #
-# The whole suite runs as three pytest processes: tests/e2e beside tests/unit + tests/engine (each waits on the
-# engine, Compose or Chromium about half the time, so on two cores the pair takes little longer than the longer
-# one alone), then the tests that restart the engine, alone. Each line of the first two is prefixed with its part;
-# each part has its own --basetemp under $DOCKEXT_TEST_TMP (default /tmp/dockext-tests) and its own summary.
+# The whole suite runs as four pytest processes, two at a time: tests/e2e beside tests/engine (each waits on the
+# engine, Compose or Chromium much of the time, so on two cores the pair takes far less than one after the other),
+# then tests/engine/test_engine_restart.py, which restarts the engine under everything else, beside tests/unit,
+# which needs none. Each line is prefixed with its part; each part has its own --basetemp and log under
+# $DOCKEXT_TEST_TMP (default /tmp/dockext-tests) and its own summary.
 # What lets them share one engine: tests/e2e installs its fixtures under its own prefix (tests/e2e/conftest.py),
 # every other module names its images its own way, and the one rootful Podman is locked (tests/support/locks.py).
 #
@@ -36,9 +37,13 @@ if [ -d tests/js ]; then check node node --test tests/js; fi
 pytest_part() {  # pytest_part NAME ARGS...: one part of the suite, its output in $tmp/NAME.log and here, each line
   # prefixed with [NAME] (followed with tail --pid, not a pipe: a process a test leaves behind holding pytest's
   # output open must not hold this up); returns pytest's exit code
-  local name=$1 pid follow rc
+  local name=$1 pid follow rc engine=()
   shift
-  .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$tmp/$name" "$@" > "$tmp/$name.log" 2>&1 < /dev/null &
+  # the part named unit gets an engine address where nothing answers: a unit test that reaches for the engine
+  # fails at once, rather than by chance while test_engine_restart.py restarts it beside them
+  [ "$name" = unit ] && engine=(DOCKER_HOST=unix:///nonexistent/docker.sock)
+  env "${engine[@]}" .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$tmp/$name" "$@" \
+    > "$tmp/$name.log" 2>&1 < /dev/null &
   pid=$!
   tail -n +1 -f --pid="$pid" "$tmp/$name.log" | sed -u "s/^/[$name] /" &
   follow=$!
@@ -48,26 +53,31 @@ pytest_part() {  # pytest_part NAME ARGS...: one part of the suite, its output i
   return "$rc"
 }
 
-side_by_side() {  # tests/e2e and the rest at once; fails if either does
-  local a b
-  # (the unit tests' fuzzing goes with tests/e2e: it evens the two out, about 23 min each on a slow 2-core machine)
-  pytest_part e2e tests/e2e "$FUZZ" & a=$!
-  pytest_part engine tests/unit tests/engine --ignore="$FUZZ" --ignore="$ALONE" & b=$!
-  wait "$a"; local ra=$?
-  wait "$b"; local rb=$?
-  echo "=== e2e exited $ra, engine exited $rb"
+side_by_side() {  # side_by_side NAME1 "ARGS1" NAME2 "ARGS2": two parts at once (ARGS split on spaces); fails if
+  # either does
+  local a b ra rb
+  # shellcheck disable=SC2086
+  pytest_part "$1" $2 & a=$!
+  # shellcheck disable=SC2086
+  pytest_part "$3" $4 & b=$!
+  wait "$a"; ra=$?
+  wait "$b"; rb=$?
+  echo "=== $1 exited $ra, $3 exited $rb"
   [ "$ra" -eq 0 ] && [ "$rb" -eq 0 ]
 }
 
 if [ $# -gt 0 ]; then
   check pytest .venv/bin/python -m pytest -p no:cacheprovider "$@"
 else
-  ALONE=tests/engine/test_engine_restart.py  # restarts the engine under every other test
-  FUZZ=tests/unit/test_fuzz.py
   tmp=${DOCKEXT_TEST_TMP:-/tmp/dockext-tests}
   mkdir -p "$tmp"
-  check "pytest (tests/e2e beside tests/unit and tests/engine)" side_by_side
-  check "pytest (alone: $ALONE)" pytest_part alone "$ALONE"
+  restart=tests/engine/test_engine_restart.py  # restarts the engine under every other test
+  fuzz=tests/unit/test_fuzz.py offline=tests/engine/test_offline_install.py  # moved for balance (~2 min each)
+  check "pytest (tests/e2e beside tests/engine)" side_by_side \
+    e2e "tests/e2e $fuzz $offline" engine "tests/engine --ignore=$restart --ignore=$offline"
+  # the unit tests need no engine: they run while it restarts (pytest_part gives them none at all)
+  check "pytest ($restart beside tests/unit)" side_by_side \
+    alone "$restart" unit "tests/unit --ignore=$fuzz"
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

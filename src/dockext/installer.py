@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import secrets
@@ -108,7 +107,7 @@ class Installer:
         self.compose = compose or Compose(self.engine.target)
         self.report: Reporter = reporter or Silent()
         self.backend_timeout = backend_timeout or float(os.environ.get("DOCKEXT_BACKEND_TIMEOUT", "60"))
-        self.owner = hashlib.sha256(str(layout.root).encode()).hexdigest()[:16]
+        self.owner = layout.owner
         #: extensions whose interrupted operation a newer dockext left (its records have a newer schema): the
         #: last recovery left them as they are, for that dockext to finish (:meth:`_recover_locked`)
         self.newer: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,12 @@ class Layout:
 
     def extension_dir(self, key: str) -> Path:
         return self.extensions / key
+
+    @property
+    def owner(self) -> str:
+        """This home's name on the engine: the ``dockext.copy`` label of the containers its commands make to copy
+        files out of images, so that recovery removes its own and never another home's."""
+        return hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
 
     def ensure(self) -> None:
         """Create the layout; the home itself is private (it holds the server's token file)."""

@@ -31,6 +31,7 @@ import requests.exceptions
 
 from . import API_VERSION, backendpolicy, marketplace, model
 from . import compose as composefile
+from .composecli import Compose
 from .engine import Engine, ImageFiles
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound, InvalidImageReference, MetadataError
 from .installer import Installer, Reporter, Silent
@@ -131,6 +132,9 @@ class ImageConfig:
 
 Stat = Callable[[str], PathInfo | None]
 Read = Callable[[str], bytes | None]
+#: ``compose_check(doc)``: Compose's own reading of the file install would write from ``doc`` (the parsed compose
+#: file), vetted as install vets it (:func:`backendpolicy.check_resolved`); raises MetadataError where it fails
+ComposeCheck = Callable[[dict[str, Any]], None]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -575,11 +579,13 @@ def _describe(info: PathInfo) -> str:
 
 
 def check_files(
-    meta: model.MetadataCheck, stat: Stat, read: Read | None = None, config: ImageConfig | None = None
+    meta: model.MetadataCheck, stat: Stat, read: Read | None = None, config: ImageConfig | None = None,
+    *, project: str = "\0", compose_check: ComposeCheck | None = None,
 ) -> list[Finding]:
     """That the files and directories ``metadata.json`` names are in the image, and are what install copies:
-    regular files (links are not followed) and a UI root directory; the compose file is valid; a backend
-    made of the extension image itself has a command."""
+    regular files (links are not followed) and a UI root directory; the compose file is valid (``project``: its
+    Compose project, when the image's name is known; ``compose_check``: Compose's reading of it, see
+    :data:`ComposeCheck`); a backend made of the extension image itself has a command."""
     found: list[Finding] = []
     infos: dict[str, PathInfo | None] = {}
     for item in meta.paths:
@@ -613,7 +619,7 @@ def check_files(
         path = next(p.path for p in meta.paths if p.field == "vm.composefile")
         text = read(path)
         if text is not None:
-            found += _check_compose(text, config)
+            found += _check_compose(text, config, project=project, compose_check=compose_check)
     vm = (meta.document or {}).get("vm")
     if (config is not None and not config.has_command and isinstance(vm, dict)
             and vm.get("image") in (composefile.PLACEHOLDER, "$DESKTOP_PLUGIN_IMAGE")):
@@ -626,7 +632,8 @@ def check_files(
 RESERVED_SERVICES = backendpolicy.RESERVED_SERVICES
 
 
-def _check_compose(text: bytes, config: ImageConfig | None) -> list[Finding]:
+def _check_compose(text: bytes, config: ImageConfig | None, *, project: str,
+                   compose_check: ComposeCheck | None) -> list[Finding]:
     try:
         doc = composefile.parse(text)
     except MetadataError as exc:
@@ -641,8 +648,8 @@ def _check_compose(text: bytes, config: ImageConfig | None) -> list[Finding]:
     if isinstance(volumes, dict) and composefile.GS_VOLUME in volumes:
         found.append(Finding("error", "vm.composefile", f"volume name {composefile.GS_VOLUME!r} is reserved by dockext",
                              "Rename the volume"))
-    try:  # the isolation every backend gets (backendpolicy.py); the project's own name is not known here
-        backendpolicy.check_isolation(doc, project="\0")
+    try:  # the isolation every backend gets (backendpolicy.py)
+        backendpolicy.check_isolation(doc, project=project)
     except MetadataError as exc:
         if exc.problem not in {f.message for f in found}:  # a reserved name, said above already
             found.append(Finding("error", exc.field, exc.problem,
@@ -657,6 +664,12 @@ def _check_compose(text: bytes, config: ImageConfig | None) -> list[Finding]:
             found.append(Finding("error", "vm.composefile",
                                  f"service {name!r} runs the extension image, which has no CMD or ENTRYPOINT",
                                  "Add a CMD to the image, or a command: to the service"))
+    if compose_check is not None and not any(f.severity == "error" for f in found):
+        try:  # what install does next: Docker Compose reads the file it writes (after the checks above only)
+            compose_check(doc)
+        except MetadataError as exc:
+            found.append(Finding("error", exc.field, exc.problem,
+                                 "Install reads the file with `docker compose config` first: make it accept it"))
     return found
 
 
@@ -678,9 +691,11 @@ def check(
     digest: str | None = None,
     sdk_compatibility: bool = False,
     target: str = "",
+    project: str = "\0",
+    compose_check: ComposeCheck | None = None,
 ) -> Report:
     """Validate an extension from what was read of it. ``stat`` None: a bare metadata.json (labels, files,
-    tag and platform are not checked)."""
+    tag and platform are not checked). ``project`` and ``compose_check``: see :func:`check_files`."""
     if stat is None:
         report = Report(target=target, kind="file")
         found, _ = check_metadata(metadata)
@@ -695,7 +710,8 @@ def check(
     elif meta.document is None:
         report.steps.append(Step("the files metadata.json names", skipped="metadata.json cannot be read"))
     else:
-        report.steps.append(Step("the files metadata.json names", tuple(check_files(meta, stat, read, config))))
+        report.steps.append(Step("the files metadata.json names", tuple(check_files(
+            meta, stat, read, config, project=project, compose_check=compose_check))))
     report.steps.append(Step("image tag is semver", tuple(check_tag(tag, digest))))
     if config is not None:
         platform = f"{config.os}/{config.architecture}" if config.architecture else config.os
@@ -879,8 +895,10 @@ def validate_image(
             except DockextError:
                 return None  # a link or an oversized file: reported by the stat check
 
+        project = model.compose_project(model.extension_key(ref))
         report = check(labels, metadata, stat, read=read, config=config, tag=ref.tag, digest=ref.digest,
-                       sdk_compatibility=sdk_compatibility, target=ref.pull_ref)
+                       sdk_compatibility=sdk_compatibility, target=ref.pull_ref, project=project,
+                       compose_check=_compose_check(engine, ref.pull_ref, project))
     if install_uninstall:
         title = "extension installs and uninstalls (in a temporary dockext home)"
         if not report.valid:
@@ -890,6 +908,27 @@ def validate_image(
             marketplace.check_allowed(layout(), ref.pull_ref)
             report.steps.append(Step(title, tuple(_install_uninstall(engine, ref, str(info["Id"]), report_to))))
     return report
+
+
+def _compose_check(engine: Engine, image: str, project: str) -> ComposeCheck:
+    """Rewrite the compose file as install would for this engine (the extension's own services only), then have
+    Docker Compose read it and vet its reading with every grant given: what validate reports is what install would
+    refuse whatever the user's permissions."""
+
+    def compose_check(doc: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory(prefix="dockext-validate-") as tmp:
+            gs = composefile.guest_services_volume() if engine.remote else composefile.guest_services_bind(tmp)
+            rewritten = composefile.rewrite(doc, key=model.extension_key(model.ImageRef.parse(image)),
+                                            project=project, image=image, title="validate",
+                                            engine_socket=engine.socket_path, guest_services=gs,
+                                            podman=engine.podman, host_alias=engine.host_gateway)
+            path = Path(tmp) / "docker-compose.yaml"
+            path.write_bytes(rewritten.dump())
+            resolved = Compose(engine.target).config(project, path, {"DESKTOP_PLUGIN_IMAGE": image})
+        backendpolicy.check_resolved(resolved, engine=True, system=True, network=True,
+                                     engine_socket=engine.socket_path, project=project)
+
+    return compose_check
 
 
 def _install_uninstall(engine: Engine, ref: model.ImageRef, image_id: str, report_to: Reporter) -> list[Finding]:

@@ -9,9 +9,11 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from dockext.paths import Layout
 from tests.support.backends import get_over_socket
 from tests.support.cli import run_dockext
 
@@ -34,7 +36,7 @@ def assert_nothing_left(home, docker_client, key, project=None):
     assert not (home / "extensions" / key).exists()
     assert list((home / "staging").iterdir()) == [] if (home / "staging").exists() else True
     assert labelled(docker_client, f"dockext.extension={key}") == []
-    assert labelled(docker_client, "dockext.copy") == []
+    assert labelled(docker_client, f"dockext.copy={Layout(Path(home).absolute()).owner}") == []  # this home's own
     if project:
         assert labelled(docker_client, f"com.docker.compose.project={project}") == []
     gs = home / "gs"

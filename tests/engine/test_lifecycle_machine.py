@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from dockext.crashpoint import POINTS
+from dockext.paths import Layout
 from tests.support.backends import UnixHTTPConnection
 from tests.support.cli import run_dockext
 from tests.support.images import build_fixture
@@ -115,7 +115,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._drop_volume()  # every example starts without the volume (teardown removes it too)
 
     def _owner(self) -> str:
-        return hashlib.sha256(str(self.home).encode()).hexdigest()[:16]  # as installer.Installer.owner
+        return Layout(self.home).owner
 
     # -- running the CLI -------------------------------------------------------------------------------
     def _dockext(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> Any:

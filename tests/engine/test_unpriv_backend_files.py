@@ -9,7 +9,6 @@ the directory behind. The helper now empties what dockext cannot (``sockperm cle
 from __future__ import annotations
 
 import grp
-import hashlib
 import io
 import json
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from dockext.paths import Layout
 from tests.support.images import TEST_LABEL
 from tests.support.unpriv import ensure_unprivileged
 
@@ -116,7 +116,7 @@ def test_forgetting_such_an_extension_leaves_its_running_backends_files_and_says
         assert sorted(c.labels["com.docker.compose.service"] for c in running) == ["dockext-sockperm", "service"]
 
         # a clean container of this home that a killed dockext left behind
-        owner = hashlib.sha256(str(home).encode()).hexdigest()[:16]
+        owner = Layout(home).owner
         left = docker_client.containers.create(versions[0], labels={"dockext.copy": owner, TEST_LABEL: "1"})
         # installed again, the extension takes over its backend (in a new directory), and the next command's
         # recovery removes the old directory, no longer mounted, with the helper, and the left container

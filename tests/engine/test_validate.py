@@ -84,6 +84,37 @@ def test_broken_fixtures_are_reported_with_the_field_and_a_fix(home, fixture_ima
     assert leftovers(docker_client) == []
 
 
+
+def test_a_compose_file_that_compose_refuses_is_reported_as_install_would_refuse_it(home, fixture_image,
+                                                                                     docker_client, tmp_path):
+    """dockext's own reading accepts a key Compose does not know; install reads the file with `docker compose
+    config` and refuses it at staging. validate says so first, with Compose's reason, and a file that names the
+    extension's own project (its Compose project, as install names it) is not flagged."""
+    base = fixture_image("compose", repo_prefix=PREFIX)
+    text = (FIXTURES_DIR / "compose" / "docker-compose.yaml").read_text()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY docker-compose.yaml /\n")
+    (ctx / "docker-compose.yaml").write_text(text.replace("    hostname: compose-api\n",
+                                                          "    hostname: compose-api\n    not-a-compose-key: 1\n"))
+    refused = build(docker_client, ctx, f"{PREFIX}/compose:7.0.0")
+    out = run_dockext("validate", refused, home=home, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Checked the files metadata.json names: 1 error" in out.stdout.splitlines()
+    assert ("  - vm.composefile: Docker Compose cannot use it: services.server additional properties "
+            "'not-a-compose-key' not allowed") in out.stdout
+    assert "docker compose config" in out.stdout and str(tmp_path) not in out.stdout
+    project = f"{PREFIX}_compose-desktop-extension"
+    named = f"    hostname: compose-api\n    container_name: {project}-api\n"
+    (ctx / "docker-compose.yaml").write_text(text.replace("    hostname: compose-api\n", named))
+    own = build(docker_client, ctx, f"{PREFIX}/compose:7.0.1")
+    out = run_dockext("validate", own, home=home)
+    assert out.stdout.splitlines()[-1] == f'The extension image "{own}" is valid (1 warning).'
+    assert not home.exists() and leftovers(docker_client) == []
+    for ref in (refused, own):
+        docker_client.images.remove(ref, noprune=True)
+
+
 def test_every_problem_of_an_image_is_listed(home, docker_client, tmp_path):
     """One image with many problems: all of them are printed, not only the first."""
     ctx = tmp_path / "ctx"

@@ -330,6 +330,39 @@ def test_compose_file_is_parsed_and_the_backend_needs_a_command():
     ]
 
 
+
+def test_compose_file_is_read_by_compose_after_dockexts_checks_and_under_the_extensions_own_project():
+    doc = {**UI_DOC, "vm": {"composefile": "docker-compose.yaml"}}
+    entries = {**UI_ENTRIES, "/docker-compose.yaml": PathInfo("file")}
+    project = "acme_ext-desktop-extension"
+    compose = (f"services:\n  api:\n    image: x\n    container_name: {project}-api\n"
+               f"    volumes: [{project}_data:/data]\n").encode()
+    seen: list[dict] = []
+
+    def refused(doc: dict) -> None:
+        seen.append(doc)
+        raise MetadataError("vm.composefile", "Docker Compose cannot use it: services.api additional properties "
+                                              "'x' not allowed")
+
+    def check_with(compose_check, project: str = project) -> Report:
+        stat, read = fake_image(entries, {"/docker-compose.yaml": compose})
+        return check(GOOD_LABELS, meta(doc), stat, read=read, tag="1.0.0", target="acme/ext:1.0.0",
+                     project=project, compose_check=compose_check)
+
+    report = check_with(refused)
+    assert [(f.field, f.message) for f in report.errors] == [
+        ("vm.composefile", "Docker Compose cannot use it: services.api additional properties 'x' not allowed")]
+    assert "docker compose config" in report.errors[0].hint
+    assert seen == [{"services": {"api": {"image": "x", "container_name": f"{project}-api",
+                                          "volumes": [f"{project}_data:/data"]}}}]  # the parsed file
+    assert check_with(lambda doc: None).valid  # accepted by Compose: the own project's names are the extension's
+    # under another project, the same names are another extension's: refused before Compose is asked
+    seen.clear()
+    other = check_with(refused, project="other_ext-desktop-extension")
+    assert not other.valid and seen == []
+    assert all("Docker Compose" not in f.message for f in other.errors)
+
+
 def test_a_windows_image_and_a_non_semver_tag():
     report = run(UI_DOC, UI_ENTRIES, config=ImageConfig(os="windows", architecture="amd64"), tag="latest")
     assert [(f.severity, f.field) for f in report.findings] == [("warning", "tag"), ("error", "image")]
