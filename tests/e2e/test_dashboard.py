@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 
 from tests.engine.test_install import assert_nothing_left, labelled, ls_json
 from tests.support.cli import run_dockext
+from tests.support.server import log_in
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
 
@@ -206,8 +207,7 @@ def test_ui_only_extension_appears_live_works_and_goes_away(page: Page, server, 
 def test_query_string_reaches_the_extension_page(page: Page, server, fixture_image):
     ref = fixture_image("ui-only")
     run_dockext("install", "-f", ref, home=server.home)
-    page.goto(server.login_url)
-    expect(page.locator("#home-title")).to_be_visible()
+    log_in(page, server)
     page.goto("about:blank")
     # a deep link, loaded fresh (as an OAuth redirect would): the query reaches the extension's page
     page.goto(f"{server.url}/#/extensions/dockext-e2e_ui-only?code=abc&state=xyz")

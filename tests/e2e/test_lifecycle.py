@@ -19,7 +19,7 @@ from playwright.sync_api import FrameLocator, Page, expect
 
 from tests.support.cli import run_dockext
 from tests.support.procs import children, marked, still_running, wait_until
-from tests.support.server import Server, start_server
+from tests.support.server import Server, log_in, start_server
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
 
@@ -76,8 +76,7 @@ def status_of(url: str) -> int:
 
 
 def start_long_running(page: Page, server: Server, marker: str) -> tuple[FrameLocator, dict[int, str]]:
-    page.goto(server.login_url)
-    expect(page.locator("#home-title")).to_be_visible()
+    log_in(page, server)
     page.goto("about:blank")
     page.goto(f"{server.url}/#/extensions/{KEY}?start=lifecycle&marker={marker}")
     ui = page.frame_locator("#extension-frame")

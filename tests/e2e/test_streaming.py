@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 
 from tests.support.cli import run_dockext
 from tests.support.procs import marked, wait_until
-from tests.support.server import Server, start_server
+from tests.support.server import Server, log_in, start_server
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
 
@@ -48,8 +48,7 @@ def srv(installed) -> Server:
 
 
 def open_streams(page: Page, server: Server, query: str = "") -> FrameLocator:
-    page.goto(server.login_url)
-    expect(page.locator("#home-title")).to_be_visible()
+    log_in(page, server)
     page.goto("about:blank")
     page.goto(f"{server.url}/#/extensions/{KEY}{query}")
     ui = page.frame_locator("#extension-frame")

@@ -18,6 +18,7 @@ from playwright.sync_api import Frame, Page, expect
 
 from tests.support.cli import run_dockext
 from tests.support.images import TEST_LABEL
+from tests.support.server import log_in
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
 
@@ -61,8 +62,7 @@ def objects(docker_client: docker.DockerClient, fixture_image) -> Iterator[Objec
 
 
 def login(page: Page, server, hash_: str = "") -> None:
-    page.goto(server.login_url)
-    expect(page.locator("#home-title")).to_be_visible()
+    log_in(page, server)
     if hash_:
         page.goto(f"{server.url}/{hash_}")
 

@@ -57,6 +57,15 @@ class Server:
                 self.proc.wait()
 
 
+def log_in(page: Any, server: Server) -> None:
+    """Open ``server``'s login URL in ``page`` (Playwright's) and wait until the dashboard holds the session's key.
+    The page's heading shows before that: the key in the fragment is kept (in localStorage) only once the server
+    has answered a call made with it, and a page left earlier leaves the browser with the cookie but no key, so
+    the next dashboard page goes to the login page (seen on a loaded machine)."""
+    page.goto(server.login_url)
+    page.wait_for_function("() => !!localStorage.getItem('dockext-key')")
+
+
 def start_server(home: Path, *, argv: list[str] | None = None, user: tuple[int, int, list[int]] | None = None,
                  extra_env: dict[str, str] | None = None, port: int | None = None, domain: str | None = None,
                  tls: tuple[Path, Path] | None = None, public_url: str | None = None) -> Server:
