@@ -61,8 +61,10 @@ import docker.errors  # noqa: E402
 import httpx  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.cli import run_dockext  # noqa: E402
+from tests.support.locks import locked  # noqa: E402
 from tests.support.server import Server, start_server  # noqa: E402
-from tests.support.session import Session, Ui, backend_socket  # noqa: E402
+from tests.support.session import Session, backend_socket  # noqa: E402
+from tests.support.session import Ui as Ui  # noqa: E402  (re-exported for the bench scripts)
 
 from dockext import model  # noqa: E402
 
@@ -109,7 +111,7 @@ def build_bench_fixture(client: docker.DockerClient, name: str, tag: str = "1.0.
             rel = path.relative_to(context).as_posix()
             h.update(f"F {rel} {os.access(path, os.X_OK)} ".encode() + path.read_bytes() + b"\n")
     ref = f"{REPO_PREFIX}/{name}:{tag}"
-    with images._locked():
+    with locked(images._LOCK):
         if images._current_hash(client, ref) != h.hexdigest():
             images._build(client, context, ref, h.hexdigest(), extra_labels={"dockext.bench": "1"})
     return ref

@@ -46,6 +46,7 @@ from collections.abc import Callable
 
 import common  # first: re-runs this script under .venv/bin/python if needed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 # The benchmark's own client reads 64 KiB per recv() by default: more makes it lighter.
 ClientConnection.recv_bufsize = 1 << 20
@@ -84,7 +85,7 @@ def via_dockext(b: common.Bench, ui: common.Ui, size: int, *, deflate: bool) -> 
     """Seconds from the request to the exit message for ``blast.sh size`` streamed through dockext."""
     url = f"ws://{ui.host}{ui.api}/stream"
     sock = socket.create_connection(("127.0.0.1", b.port), timeout=30)
-    with connect(url, sock=sock, origin=ui.origin, compression="deflate" if deflate else None,
+    with connect(url, sock=sock, origin=Origin(ui.origin), compression="deflate" if deflate else None,
                  max_size=None, open_timeout=10) as ws:
         started = time.perf_counter()
         ws.send(json.dumps({"cli": "host", "cmd": "blast.sh", "args": [str(size)]}))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every check dockext has: set-up (scripts/setup.sh), ruff, mypy, the JS tests (tests/js, if any) and
+# Run every check dockext has: set-up (scripts/setup.sh), ruff, mypy (src and bench), the JS tests (tests/js, if any) and
 # pytest (the whole suite unless arguments are given; they are passed to pytest). Runs them all, then exits
 # non-zero if any failed (pytest's "no tests ran", exit 5, is a failure too).
 #
@@ -32,6 +32,8 @@ check() {  # check NAME COMMAND...
 
 check ruff .venv/bin/ruff check src tests bench
 check mypy .venv/bin/mypy
+# the bench scripts run outside CI: type-checking them is what keeps them working as tests/support changes
+check mypy-bench .venv/bin/mypy bench/common.py bench/exec.py bench/proxy.py bench/remote.py bench/stream.py
 if [ -d tests/js ]; then check node node --test tests/js; fi
 
 pytest_part() {  # pytest_part NAME ARGS...: one part of the suite, its output in $tmp/NAME.log and here, each line

@@ -218,9 +218,14 @@ def read_image_path(client: docker.DockerClient, ref: str, path: str) -> dict[st
     try:
         chunks, _ = container.get_archive(path)
         with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-            return {m.name: (m, tar.extractfile(m).read() if m.isfile() else b"") for m in tar.getmembers()}
+            return {m.name: (m, _read_member(tar, m)) for m in tar.getmembers()}
     finally:
         container.remove(force=True)
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    f = tar.extractfile(member) if member.isfile() else None
+    return f.read() if f is not None else b""
 
 
 def copy_image(src: docker.DockerClient, dst: docker.DockerClient, ref: str) -> None:
@@ -230,4 +235,5 @@ def copy_image(src: docker.DockerClient, dst: docker.DockerClient, ref: str) -> 
     with contextlib.suppress(docker.errors.ImageNotFound):
         if dst.images.get(ref).id == image.id:
             return
-    dst.images.load(image.save(chunk_size=1 << 20, named=ref))
+    # The SDK streams any iterable of bytes to the engine; its annotation names only bytes and files.
+    dst.images.load(image.save(chunk_size=1 << 20, named=ref))  # type: ignore[arg-type]

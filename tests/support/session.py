@@ -110,7 +110,7 @@ class Session:
 def backend_socket(home: Path, record: dict[str, Any]) -> Path:
     """Where the host side of an installed extension's backend socket is (from its ``extension.json``)."""
     vm = record["vm"]
-    return home / "gs" / vm["gs_key"] / vm.get("socket", "backend.sock")
+    return home / "gs" / str(vm["gs_key"]) / str(vm.get("socket", "backend.sock"))
 
 
 def open_fds(pid: int) -> int:
