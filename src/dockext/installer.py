@@ -91,6 +91,27 @@ class Silent:
         pass
 
 
+def write_compose(
+    engine: Engine, compose: Compose, doc: dict[str, Any], path: Path, *, key: str, project: str, image: str,
+    title: str, guest_services: dict[str, Any], grants: permissions.Grants,
+    extra_services: dict[str, dict[str, Any]] | None = None,
+) -> composefile.Rewritten:
+    """An extension's compose file as ``up`` will be given it, written to ``path``: Docker Desktop's additional
+    attributes for this engine (:func:`.compose.rewrite`), then Docker Compose's own reading of the written file
+    vetted by the same rules under ``grants`` (:func:`.backendpolicy.check_resolved`). Install and validate both
+    come through here, so that validate refuses what install would."""
+    rewritten = composefile.rewrite(
+        doc, key=key, project=project, image=image, title=title, engine_socket=engine.socket_path,
+        guest_services=guest_services, extra_services=extra_services, podman=engine.podman,
+        host_alias=engine.host_gateway,
+    )
+    atomic_write(path, rewritten.dump())
+    resolved = compose.config(project, path, {"DESKTOP_PLUGIN_IMAGE": image})
+    backendpolicy.check_resolved(resolved, engine=grants.engine, system=grants.system, network=grants.network,
+                                 engine_socket=engine.socket_path, project=project)
+    return rewritten
+
+
 class Installer:
     def __init__(
         self,
@@ -327,25 +348,12 @@ class Installer:
                 ids = (0, 0) if self.engine.rootless else (os.geteuid(), os.getegid())
                 extra["dockext-sockperm"] = sockperm.service(image, *ids, host_userns=self.engine.userns_remapped)
         self.report.step("Setting additional compose attributes")
-        rewritten = composefile.rewrite(
-            doc,
-            key=record.key,
-            project=project,
-            image=record.image,
-            title=record.title,
-            engine_socket=self.engine.socket_path,
-            guest_services=guest_services,
-            extra_services=extra,
-            podman=self.engine.podman,
-            host_alias=self.engine.host_gateway,
-        )
         (stage / "vm").mkdir(mode=0o755)
-        atomic_write(stage / "vm" / "docker-compose.yaml", rewritten.dump())
-        # what `up` will make of it, vetted by the same rules (backendpolicy.check_resolved)
-        resolved = self.compose.config(project, stage / "vm" / "docker-compose.yaml",
-                                       {"DESKTOP_PLUGIN_IMAGE": record.image})
-        backendpolicy.check_resolved(resolved, engine=grants.engine, system=grants.system, network=grants.network,
-                                     engine_socket=self.engine.socket_path, project=project)
+        rewritten = write_compose(
+            self.engine, self.compose, doc, stage / "vm" / "docker-compose.yaml", key=record.key, project=project,
+            image=record.image, title=record.title, guest_services=guest_services, extra_services=extra,
+            grants=grants,
+        )
         first = rewritten.first_service
         vm = VmInfo(
             project=project,

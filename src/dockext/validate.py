@@ -29,12 +29,12 @@ import docker.errors
 import docker.utils
 import requests.exceptions
 
-from . import API_VERSION, backendpolicy, marketplace, model
+from . import API_VERSION, backendpolicy, marketplace, model, permissions
 from . import compose as composefile
 from .composecli import Compose
 from .engine import Engine, ImageFiles
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound, InvalidImageReference, MetadataError
-from .installer import Installer, Reporter, Silent
+from .installer import Installer, Reporter, Silent, write_compose
 from .paths import Layout, layout
 
 __all__ = [
@@ -918,15 +918,9 @@ def _compose_check(engine: Engine, image: str, project: str) -> ComposeCheck:
     def compose_check(doc: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory(prefix="dockext-validate-") as tmp:
             gs = composefile.guest_services_volume() if engine.remote else composefile.guest_services_bind(tmp)
-            rewritten = composefile.rewrite(doc, key=model.extension_key(model.ImageRef.parse(image)),
-                                            project=project, image=image, title="validate",
-                                            engine_socket=engine.socket_path, guest_services=gs,
-                                            podman=engine.podman, host_alias=engine.host_gateway)
-            path = Path(tmp) / "docker-compose.yaml"
-            path.write_bytes(rewritten.dump())
-            resolved = Compose(engine.target).config(project, path, {"DESKTOP_PLUGIN_IMAGE": image})
-        backendpolicy.check_resolved(resolved, engine=True, system=True, network=True,
-                                     engine_socket=engine.socket_path, project=project)
+            write_compose(engine, Compose(engine.target), doc, Path(tmp) / "docker-compose.yaml",
+                          key=model.extension_key(model.ImageRef.parse(image)), project=project, image=image,
+                          title="validate", guest_services=gs, grants=permissions.DEFAULT)
 
     return compose_check
 
