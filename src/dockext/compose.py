@@ -6,13 +6,13 @@ Pure functions over the parsed YAML document: no I/O, so every rule is unit-test
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from . import goyaml
 from .errors import MetadataError
 
 __all__ = [
@@ -73,48 +73,9 @@ def generated() -> dict[str, Any]:
     return {"services": {"service": {"image": PLACEHOLDER, "init": True}}}
 
 
-class _GoYamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, its plain scalars read as Compose's YAML library (Go's yaml.v3) reads them rather
-    than as YAML 1.1: ``yes``/``no``/``on``/``off`` are strings (Compose itself takes them for a boolean key,
-    with a warning), ``22:22`` is a string (base 60 in YAML 1.1), ``0o17`` is a number, dates are strings.
-    Otherwise the file dockext writes back for Compose said something else: a published port ``53:53`` became
-    the container port 3233, ``DEBUG: yes`` became ``"true"``. Leading-zero octals (``017``), ``0x``/``0b``,
-    ``_`` in numbers and ``.inf``/``.nan`` read as both read them."""
-
-
-_RESOLVED = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-             "tag:yaml.org,2002:timestamp")
-_GoYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _RESOLVED]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_GoYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_GoYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0o[0-7_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"))
-_GoYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
-               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."))
-
-
-def _go_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    value = str(loader.construct_scalar(node)).replace("_", "")
-    sign, digits = (-1, value[1:]) if value.startswith("-") else (1, value.lstrip("+"))
-    if digits.startswith("0o"):
-        return sign * int(digits[2:], 8)
-    return int(loader.construct_yaml_int(node))
-
-
-_GoYamlLoader.add_constructor("tag:yaml.org,2002:int", _go_int)
-
-
 def load_yaml(text: bytes | str) -> Any:
-    """A YAML document as Compose reads it (:class:`_GoYamlLoader`); yaml.YAMLError if it is not YAML."""
-    return yaml.load(text, Loader=_GoYamlLoader)  # noqa: S506 - a SafeLoader
+    """A YAML document as Compose reads it (:mod:`.goyaml`); yaml.YAMLError if it is not YAML."""
+    return goyaml.load(text)
 
 
 def parse(text: bytes, field: str = "vm.composefile") -> dict[str, Any]:
@@ -140,7 +101,7 @@ class Rewritten:
 
     def dump(self) -> bytes:
         header = "# Written by dockext from the extension's compose file; do not edit.\n"
-        return (header + yaml.safe_dump(self.document, sort_keys=False)).encode()
+        return (header + goyaml.dump(self.document)).encode()
 
 
 def extension_labels(key: str, title: str) -> dict[str, str]:

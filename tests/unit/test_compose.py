@@ -235,14 +235,41 @@ services:
 
 
 SCALARS = ["22:22", "53:53", "1:20.5", "yes", "No", "on", "OFF", "y", "true", "False", "017", "0o17", "-0o17", "0x1F",
-           "0b101", "1_000", "+12", "1.5", "3.", "~", "null", "8080:80", "0.0.0.0:53:53/udp"]
+           "0b101", "1_000", "+12", "1.5", "3.", "~", "null", "8080:80", "0.0.0.0:53:53/udp",
+           # Go reads these as floats (no dot needed, a leading zero is fine) where YAML 1.1 has strings
+           "08", "-08", "09.5", "1e3", "1E+3", "+1e3", "2e-3", "1_0.5", "1e1_0", ".5", "-.5e1", "007", "00",
+           "1__0", "1_", "1e", "1e_", "1.2.3", "e3", "+.", "1e999", ".inf", "-.Inf", ".NaN", "0X1F", "0B101", "0O17",
+           "0x_1F", "-_1.5", "._5", ".5_", "1_.5", "99999999999999999999", "<<", "=", "2001-02-30"]
+QUOTED_ONLY = ["2001-12-14", "2001-12-14 21:59:43.10", "2001-12-14t21:59:43.10-05:00"]  # plain: timestamps
+
+
+def test_dockext_reads_each_plain_scalar_as_compose_does(tmp_path):
+    """Compose keeps an ``x-`` field's values as yaml.v3 typed them (numbers, booleans, null, strings): dockext's
+    own reading of each plain scalar has the same type and value (NaN and infinities have no JSON)."""
+    values = [v for v in SCALARS if v.lower() not in (".nan", ".inf", "-.inf")]
+    text = "services:\n  a:\n    image: x\nx-v:\n" + "".join(f"  V{i}: {v}\n" for i, v in enumerate(values))
+    path = tmp_path / "docker-compose.yaml"
+    path.write_text(text)
+    out = subprocess.run([compose_binary(), "-f", str(path), "config", "--format", "json"], capture_output=True,
+                         text=True, env={**os.environ}, check=True)
+    theirs = json.loads(out.stdout)["x-v"]
+    ours = compose.parse(text.encode())["x-v"]
+
+    def kind(x: object) -> str:
+        return "number" if type(x) in (int, float) else type(x).__name__
+
+    for i, value in enumerate(values):
+        mine, compose_s = ours[f"V{i}"], theirs[f"V{i}"]
+        assert (kind(mine), mine) == (kind(compose_s), compose_s), value
+    assert compose.parse(b"services: {a: {image: x}}\nx-t: 2001-12-14\n")["x-t"] == "2001-12-14"
 
 
 def test_plain_scalars_are_read_as_compose_reads_them(tmp_path):
     """Compose reads YAML with Go's yaml.v3, not as YAML 1.1: an unquoted port `53:53` was the number 3233 to
     PyYAML (base 60) and `DEBUG: yes` the boolean true, and dockext wrote those back for Compose."""
     text = "services:\n  a:\n    image: x\n    environment:\n" + "".join(
-        f"      V{i}: {value}\n" for i, value in enumerate(SCALARS))
+        f"      V{i}: {value}\n      Q{i}: '{value}'\n" for i, value in enumerate(SCALARS)) + "".join(
+        f"      T{i}: '{value}'\n" for i, value in enumerate(QUOTED_ONLY))
     path = tmp_path / "docker-compose.yaml"
     for written in (text, compose.Rewritten(compose.parse(text.encode()), "a").dump().decode()):
         path.write_text(written)
@@ -254,5 +281,9 @@ def test_plain_scalars_are_read_as_compose_reads_them(tmp_path):
         else:
             assert env == direct  # the file dockext writes says the same to Compose
     assert direct["V0"] == "22:22" and direct["V3"] == "yes" and direct["V10"] == "15"  # what those readings are
+    assert direct["V23"] == "8" and direct["V26"] == "1000"
+    assert all(direct[f"Q{i}"] == value for i, value in enumerate(SCALARS))  # quoted: the string as written
+    assert all(direct[f"T{i}"] == value for i, value in enumerate(QUOTED_ONLY))
     doc = compose.parse(b"services:\n  a:\n    image: x\n    ports: [53:53, 8080:80]\n    privileged: on\n")
+    assert compose.parse(text.encode())["services"]["a"]["environment"]["V23"] == 8  # dockext's reading: Go's
     assert doc["services"]["a"]["ports"] == ["53:53", "8080:80"] and doc["services"]["a"]["privileged"] == "on"
