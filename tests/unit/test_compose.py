@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 
 import pytest
 import yaml
 
-from dockext import compose
+from dockext import compose, goyaml
 from dockext.composecli import compose_binary
 from dockext.errors import MetadataError
 
@@ -262,6 +263,50 @@ def test_dockext_reads_each_plain_scalar_as_compose_does(tmp_path):
         mine, compose_s = ours[f"V{i}"], theirs[f"V{i}"]
         assert (kind(mine), mine) == (kind(compose_s), compose_s), value
     assert compose.parse(b"services: {a: {image: x}}\nx-t: 2001-12-14\n")["x-t"] == "2001-12-14"
+
+
+def _plain_scalar(text: str) -> bool:
+    """``text`` is read back as one plain scalar when written unquoted as a mapping's value."""
+    try:
+        node = yaml.compose(f"k: {text}\n")
+    except yaml.YAMLError:
+        return False
+    value = node.value[0][1] if isinstance(node, yaml.MappingNode) and len(node.value) == 1 else None
+    return isinstance(value, yaml.ScalarNode) and value.style is None and value.value == text
+
+
+def test_random_number_like_scalars_are_typed_as_compose_types_them(tmp_path):
+    """400 random spellings made of digits, signs, dots, exponents, base prefixes, underscores and dashes (one
+    fixed seed): dockext's reading of each has the type and value of Compose's, and the file dockext writes
+    back says the same to Compose (a date, which Compose turns into a time, stays a string to dockext)."""
+    rng = random.Random(25)
+    alphabet = "0123456789" * 3 + "+-._eExXoObB:"
+    texts: list[str] = []
+    while len(texts) < 400:
+        t = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9)))
+        if t not in texts and _plain_scalar(t):
+            texts.append(t)
+    texts += ["2001-12-14", "2001-12-14 21:59:43.10"]  # the date formats are not made by chance
+
+    def compose_reads(text: str) -> dict[str, object]:
+        path = tmp_path / "docker-compose.yaml"
+        path.write_text(text)
+        out = subprocess.run([compose_binary(), "-f", str(path), "config", "--format", "json"],
+                             capture_output=True, text=True, env={**os.environ}, check=True)
+        return dict(json.loads(out.stdout)["x-v"])
+
+    author = "services:\n  a:\n    image: x\nx-v:\n" + "".join(f"  V{i}: {t}\n" for i, t in enumerate(texts))
+    theirs = compose_reads(author)
+    ours = compose.parse(author.encode())
+    assert compose_reads(compose.Rewritten(ours, "a").dump().decode()) == theirs
+    for i, text in enumerate(texts):
+        mine, compose_s = ours["x-v"][f"V{i}"], theirs[f"V{i}"]
+        if isinstance(mine, goyaml.Timestamp):
+            assert isinstance(compose_s, str) and compose_s.startswith(text[:10]), (text, compose_s)
+        elif isinstance(mine, str) or isinstance(compose_s, str):
+            assert mine == compose_s, text
+        else:
+            assert mine == compose_s and not isinstance(mine, bool), text
 
 
 def test_plain_scalars_are_read_as_compose_reads_them(tmp_path):
