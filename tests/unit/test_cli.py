@@ -6,9 +6,12 @@ socket that does not exist, so nothing here can reach an engine.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -221,6 +224,71 @@ def test_serve_refuses_a_port_out_of_range_without_a_traceback(home: Layout, por
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--port'" in result.output and "0<=x<=65535" in result.output
     assert not isinstance(result.exception, OverflowError)
+
+
+# `dockext serve` in a process of its own, with the CLI's handlers; echo() runs after server.json is written, in
+# the moment before uvicorn's handlers are in place. A SIGTERM it sends itself there is handled inside a finalizer,
+# where an exception is only printed: until stop 25 the server then went on, and no SIGTERM stopped it any more
+# (a test that stopped a server just after its server.json appeared timed out under load).
+SIGNAL_IN_A_FINALIZER = """
+import os, signal, sys
+from pathlib import Path
+from dockext import cli
+from dockext.paths import Layout
+from dockext.server import run
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs in this loop, within the finalizer
+            pass
+
+def echo(line):
+    print(line, flush=True)
+    Finalized()
+
+cli.unwind_on_termination()
+try:
+    run.serve(Layout(Path(sys.argv[1])), port=0, open_browser=False, echo=echo)
+except cli.Terminated as exc:
+    print("stopped by", exc, flush=True)
+    sys.exit(143)
+"""
+
+
+def test_a_signal_while_the_server_starts_stops_it_once_it_has_started(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_A_FINALIZER, str(tmp_path / "home")], capture_output=True,
+                          text=True, timeout=30, env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert proc.returncode == 143, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == "stopped by SIGTERM" and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "home" / "server.json").exists()
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGTERM, 143, "Stopped by SIGTERM."),
+                                                   (signal.SIGHUP, 129, "Stopped by SIGHUP."),
+                                                   (signal.SIGINT, 130, "Interrupted.")])
+def test_a_running_server_stops_on_a_signal_and_says_so(tmp_path: Path, sig: int, code: int, said: str) -> None:
+    home = tmp_path / "home"
+    env = {**os.environ, "DOCKEXT_HOME": str(home), "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    proc = subprocess.Popen([sys.executable, "-m", "dockext.cli", "serve", "--no-browser", "--port", "0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("dockext dashboard: ")  # written once server.json is
+        assert wait_until(lambda: _listening(json.loads((home / "server.json").read_text())["port"]), timeout=30)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == code and out.strip() == said, out
+    assert not (home / "server.json").exists()
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 @pytest.mark.parametrize("host", ["256.1.1.1", "192.0.2.1", "1.2.3"])

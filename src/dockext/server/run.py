@@ -9,6 +9,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import ssl
 import tempfile
@@ -16,9 +17,10 @@ import threading
 import time
 import urllib.parse
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -227,6 +229,56 @@ def public_address(url: str) -> tuple[str, int | None]:
     return dashboard_domain(parts.hostname, tls=True, option="--public-url"), port
 
 
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, given the stopping signals that came while dockext was starting it (see :func:`serve`),
+    and stopped gracefully by SIGHUP as by SIGINT and SIGTERM."""
+
+    def __init__(self, config: uvicorn.Config, early: list[int]) -> None:
+        super().__init__(config)
+        self.early = early
+        self.stopped_by: list[int] = []
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            hup = signal.signal(signal.SIGHUP, self.handle_exit) if self.early is not _NOT_MAIN else None
+            try:
+                for sig in list(self.early):
+                    self.handle_exit(sig, None)
+                yield
+            finally:
+                if hup is not None:
+                    signal.signal(signal.SIGHUP, hup)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stopped_by.append(sig)
+        super().handle_exit(sig, frame)
+
+
+_NOT_MAIN: list[int] = []  # serve() called from another thread: no signal is handled there
+
+
+@contextlib.contextmanager
+def _held_signals() -> Iterator[list[int]]:
+    """Until uvicorn's handlers take over (:class:`_Server`), a stopping signal is written down rather than
+    acted on: the CLI's own handler raises wherever the main thread is, and where that is a finalizer or a
+    callback the exception is only printed, the server goes on and no longer stops (seen under load). Once the
+    server is done, the first signal that stopped it is raised again under the CLI's handlers, which report it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield _NOT_MAIN
+        return
+    early: list[int] = []
+    previous = {sig: signal.signal(sig, lambda sig, _frame: early.append(sig)) for sig in STOPPING}
+    try:
+        yield early
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def serve(
     layout: Layout,
     *,
@@ -240,6 +292,19 @@ def serve(
     public_url: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> None:
+    with _held_signals() as early:
+        stopped_by = _serve(layout, early, host=host, port=port, open_browser=open_browser, allow_hosts=allow_hosts,
+                            domain=domain, tls_cert=tls_cert, tls_key=tls_key, public_url=public_url, echo=echo)
+    if stopped_by:
+        signal.raise_signal(stopped_by[0])
+
+
+def _serve(
+    layout: Layout, early: list[int], *, host: str, port: int, open_browser: bool, allow_hosts: tuple[str, ...],
+    domain: str | None, tls_cert: str | None, tls_key: str | None, public_url: str | None,
+    echo: Callable[[str], None],
+) -> list[int]:
+    """:func:`serve`'s work; the signals that stopped the server (uvicorn's, or ``early`` if it never ran)."""
     token = login_token(os.environ.get("DOCKEXT_TOKEN"))
     if public_url and (domain or tls_cert or tls_key):
         raise DockextError("--public-url names the domain, and the proxy in front serves TLS: give it without "
@@ -275,11 +340,13 @@ def serve(
         config.load()  # makes the TLS context the server will use, which renewals are loaded into
         if config.ssl is not None:
             state.every_watch.append(Renewals(tls, config.ssl, echo).check)
+    server = _Server(config, early)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
             info.unlink()
+    return server.stopped_by
 
 
 def _tls_notice(tls: Tls | None, domain: str) -> list[str]:
