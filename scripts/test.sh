@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Run every check dockext has: set-up (scripts/setup.sh), ruff, mypy (src and bench), the JS tests (tests/js, if any) and
-# pytest (the whole suite unless arguments are given; they are passed to pytest). Runs them all, then exits
+# Run every check dockext has: set-up (scripts/setup.sh), ruff, mypy (src and bench), the JS tests (tests/js, if
+# any) and pytest (the whole suite unless arguments are given; they are passed to pytest). Runs them all, then exits
 # non-zero if any failed (pytest's "no tests ran", exit 5, is a failure too).
 #
-# The whole suite runs as four pytest processes, two at a time: tests/e2e beside tests/engine (each waits on the
-# engine, Compose or Chromium much of the time, so on two cores the pair takes far less than one after the other),
-# then tests/engine/test_engine_restart.py, which restarts the engine under everything else, beside tests/unit,
-# which needs none. Each line is prefixed with its part; each part has its own --basetemp and log under
-# $DOCKEXT_TEST_TMP (default /tmp/dockext-tests) and its own summary.
+# The whole suite runs as five pytest processes: tests/e2e beside tests/engine (each waits on the engine, Compose
+# or Chromium much of the time, so on two cores the pair takes far less than one after the other), then
+# tests/engine/test_engine_restart.py, which restarts the engine under everything else, beside tests/unit and
+# tests/unit/test_fuzz.py, which need none. Each line is prefixed with its part; each part has its own --basetemp
+# and log under $DOCKEXT_TEST_TMP (default /tmp/dockext-tests) and its own summary.
 # What lets them share one engine: tests/e2e installs its fixtures under its own prefix (tests/e2e/conftest.py),
 # every other module names its images its own way, and the one rootful Podman is locked (tests/support/locks.py).
 #
@@ -41,9 +41,9 @@ pytest_part() {  # pytest_part NAME ARGS...: one part of the suite, its output i
   # output open must not hold this up); returns pytest's exit code
   local name=$1 pid follow rc engine=()
   shift
-  # the part named unit gets an engine address where nothing answers: a unit test that reaches for the engine
+  # the parts named unit and fuzz get an engine address where nothing answers: a unit test that reaches for it
   # fails at once, rather than by chance while test_engine_restart.py restarts it beside them
-  [ "$name" = unit ] && engine=(DOCKER_HOST=unix:///nonexistent/docker.sock)
+  case $name in unit|fuzz) engine=(DOCKER_HOST=unix:///nonexistent/docker.sock) ;; esac
   env "${engine[@]}" .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$tmp/$name" "$@" \
     > "$tmp/$name.log" 2>&1 < /dev/null &
   pid=$!
@@ -55,17 +55,22 @@ pytest_part() {  # pytest_part NAME ARGS...: one part of the suite, its output i
   return "$rc"
 }
 
-side_by_side() {  # side_by_side NAME1 "ARGS1" NAME2 "ARGS2": two parts at once (ARGS split on spaces); fails if
-  # either does
-  local a b ra rb
-  # shellcheck disable=SC2086
-  pytest_part "$1" $2 & a=$!
-  # shellcheck disable=SC2086
-  pytest_part "$3" $4 & b=$!
-  wait "$a"; ra=$?
-  wait "$b"; rb=$?
-  echo "=== $1 exited $ra, $3 exited $rb"
-  [ "$ra" -eq 0 ] && [ "$rb" -eq 0 ]
+side_by_side() {  # side_by_side NAME "ARGS" NAME "ARGS"...: the parts at once (ARGS split on spaces); fails if any
+  # does
+  local pids=() names=() said=() rc ok=0 i
+  while [ $# -ge 2 ]; do
+    # shellcheck disable=SC2086
+    pytest_part "$1" $2 & pids+=($!)
+    names+=("$1")
+    shift 2
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}"; rc=$?
+    said+=("${names[$i]} exited $rc")
+    [ "$rc" -eq 0 ] || ok=1
+  done
+  echo "=== $(IFS=,; echo "${said[*]}" | sed 's/,/, /g')"
+  return "$ok"
 }
 
 # Byte-compile dockext's sources once: with PYTHONDONTWRITEBYTECODE set (as on these machines) Python never caches
@@ -82,9 +87,11 @@ else
   offline=tests/engine/test_offline_install.py  # moved for balance
   check "pytest (tests/e2e beside tests/engine)" side_by_side \
     e2e "tests/e2e $offline" engine "tests/engine --ignore=$restart --ignore=$offline"
-  # the unit tests (the fuzz tests too) need no engine: they run while it restarts (pytest_part gives them none
-  # at all), on the CPU that the restarts leave idle
-  check "pytest ($restart beside tests/unit)" side_by_side alone "$restart" unit tests/unit
+  # the unit tests need no engine: they run while it restarts (pytest_part gives them none at all), on the CPU
+  # that the restarts leave idle; the fuzz tests, a third of their time, as a part of their own beside them
+  fuzz=tests/unit/test_fuzz.py
+  check "pytest ($restart beside tests/unit)" side_by_side \
+    alone "$restart" unit "tests/unit --ignore=$fuzz" fuzz "$fuzz"
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then
