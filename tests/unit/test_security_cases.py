@@ -328,7 +328,11 @@ def test_s9_a_running_server_keeps_its_token_off_command_lines_and_in_private_fi
             assert token.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes(), pid
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=15)
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:  # a server that ignores SIGTERM is a failure, and is not left running
+            proc.kill()
+            raise
     assert "dockext dashboard:" in out  # (the terminal it was started from is told, as Jupyter does)
 
 
