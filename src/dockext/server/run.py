@@ -304,7 +304,8 @@ def _serve(
     domain: str | None, tls_cert: str | None, tls_key: str | None, public_url: str | None,
     echo: Callable[[str], None],
 ) -> list[int]:
-    """:func:`serve`'s work; the signals that stopped the server (uvicorn's, or ``early`` if it never ran)."""
+    """:func:`serve`'s work; the signals that stopped the server, in the order they came (``early`` ones
+    first)."""
     token = login_token(os.environ.get("DOCKEXT_TOKEN"))
     if public_url and (domain or tls_cert or tls_key):
         raise DockextError("--public-url names the domain, and the proxy in front serves TLS: give it without "
