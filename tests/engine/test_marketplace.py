@@ -69,8 +69,8 @@ def _cleanup(docker_client: docker.DockerClient) -> Iterator[None]:
         "    if head.status_code == 200:\n"
         "        httpx.delete(url + head.headers['docker-content-digest'])\n"
     )
-    for image in docker_client.images.list():
-        for tag in image.tags:
+    for image in docker_client.api.images():  # (the list alone: the SDK's models inspect each, racing removals)
+        for tag in image.get("RepoTags") or []:
             if f"{NS}/" in tag:
                 with contextlib.suppress(docker.errors.APIError):
                     docker_client.images.remove(tag)

@@ -23,6 +23,7 @@ from tests.support.bridge import bridge
 from tests.support.cli import run_dockext
 from tests.support.images import copy_image, push_fixture
 from tests.support.podman import PodmanEngine, podman_engine
+from tests.support.procs import wait_until
 
 from .test_install import assert_nothing_left, get_over_socket, ls_json, record
 from .test_update import KEY, PROJECT, SLOW_TO_FAIL, VOLUME, assert_running, server
@@ -56,8 +57,10 @@ def test_install_update_rollback_and_remove_on_podman(tmp_path, podman: PodmanEn
         assert row["vm"] == "Running(2)", row  # not "Elsewhere": the same service at the next command
         server(client).exec_run(["python3", "-c", "open('/data/marker', 'w').write('kept')"], user="root")
         # the second service, by its compose name: the project network's DNS (aardvark-dns) answers
-        status, body = get_over_socket(home / "gs" / rec["vm"]["gs_key"] / "compose.sock", "/peer")
-        assert (status, json.loads(body)) == (200, {"peer": "helper says hi"}), body
+        peer: list[tuple[int, str]] = []  # (the helper's server may still be starting: Compose does not wait)
+        sock = home / "gs" / rec["vm"]["gs_key"] / "compose.sock"
+        assert wait_until(lambda: peer.append(get_over_socket(sock, "/peer")) or peer[-1][0] == 200, timeout=60), peer
+        assert json.loads(peer[-1][1]) == {"peer": "helper says hi"}
 
         out = run_dockext("update", "-f", v2, home=home, env=env)
         assert f'Extension "Compose Backend" updated to {v2}' in out.stdout

@@ -25,10 +25,12 @@ def home(tmp_path):
 
 def leftovers(docker_client) -> list[str]:
     """Containers and images a validation may have left: copy containers, temporary installs and names."""
-    containers = [c.name for c in docker_client.containers.list(all=True)
-                  if c.labels.get("dockext.copy", "").startswith("validate-")
-                  or "dockext-validate-" in c.labels.get("dockext.extension", "")]
-    tags = [t for i in docker_client.images.list() for t in i.tags if t.startswith("dockext-validate-")]
+    # the list calls alone (the SDK's models inspect each one, and the other part of the suite, sharing the
+    # engine, removes some in between: a 404)
+    containers = [c["Names"][0].lstrip("/") for c in docker_client.api.containers(all=True)
+                  if (c.get("Labels") or {}).get("dockext.copy", "").startswith("validate-")
+                  or "dockext-validate-" in (c.get("Labels") or {}).get("dockext.extension", "")]
+    tags = [t for i in docker_client.api.images() for t in i.get("RepoTags") or [] if t.startswith("dockext-validate-")]
     return containers + tags
 
 
