@@ -895,10 +895,11 @@ def validate_image(
             except DockextError:
                 return None  # a link or an oversized file: reported by the stat check
 
-        project = model.compose_project(model.extension_key(ref))
+        key = model.extension_key(ref)
+        project = model.compose_project(key)
         report = check(labels, metadata, stat, read=read, config=config, tag=ref.tag, digest=ref.digest,
                        sdk_compatibility=sdk_compatibility, target=ref.pull_ref, project=project,
-                       compose_check=_compose_check(engine, ref.pull_ref, project))
+                       compose_check=_compose_check(engine, ref.pull_ref, key, project))
     if install_uninstall:
         title = "extension installs and uninstalls (in a temporary dockext home)"
         if not report.valid:
@@ -910,7 +911,7 @@ def validate_image(
     return report
 
 
-def _compose_check(engine: Engine, image: str, project: str) -> ComposeCheck:
+def _compose_check(engine: Engine, image: str, key: str, project: str) -> ComposeCheck:
     """Rewrite the compose file as install would for this engine (the extension's own services only), then have
     Docker Compose read it and vet its reading with every grant given: what validate reports is what install would
     refuse whatever the user's permissions."""
@@ -919,7 +920,7 @@ def _compose_check(engine: Engine, image: str, project: str) -> ComposeCheck:
         with tempfile.TemporaryDirectory(prefix="dockext-validate-") as tmp:
             gs = composefile.guest_services_volume() if engine.remote else composefile.guest_services_bind(tmp)
             write_compose(engine, Compose(engine.target), doc, Path(tmp) / "docker-compose.yaml",
-                          key=model.extension_key(model.ImageRef.parse(image)), project=project, image=image,
+                          key=key, project=project, image=image,
                           title="validate", guest_services=gs, grants=permissions.DEFAULT)
 
     return compose_check

@@ -236,7 +236,7 @@ class _Server(uvicorn.Server):
     """uvicorn's server, given the stopping signals that came while dockext was starting it (see :func:`serve`),
     and stopped gracefully by SIGHUP as by SIGINT and SIGTERM."""
 
-    def __init__(self, config: uvicorn.Config, early: list[int]) -> None:
+    def __init__(self, config: uvicorn.Config, early: list[int] | None) -> None:
         super().__init__(config)
         self.early = early
         self.stopped_by: list[int] = []
@@ -244,9 +244,9 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         with super().capture_signals():
-            hup = signal.signal(signal.SIGHUP, self.handle_exit) if self.early is not _NOT_MAIN else None
+            hup = signal.signal(signal.SIGHUP, self.handle_exit) if self.early is not None else None
             try:
-                for sig in list(self.early):
+                for sig in list(self.early or ()):
                     self.handle_exit(sig, None)
                 yield
             finally:
@@ -258,17 +258,15 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-_NOT_MAIN: list[int] = []  # serve() called from another thread: no signal is handled there
-
-
 @contextlib.contextmanager
-def _held_signals() -> Iterator[list[int]]:
+def _held_signals() -> Iterator[list[int] | None]:
     """Until uvicorn's handlers take over (:class:`_Server`), a stopping signal is written down rather than
     acted on: the CLI's own handler raises wherever the main thread is, and where that is a finalizer or a
     callback the exception is only printed, the server goes on and no longer stops (seen under load). Once the
-    server is done, the first signal that stopped it is raised again under the CLI's handlers, which report it."""
+    server is done, the first signal that stopped it is raised again under the CLI's handlers, which report it.
+    None when :func:`serve` runs in another thread than the main one, where no signal is handled."""
     if threading.current_thread() is not threading.main_thread():
-        yield _NOT_MAIN
+        yield None
         return
     early: list[int] = []
     previous = {sig: signal.signal(sig, lambda sig, _frame: early.append(sig)) for sig in STOPPING}
@@ -300,7 +298,7 @@ def serve(
 
 
 def _serve(
-    layout: Layout, early: list[int], *, host: str, port: int, open_browser: bool, allow_hosts: tuple[str, ...],
+    layout: Layout, early: list[int] | None, *, host: str, port: int, open_browser: bool, allow_hosts: tuple[str, ...],
     domain: str | None, tls_cert: str | None, tls_key: str | None, public_url: str | None,
     echo: Callable[[str], None],
 ) -> list[int]:
