@@ -6,10 +6,10 @@
    (``docker context use NAME``): its ``meta.json`` endpoint and its TLS files, in the CLI's own layout;
 3. else ``unix:///var/run/docker.sock``.
 
-Every client of the engine is built from the one :class:`DockerHost`: the docker SDK (install),
-the async Engine API client (the dashboard, the relay), and every ``docker`` / ``docker compose`` process
-(their environment from :meth:`DockerHost.cli_env`, so they talk to the same engine with the same
-certificates whatever context the user switches to meanwhile). No I/O but reading the CLI's files.
+Every client of the engine is built from the one :class:`DockerHost`: the Engine API client of the CLI and the
+installer (:mod:`dockext.engineapi`), the async one (the dashboard, the relay), and every ``docker`` / ``docker
+compose`` process (their environment from :meth:`DockerHost.cli_env`, so they talk to the same engine with the
+same certificates whatever context the user switches to meanwhile). No I/O but reading the CLI's files.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from .errors import DockextError
@@ -117,19 +116,6 @@ class DockerHost:
                 hint="Check ca.pem, cert.pem and key.pem there (DOCKER_CERT_PATH or the context's TLS files).",
             ) from None
         return ctx
-
-    def sdk_kwargs(self) -> dict[str, Any]:
-        """Arguments for ``docker.DockerClient``: ``base_url`` and, for TLS, a ``docker.tls.TLSConfig``."""
-        if not self.tls:
-            return {"base_url": self.url}
-        import docker.tls
-
-        return {
-            "base_url": self.url,
-            "tls": docker.tls.TLSConfig(
-                client_cert=self.client_cert, ca_cert=self.ca_file if self.verify else None, verify=self.verify
-            ),
-        }
 
     def describe(self) -> str:
         """``tcp://h:2376 (TLS, from context prod)``: for messages."""

@@ -1,4 +1,5 @@
-"""Adapter for the Docker Engine API (through the docker SDK). Every engine error is translated here."""
+"""Adapter for the Docker Engine API (through :mod:`.engineapi`). Every engine error is translated here
+(:meth:`Engine.errors`)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import urlparse
-
-import docker
-import docker.errors
-import requests.exceptions
+from urllib.parse import quote, urlparse
 
 from . import archive, dockerhost, sshdial
 from .dockerhost import DockerHost
+from .engineapi import APIError, BrokenAnswer, EngineAPI, NotFound, TransportError, Unreachable, demux, registry_auth
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound
 from .logins import Login, login_command, login_for
 from .model import ImageRef, is_loopback
@@ -37,7 +35,6 @@ PullEvent = dict[str, Any]
 #: they belong to (Installer.owner), for the recovery after a kill (the name is older than the second kind)
 ONE_OFF_LABEL = "dockext.copy"
 HELPER_LABEL = "dockext.helper"  # on dockext's own services in an extension's project (sockperm.py)
-MIN_API_VERSION = "1.24"  # the oldest the docker SDK speaks; only to ask a TLS engine for its own
 #: what engines answer a pull that needed a login it did not have, or refused the one it had (Docker: no login
 #: for a Basic registry, a token without access, Docker Hub's private-or-missing repository; Podman's words too)
 _LOGIN_WANTED = re.compile(r"no basic auth credentials|unauthorized|authentication required|access to the resource "
@@ -110,7 +107,7 @@ class Engine:
             target = DockerHost(target)
         self.target = target
         self.host = target.url
-        self._client: docker.DockerClient | None = None
+        self._client: EngineAPI | None = None
         self._info_cache: dict[str, Any] | None = None
 
     # -- connection ----------------------------------------------------------------------------------
@@ -121,40 +118,19 @@ class Engine:
             self._client = None
 
     @property
-    def client(self) -> docker.DockerClient:
+    def client(self) -> EngineAPI:
+        """The Engine API client (:mod:`.engineapi`), made on first use; it asks the engine nothing until a
+        request is made. Its errors are turned into dockext's by :meth:`_errors`."""
         if self._client is None:
+            url = sshdial.dialer_for(self.target.url).host if self.target.scheme == "ssh" else self.target.url
             try:
-                self._client = self._connect()
-            except docker.errors.DockerException as exc:
-                raise self._unavailable(exc) from None
-            except (ValueError, TypeError, AttributeError) as exc:  # the SDK reading an address or config.json
-                config = Path(dockerhost.config_dir(os.environ)) / "config.json"
+                self._client = EngineAPI(url, ssl_context=self.target.ssl_context(), timeout=300)
+            except ValueError as exc:
                 raise DockextError(
                     f"cannot make a client for the engine at {self.target.describe()}: {exc}",
-                    hint=f"Check DOCKER_HOST and the Docker CLI's configuration {config} (its proxies and auths "
-                         "must be JSON objects).") from None
+                    hint="Set DOCKER_HOST to unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://USER@HOST, "
+                         "or choose another context with `docker context use`.") from None
         return self._client
-
-    def _connect(self) -> docker.DockerClient:
-        kwargs = self.target.sdk_kwargs()
-        if self.target.scheme == "ssh":
-            kwargs["base_url"] = sshdial.dialer_for(self.target.url).host
-        if not self.target.tls:
-            return docker.DockerClient(**kwargs, version="auto", timeout=300)
-        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the engine's CA whenever trust_env is on,
-        # and version="auto" asks the engine before that could be turned off: ask with a client that has it
-        # off, then make the real one with the version the engine gave.
-        probe = docker.DockerClient(**kwargs, version=MIN_API_VERSION, timeout=30)
-        probe.api.trust_env = False
-        try:
-            version = str(probe.version(api_version=False)["ApiVersion"])
-        except requests.exceptions.RequestException as exc:
-            raise self._unavailable(exc) from None
-        finally:
-            probe.close()
-        client = docker.DockerClient(**kwargs, version=version, timeout=300)
-        client.api.trust_env = False
-        return client
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
         why = _short(exc)
@@ -167,18 +143,18 @@ class Engine:
         return EngineUnavailable(f"cannot reach the Docker engine at {self.target.describe()}: {why}", hint=hint)
 
     @contextlib.contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
+    def errors(self, doing: str) -> Iterator[None]:
+        """The Engine API client's errors as dockext's (:mod:`.errors`): EngineUnavailable when the engine cannot
+        be reached (with what to do), EngineError naming ``doing`` when it refuses or answers nonsense."""
         try:
             yield
         except DockextError:
             raise
-        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
+        except Unreachable as exc:
             raise self._unavailable(exc) from None
-        except requests.exceptions.RequestException as exc:  # a read timeout, a broken answer
+        except BrokenAnswer as exc:  # a read timeout, a broken answer
             raise EngineError(f"{doing}: the engine did not answer properly: {_short(exc)}") from None
-        except docker.errors.DockerException as exc:
-            if "Error while fetching server API version" in str(exc) or "Connection aborted" in str(exc):
-                raise self._unavailable(exc) from None
+        except APIError as exc:
             raise EngineError(f"{doing}: {_short(exc)}") from None
 
     @property
@@ -188,7 +164,7 @@ class Engine:
         return is_remote(self.host, os.environ.get(REMOTE_ENV))
 
     def ping(self) -> None:
-        with self._errors("ping the engine"):
+        with self.errors("ping the engine"):
             self.client.ping()
 
     @property
@@ -201,10 +177,10 @@ class Engine:
 
     # -- images --------------------------------------------------------------------------------------
     def find_image(self, ref: str) -> dict[str, Any] | None:
-        with self._errors(f"inspect image {ref}"):
+        with self.errors(f"inspect image {ref}"):
             try:
-                return dict(self.client.api.inspect_image(ref))  # type: ignore[no-untyped-call]
-            except docker.errors.ImageNotFound:
+                return self.client.inspect_image(ref)
+            except NotFound:
                 return None
 
     def pull(self, ref: ImageRef, on_event: Callable[[PullEvent], None] | None = None) -> dict[str, Any]:
@@ -213,19 +189,21 @@ class Engine:
         repo = ref.name
         tag = ref.digest or ref.tag or "latest"
         saved = login_for(ref.registry)
-        auth: dict[str, str] = {}  # anonymous (an empty X-Registry-Auth: the SDK does not look again)
+        auth: dict[str, str] = {}  # anonymous: an empty X-Registry-Auth
         if saved is not None:
             auth = ({"IdentityToken": saved.secret} if saved.identity_token
                     else {"username": saved.username, "password": saved.secret})
-        with self._errors(f"pull {ref.pull_ref}"):
+        with self.errors(f"pull {ref.pull_ref}"):
             try:
-                for event in self.client.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=auth):
-                    if "error" in event:
-                        raise ImageNotFound(f"cannot pull {ref.pull_ref}: {event['error']}",
-                                            hint=self._pull_hint(ref, str(event["error"]), saved))
-                    if on_event:
-                        on_event(event)
-            except (docker.errors.NotFound, docker.errors.APIError) as exc:
+                with self.client.open("POST", "/images/create", {"fromImage": repo, "tag": tag},
+                                      headers={"X-Registry-Auth": registry_auth(auth)}) as answer:
+                    for event in answer.messages():
+                        if "error" in event:
+                            raise ImageNotFound(f"cannot pull {ref.pull_ref}: {event['error']}",
+                                                hint=self._pull_hint(ref, str(event["error"]), saved))
+                        if on_event:
+                            on_event(event)
+            except APIError as exc:
                 why = _short(exc)
                 raise ImageNotFound(f"cannot pull {ref.pull_ref}: {why}",
                                     hint=self._pull_hint(ref, why, saved)) from None
@@ -270,15 +248,15 @@ class Engine:
         Images built ``FROM scratch`` have no shell and often no CMD: the container gets a dummy command,
         which is never run.
         """
-        with self._errors("create a container to read the image"):
-            ctr = self.client.api.create_container(
-                image_id, command=["/dockext-copy-only"], labels={ONE_OFF_LABEL: owner}, network_disabled=True
-            )
+        with self.errors("create a container to read the image"):
+            ctr = self.client.post("/containers/create", json_body={
+                "Image": image_id, "Cmd": ["/dockext-copy-only"], "Labels": {ONE_OFF_LABEL: owner},
+                "NetworkDisabled": True})
         try:
             yield ImageFiles(self, ctr["Id"])
         finally:
-            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
-                self.client.api.remove_container(ctr["Id"], force=True)
+            with contextlib.suppress(APIError, TransportError):
+                self.client.remove_container(ctr["Id"])
 
     def gc_one_off_containers(self, owner: str, wait: float = 5.0) -> None:
         """Remove the one-off containers (:data:`ONE_OFF_LABEL`) left by a dockext process of ``owner`` that was
@@ -286,23 +264,19 @@ class Engine:
         listed while the engine finishes."""
         deadline = time.monotonic() + wait
         while True:
-            with self._errors("list containers"):
-                left = self.client.api.containers(all=True, filters={"label": f"{ONE_OFF_LABEL}={owner}"})
+            with self.errors("list containers"):
+                left = self.client.containers(all=True, filters={"label": f"{ONE_OFF_LABEL}={owner}"})
             if not left or time.monotonic() > deadline:
                 return
             for c in left:
-                with contextlib.suppress(docker.errors.DockerException):  # 409: its removal is under way
-                    self.client.api.remove_container(c["Id"], force=True)
+                with self.errors("remove a container"), contextlib.suppress(APIError):  # 409: being removed
+                    self.client.remove_container(c["Id"])
             time.sleep(0.1)
 
     # -- projects ------------------------------------------------------------------------------------
     def project_containers(self, project: str) -> list[dict[str, Any]]:
-        with self._errors("list containers"):
-            return list(
-                self.client.api.containers(
-                    all=True, filters={"label": f"com.docker.compose.project={project}"}
-                )
-            )
+        with self.errors("list containers"):
+            return self.client.containers(all=True, filters={"label": f"com.docker.compose.project={project}"})
 
     def backend_containers(self) -> list[dict[str, Any]]:
         """Every extension backend's containers (``docker ps -a`` objects), without dockext's own helpers in
@@ -315,44 +289,47 @@ class Engine:
         return {str(m.get("Source") or "") for c in self._extension_containers() for m in c.get("Mounts") or []} - {""}
 
     def _extension_containers(self) -> list[dict[str, Any]]:
-        with self._errors("list containers"):
-            return list(self.client.api.containers(all=True, filters={"label": "com.docker.desktop.extension=true"}))
+        with self.errors("list containers"):
+            return self.client.containers(all=True, filters={"label": "com.docker.desktop.extension=true"})
 
     def project_volumes(self, project: str) -> set[str]:
-        with self._errors("list volumes"):
-            found = self.client.api.volumes(filters={"label": f"com.docker.compose.project={project}"})
+        with self.errors("list volumes"):
+            found = self.client.get("/volumes", {"filters": {"label": f"com.docker.compose.project={project}"}})
         return {v["Name"] for v in (found or {}).get("Volumes") or []}
 
     def remove_volumes(self, names: set[str]) -> None:
         """Remove these volumes; one that is gone or in use is left. Raises if the engine does not answer."""
         for name in names:
-            with self._errors(f"remove volume {name}"), contextlib.suppress(docker.errors.APIError):
-                self.client.api.remove_volume(name, force=True)
+            with self.errors(f"remove volume {name}"), contextlib.suppress(APIError):
+                self.client.delete(f"/volumes/{name}", {"force": True})
 
     def exec_run(self, container: str, cmd: list[str]) -> tuple[int, str]:
         """Run ``cmd`` in a running container and wait: its exit code and its stderr (stdout is not kept)."""
-        with self._errors(f"run {cmd[0]} in {container}"):
+        with self.errors(f"run {cmd[0]} in {container}"):
             try:
-                exec_id = self.client.api.exec_create(container, cmd, stdout=False, stderr=True)["Id"]
-                err = self.client.api.exec_start(exec_id)
-                code = self.client.api.exec_inspect(exec_id).get("ExitCode")
-            except docker.errors.APIError as exc:  # no such container, or not running
+                exec_id = self.client.post(f"/containers/{container}/exec", json_body={
+                    "AttachStdin": False, "AttachStdout": False, "AttachStderr": True, "Tty": False, "Cmd": cmd,
+                })["Id"]
+                with self.client.open("POST", f"/exec/{exec_id}/start", json_body={"Detach": False, "Tty": False}
+                                      ) as answer:
+                    err = demux(answer.read())
+                code = self.client.get(f"/exec/{exec_id}/json").get("ExitCode")
+            except APIError as exc:  # no such container, or not running
                 return -1, _short(exc)
-        text = bytes(err or b"").decode(errors="replace")
+        text = err.decode(errors="replace")
         return (code if isinstance(code, int) else -1), text
 
     def container_logs(self, container_id: str, tail: int = 20) -> str:
-        with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
-            raw = self.client.api.logs(container_id, tail=tail)
-            return bytes(raw).decode(errors="replace")
+        with contextlib.suppress(APIError, TransportError, DockextError):
+            return self.client.logs(container_id, tail=tail).decode(errors="replace")
         return ""
 
     # -- offline install: `docker save` tarballs -----------------------------------------------------
     def _info(self) -> dict[str, Any]:
         """``GET /info``, asked once."""
         if self._info_cache is None:
-            with self._errors("ask the engine about itself"):
-                self._info_cache = dict(self.client.api.info())
+            with self.errors("ask the engine about itself"):
+                self._info_cache = dict(self.client.get("/info"))
         return self._info_cache
 
     def insecure_registries(self) -> Insecure | None:
@@ -362,8 +339,8 @@ class Engine:
         from .registry import Insecure
 
         try:
-            with self._errors("ask the engine about its registries"):
-                return Insecure.of(self.client.api.info().get("RegistryConfig"))
+            with self.errors("ask the engine about its registries"):
+                return Insecure.of(self.client.get("/info").get("RegistryConfig"))
         except DockextError:
             return None
 
@@ -453,8 +430,8 @@ class Engine:
 
     def platform(self) -> str:
         """The engine's platform as an image index names it: ``linux/amd64``."""
-        with self._errors("ask the engine's version"):
-            version = self.client.api.version()
+        with self.errors("ask the engine's version"):
+            version = self.client.get("/version")
         return f"{version.get('Os', 'linux')}/{version.get('Arch', 'amd64')}"
 
     def load_image(
@@ -480,21 +457,21 @@ class Engine:
                 size = os.fstat(f.fileno()).st_size
             else:
                 f, size = made
-            stack.enter_context(self._errors(f"load {path}"))
+            stack.enter_context(self.errors(f"load {path}"))
             body = _UploadBody(f, size, path.name, on_event)
             try:
-                for event in self.client.api.load_image(body, quiet=False):  # type: ignore[no-untyped-call]
-                    if not isinstance(event, dict):
-                        continue
-                    if "error" in event or "errorDetail" in event:
-                        detail = event.get("errorDetail") or {}
-                        output.error = str(detail.get("message") or event.get("error") or "unknown error")
-                        break
-                    if isinstance(event.get("stream"), str):
-                        output.messages.extend(line for line in event["stream"].splitlines() if line.strip())
-                    elif on_event and event.get("progressDetail"):
-                        on_event(event)
-            except docker.errors.APIError as exc:
+                with self.client.open("POST", "/images/load", {"quiet": False}, body=body, headers={
+                        "Content-Type": "application/x-tar", "Content-Length": str(size)}) as answer:
+                    for event in answer.messages():
+                        if "error" in event or "errorDetail" in event:
+                            detail = event.get("errorDetail") or {}
+                            output.error = str(detail.get("message") or event.get("error") or "unknown error")
+                            break
+                        if isinstance(event.get("stream"), str):
+                            output.messages.extend(line for line in event["stream"].splitlines() if line.strip())
+                        elif on_event and event.get("progressDetail"):
+                            on_event(event)
+            except APIError as exc:
                 output.error = _short(exc)
             except _FileShrank:
                 body.changed = True
@@ -511,8 +488,9 @@ class Engine:
         is its manifest's digest instead (docker/cli#5526), and only the export still says which config it is.
         The export is read to its end, never kept: its ``manifest.json`` comes after the layers."""
         found: str | None = None
-        with self._errors(f"export image {ref}"):
-            chunks = self.client.api.get_image(ref)
+        with self.errors(f"export image {ref}"), self.client.open("GET", f"/images/{quote(ref, safe='/:')}/get"
+                                                                   ) as answer:
+            chunks = answer.chunks()
             try:
                 # the engine's own archive of an image it holds: no cap (archive.py's are for extension files)
                 with tarfile.open(fileobj=archive.ChunkReader(chunks, None, f"export of {ref}"), mode="r|") as tar:
@@ -527,8 +505,8 @@ class Engine:
 
     def tag_snapshot(self) -> TagSnapshot:
         """Which tags and image IDs the engine has now (to undo a load that is not used)."""
-        with self._errors("list images"):
-            images = self.client.api.images(all=True)
+        with self.errors("list images"):
+            images = self.client.get("/images/json", {"all": True})
         snap = TagSnapshot()
         for image in images:
             image_id = str(image.get("Id", ""))
@@ -546,23 +524,23 @@ class Engine:
         (in use by an installed extension). Best effort: whatever the engine refuses is left as it is.
         """
         for ref in refs:
-            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
-                now = self.client.api.inspect_image(ref)  # type: ignore[no-untyped-call]
+            with contextlib.suppress(APIError, TransportError):
+                now = self.client.inspect_image(ref)
                 now_id, old_id = str(now["Id"]), before.tags.get(ref)
                 if old_id == now_id:
                     continue
                 if old_id is not None:
                     repository, _, tag = ref.rpartition(":")
-                    self.client.api.tag(old_id, repository, tag, force=True)
-                    still = self.client.api.inspect_image(now_id)  # type: ignore[no-untyped-call]
+                    self.client.post(f"/images/{old_id}/tag", {"repo": repository, "tag": tag, "force": True})
+                    still = self.client.inspect_image(now_id)
                     if now_id not in before.ids and not still.get("RepoTags"):
-                        self.client.api.remove_image(now_id)
+                        self.client.remove_image(now_id)
                 elif ref not in keep and (now_id not in before.ids or len(now.get("RepoTags") or []) > 1):
-                    self.client.api.remove_image(ref)
+                    self.client.remove_image(ref)
         for image_id in ids:
             if image_id not in before.ids:
-                with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
-                    self.client.api.remove_image(image_id)
+                with contextlib.suppress(APIError, TransportError):
+                    self.client.remove_image(image_id)
 
 
 class ImageFiles:
@@ -575,22 +553,15 @@ class ImageFiles:
     @contextlib.contextmanager
     def _archive(self, path: str, what: str) -> Iterator[Iterator[bytes] | None]:
         """``GET /containers/{id}/archive`` of ``path`` as chunks (None if there is no such path), its answer
-        closed on exit. ``APIClient.get_archive`` leaves the answer open when its reader stops early (a file over
-        a limit, an unsafe member): the engine then waits to write the rest, and removing the container waited
-        with it, for the client's 300 s (found in a security review, with a 3 GB file in a UI)."""
-        api: Any = self.engine.client.api  # its request helpers, as get_archive uses them (not in its stubs)
-        with self.engine._errors(f"read {what} from the image"):
-            answer = api._get(api._url("/containers/{0}/archive", self.container_id),
-                              params={"path": path}, stream=True, headers={"Accept-Encoding": "identity"})
-        try:
-            if answer.status_code == 404:
-                yield None
-                return
-            with self.engine._errors(f"read {what} from the image"):
-                api._raise_for_status(answer)
-            yield api._stream_raw_result(answer, 2 << 20, False)
-        finally:
-            answer.close()
+        closed on exit. An answer left open when its reader stops early (a file over a limit, an unsafe member)
+        makes the engine wait to write the rest, and removing the container waited with it, for the client's
+        300 s (found in a security review, with a 3 GB file in a UI, when the docker SDK read it): the
+        connection is closed instead."""
+        with contextlib.ExitStack() as stack:
+            with self.engine.errors(f"read {what} from the image"):
+                answer = stack.enter_context(self.engine.client.open(
+                    "GET", f"/containers/{self.container_id}/archive", {"path": path}, missing_ok=True))
+            yield None if answer.status == 404 else answer.chunks()
 
     def read(self, path: str, what: str, limit: int = 4 << 20) -> bytes | None:
         """Content of one regular file (through the same checked extraction), or None if it does not exist."""
@@ -601,7 +572,7 @@ class ImageFiles:
             return dest.read_bytes()
 
     def copy_tree(self, path: str, dest: Path, what: str) -> bool:
-        with self._archive(path, what) as chunks:
+        with self._archive(path, what) as chunks, self.engine.errors(f"read {what} from the image"):
             if chunks is None:
                 return False
             archive.extract_tree(chunks, dest, member=Path(path).name or "/", what=what)
@@ -610,7 +581,7 @@ class ImageFiles:
     def copy_file(
         self, path: str, dest: Path, what: str, *, executable_ok: bool = True, limits: archive.Limits | None = None
     ) -> bool:
-        with self._archive(path, what) as chunks:
+        with self._archive(path, what) as chunks, self.engine.errors(f"read {what} from the image"):
             if chunks is None:
                 return False
             archive.extract_file(chunks, dest, what=what, executable_ok=executable_ok,
@@ -658,9 +629,7 @@ class _FileShrank(Exception):
 
 class _UploadBody:
     """A file as a request body: ``read`` in blocks (no more than ``size``, its size when opened), with progress.
-
-    ``__len__`` makes requests send a Content-Length; ``__iter__`` makes it treat the object as a stream.
-    """
+    ``http.client`` sends it as a file: block after block, until ``read`` gives nothing."""
 
     BLOCK = 1 << 20
     EVERY = 4 << 20  # bytes between two progress events
@@ -673,9 +642,6 @@ class _UploadBody:
         self.sent = 0
         self.reported = 0
         self.changed = False
-
-    def __len__(self) -> int:
-        return self.size
 
     def read(self, n: int = -1) -> bytes:
         # never more than a block, even when asked for "everything": the file is never held whole in memory
@@ -693,7 +659,3 @@ class _UploadBody:
                 {"id": self.name, "status": "Sending", "progressDetail": {"current": self.sent, "total": self.size}}
             )
         return data
-
-    def __iter__(self) -> Iterator[bytes]:
-        while data := self.read(self.BLOCK):
-            yield data

@@ -30,12 +30,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import requests.exceptions
-
 from . import backendpolicy, crashpoint, devmode, marketplace, model, permissions, socketpath, sockperm
 from . import compose as composefile
 from .composecli import Compose
 from .engine import REMOTE_ENV, Engine, ImageFiles, PullEvent
+from .engineapi import TransportError
 from .errors import (
     AlreadyInstalled,
     BackendNotReady,
@@ -154,7 +153,7 @@ class Installer:
         has rolled back (the exception passes through its undo first)."""
         try:
             yield
-        except requests.exceptions.RequestException as exc:  # an OSError too, but the engine's, not the disk's
+        except TransportError as exc:  # a backstop: the engine adapter translates its client's errors itself
             raise EngineError(f"the Docker engine did not answer properly: {exc}") from None
         except OSError as exc:
             where = exc.filename or self.layout.root
@@ -337,13 +336,13 @@ class Installer:
             use_sockperm = False
             if socket_name:
                 relay = f"{project}-{sockperm.RELAY_SERVICE}"
-                image = sockperm.ensure_image(self.engine.client)
+                image = sockperm.ensure_image(self.engine)
                 extra[sockperm.RELAY_SERVICE] = sockperm.relay_service(image, relay)
         else:
             guest_services = composefile.guest_services_bind(str(gs_dir))
             use_sockperm = os.geteuid() != 0 and bool(socket_name)
             if use_sockperm:
-                image = sockperm.ensure_image(self.engine.client)
+                image = sockperm.ensure_image(self.engine)
                 # a rootless engine's container root is this user here; container uid N is a subordinate id
                 ids = (0, 0) if self.engine.rootless else (os.geteuid(), os.getegid())
                 extra["dockext-sockperm"] = sockperm.service(image, *ids, host_userns=self.engine.userns_remapped)
@@ -941,7 +940,7 @@ class Installer:
             return
         if helper and not self.engine.remote:
             try:
-                sockperm.clean(self.engine.client, str(gs_dir), owner=self.owner,
+                sockperm.clean(self.engine, str(gs_dir), owner=self.owner,
                                host_userns=self.engine.userns_remapped)
             except DockextError as exc:
                 self.report.step(f"Could not empty {gs_dir}: {exc.message}")

@@ -19,15 +19,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docker.auth
-import docker.utils.config
-
+from .dockerhost import config_dir
 from .errors import RegistryError
 
 __all__ = ["Login", "config_file", "login_command", "login_for"]
@@ -55,9 +54,17 @@ class Login:
 
 
 def config_file() -> str | None:
-    """The Docker CLI configuration file the SDK reads (None when there is none)."""
-    found = docker.utils.config.find_config_file()
-    return str(found) if found else None
+    """The Docker CLI's configuration file, ``config.json`` in ``$DOCKER_CONFIG`` or ``~/.docker`` (None when there
+    is none)."""
+    found = config_dir(os.environ) / "config.json"
+    return str(found) if found.is_file() else None
+
+
+def _index_name(key: str) -> str:
+    """The registry an ``auths`` key of config.json names: ``https://index.docker.io/v1/`` is ``docker.io``,
+    ``http://r.example:5000/v2`` is ``r.example:5000`` (as the docker SDK and the CLI read them)."""
+    name = key.replace("http://", "").replace("https://", "").split("/", 1)[0]
+    return "docker.io" if name == "index.docker.io" else name
 
 
 def login_command(registry: str | None) -> str:
@@ -81,7 +88,7 @@ def login_for(registry: str | None) -> Login | None:
             return found  # else what config.json holds, as the Docker CLI does
     auths = config.get("auths")
     for key, entry in auths.items() if isinstance(auths, dict) else ():
-        if key == name or docker.auth.resolve_index_name(key) == name:
+        if key == name or _index_name(key) == name:
             return _login(name, entry, path or "the Docker config", fix)
     return None
 

@@ -27,12 +27,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import docker.errors
-import docker.types
-import requests.exceptions
-
 from . import errors
-from .engine import HELPER_LABEL, ONE_OFF_LABEL
+from .engine import HELPER_LABEL, ONE_OFF_LABEL, Engine
+from .engineapi import APIError, NotFound, TransportError
 
 __all__ = [
     "GUEST_SERVICES", "IMAGE_REPO", "LABEL", "RELAY_SERVICE", "binary_path", "clean", "connect_command", "ensure_image",
@@ -75,24 +72,26 @@ def binary_path(machine: str | None = None) -> Path:
     return path
 
 
-def ensure_image(client: docker.DockerClient) -> str:
+def ensure_image(engine: Engine) -> str:
     """Build the helper image unless it exists; return its tag (``dockext/sockperm:<sha256[:12]>``).
 
     The binary matches the engine's architecture, which is where the image runs.
     """
-    try:
-        binary = binary_path(str(client.version().get("Arch") or platform.machine())).read_bytes()
+    api = engine.client
+    with engine.errors("build the socket-permission helper image"):
+        binary = binary_path(str(api.get("/version").get("Arch") or platform.machine())).read_bytes()
         tag = f"{IMAGE_REPO}:{hashlib.sha256(binary).hexdigest()[:12]}"
         try:
-            client.images.get(tag)
-        except docker.errors.ImageNotFound:
-            client.images.build(fileobj=_context(binary), custom_context=True, tag=tag, rm=True, forcerm=True)
-    except requests.exceptions.ConnectionError as exc:
-        raise errors.EngineUnavailable(
-            f"cannot reach the Docker engine: {exc}", hint="is dockerd running, and DOCKER_HOST right?"
-        ) from exc
-    except docker.errors.DockerException as exc:
-        raise errors.EngineError(f"cannot build the socket-permission helper image: {exc}") from exc
+            api.inspect_image(tag)
+        except NotFound:
+            context = _context(binary).getvalue()
+            with api.open("POST", "/build", {"t": tag, "rm": True, "forcerm": True}, body=context,
+                          headers={"Content-Type": "application/x-tar"}) as answer:
+                for event in answer.messages():
+                    if "error" in event or "errorDetail" in event:
+                        detail = event.get("errorDetail") or {}
+                        raise errors.EngineError("cannot build the socket-permission helper image: "
+                                                 f"{detail.get('message') or event.get('error')}") from None
     return tag
 
 
@@ -120,7 +119,7 @@ def service(image: str, uid: int, gid: int, *, host_userns: bool = False) -> dic
     return svc
 
 
-def clean(client: docker.DockerClient, directory: str, *, owner: str, host_userns: bool = False) -> None:
+def clean(engine: Engine, directory: str, *, owner: str, host_userns: bool = False) -> None:
     """Empty ``directory`` (a guest-services dir of this host; it stays) with ``sockperm clean`` in a one-off
     container: no network, read-only, only DAC_OVERRIDE and FOWNER, the directory its one mount. It removes what
     a backend made there as a user dockext is not (root's directories, and the files in them), never following a
@@ -132,29 +131,30 @@ def clean(client: docker.DockerClient, directory: str, *, owner: str, host_usern
     that does not exist on its machine (Podman makes it): never ask an engine that does not see this host's files
     (:attr:`Engine.remote`).
     """
-    mount = docker.types.Mount(GUEST_SERVICES, directory, type="bind")
-    mount["BindOptions"] = {"NonRecursive": True}
-    try:
-        image = ensure_image(client)
-        container = client.containers.run(
-            image, ["clean", GUEST_SERVICES], detach=True, network_mode="none", read_only=True,
-            cap_drop=["ALL"], cap_add=["DAC_OVERRIDE", "FOWNER"], security_opt=["no-new-privileges:true"],
-            labels={LABEL: "clean", ONE_OFF_LABEL: owner}, mounts=[mount], userns_mode="host" if host_userns else None,
-        )
+    image = ensure_image(engine)
+    api = engine.client
+    host_config: dict[str, Any] = {
+        "NetworkMode": "none", "ReadonlyRootfs": True, "CapDrop": ["ALL"], "CapAdd": ["DAC_OVERRIDE", "FOWNER"],
+        "SecurityOpt": ["no-new-privileges:true"],
+        "Mounts": [{"Target": GUEST_SERVICES, "Source": directory, "Type": "bind", "ReadOnly": False,
+                    "BindOptions": {"NonRecursive": True}}],
+    }
+    if host_userns:
+        host_config["UsernsMode"] = "host"
+    with engine.errors(f"cannot empty {directory} with the helper"):
+        container = api.post("/containers/create", json_body={
+            "Image": image, "Cmd": ["clean", GUEST_SERVICES], "Labels": {LABEL: "clean", ONE_OFF_LABEL: owner},
+            "HostConfig": host_config})["Id"]
         try:
-            code = container.wait(timeout=60)["StatusCode"]
+            api.post(f"/containers/{container}/start")
+            code = api.post(f"/containers/{container}/wait", timeout=60)["StatusCode"]
             said = ""
             if code != 0:
-                with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
-                    said = container.logs().decode(errors="replace").strip()
+                with contextlib.suppress(APIError, TransportError):
+                    said = api.logs(container).decode(errors="replace").strip()
         finally:
-            container.remove(force=True)
-    except requests.exceptions.ConnectionError as exc:
-        raise errors.EngineUnavailable(
-            f"cannot reach the Docker engine: {exc}", hint="is dockerd running, and DOCKER_HOST right?"
-        ) from exc
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:  # and wait's timeout
-        raise errors.EngineError(f"cannot empty {directory} with the helper: {exc}") from exc
+            with contextlib.suppress(APIError, TransportError):
+                api.remove_container(container)
     if code != 0:
         # the names in the helper's words are the backend's: no control character of theirs reaches a terminal
         said = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", said)

@@ -3,7 +3,7 @@
 The CLI runs ``ssh ... HOST docker system dial-stdio`` for each connection and speaks the Engine API over the
 process's stdin and stdout. dockext does the same behind a unix socket of its own (in a 0700 temporary
 directory): each connection accepted there starts one such ``ssh`` and copies bytes both ways. Every client
-of the engine in this process (the docker SDK, the async Engine API client, the relay's hijacked execs) then
+of the engine in this process (both Engine API clients, the relay's hijacked execs) then
 simply uses ``unix://<that socket>``, and the ``docker`` and ``docker compose`` processes dockext starts get the
 ``ssh://`` address itself (they dial the same way).
 

@@ -13,6 +13,7 @@ an image through the engine, or a file.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import posixpath
@@ -20,20 +21,17 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
-
-import docker.errors
-import docker.utils
-import requests.exceptions
 
 from . import API_VERSION, backendpolicy, marketplace, model, permissions
 from . import compose as composefile
 from .composecli import Compose
 from .engine import Engine, ImageFiles
-from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound, InvalidImageReference, MetadataError
+from .engineapi import APIError, TransportError
+from .errors import DockextError, EngineError, ImageNotFound, InvalidImageReference, MetadataError
 from .installer import Installer, Reporter, Silent, write_compose
 from .paths import Layout, layout
 
@@ -803,36 +801,26 @@ def _path_info(stat: Mapping[str, Any]) -> PathInfo:
     return PathInfo(kind=kind, mode=mode & 0o7777, target=str(stat.get("linkTarget") or ""))
 
 
-@contextlib.contextmanager
-def _engine_errors(engine: Engine, doing: str) -> Iterator[None]:
-    try:
-        yield
-    except DockextError:
-        raise
-    except (requests.exceptions.ConnectionError, ConnectionError) as exc:
-        raise EngineUnavailable(f"cannot reach the Docker engine at {engine.host}: {exc}") from None
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise EngineError(f"{doing}: {getattr(exc, 'explanation', None) or exc}") from None
-
-
 def _stat(engine: Engine, files: ImageFiles, path: str) -> PathInfo | None:
     """``HEAD /containers/{id}/archive?path=``: what is at ``path`` (a last-component link is not followed)."""
-    api = engine.client.api
-    with _engine_errors(engine, f"look up {path} in the image"):
-        url = f"{api.base_url}/v{api.api_version}/containers/{files.container_id}/archive"
-        res = api.head(url, params={"path": path})
-        if res.status_code == 404:
+    with engine.errors(f"look up {path} in the image"), engine.client.open(
+            "HEAD", f"/containers/{files.container_id}/archive", {"path": path}, missing_ok=True) as answer:
+        if answer.status == 404:
             return None
-        if res.status_code != 200:
-            raise EngineError(f"look up {path} in the image: the engine answered HTTP {res.status_code}")
-        header = res.headers.get("X-Docker-Container-Path-Stat")
-        return _path_info(docker.utils.decode_json_header(header) if header else {})
+        if answer.status != 200:
+            raise EngineError(f"look up {path} in the image: the engine answered HTTP {answer.status}")
+        header = answer.header("X-Docker-Container-Path-Stat")
+    try:
+        return _path_info(json.loads(base64.b64decode(header)) if header else {})
+    except ValueError:
+        raise EngineError(f"look up {path} in the image: the engine's X-Docker-Container-Path-Stat is not base64 "
+                          "JSON") from None
 
 
 def resolve_tag(engine: Engine, ref: model.ImageRef) -> str | None:
     """The greatest semver tag among the local images of ``ref``'s repository (no registry is contacted)."""
-    with _engine_errors(engine, "list images"):
-        images = engine.client.api.images(name=ref.name)
+    with engine.errors("list images"):
+        images = engine.client.get("/images/json", {"filters": {"reference": ref.name}})
     tags: list[str] = []
     for image in images:
         for repo_tag in image.get("RepoTags") or []:
@@ -937,8 +925,8 @@ def _install_uninstall(engine: Engine, ref: model.ImageRef, image_id: str, repor
     installer = Installer(Layout(home / "home"), engine=engine)
     project = model.compose_project(model.extension_key(model.ImageRef.parse(alias)))
     found: list[Finding] = []
-    with _engine_errors(engine, "tag the image"):
-        engine.client.api.tag(image_id, alias_repo, alias_tag)
+    with engine.errors("tag the image"):
+        engine.client.post(f"/images/{image_id}/tag", {"repo": alias_repo, "tag": alias_tag})
     try:
         report_to.step("Installing the extension into a temporary dockext home, then removing it...")
         try:
@@ -952,7 +940,7 @@ def _install_uninstall(engine: Engine, ref: model.ImageRef, image_id: str, repor
     finally:
         with contextlib.suppress(DockextError):
             engine.remove_volumes(engine.project_volumes(project))
-        with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
-            engine.client.api.remove_image(alias, noprune=True)
+        with contextlib.suppress(APIError, TransportError):
+            engine.client.remove_image(alias, noprune=True)
         shutil.rmtree(home, ignore_errors=True)
     return found

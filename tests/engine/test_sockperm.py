@@ -17,6 +17,8 @@ import docker.errors
 import pytest
 
 from dockext import errors, sockperm
+from dockext.dockerhost import DockerHost
+from dockext.engine import Engine
 from tests.support.images import PYBASE, TEST_LABEL, ensure_pybase
 
 UID, GID = 54321, 54322  # no such user: the helper must work with bare numbers
@@ -64,9 +66,8 @@ def test_service():
 
 
 def test_ensure_image_without_engine_is_engine_unavailable(tmp_path):
-    client = docker.DockerClient(base_url=f"unix://{tmp_path}/no.sock", version="1.41")
     with pytest.raises(errors.EngineUnavailable):
-        sockperm.ensure_image(client)
+        sockperm.ensure_image(Engine(DockerHost(f"unix://{tmp_path}/no.sock")))
 
 
 # --- against the engine -------------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def test_ensure_image_without_engine_is_engine_unavailable(tmp_path):
 
 @pytest.fixture(scope="module")
 def image(docker_client):
-    return sockperm.ensure_image(docker_client)
+    return sockperm.ensure_image(Engine())
 
 
 @pytest.fixture
@@ -155,7 +156,7 @@ def test_image_is_built_once_and_labelled(docker_client, image):
     assert img.labels["dockext.helper"] == "sockperm"
     assert img.attrs["Config"]["Entrypoint"] == ["/sockperm"]
     t0 = time.monotonic()
-    assert sockperm.ensure_image(docker_client) == image
+    assert sockperm.ensure_image(Engine()) == image
     assert time.monotonic() - t0 < 1
     assert docker_client.images.get(image).id == img.id
 
@@ -253,7 +254,7 @@ def test_clean_empties_the_dir_of_what_other_users_made_and_removes_links_as_lin
     (gs_dir / "dangling").symlink_to("/nonexistent")
     sock = bind_socket(gs_dir / "backend.sock")
     try:
-        sockperm.clean(docker_client, str(gs_dir), owner="test")
+        sockperm.clean(Engine(), str(gs_dir), owner="test")
     finally:
         sock.close()
     assert gs_dir.is_dir() and list(gs_dir.iterdir()) == []
@@ -269,7 +270,7 @@ def test_clean_says_what_it_left_with_the_backends_names_escaped(docker_client, 
     deepest.mkdir(parents=True)
     (gs_dir / "other").write_text("gone")
     with pytest.raises(errors.EngineError, match="more than 64 directories deep") as info:
-        sockperm.clean(docker_client, str(gs_dir), owner="test")
+        sockperm.clean(Engine(), str(gs_dir), owner="test")
     assert "\\x1b[2K\\x0dExtension" in info.value.message, info.value.message
     assert not any(ord(c) < 0x20 for c in info.value.message), info.value.message
     assert sorted(p.name for p in gs_dir.iterdir()) == [forged]  # the rest went
@@ -284,7 +285,7 @@ def test_clean_of_a_directory_the_engine_does_not_see_makes_nothing(docker_clien
     missing = Path(tempfile.mkdtemp(prefix="dockext-gs-", dir="/tmp")) / "not" / "there"
     try:
         with pytest.raises(errors.EngineError, match="cannot empty"):
-            sockperm.clean(docker_client, str(missing), owner="test")
+            sockperm.clean(Engine(), str(missing), owner="test")
         assert not missing.parent.exists()
     finally:
         shutil.rmtree(missing.parent.parent)

@@ -123,13 +123,23 @@ def test_an_address_no_client_can_use_is_named_not_a_traceback(host):
 
 
 @pytest.mark.parametrize("config", ["[1]", "null", '{"proxies": 5}'])
-def test_a_cli_configuration_of_another_shape_is_named_when_the_client_is_made(tmp_path, monkeypatch, config):
-    """The Docker SDK reads config.json (proxies, auths) as it makes its client: another shape was a traceback."""
+def test_a_cli_configuration_of_another_shape_does_not_stop_the_engine_client(tmp_path, monkeypatch, config):
+    """config.json is read for a pull's login alone (the docker SDK, used before, read it to make its client and
+    failed with a traceback): the client reaches the engine, or says it cannot, whatever shape the file has, and a
+    pull's login lookup names the file when it is not a JSON object."""
     from dockext.engine import Engine
+    from dockext.errors import EngineUnavailable, RegistryError
+    from dockext.logins import login_for
 
     (tmp_path / "config.json").write_text(config)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     engine = Engine(DockerHost(f"unix://{tmp_path}/no-engine.sock"))
-    with pytest.raises(DockextError, match="cannot make a client for the engine") as err:
-        engine.client  # noqa: B018
-    assert str(tmp_path / "config.json") in (err.value.hint or "")
+    with pytest.raises(EngineUnavailable, match="cannot reach the Docker engine") as err:
+        engine.ping()
+    assert "no-engine.sock" in err.value.message
+    if config.startswith("{"):
+        assert login_for("127.0.0.1:5000") is None
+    else:
+        with pytest.raises(RegistryError, match="is not a JSON object") as refused:
+            login_for("127.0.0.1:5000")
+        assert str(tmp_path / "config.json") in refused.value.message

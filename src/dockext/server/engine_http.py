@@ -1,7 +1,7 @@
 """The Docker Engine API, asynchronously, straight over its socket (httpx), for the server's Docker views.
 
-Unlike :mod:`dockext.engine` (the docker SDK, blocking, used by install), this talks to the engine from the
-event loop: lists and inspects, log and stats streams, and interactive exec sessions on a hijacked
+Unlike :mod:`dockext.engine` (:mod:`dockext.engineapi`, blocking, used by the CLI and install), this talks to
+the engine from the event loop: lists and inspects, log and stats streams, and interactive exec sessions on a hijacked
 connection. Engine errors are translated into :class:`EngineReplied` (404 → ``NotFound`` and so on) or
 :class:`~dockext.errors.EngineUnavailable` here, at the boundary.
 
