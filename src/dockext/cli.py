@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import click
 from rich.cells import cell_len
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
-from rich.table import Table
 from rich.text import Text
 
 from . import API_VERSION, __version__, cliplugin, model
@@ -27,7 +25,10 @@ from .installer import Installer
 from .paths import layout
 from .store import Record, Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich's progress bar and table, 0.02 s of every command's start: imported where used
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
     from .registry import Insecure
 
 __all__ = ["main"]
@@ -62,6 +63,8 @@ class CliReporter:
         if not layer or "total" not in detail:
             return
         if self.progress is None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
             self.progress = Progress(
                 TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                 console=self.console, transient=True,
@@ -172,6 +175,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, wrap: str | 
     (people copy these names, and scripts cut columns out of the lines), so a line may be wider than the
     terminal. Only the column named ``wrap`` (the last, free text) wraps its words, where the terminal is too
     narrow for it (in a terminal only); its header never does."""
+    from rich.table import Table
+
     rows = [[_printable(cell, newlines=False) for cell in row] for row in rows]  # the images' words, shown
     if not out.is_terminal:
         wrap = None  # into a pipe or a file: one line per row, for grep and awk
