@@ -84,9 +84,10 @@ else
   tmp=${DOCKEXT_TEST_TMP:-/tmp/dockext-tests}
   mkdir -p "$tmp"
   restart=tests/engine/test_engine_restart.py  # restarts the engine under every other test
-  offline=tests/engine/test_offline_install.py  # moved for balance
+  # moved for balance (each part takes its own conftest.py along): the two parts end within a minute
+  offline=tests/engine/test_offline_install.py remote=tests/e2e/test_remote_engine.py
   check "pytest (tests/e2e beside tests/engine)" side_by_side \
-    e2e "tests/e2e $offline" engine "tests/engine --ignore=$restart --ignore=$offline"
+    e2e "tests/e2e --ignore=$remote $offline" engine "tests/engine --ignore=$restart --ignore=$offline $remote"
   # the unit tests need no engine: they run while it restarts (pytest_part gives them none at all), on the CPU
   # that the restarts leave idle; the fuzz tests, a third of their time, as a part of their own beside them
   fuzz=tests/unit/test_fuzz.py

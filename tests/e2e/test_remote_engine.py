@@ -29,6 +29,17 @@ from tests.support.sshd import sshd
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
 
 
+@pytest.fixture(scope="module")
+def fixture_image(fixture_image):
+    """Images of this module's own names, so their Compose projects are this module's alone: scripts/test.sh runs
+    it beside tests/e2e, which installs the same fixtures under tests/e2e/conftest.py's prefix."""
+
+    def build(name: str, **kwargs):
+        return fixture_image(name, repo_prefix="dockext-remote", **kwargs)
+
+    return build
+
+
 @pytest.fixture
 def remote(tmp_path):
     """A dockext home and server that know the engine only as tcp://127.0.0.1:PORT."""
@@ -66,7 +77,7 @@ def test_a_compose_backend_on_a_remote_engine_answers_its_ui_through_the_relay(p
                                                                                 docker_client):
     engine, server, env = remote
     ref = fixture_image("compose")
-    key, project = "dockext-e2e_compose", "dockext-e2e_compose-desktop-extension"
+    key, project = "dockext-remote_compose", "dockext-remote_compose-desktop-extension"
     before = engine.connections
     out = run_dockext("install", "-f", ref, home=server.home, env=env)
     assert "VM service started" in out.stdout
@@ -109,7 +120,7 @@ def test_remote_backend_bodies_both_ways_kept_alive_connections_and_a_stopped_ba
                                                                                       docker_client):
     engine, server, env = remote
     ref = fixture_image("vm-image")
-    key, project = "dockext-e2e_vm-image", "dockext-e2e_vm-image-desktop-extension"
+    key, project = "dockext-remote_vm-image", "dockext-remote_vm-image-desktop-extension"
     run_dockext("install", "-f", ref, home=server.home, env=env)
     try:
         session = Session(server)
@@ -155,7 +166,7 @@ def test_a_tls_engine_reached_with_the_environments_certificates_or_a_docker_con
     ``DOCKER_CERT_PATH`` or from the docker context the user switched to (the CLI's own files)."""
     certs = make_certs(tmp_path / "certs")
     ref = fixture_image("vm-image")
-    key, project = "dockext-e2e_vm-image", "dockext-e2e_vm-image-desktop-extension"
+    key, project = "dockext-remote_vm-image", "dockext-remote_vm-image-desktop-extension"
     home = tmp_path / "home"
     with tls_engine(certs) as engine:
         # without certificates the engine is unreachable: said so, nothing installed
@@ -189,7 +200,7 @@ def test_a_tls_engine_reached_with_the_environments_certificates_or_a_docker_con
         run_dockext("plugin", "install", home=home, env=ctx_env)
         listed = subprocess.run(["docker", "--context", "tls-remote", "extension", "ls"], capture_output=True,
                                 text=True, env={**cli_env, "DOCKEXT_HOME": str(home), "COLUMNS": "200"}, timeout=120)
-        assert listed.returncode == 0 and "dockext-e2e/vm-image" in listed.stdout, listed.stderr
+        assert listed.returncode == 0 and "dockext-remote/vm-image" in listed.stdout, listed.stderr
         run_dockext("rm", ref, home=home, env=ctx_env)
     assert project_containers(docker_client, project) == {}
 
@@ -198,7 +209,7 @@ def test_an_engine_over_ssh_is_reached_as_the_docker_cli_reaches_it(tmp_path, fi
     """``DOCKER_HOST=ssh://host``: dockext's connections are ``ssh host docker system dial-stdio`` (real sshd,
     real ssh), Compose and the docker CLI dial the same way, and the backend answers through the relay."""
     ref = fixture_image("vm-image")
-    key, project = "dockext-e2e_vm-image", "dockext-e2e_vm-image-desktop-extension"
+    key, project = "dockext-remote_vm-image", "dockext-remote_vm-image-desktop-extension"
     home = tmp_path / "home"
     with sshd(tmp_path / "ssh") as ssh:
         env = ssh.env()
@@ -228,7 +239,7 @@ def test_a_remote_backend_restarted_alone_can_listen_again_over_its_old_socket(r
     relay removes sockets nobody listens on, and the backend comes back."""
     _, server, env = remote
     ref = fixture_image("stale-socket")
-    key, project = "dockext-e2e_stale-socket", "dockext-e2e_stale-socket-desktop-extension"
+    key, project = "dockext-remote_stale-socket", "dockext-remote_stale-socket-desktop-extension"
     run_dockext("install", "-f", ref, home=server.home, env=env)
     try:
         session = Session(server)
