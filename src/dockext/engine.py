@@ -16,11 +16,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
 from . import archive, dockerhost, sshdial
 from .dockerhost import DockerHost
-from .engineapi import APIError, BrokenAnswer, EngineAPI, NotFound, TransportError, Unreachable, demux, registry_auth
+from .engineapi import (
+    APIError,
+    BrokenAnswer,
+    EngineAPI,
+    NotFound,
+    TransportError,
+    Unreachable,
+    demux,
+    name_in_path,
+    registry_auth,
+)
 from .errors import DockextError, EngineError, EngineUnavailable, ImageNotFound
 from .logins import Login, login_command, login_for
 from .model import ImageRef, is_loopback
@@ -120,7 +130,7 @@ class Engine:
     @property
     def client(self) -> EngineAPI:
         """The Engine API client (:mod:`.engineapi`), made on first use; it asks the engine nothing until a
-        request is made. Its errors are turned into dockext's by :meth:`_errors`."""
+        request is made. Its errors are turned into dockext's by :meth:`errors`."""
         if self._client is None:
             url = sshdial.dialer_for(self.target.url).host if self.target.scheme == "ssh" else self.target.url
             try:
@@ -488,7 +498,7 @@ class Engine:
         is its manifest's digest instead (docker/cli#5526), and only the export still says which config it is.
         The export is read to its end, never kept: its ``manifest.json`` comes after the layers."""
         found: str | None = None
-        with self.errors(f"export image {ref}"), self.client.open("GET", f"/images/{quote(ref, safe='/:')}/get"
+        with self.errors(f"export image {ref}"), self.client.open("GET", f"/images/{name_in_path(ref)}/get"
                                                                    ) as answer:
             chunks = answer.chunks()
             try:

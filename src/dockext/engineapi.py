@@ -19,9 +19,12 @@ is not HTTP or not the JSON it should be), :class:`APIError` (the engine answere
 from __future__ import annotations
 
 import base64
+import codecs
 import contextlib
 import http.client
 import json
+import re
+import select
 import socket
 import ssl
 import threading
@@ -30,11 +33,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 __all__ = ["APIError", "Answer", "BrokenAnswer", "EngineAPI", "NotFound", "TransportError", "Unreachable",
-           "demux", "query", "registry_auth"]
+           "demux", "name_in_path", "query", "registry_auth"]
 
 POOL = 8  # idle connections kept per client
 CHUNK = 2 << 20  # bytes read at most at once from a streamed answer (an export, a file archive)
 BLOCK = 1 << 20  # bytes sent at once from a request body that is a file
+MAX_MESSAGE = 1 << 20  # characters of one message of a progress stream (the engine's are a few hundred)
+MAX_ERROR = 64 << 10  # bytes of an error's answer read for its explanation
+_SPACE = re.compile(r"\s*")
 
 
 class Readable(Protocol):
@@ -144,21 +150,26 @@ class Answer:
     def messages(self) -> Iterator[dict[str, Any]]:
         """The JSON objects of a progress stream (a pull, a load, a build), one after the other as they come."""
         decoder = json.JSONDecoder()
+        text = codecs.getincrementaldecoder("utf-8")("replace")  # a character may be cut between two reads
         buf = ""
         for data in self.chunks(64 << 10):
-            buf += data.decode("utf-8", errors="replace")
+            buf += text.decode(data)
+            pos = 0
             while True:
-                buf = buf.lstrip()
-                if not buf:
+                pos = _SPACE.match(buf, pos).end()  # type: ignore[union-attr]  # \s* always matches
+                if pos == len(buf):
                     break
                 try:
-                    obj, end = decoder.raw_decode(buf)
+                    obj, pos = decoder.raw_decode(buf, pos)
                 except ValueError:
                     break  # not whole yet
-                buf = buf[end:]
                 if isinstance(obj, dict):
                     yield obj
-        if buf.strip():
+            buf = buf[pos:]
+            if len(buf) > MAX_MESSAGE:
+                raise BrokenAnswer(f"{self.what}: the engine sent a JSON message of over {MAX_MESSAGE} bytes, "
+                                   "or something that is not JSON")
+        if (buf + text.decode(b"", final=True)).strip():
             raise BrokenAnswer(f"{self.what}: the engine's answer ended inside a JSON message")
 
 
@@ -216,10 +227,15 @@ class EngineAPI:
         return http.client.HTTPConnection(p.hostname or "", port, timeout=self.timeout, blocksize=BLOCK)
 
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        return self._new_connection(), False
+        """A kept-alive connection that is still open, else a new one; and whether it was kept."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return self._new_connection(), False
+                conn = self._idle.pop()
+            if not _dropped(conn):
+                return conn, True
+            conn.close()
 
     def _give_back(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -287,31 +303,28 @@ class EngineAPI:
     def _send(self, conn: http.client.HTTPConnection, reused: bool, method: str, url: str,
               body: bytes | Readable | None, headers: dict[str, str], what: str,
               timeout: float | None) -> http.client.HTTPResponse:
-        retry_body = body is None or isinstance(body, bytes)
-        try:
-            with _reading(what):
-                try:
+        for attempt in (1, 2):
+            try:
+                with _reading(what):
                     conn.request(method, url, body=body, headers=headers)
                     if timeout is not None and conn.sock is not None:
                         conn.sock.settimeout(timeout)
                     return conn.getresponse()
-                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                    if not (reused and retry_body):
-                        raise
-                    # a kept-alive connection the engine had closed meanwhile: once more on a new one
-                    conn.close()
-                    conn.request(method, url, body=body, headers=headers)
-                    if timeout is not None and conn.sock is not None:
-                        conn.sock.settimeout(timeout)
-                    return conn.getresponse()
-        except BaseException:
-            conn.close()
-            raise
+            except Unreachable:
+                conn.close()
+                # a kept-alive connection the engine closed just as it was taken: a request that changes nothing
+                # is sent once more, on a new connection (any other could have been done before the engine closed)
+                if attempt == 2 or not reused or method not in ("GET", "HEAD"):
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")
 
     def _error(self, answer: Answer) -> APIError:
         text = b""
-        with contextlib.suppress(TransportError):
-            text = answer.read()[:64 << 10]
+        with contextlib.suppress(TransportError), _reading(answer.what):
+            text = answer.response.read(MAX_ERROR)
         explanation = text.decode(errors="replace").strip()
         with contextlib.suppress(ValueError):
             found = json.loads(explanation)
@@ -348,23 +361,33 @@ class EngineAPI:
             answer.read()
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
-        return dict(self.get(f"/images/{_quote(ref)}/json"))
+        return dict(self.get(f"/images/{name_in_path(ref)}/json"))
 
     def remove_image(self, ref: str, *, noprune: bool = False) -> None:
-        self.delete(f"/images/{_quote(ref)}", {"noprune": noprune})
+        self.delete(f"/images/{name_in_path(ref)}", {"noprune": noprune})
 
     def containers(self, *, all: bool = False, filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return list(self.get("/containers/json", {"all": all, "filters": filters}) or [])
 
     def remove_container(self, container: str) -> None:
         """Remove a container, running or not (``docker rm -f``)."""
-        self.delete(f"/containers/{_quote(container)}", {"force": True})
+        self.delete(f"/containers/{name_in_path(container)}", {"force": True})
 
     def logs(self, container: str, tail: int | str = "all") -> bytes:
         """A stopped or running container's output so far (stdout and stderr, in the order they came)."""
-        with self.open("GET", f"/containers/{_quote(container)}/logs",
+        with self.open("GET", f"/containers/{name_in_path(container)}/logs",
                        {"stdout": True, "stderr": True, "tail": tail}) as answer:
             return demux(answer.read())
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """Whether a kept-alive connection was closed by the engine meanwhile (or has bytes nobody asked for): an idle
+    HTTP/1.1 connection has nothing to read until a request is sent (as urllib3 checks before reusing one)."""
+    if conn.sock is None:
+        return False  # made again on the next request
+    poll = select.poll()
+    poll.register(conn.sock.fileno(), select.POLLIN)
+    return bool(poll.poll(0))
 
 
 def registry_auth(auth: Mapping[str, str]) -> str:
@@ -372,6 +395,6 @@ def registry_auth(auth: Mapping[str, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(dict(auth)).encode()).decode()
 
 
-def _quote(name: str) -> str:
+def name_in_path(name: str) -> str:
     """A name in a path, as the docker SDK writes it (``repo@sha256:...`` is ``repo%40sha256:...``)."""
     return urllib.parse.quote(name, safe="/:")

@@ -189,6 +189,20 @@ def test_progress_messages_are_read_as_they_come_whatever_the_pieces(fake, api):
     assert fake.connections == 1
 
 
+def test_a_character_cut_between_two_reads_stays_whole(fake, api):
+    wire = json.dumps({"status": "Téléchargé ✓"}, ensure_ascii=False).encode()
+    cut = wire.index("✓".encode()) + 1  # inside the three bytes of ✓
+    fake.routes["POST /v1.41/images/create"] = lambda h: chunked(h, [wire[:cut], wire[cut:]])
+    with api.open("POST", "/images/create") as answer:
+        assert list(answer.messages()) == [{"status": "Téléchargé ✓"}]
+
+
+def test_a_stream_of_garbage_is_refused_before_it_fills_the_memory(fake, api):
+    fake.routes["POST /v1.41/images/load"] = lambda h: chunked(h, [b"{" + b"x" * (64 << 10)] * 20)
+    with pytest.raises(BrokenAnswer, match="over 1048576 bytes"), api.open("POST", "/images/load") as answer:
+        list(answer.messages())
+
+
 def test_a_stream_cut_inside_a_message_is_a_broken_answer(fake, api):
     fake.routes["POST /v1.41/images/load"] = lambda h: chunked(h, [b'{"stream": "Loaded'])
     with pytest.raises(BrokenAnswer, match="inside a JSON message"), api.open("POST", "/images/load") as answer:
