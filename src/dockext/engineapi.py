@@ -5,12 +5,13 @@ unix socket of :mod:`dockext.sshdial`), a small pool of kept-alive connections s
 version the engine says it speaks (``GET /version``, asked once, as the Docker CLI and the docker SDK's
 ``version="auto"`` do). The dashboard's own client is asynchronous (``server/engine_http.py``, httpx).
 
-Why not the docker SDK, which dockext used before: it imports ``requests`` and ``urllib3``, 0.19 s of CPU at the
-start of every ``dockext`` command on a slow machine (0.45 s in all, before any work), and dockext used it only as
-an HTTP client of the Engine API (the low-level ``APIClient``), which this module is in about 300 lines. The tests
-still use the SDK, as a second, independent client of the same engine.
+Why not the docker SDK, which dockext used before: it imports ``requests`` and ``urllib3``, about 0.18 s of CPU at
+the start of every ``dockext`` command on a slow machine (0.62 s before any work with it, 0.44 s without:
+docs/performance.md), and dockext used it only as an HTTP client of the Engine API (its low-level ``APIClient``),
+which is what this module is. The tests still use the SDK, as a second, independent client of the same engine.
 
-Errors (internal to the engine adapter, :mod:`dockext.engine`, which turns them into :mod:`dockext.errors`):
+Errors (turned into :mod:`dockext.errors` by :meth:`dockext.engine.Engine.errors`; a caller that can do without
+an answer suppresses them):
 :class:`Unreachable` (no connection, or the engine dropped it), :class:`BrokenAnswer` (a timeout, an answer that
 is not HTTP or not the JSON it should be), :class:`APIError` (the engine answered an error status; its
 ``explanation`` is the engine's own message) and its :class:`NotFound` (404).
